@@ -1,0 +1,453 @@
+//! Command-line flags (argh) and their validation into plain config values.
+//! The only module that knows argh. Validation never touches the network.
+
+use crate::error::{Error, Result};
+use crate::filer::FilerAddr;
+use crate::replicate::normalize_folder;
+use argh::FromArgs;
+use std::path::PathBuf;
+
+#[derive(FromArgs, Debug)]
+/// filer-sync: keep SeaweedFS clusters in sync through their filers.
+/// Exit codes: 0 success, 1 failure (or differences found), 2 usage error.
+pub struct Cli {
+    #[argh(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Sync(SyncArgs),
+    Verify(VerifyArgs),
+    Migrate(MigrateArgs),
+    Status(StatusArgs),
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "sync")]
+/// Replicate changes between filer A and filer B: both ways by default,
+/// A to B only with --active-passive. Resumes from the checkpoint in the
+/// state file; --once stops when caught up (cron mode).
+pub struct SyncArgs {
+    /// filer A as HOST:PORT (gRPC on PORT+10000) or HOST:PORT.GRPCPORT
+    #[argh(option, short = 'a')]
+    pub a: String,
+    /// filer B as HOST:PORT or HOST:PORT.GRPCPORT
+    #[argh(option, short = 'b')]
+    pub b: String,
+    /// replicate only A to B (B is a follower)
+    #[argh(switch)]
+    pub active_passive: bool,
+    /// folder on A to sync (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub a_path: String,
+    /// folder on B to sync (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub b_path: String,
+    /// path prefix or glob on A whose entries are not replicated (repeatable)
+    #[argh(option)]
+    pub a_exclude: Vec<String>,
+    /// path prefix or glob on B whose entries are not replicated (repeatable)
+    #[argh(option)]
+    pub b_exclude: Vec<String>,
+    /// move A's chunk bytes through A's filer instead of its volume servers
+    #[argh(switch)]
+    pub a_filer_proxy: bool,
+    /// move B's chunk bytes through B's filer instead of its volume servers
+    #[argh(switch)]
+    pub b_filer_proxy: bool,
+    /// log every event read from A and every change applied to A
+    #[argh(switch)]
+    pub a_debug: bool,
+    /// log every event read from B and every change applied to B
+    #[argh(switch)]
+    pub b_debug: bool,
+    /// collection for chunks written to A
+    #[argh(option, default = "String::new()")]
+    pub a_collection: String,
+    /// collection for chunks written to B
+    #[argh(option, default = "String::new()")]
+    pub b_collection: String,
+    /// replication (e.g. 001) for chunks written to A
+    #[argh(option, default = "String::new()")]
+    pub a_replication: String,
+    /// replication (e.g. 001) for chunks written to B
+    #[argh(option, default = "String::new()")]
+    pub b_replication: String,
+    /// TTL in seconds for chunks written to A
+    #[argh(option, default = "0")]
+    pub a_ttl_sec: i32,
+    /// TTL in seconds for chunks written to B
+    #[argh(option, default = "0")]
+    pub b_ttl_sec: i32,
+    /// disk type (hdd, ssd, ...) for chunks written to A
+    #[argh(option, default = "String::new()")]
+    pub a_disk: String,
+    /// disk type (hdd, ssd, ...) for chunks written to B
+    #[argh(option, default = "String::new()")]
+    pub b_disk: String,
+    /// never delete on A: deletes are dropped, renames only create
+    #[argh(switch)]
+    pub a_no_delete: bool,
+    /// never delete on B: deletes are dropped, renames only create
+    #[argh(switch)]
+    pub b_no_delete: bool,
+    /// start reading A's log at this time (ms since the epoch), replacing the checkpoint
+    #[argh(option, default = "0")]
+    pub a_from_ts_ms: i64,
+    /// start reading B's log at this time (ms since the epoch), replacing the checkpoint
+    #[argh(option, default = "0")]
+    pub b_from_ts_ms: i64,
+    /// events applied in parallel per direction (default 32)
+    #[argh(option, default = "32")]
+    pub workers: usize,
+    /// chunk transfers in parallel per direction (default 16)
+    #[argh(option, default = "16")]
+    pub chunk_workers: usize,
+    /// most events in one window (default 1000)
+    #[argh(option, default = "1000")]
+    pub batch_size: usize,
+    /// longest a window stays open after its first event, in ms (default 200)
+    #[argh(option, default = "200")]
+    pub batch_window_ms: u64,
+    /// the SQLite state file (default: $XDG_STATE_HOME or ~/.local/state, /filer-sync/<a>_<a-path>__<b>_<b-path>.db)
+    #[argh(option)]
+    pub state: Option<PathBuf>,
+    /// catch up to the sources' time at start, commit, and exit (cron mode)
+    #[argh(switch)]
+    pub once: bool,
+    /// log what would be done and change nothing on the targets
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// seconds before a gRPC call is given up (default 10)
+    #[argh(option, default = "10")]
+    pub timeout_secs: u64,
+}
+
+/// Subcommands that are not built yet: each says so and exits 1.
+macro_rules! not_yet {
+    ($t:ident, $name:literal, $desc:literal) => {
+        #[derive(FromArgs, Debug)]
+        #[argh(subcommand, name = $name, description = $desc)]
+        pub struct $t {
+            /// arguments (ignored: this subcommand is not built yet)
+            #[argh(positional, greedy)]
+            pub rest: Vec<String>,
+        }
+    };
+}
+not_yet!(VerifyArgs, "verify", "compare the trees of A and B (not built yet)");
+not_yet!(MigrateArgs, "migrate", "one-shot copy of A's tree to B (not built yet)");
+not_yet!(StatusArgs, "status", "show checkpoints, lag and failures (not built yet)");
+not_yet!(CheckpointArgs, "checkpoint", "show, set or reset checkpoints (not built yet)");
+
+/// One side as the user described it.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub label: char,
+    pub addr: FilerAddr,
+    pub path: String,
+    pub excludes: Vec<String>,
+    pub proxy: bool,
+    pub debug: bool,
+    pub placement: crate::volume::Placement,
+    pub deletes: bool,
+    pub from_ts_ms: i64,
+}
+
+/// The validated `sync` configuration.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub a: Side,
+    pub b: Side,
+    pub active_passive: bool,
+    pub workers: usize,
+    pub chunk_workers: usize,
+    pub batch_size: usize,
+    pub batch_window_ms: u64,
+    pub state: PathBuf,
+    pub once: bool,
+    pub dry_run: bool,
+    pub timeout_secs: u64,
+}
+
+impl SyncArgs {
+    pub fn validate(&self) -> Result<SyncConfig> {
+        let side = |label: char,
+                    addr: &str,
+                    path: &str,
+                    excludes: &[String],
+                    proxy,
+                    debug,
+                    placement: crate::volume::Placement,
+                    no_delete: bool,
+                    from: i64|
+         -> Result<Side> {
+            let flag = label.to_ascii_lowercase();
+            let addr = FilerAddr::parse(addr).map_err(|e| e.context(format!("-{flag}")))?;
+            let path = normalize_folder(path).ok_or_else(|| {
+                Error::usage(format!(
+                    "--{flag}-path {path:?}: give an absolute folder like /data (no //, . or ..)"
+                ))
+            })?;
+            let mut ex = Vec::new();
+            for x in excludes {
+                let n = if crate::replicate::glob::is_glob(x) {
+                    x.starts_with('/').then(|| x.clone())
+                } else {
+                    normalize_folder(x)
+                };
+                let n = n.ok_or_else(|| {
+                    Error::usage(format!(
+                        "--{flag}-exclude {x:?}: give an absolute path or glob like /data/tmp or /data/**.tmp"
+                    ))
+                })?;
+                if !crate::replicate::glob::is_glob(&n) && crate::replicate::is_under(&path, &n) {
+                    return Err(Error::usage(format!(
+                        "--{flag}-exclude {x:?} covers the whole synced folder {path}: nothing would replicate"
+                    )));
+                }
+                ex.push(n);
+            }
+            if from < 0 {
+                return Err(Error::usage(format!("--{flag}-from-ts-ms {from}: must be ≥ 0")));
+            }
+            if placement.ttl_sec < 0 {
+                return Err(Error::usage(format!(
+                    "--{flag}-ttl-sec {}: must be ≥ 0",
+                    placement.ttl_sec
+                )));
+            }
+            Ok(Side {
+                label,
+                addr,
+                path,
+                excludes: ex,
+                proxy,
+                debug,
+                placement,
+                deletes: !no_delete,
+                from_ts_ms: from,
+            })
+        };
+        let a = side(
+            'A',
+            &self.a,
+            &self.a_path,
+            &self.a_exclude,
+            self.a_filer_proxy,
+            self.a_debug,
+            crate::volume::Placement {
+                collection: self.a_collection.clone(),
+                replication: self.a_replication.clone(),
+                ttl_sec: self.a_ttl_sec,
+                disk_type: self.a_disk.clone(),
+            },
+            self.a_no_delete,
+            self.a_from_ts_ms,
+        )?;
+        let b = side(
+            'B',
+            &self.b,
+            &self.b_path,
+            &self.b_exclude,
+            self.b_filer_proxy,
+            self.b_debug,
+            crate::volume::Placement {
+                collection: self.b_collection.clone(),
+                replication: self.b_replication.clone(),
+                ttl_sec: self.b_ttl_sec,
+                disk_type: self.b_disk.clone(),
+            },
+            self.b_no_delete,
+            self.b_from_ts_ms,
+        )?;
+        for (name, v, max) in [
+            ("--workers", self.workers, 1024),
+            ("--chunk-workers", self.chunk_workers, 1024),
+            ("--batch-size", self.batch_size, 100_000),
+        ] {
+            if v == 0 || v > max {
+                return Err(Error::usage(format!("{name} {v}: give 1 to {max}")));
+            }
+        }
+        if self.batch_window_ms > 60_000 {
+            return Err(Error::usage(format!(
+                "--batch-window-ms {}: give at most 60000",
+                self.batch_window_ms
+            )));
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 3600 {
+            return Err(Error::usage(format!(
+                "--timeout-secs {}: give 1 to 3600",
+                self.timeout_secs
+            )));
+        }
+        if a.addr == b.addr
+            && (crate::replicate::is_under(&a.path, &b.path)
+                || crate::replicate::is_under(&b.path, &a.path))
+        {
+            return Err(Error::usage(format!(
+                "-a and -b are the same filer {} with overlapping folders {} and {}: it would sync into itself",
+                a.addr, a.path, b.path
+            )));
+        }
+        let state = match &self.state {
+            Some(p) => p.clone(),
+            None => default_state_path(&a, &b)?,
+        };
+        Ok(SyncConfig {
+            a,
+            b,
+            active_passive: self.active_passive,
+            workers: self.workers,
+            chunk_workers: self.chunk_workers,
+            batch_size: self.batch_size,
+            batch_window_ms: self.batch_window_ms,
+            state,
+            once: self.once,
+            dry_run: self.dry_run,
+            timeout_secs: self.timeout_secs,
+        })
+    }
+}
+
+/// `$XDG_STATE_HOME/filer-sync/…` or `~/.local/state/filer-sync/…`, one file per pair of folders.
+fn default_state_path(a: &Side, b: &Side) -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .ok_or_else(|| Error::usage("no HOME or XDG_STATE_HOME to put the state file in: pass --state FILE"))?;
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .collect()
+    };
+    let name = format!(
+        "{}{}__{}{}.db",
+        clean(&a.addr.to_string()),
+        clean(&a.path),
+        clean(&b.addr.to_string()),
+        clean(&b.path)
+    );
+    Ok(base.join("filer-sync").join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<SyncArgs, String> {
+        SyncArgs::from_args(&["sync"], args).map_err(|e| e.output)
+    }
+
+    fn cfg(args: &[&str]) -> Result<SyncConfig> {
+        parse(args).unwrap().validate()
+    }
+
+    const AB: [&str; 4] = ["-a", "127.0.0.1:8888", "-b", "127.0.0.1:9888"];
+
+    fn with(extra: &[&'static str]) -> Vec<&'static str> {
+        let mut v = AB.to_vec();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&AB).unwrap();
+        assert!(!c.active_passive && !c.once && !c.dry_run);
+        assert_eq!((c.a.path.as_str(), c.b.path.as_str()), ("/", "/"));
+        assert_eq!((c.workers, c.batch_size, c.batch_window_ms), (32, 1000, 200));
+        assert!(c.a.deletes && c.b.deletes);
+        assert!(c.state.to_string_lossy().ends_with(
+            "filer-sync/127.0.0.1_8888___127.0.0.1_9888_.db"
+        ));
+    }
+
+    #[test]
+    fn flag_a_b_required_and_parsed() {
+        assert!(parse(&["-a", "h:1"]).is_err());
+        let e = cfg(&["-a", "nonsense", "-b", "127.0.0.1:1"]).unwrap_err();
+        assert!(e.to_string().starts_with("-a: filer address \"nonsense\""), "{e}");
+        let c = cfg(&["-a", "h:1.2", "-b", "h:3"]).unwrap();
+        assert_eq!((c.a.addr.grpc_port, c.b.addr.grpc_port), (2, 10003));
+    }
+
+    #[test]
+    fn flag_paths() {
+        let c = cfg(&with(&["--a-path", "/home/chris/", "--b-path", "/Users/chris"])).unwrap();
+        assert_eq!((c.a.path.as_str(), c.b.path.as_str()), ("/home/chris", "/Users/chris"));
+        assert!(cfg(&with(&["--a-path", "home"])).unwrap_err().to_string().contains("--a-path"));
+    }
+
+    #[test]
+    fn flag_excludes() {
+        let c = cfg(&with(&["--a-path", "/p", "--a-exclude", "/p/tmp/", "--a-exclude", "/p/**.swp"])).unwrap();
+        assert_eq!(c.a.excludes, ["/p/tmp", "/p/**.swp"]);
+        let e = cfg(&with(&["--a-path", "/p", "--a-exclude", "/"])).unwrap_err();
+        assert!(e.to_string().contains("covers the whole synced folder"), "{e}");
+        assert!(cfg(&with(&["--b-exclude", "tmp"])).is_err());
+    }
+
+    #[test]
+    fn flag_switches() {
+        let c = cfg(&with(&[
+            "--active-passive",
+            "--once",
+            "--dry-run",
+            "--a-filer-proxy",
+            "--b-debug",
+            "--b-no-delete",
+        ]))
+        .unwrap();
+        assert!(c.active_passive && c.once && c.dry_run && c.a.proxy && c.b.debug);
+        assert!(!c.b.deletes && c.a.deletes && !c.b.proxy && !c.a.debug);
+    }
+
+    #[test]
+    fn flag_placement() {
+        let c = cfg(&with(&[
+            "--b-collection",
+            "c1",
+            "--b-replication",
+            "001",
+            "--b-ttl-sec",
+            "60",
+            "--b-disk",
+            "ssd",
+        ]))
+        .unwrap();
+        let p = &c.b.placement;
+        assert_eq!((p.collection.as_str(), p.replication.as_str(), p.ttl_sec, p.disk_type.as_str()), ("c1", "001", 60, "ssd"));
+        assert!(cfg(&with(&["--a-ttl-sec", "-1"])).is_err());
+    }
+
+    #[test]
+    fn flag_numbers() {
+        assert!(cfg(&with(&["--workers", "0"])).is_err());
+        assert!(cfg(&with(&["--batch-size", "0"])).is_err());
+        assert!(cfg(&with(&["--batch-window-ms", "100000"])).is_err());
+        assert!(cfg(&with(&["--timeout-secs", "0"])).is_err());
+        assert!(cfg(&with(&["--a-from-ts-ms", "-5"])).is_err());
+        let c = cfg(&with(&["--workers", "4", "--batch-size", "50", "--a-from-ts-ms", "1700000000000"])).unwrap();
+        assert_eq!((c.workers, c.batch_size, c.a.from_ts_ms), (4, 50, 1_700_000_000_000));
+        assert!(parse(&with(&["--workers", "x"])).is_err());
+    }
+
+    #[test]
+    fn flag_state_and_self_sync() {
+        let c = cfg(&with(&["--state", "/tmp/x.db"])).unwrap();
+        assert_eq!(c.state, PathBuf::from("/tmp/x.db"));
+        let e = cfg(&["-a", "h:1", "-b", "h:1", "--a-path", "/x", "--b-path", "/x/y"]).unwrap_err();
+        assert!(e.to_string().contains("into itself"), "{e}");
+        assert!(cfg(&["-a", "h:1", "-b", "h:1", "--a-path", "/x", "--b-path", "/y"]).is_ok());
+    }
+}

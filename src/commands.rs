@@ -1,0 +1,127 @@
+//! Wiring for each subcommand: validated config → connected clients →
+//! pipeline flows → a summary and exit code. Talks to the network only
+//! after the config is valid, and checks both filers before writing anything.
+
+use crate::apply::Applier;
+use crate::cli::{Side, SyncConfig};
+use crate::error::{Error, Result};
+use crate::filer::FilerClient;
+use crate::pipeline::{self, Flow};
+use crate::replicate::Scope;
+use crate::state::{Direction, State};
+use crate::volume::{self, ChunkSink, ChunkSource};
+use std::time::Duration;
+
+/// Runs `sync`; Ok(true) when everything was applied, Ok(false) when some
+/// events failed for good (listed in the log and the state file).
+pub fn sync(cfg: &SyncConfig) -> Result<bool> {
+    let timeout = Duration::from_secs(cfg.timeout_secs);
+    let a = FilerClient::connect(&cfg.a.addr, timeout);
+    let b = FilerClient::connect(&cfg.b.addr, timeout);
+    let sig_a = a.configuration()?.signature;
+    let sig_b = b.configuration()?.signature;
+    if sig_a == sig_b
+        && (crate::replicate::is_under(&cfg.a.path, &cfg.b.path)
+            || crate::replicate::is_under(&cfg.b.path, &cfg.a.path))
+    {
+        return Err(Error::usage(format!(
+            "-a {} and -b {} are the same filer store (signature {sig_a}) with overlapping folders {} and {}: it would sync into itself",
+            cfg.a.addr, cfg.b.addr, cfg.a.path, cfg.b.path
+        )));
+    }
+    let mut state = State::open(&cfg.state)?;
+    state.check_side(&cfg.a.addr.to_string(), sig_a)?;
+    state.check_side(&cfg.b.addr.to_string(), sig_b)?;
+    log::info!(
+        "filer A {} (signature {sig_a}) {}, filer B {} (signature {sig_b}) {}; state {}",
+        cfg.a.addr,
+        cfg.a.path,
+        cfg.b.addr,
+        cfg.b.path,
+        cfg.state.display()
+    );
+    let mut flows = vec![flow(cfg, (&cfg.a, &a, sig_a), (&cfg.b, &b, sig_b), &mut state)?];
+    if !cfg.active_passive {
+        flows.push(flow(cfg, (&cfg.b, &b, sig_b), (&cfg.a, &a, sig_a), &mut state)?);
+    }
+    drop(state);
+    let mut ok = true;
+    let mut first_err = None;
+    for r in pipeline::run_all(flows) {
+        match r {
+            Ok(sum) => {
+                log::info!(
+                    "done: {} events, {} bytes copied, {} failed; checkpoint ts {}",
+                    sum.events,
+                    sum.bytes,
+                    sum.failures.len(),
+                    sum.checkpoint_ns
+                );
+                if !sum.failures.is_empty() {
+                    ok = false;
+                    for f in &sum.failures {
+                        eprintln!("failed: {} (event ts {}): {}", f.path, f.event_ts_ns, f.error);
+                    }
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(ok),
+    }
+}
+
+type Peer<'a> = (&'a Side, &'a FilerClient, i32);
+
+fn flow(cfg: &SyncConfig, (src, s, sig_s): Peer, (dst, t, sig_t): Peer, state: &mut State) -> Result<Flow> {
+    let key = Direction {
+        source_sig: sig_s,
+        source_path: src.path.clone(),
+        target_sig: sig_t,
+        target_path: dst.path.clone(),
+    };
+    if src.from_ts_ms > 0 {
+        state.set_checkpoint(&key, src.from_ts_ms.saturating_mul(1_000_000))?;
+    }
+    let agent = volume::agent(Duration::from_secs(cfg.timeout_secs.max(30)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.chunk_workers)
+        .thread_name({
+            let n = format!("{}→{} chunk", src.label, dst.label);
+            move |i| format!("{n} {i}")
+        })
+        .build()
+        .map_err(|e| Error::state(format!("chunk pool: {e}")))?;
+    Ok(Flow {
+        name: format!("{}→{}", src.label, dst.label),
+        source: s.clone(),
+        scope: Scope {
+            source_path: src.path.clone(),
+            target_path: dst.path.clone(),
+            excludes: src.excludes.clone(),
+            target_sig: sig_t,
+            deletes: dst.deletes,
+        },
+        applier: Applier {
+            source: s.clone(),
+            target: t.clone(),
+            chunks_in: ChunkSource::new(s.clone(), src.proxy, agent.clone()),
+            chunks_out: ChunkSink::new(t.clone(), dst.proxy, agent, dst.placement.clone()),
+            pool,
+            newer_target_wins: !cfg.active_passive,
+            dry_run: cfg.dry_run,
+        },
+        key,
+        state_path: cfg.state.clone(),
+        batch_size: cfg.batch_size,
+        window: Duration::from_millis(cfg.batch_window_ms),
+        workers: cfg.workers,
+        once: cfg.once,
+        debug_events: src.debug,
+        debug_actions: dst.debug,
+    })
+}

@@ -1,0 +1,190 @@
+//! The one error type of filer-sync: a kind that decides what happens next
+//! (retry, record and move on, or stop) plus the context a human needs to act.
+//!
+//! Rules: transport faults, timeouts, 5xx and gRPC UNAVAILABLE/DEADLINE/RESOURCE
+//! are retryable; 4xx, size mismatches, bad input and protocol misuse are not.
+//! Workers never print errors: they return them and the pipeline decides.
+//! `main` prints the final error once and maps it to an exit code.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command line or a derived value is unusable; nothing was touched.
+    Usage,
+    /// A transport-level fault (connect refused, reset, timeout, 5xx, UNAVAILABLE).
+    Transient,
+    /// The remote answered and refused (4xx, gRPC error with a definite status).
+    Remote,
+    /// The entry or chunk does not exist on the remote.
+    NotFound,
+    /// Bytes arrived but were not what the metadata promised.
+    Corrupt,
+    /// The local state file refused or failed.
+    State,
+    /// The process was asked to stop.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    msg: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Error {
+        Error {
+            kind,
+            msg: msg.into(),
+        }
+    }
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Usage, msg)
+    }
+    pub fn transient(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Transient, msg)
+    }
+    pub fn remote(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Remote, msg)
+    }
+    pub fn state(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::State, msg)
+    }
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+    /// Prefixes the message with what was being done, keeping the kind.
+    pub fn context(self, what: impl fmt::Display) -> Error {
+        Error {
+            kind: self.kind,
+            msg: format!("{what}: {}", self.msg),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<grpcio::Error> for Error {
+    fn from(e: grpcio::Error) -> Error {
+        use grpcio::RpcStatusCode as C;
+        match &e {
+            grpcio::Error::RpcFailure(st) => {
+                let code = st.code();
+                let kind = if code == C::UNAVAILABLE
+                    || code == C::DEADLINE_EXCEEDED
+                    || code == C::RESOURCE_EXHAUSTED
+                    || code == C::ABORTED
+                    || code == C::CANCELLED
+                    || code == C::UNKNOWN && is_transient_text(st.message())
+                {
+                    ErrorKind::Transient
+                } else if st.message().contains("no entry is found") {
+                    ErrorKind::NotFound
+                } else {
+                    ErrorKind::Remote
+                };
+                let text = if st.message().is_empty() {
+                    format!("gRPC status {code:?}")
+                } else {
+                    format!("gRPC status {code:?}: {}", st.message())
+                };
+                Error::new(kind, text)
+            }
+            grpcio::Error::RemoteStopped | grpcio::Error::QueueShutdown => {
+                Error::transient(format!("gRPC: {e}"))
+            }
+            _ => Error::remote(format!("gRPC: {e}")),
+        }
+    }
+}
+
+/// Filer errors that come back as UNKNOWN but describe a passing fault.
+fn is_transient_text(msg: &str) -> bool {
+    [
+        "connection refused",
+        "context deadline exceeded",
+        "transport",
+        "EOF",
+        "timeout",
+    ]
+    .iter()
+    .any(|s| msg.contains(s))
+}
+
+impl From<ureq::Error> for Error {
+    fn from(e: ureq::Error) -> Error {
+        match &e {
+            ureq::Error::StatusCode(c) if *c >= 500 => {
+                Error::transient(format!("HTTP status {c}"))
+            }
+            ureq::Error::StatusCode(404) => Error::new(ErrorKind::NotFound, "HTTP status 404"),
+            ureq::Error::StatusCode(c) => Error::remote(format!("HTTP status {c}")),
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) => Error::usage(format!("HTTP: {e}")),
+            _ => Error::transient(format!("HTTP: {e}")),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::transient(format!("I/O: {e}"))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::state(format!("state file: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_statuses_classify() {
+        let unavailable = grpcio::Error::RpcFailure(grpcio::RpcStatus::with_message(
+            grpcio::RpcStatusCode::UNAVAILABLE,
+            "connect failed".into(),
+        ));
+        assert!(Error::from(unavailable).is_retryable());
+        let missing = grpcio::Error::RpcFailure(grpcio::RpcStatus::with_message(
+            grpcio::RpcStatusCode::UNKNOWN,
+            "/a/b: filer: no entry is found in filer store".into(),
+        ));
+        assert_eq!(Error::from(missing).kind(), ErrorKind::NotFound);
+        let denied = grpcio::Error::RpcFailure(grpcio::RpcStatus::new(
+            grpcio::RpcStatusCode::PERMISSION_DENIED,
+        ));
+        assert!(!Error::from(denied).is_retryable());
+    }
+
+    #[test]
+    fn http_statuses_classify() {
+        assert!(Error::from(ureq::Error::StatusCode(503)).is_retryable());
+        assert!(!Error::from(ureq::Error::StatusCode(400)).is_retryable());
+        assert_eq!(
+            Error::from(ureq::Error::StatusCode(404)).kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn context_keeps_kind() {
+        let e = Error::transient("reset").context("GET http://x/1,ab");
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "GET http://x/1,ab: reset");
+    }
+}

@@ -1,0 +1,36 @@
+//! gRPC method descriptors of `filer_pb.SeaweedFiler` that filer-sync calls,
+//! written by hand: twelve constants are smaller than a stub generator and
+//! need nothing at build time beyond the protobuf messages.
+
+use crate::pb::filer::*;
+use grpcio::{Marshaller, Method, MethodType};
+
+macro_rules! method {
+    ($name:ident, $ty:ident, $path:literal, $req:ty, $resp:ty) => {
+        pub const $name: Method<$req, $resp> = Method {
+            ty: MethodType::$ty,
+            name: concat!("/filer_pb.SeaweedFiler/", $path),
+            req_mar: Marshaller {
+                ser: grpcio::pr_ser,
+                de: grpcio::pr_de,
+            },
+            resp_mar: Marshaller {
+                ser: grpcio::pr_ser,
+                de: grpcio::pr_de,
+            },
+        };
+    };
+}
+
+method!(GET_FILER_CONFIGURATION, Unary, "GetFilerConfiguration", GetFilerConfigurationRequest, GetFilerConfigurationResponse);
+method!(LOOKUP_DIRECTORY_ENTRY, Unary, "LookupDirectoryEntry", LookupDirectoryEntryRequest, LookupDirectoryEntryResponse);
+method!(LIST_ENTRIES, ServerStreaming, "ListEntries", ListEntriesRequest, ListEntriesResponse);
+method!(CREATE_ENTRY, Unary, "CreateEntry", CreateEntryRequest, CreateEntryResponse);
+method!(UPDATE_ENTRY, Unary, "UpdateEntry", UpdateEntryRequest, UpdateEntryResponse);
+method!(DELETE_ENTRY, Unary, "DeleteEntry", DeleteEntryRequest, DeleteEntryResponse);
+method!(ATOMIC_RENAME_ENTRY, Unary, "AtomicRenameEntry", AtomicRenameEntryRequest, AtomicRenameEntryResponse);
+method!(ASSIGN_VOLUME, Unary, "AssignVolume", AssignVolumeRequest, AssignVolumeResponse);
+method!(LOOKUP_VOLUME, Unary, "LookupVolume", LookupVolumeRequest, LookupVolumeResponse);
+method!(SUBSCRIBE_METADATA, ServerStreaming, "SubscribeMetadata", SubscribeMetadataRequest, SubscribeMetadataResponse);
+method!(KV_GET, Unary, "KvGet", KvGetRequest, KvGetResponse);
+method!(KV_PUT, Unary, "KvPut", KvPutRequest, KvPutResponse);

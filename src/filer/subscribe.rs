@@ -1,0 +1,145 @@
+//! The metadata subscription as a blocking iterator. It unpacks batched
+//! responses (first event in the top-level fields, the rest in `events`),
+//! turns idle heartbeats and "filtered" markers into cursor moves, and drops
+//! flush reports, so the consumer sees one item per event in log order.
+
+use crate::error::{Error, Result};
+use crate::pb::filer::{EventNotification, SubscribeMetadataResponse};
+use futures::executor::BlockingStream;
+use grpcio::{Client, ClientSStreamReceiver};
+use std::collections::VecDeque;
+
+/// One change from the source filer's metadata log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub ts_ns: i64,
+    /// Parent directory of the old entry (and of the new one unless `new_parent_path` is set).
+    pub directory: String,
+    pub notification: EventNotification,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Event(Event),
+    /// The source has nothing newer than this time (idle heartbeat).
+    Idle(i64),
+    /// The server skipped events up to this time (filtered marker).
+    Skipped(i64),
+}
+
+pub struct Subscription {
+    // Keeps the channel alive as long as the stream.
+    _client: Client,
+    stream: BlockingStream<ClientSStreamReceiver<SubscribeMetadataResponse>>,
+    pending: VecDeque<StreamItem>,
+    ctx: String,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        client: Client,
+        stream: ClientSStreamReceiver<SubscribeMetadataResponse>,
+        ctx: String,
+    ) -> Subscription {
+        Subscription {
+            _client: client,
+            stream: futures::executor::block_on_stream(stream),
+            pending: VecDeque::new(),
+            ctx,
+        }
+    }
+}
+
+/// Turns one response into the items it carries, in order.
+pub fn unpack(mut resp: SubscribeMetadataResponse, out: &mut VecDeque<StreamItem>) {
+    let batch = std::mem::take(&mut resp.events);
+    unpack_one(resp, out);
+    for r in batch {
+        unpack_one(r, out);
+    }
+}
+
+fn unpack_one(mut r: SubscribeMetadataResponse, out: &mut VecDeque<StreamItem>) {
+    if r.ts_ns == 0 {
+        // Flush report (flushed_ts_ns) or an empty frame: no position to move to.
+        return;
+    }
+    match r.event_notification.take() {
+        None => out.push_back(StreamItem::Idle(r.ts_ns)),
+        Some(n) if n.old_entry.is_none() && n.new_entry.is_none() => {
+            out.push_back(StreamItem::Skipped(r.ts_ns))
+        }
+        Some(n) => out.push_back(StreamItem::Event(Event {
+            ts_ns: r.ts_ns,
+            directory: r.directory,
+            notification: n,
+        })),
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<StreamItem>;
+
+    fn next(&mut self) -> Option<Result<StreamItem>> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(Ok(item));
+            }
+            match self.stream.next()? {
+                Ok(resp) => unpack(resp, &mut self.pending),
+                Err(e) => {
+                    let e = Error::from(e);
+                    return Some(Err(Error::new(e.kind(), format!("{}: {e}", self.ctx))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::filer::Entry;
+
+    fn resp(ts: i64, name: Option<&str>) -> SubscribeMetadataResponse {
+        let mut r = SubscribeMetadataResponse::new();
+        r.ts_ns = ts;
+        r.directory = "/d".into();
+        if let Some(name) = name {
+            let mut n = EventNotification::new();
+            let mut e = Entry::new();
+            e.name = name.into();
+            n.new_entry = Some(e).into();
+            r.event_notification = Some(n).into();
+        }
+        r
+    }
+
+    #[test]
+    fn batches_heartbeats_and_flush_reports() {
+        let mut out = VecDeque::new();
+        let mut batch = resp(10, Some("a"));
+        batch.events = vec![resp(11, Some("b")), resp(12, Some("c"))];
+        unpack(batch, &mut out);
+        unpack(resp(20, None), &mut out);
+        let mut flush = resp(0, None);
+        flush.flushed_ts_ns = 99;
+        unpack(flush, &mut out);
+        let mut filtered = resp(30, None);
+        filtered.event_notification = Some(EventNotification::new()).into();
+        unpack(filtered, &mut out);
+        let got: Vec<String> = out
+            .iter()
+            .map(|i| match i {
+                StreamItem::Event(e) => format!(
+                    "E{}:{}",
+                    e.ts_ns,
+                    e.notification.new_entry.as_ref().unwrap().name
+                ),
+                StreamItem::Idle(t) => format!("I{t}"),
+                StreamItem::Skipped(t) => format!("S{t}"),
+            })
+            .collect();
+        assert_eq!(got, ["E10:a", "E11:b", "E12:c", "I20", "S30"]);
+    }
+}

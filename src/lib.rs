@@ -1,0 +1,14 @@
+//! filer-sync as a library: the binary (`main.rs`) and the integration tests
+//! use the same modules. See the `//!` paragraph atop each module for what it owns.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod filer;
+pub mod pb;
+pub mod pipeline;
+pub mod replicate;
+pub mod retry;
+pub mod state;
+pub mod volume;

@@ -1,0 +1,58 @@
+//! filer-sync: argh → validated config → run → exit code. The only place
+//! that prints the final error. Exit codes: 0 success, 1 failure (or
+//! differences found), 2 usage error (bad flags or input; nothing touched).
+
+use argh::FromArgs;
+use filer_sync::cli::{Cli, Command};
+use filer_sync::error::{self, ErrorKind};
+use filer_sync::{commands, retry};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cli = match Cli::from_args(&["filer-sync"], &strs[1.min(strs.len())..]) {
+        Ok(c) => c,
+        Err(early) => {
+            return if early.status.is_ok() {
+                println!("{}", early.output);
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{}", early.output.trim_end());
+                eprintln!("Run filer-sync --help for usage.");
+                ExitCode::from(2)
+            };
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let result = match &cli.cmd {
+        Command::Sync(args) => args.validate().and_then(|cfg| {
+            let _ = ctrlc::set_handler(|| {
+                log::warn!("stop requested: finishing the window in flight");
+                retry::request_stop();
+            });
+            commands::sync(&cfg)
+        }),
+        Command::Verify(_) => not_yet("verify"),
+        Command::Migrate(_) => not_yet("migrate"),
+        Command::Status(_) => not_yet("status"),
+        Command::Checkpoint(_) => not_yet("checkpoint"),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("filer-sync: {e}");
+            ExitCode::from(if e.kind() == ErrorKind::Usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn not_yet(cmd: &str) -> error::Result<bool> {
+    Err(error::Error::new(
+        ErrorKind::Remote,
+        format!("`filer-sync {cmd}` is not built yet; only `filer-sync sync` works in this version"),
+    ))
+}

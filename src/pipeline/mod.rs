@@ -1,0 +1,358 @@
+//! The replication engine, one direction at a time, and the only place that
+//! spawns threads. Stages, in the order data flows:
+//! subscriber thread (source stream → bounded queue of `StreamItem`s) →
+//! window (up to `batch_size` events or `window` time) → plan (event → actions,
+//! lanes of conflicting events) → apply (lanes in parallel on the worker pool,
+//! chunks on the chunk pool) → commit (one SQLite transaction: checkpoint =
+//! newest ts of the window, counters, failure ledger). A window is committed
+//! only when every event in it is applied or recorded as failed, so a crash
+//! replays at most one window, and applying is idempotent.
+
+pub mod plan;
+
+use crate::apply::Applier;
+use crate::error::{Error, ErrorKind, Result};
+use crate::filer::{join_path, Event, FilerClient, StreamItem};
+use crate::pb::filer::SubscribeMetadataRequest;
+use crate::replicate::{event_paths, Action, Scope};
+use crate::retry::{self, retry, sleep_unless_stopped, Policy};
+use crate::state::{self, Commit, Direction, Failure, State};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use rayon::prelude::*;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Everything one direction needs to run.
+pub struct Flow {
+    /// "A→B", for logs.
+    pub name: String,
+    pub source: FilerClient,
+    pub scope: Scope,
+    pub applier: Applier,
+    pub key: Direction,
+    pub state_path: PathBuf,
+    pub batch_size: usize,
+    pub window: Duration,
+    pub workers: usize,
+    /// Cron mode: stop once caught up with the source's time at start.
+    pub once: bool,
+    /// Log every received event.
+    pub debug_events: bool,
+    /// Log every applied action.
+    pub debug_actions: bool,
+}
+
+/// What a direction did in this run.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub events: u64,
+    pub applied: u64,
+    pub bytes: u64,
+    pub failures: Vec<Failure>,
+    pub checkpoint_ns: i64,
+}
+
+static EPOCH: AtomicI32 = AtomicI32::new(0);
+
+fn client_id() -> i32 {
+    let t = state::now_ns() as u64;
+    ((t ^ (u64::from(std::process::id()) << 20)) & 0x7fff_ffff) as i32
+}
+
+/// Runs several directions side by side until each ends (cron mode) or a stop
+/// is requested; returns their summaries in the same order.
+pub fn run_all(flows: Vec<Flow>) -> Vec<Result<Summary>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = flows
+            .into_iter()
+            .map(|f| {
+                std::thread::Builder::new()
+                    .name(format!("dir {}", f.name))
+                    .spawn_scoped(s, move || {
+                        let r = run(&f);
+                        if r.is_err() {
+                            // One direction failing for good ends the process's run.
+                            retry::request_stop();
+                        }
+                        r
+                    })
+                    .expect("spawn direction thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::state("a direction thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// Runs one direction: subscribe from the checkpoint, apply windows, commit,
+/// and re-subscribe from the checkpoint whenever the stream breaks.
+pub fn run(f: &Flow) -> Result<Summary> {
+    let mut state = State::open(&f.state_path)?;
+    let start_ns = state::now_ns();
+    let mut sum = Summary::default();
+    let workers = rayon::ThreadPoolBuilder::new()
+        .num_threads(f.workers.max(1))
+        .thread_name({
+            let n = f.name.clone();
+            move |i| format!("{n} worker {i}")
+        })
+        .build()
+        .map_err(|e| Error::state(format!("worker pool: {e}")))?;
+    let mut last_report = Instant::now();
+    loop {
+        let since = state.checkpoint(&f.key)?.unwrap_or(0);
+        sum.checkpoint_ns = since;
+        if f.once && since >= start_ns {
+            return Ok(sum);
+        }
+        let rx = subscribe(f, since)?;
+        log::info!(
+            "{}: following {} {} from {} into {}",
+            f.name,
+            f.source.addr(),
+            f.scope.source_path,
+            describe_ts(since),
+            f.scope.target_path
+        );
+        let mut caught_up = false;
+        let ended = loop {
+            let (window, stream_end) = collect_window(f, &rx, start_ns, &mut caught_up);
+            if !window.is_empty() {
+                let newest = window.last().map(|e| e.ts_ns).unwrap_or(since);
+                let commit = apply_window(f, &workers, window)?;
+                sum.events += commit.events;
+                sum.bytes += commit.bytes;
+                sum.failures.extend(commit.failures.iter().cloned());
+                for fl in &commit.failures {
+                    log::error!("{}: {} failed: {}", f.name, fl.path, fl.error);
+                }
+                state.commit(&f.key, &Commit { ts_ns: newest, ..commit })?;
+                sum.checkpoint_ns = newest;
+                if last_report.elapsed() > Duration::from_secs(10) {
+                    last_report = Instant::now();
+                    log::info!(
+                        "{}: {} events, {} bytes so far; at {} (lag {:.1}s)",
+                        f.name,
+                        sum.events,
+                        sum.bytes,
+                        describe_ts(newest),
+                        (state::now_ns() - newest) as f64 / 1e9
+                    );
+                }
+            }
+            if retry::stop_requested() {
+                return Ok(sum);
+            }
+            if f.once && caught_up {
+                return Ok(sum);
+            }
+            if let Some(end) = stream_end {
+                break end;
+            }
+        };
+        match ended {
+            Err(e) if e.is_retryable() || e.kind() == ErrorKind::Remote => {
+                log::warn!("{}: stream lost ({e}); re-subscribing from the checkpoint", f.name);
+                sleep_unless_stopped(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {
+                log::warn!("{}: the source ended the stream; re-subscribing", f.name);
+                sleep_unless_stopped(Duration::from_millis(500));
+            }
+        }
+        if retry::stop_requested() {
+            return Ok(sum);
+        }
+    }
+}
+
+fn describe_ts(ts: i64) -> String {
+    if ts == 0 {
+        "the beginning of the log".into()
+    } else {
+        format!("ts {ts}")
+    }
+}
+
+/// Starts the subscriber thread; it ends when the stream does, passing the
+/// stream's last word (an error, or Ok at a clean end) as its final message.
+fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
+    let mut req = SubscribeMetadataRequest::new();
+    req.client_name = format!("filer-sync_{}_To_{}", f.scope.source_path, f.scope.target_path);
+    req.path_prefix = if f.scope.source_path.ends_with('/') {
+        f.scope.source_path.clone()
+    } else {
+        format!("{}/", f.scope.source_path)
+    };
+    req.since_ns = since;
+    req.signature = f.scope.target_sig;
+    req.client_id = client_id();
+    req.client_epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
+    req.client_supports_batching = true;
+    req.client_supports_idle_heartbeat = true;
+    let stream = retry("SubscribeMetadata", Policy::FOREVER, || f.source.subscribe(&req))?;
+    let (tx, rx) = bounded(f.batch_size.max(16) * 2);
+    std::thread::Builder::new()
+        .name(format!("{} stream", f.name))
+        .spawn(move || {
+            for item in stream {
+                let end = item.is_err();
+                if tx.send(item).is_err() || end {
+                    return;
+                }
+            }
+            let _ = tx.send(Err(Error::transient("stream closed")));
+        })
+        .map_err(|e| Error::state(format!("spawn subscriber: {e}")))?;
+    Ok(rx)
+}
+
+/// Gathers the next window: waits for a first event, then takes more until
+/// the window is full or its time is up. Returns the events and, when the
+/// stream ended, how. Sets `caught_up` in cron mode once the source has
+/// nothing older than the start time left.
+fn collect_window(
+    f: &Flow,
+    rx: &Receiver<Result<StreamItem>>,
+    start_ns: i64,
+    caught_up: &mut bool,
+) -> (Vec<Event>, Option<Result<()>>) {
+    let mut events = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if retry::stop_requested() || (f.once && *caught_up) {
+            return (events, None);
+        }
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_millis(200),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Ok(StreamItem::Event(ev))) => {
+                if f.once && ev.ts_ns > start_ns {
+                    *caught_up = true;
+                    return (events, None);
+                }
+                if f.debug_events {
+                    log::info!("{}: received {} {:?}", f.name, ev.ts_ns, event_paths(&ev));
+                }
+                events.push(ev);
+                deadline.get_or_insert_with(|| Instant::now() + f.window);
+                if events.len() >= f.batch_size {
+                    return (events, None);
+                }
+            }
+            Ok(Ok(StreamItem::Idle(ts))) => {
+                if f.once && ts >= start_ns {
+                    *caught_up = true;
+                }
+                if !events.is_empty() {
+                    return (events, None);
+                }
+            }
+            Ok(Ok(StreamItem::Skipped(_))) => {}
+            Ok(Err(e)) => return (events, Some(Err(e))),
+            Err(RecvTimeoutError::Timeout) => {
+                if deadline.is_some() {
+                    return (events, None);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return (events, Some(Ok(()))),
+        }
+    }
+}
+
+/// Applies a window lane by lane; returns what to commit. Fails only when a
+/// stop was requested mid-window (nothing is committed then).
+fn apply_window(f: &Flow, workers: &rayon::ThreadPool, window: Vec<Event>) -> Result<Commit> {
+    let planned: Vec<(Event, Vec<Action>)> = window
+        .into_iter()
+        .map(|ev| {
+            let actions = f.scope.plan(&ev);
+            (ev, actions)
+        })
+        .collect();
+    let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
+    let lanes = plan::lanes(&paths);
+    let results: Vec<Result<Commit>> = workers.install(|| {
+        lanes
+            .par_iter()
+            .map(|lane| {
+                let mut c = Commit::default();
+                for &i in lane {
+                    let (ev, actions) = &planned[i];
+                    c.events += 1;
+                    for a in actions {
+                        apply_one(f, ev, a, &mut c)?;
+                    }
+                }
+                Ok(c)
+            })
+            .collect()
+    });
+    let mut total = Commit::default();
+    for r in results {
+        let c = r?;
+        total.events += c.events;
+        total.bytes += c.bytes;
+        total.failures.extend(c.failures);
+    }
+    Ok(total)
+}
+
+/// Applies one action, retrying passing faults until they pass (never
+/// skipping an event); a permanent failure is either superseded on the
+/// source (a lossless skip) or goes to the ledger.
+fn apply_one(f: &Flow, ev: &Event, a: &Action, c: &mut Commit) -> Result<()> {
+    let what = format!("{}: {}", f.name, a.target());
+    match retry(&what, Policy::FOREVER, || f.applier.apply(a)) {
+        Ok(out) => {
+            c.bytes += out.bytes;
+            if f.debug_actions {
+                log::info!(
+                    "{}: {} {}",
+                    f.name,
+                    if out.skipped { "unchanged" } else { "applied" },
+                    a.target()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
+        Err(e) => {
+            let source_path = ev
+                .notification
+                .new_entry
+                .as_ref()
+                .map(|n| {
+                    let dir = if ev.notification.new_parent_path.is_empty() {
+                        &ev.directory
+                    } else {
+                        &ev.notification.new_parent_path
+                    };
+                    (join_path(dir, &n.name), n)
+                });
+            if let Some((p, entry)) = source_path {
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt)
+                    && f.applier.source_moved_on(&p, entry)
+                {
+                    log::info!("{}: {p} changed again on the source; skipping this version ({e})", f.name);
+                    return Ok(());
+                }
+            }
+            c.failures.push(Failure {
+                event_ts_ns: ev.ts_ns,
+                path: a.target(),
+                error: e.to_string(),
+            });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Event → actions, pure (no I/O): classification of a metadata event,
+//! scope and exclude filters, loop prevention by signature, and mapping of
+//! source paths onto the target folder. Everything the pipeline does to a
+//! target starts as an `Action` planned here.
+
+pub mod glob;
+
+use crate::filer::{join_path, Event};
+use crate::pb::filer::Entry;
+
+/// What one direction replicates and how.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Source folder, normalised ("/" or "/x/y" without a trailing slash).
+    pub source_path: String,
+    /// Target folder the source folder maps onto.
+    pub target_path: String,
+    /// Source paths (prefixes or globs) whose entries never replicate.
+    pub excludes: Vec<String>,
+    /// The target filer's signature: events already carrying it are skipped.
+    pub target_sig: i32,
+    /// With false, deletes are dropped and renames only create (weed's doDeleteFiles=false).
+    pub deletes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Make the target entry at `dir/entry.name` equal the source entry.
+    Upsert {
+        dir: String,
+        entry: Entry,
+        signatures: Vec<i32>,
+    },
+    Delete {
+        dir: String,
+        name: String,
+        signatures: Vec<i32>,
+    },
+    /// Move the target entry; if the old one is missing, upsert the new one.
+    Rename {
+        old_dir: String,
+        old_name: String,
+        new_dir: String,
+        entry: Entry,
+        signatures: Vec<i32>,
+    },
+}
+
+impl Action {
+    /// The target path the action ends at (for logs and the failure ledger).
+    pub fn target(&self) -> String {
+        match self {
+            Action::Upsert { dir, entry, .. } | Action::Rename { new_dir: dir, entry, .. } => {
+                join_path(dir, &entry.name)
+            }
+            Action::Delete { dir, name, .. } => join_path(dir, name),
+        }
+    }
+}
+
+/// Normalises a folder flag: absolute, no trailing slash except for "/".
+pub fn normalize_folder(p: &str) -> Option<String> {
+    if !p.starts_with('/') || p.contains("//") || p.split('/').any(|s| s == ".." || s == ".") {
+        return None;
+    }
+    let t = p.trim_end_matches('/');
+    Some(if t.is_empty() { "/".into() } else { t.into() })
+}
+
+/// True when `path` is `dir` itself or below it.
+pub fn is_under(path: &str, dir: &str) -> bool {
+    dir == "/"
+        || path == dir
+        || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
+}
+
+impl Scope {
+    /// A source path replicates when it is strictly below the source folder
+    /// (the folder itself is the target's root) and neither it nor an
+    /// ancestor is excluded.
+    pub fn contains(&self, path: &str) -> bool {
+        if path == self.source_path || !is_under(path, &self.source_path) {
+            return false;
+        }
+        if is_multipart_upload(path) {
+            return false;
+        }
+        !self.excludes.iter().any(|x| {
+            if glob::is_glob(x) {
+                ancestors_and_self(path).any(|p| glob::matches(x, p))
+            } else {
+                is_under(path, x)
+            }
+        })
+    }
+
+    /// Maps a source path inside the folder onto the target.
+    pub fn map(&self, path: &str) -> String {
+        let rel = if self.source_path == "/" {
+            path
+        } else {
+            &path[self.source_path.len()..]
+        };
+        if rel.is_empty() || rel == "/" {
+            return self.target_path.clone();
+        }
+        if self.target_path == "/" {
+            rel.to_string()
+        } else {
+            format!("{}{rel}", self.target_path)
+        }
+    }
+
+    /// Plans what one event does to the target.
+    pub fn plan(&self, ev: &Event) -> Vec<Action> {
+        let n = &ev.notification;
+        if self.target_sig != 0 && n.signatures.contains(&self.target_sig) {
+            return vec![];
+        }
+        let new_dir = if n.new_parent_path.is_empty() {
+            ev.directory.as_str()
+        } else {
+            n.new_parent_path.as_str()
+        };
+        let old = n
+            .old_entry
+            .as_ref()
+            .map(|e| join_path(&ev.directory, &e.name))
+            .filter(|p| self.contains(p));
+        let new = n
+            .new_entry
+            .as_ref()
+            .map(|e| join_path(new_dir, &e.name))
+            .filter(|p| self.contains(p));
+        let signatures = n.signatures.clone();
+        let upsert = |path: &str| {
+            let target = self.map(path);
+            let (dir, _) = crate::filer::split_path(&target);
+            Action::Upsert {
+                dir: dir.to_string(),
+                entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
+                signatures: signatures.clone(),
+            }
+        };
+        match (old, new) {
+            (None, None) => vec![],
+            (None, Some(p)) => vec![upsert(&p)],
+            (Some(p), None) => {
+                if !self.deletes {
+                    return vec![];
+                }
+                let target = self.map(&p);
+                let (dir, name) = crate::filer::split_path(&target);
+                vec![Action::Delete {
+                    dir: dir.to_string(),
+                    name: name.to_string(),
+                    signatures,
+                }]
+            }
+            (Some(o), Some(p)) if o == p => vec![upsert(&p)],
+            (Some(o), Some(p)) => {
+                if !self.deletes {
+                    return vec![upsert(&p)];
+                }
+                let old_target = self.map(&o);
+                let (old_dir, old_name) = crate::filer::split_path(&old_target);
+                let new_target = self.map(&p);
+                let (new_dir, _) = crate::filer::split_path(&new_target);
+                vec![Action::Rename {
+                    old_dir: old_dir.to_string(),
+                    old_name: old_name.to_string(),
+                    new_dir: new_dir.to_string(),
+                    entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
+                    signatures,
+                }]
+            }
+        }
+    }
+}
+
+/// The source paths an event touches (old and new), for ordering.
+pub fn event_paths(ev: &Event) -> Vec<String> {
+    let n = &ev.notification;
+    let mut out = Vec::with_capacity(2);
+    if let Some(e) = n.old_entry.as_ref() {
+        out.push(join_path(&ev.directory, &e.name));
+    }
+    if let Some(e) = n.new_entry.as_ref() {
+        let dir = if n.new_parent_path.is_empty() {
+            &ev.directory
+        } else {
+            &n.new_parent_path
+        };
+        let p = join_path(dir, &e.name);
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
+    path.char_indices()
+        .filter(|&(i, c)| c == '/' && i > 0)
+        .map(move |(i, _)| &path[..i])
+        .chain(std::iter::once(path))
+}
+
+/// S3 multipart uploads in progress live under /buckets/NAME/.uploads/: not data yet.
+fn is_multipart_upload(path: &str) -> bool {
+    path.starts_with("/buckets/")
+        && path
+            .split('/')
+            .nth(3)
+            .is_some_and(|s| s == ".uploads")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Table tests: event → actions.
+
+use super::*;
+use crate::pb::filer::EventNotification;
+
+fn entry(name: &str) -> Entry {
+    let mut e = Entry::new();
+    e.name = name.into();
+    e
+}
+
+/// Builds an event: `old`/`new` are full source paths.
+fn ev(old: Option<&str>, new: Option<&str>, sigs: &[i32]) -> Event {
+    let mut n = EventNotification::new();
+    let mut directory = String::new();
+    if let Some(o) = old {
+        let (d, name) = crate::filer::split_path(o);
+        directory = d.into();
+        n.old_entry = Some(entry(name)).into();
+    }
+    if let Some(p) = new {
+        let (d, name) = crate::filer::split_path(p);
+        if directory.is_empty() {
+            directory = d.into();
+        } else if directory != d {
+            n.new_parent_path = d.into();
+        }
+        n.new_entry = Some(entry(name)).into();
+    }
+    n.signatures = sigs.to_vec();
+    Event {
+        ts_ns: 1,
+        directory,
+        notification: n,
+    }
+}
+
+fn scope(src: &str, dst: &str) -> Scope {
+    Scope {
+        source_path: src.into(),
+        target_path: dst.into(),
+        excludes: vec!["/p/tmp".into(), "/p/**.swp".into()],
+        target_sig: 9,
+        deletes: true,
+    }
+}
+
+/// Renders actions compactly: U:/dir/name, D:/dir/name, R:/old->/new.
+fn show(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Upsert { dir, entry, .. } => format!("U:{}", join_path(dir, &entry.name)),
+            Action::Delete { dir, name, .. } => format!("D:{}", join_path(dir, name)),
+            Action::Rename {
+                old_dir,
+                old_name,
+                new_dir,
+                entry,
+                ..
+            } => format!(
+                "R:{}->{}",
+                join_path(old_dir, old_name),
+                join_path(new_dir, &entry.name)
+            ),
+        })
+        .collect()
+}
+
+#[test]
+fn event_table() {
+    let s = scope("/p", "/q");
+    let cases: &[(Option<&str>, Option<&str>, &[i32], &[&str])] = &[
+        (None, Some("/p/a"), &[], &["U:/q/a"]),
+        (None, Some("/p/d/e/f"), &[1], &["U:/q/d/e/f"]),
+        (Some("/p/a"), None, &[], &["D:/q/a"]),
+        (Some("/p/a"), Some("/p/a"), &[], &["U:/q/a"]),
+        (Some("/p/a"), Some("/p/b/c"), &[], &["R:/q/a->/q/b/c"]),
+        // moved into and out of the folder
+        (Some("/x/a"), Some("/p/a"), &[], &["U:/q/a"]),
+        (Some("/p/a"), Some("/x/a"), &[], &["D:/q/a"]),
+        // outside, the folder itself, similar prefix
+        (None, Some("/x/a"), &[], &[]),
+        (None, Some("/p"), &[], &[]),
+        (None, Some("/pp/a"), &[], &[]),
+        // already carries the target's signature: loop prevention
+        (None, Some("/p/a"), &[3, 9], &[]),
+        // excludes: prefix covers the folder itself and below; glob by name
+        (None, Some("/p/tmp"), &[], &[]),
+        (None, Some("/p/tmp/x"), &[], &[]),
+        (None, Some("/p/tmpx"), &[], &["U:/q/tmpx"]),
+        (None, Some("/p/d/.x.swp"), &[], &[]),
+        (Some("/p/a"), Some("/p/tmp/a"), &[], &["D:/q/a"]),
+        // empty event
+        (None, None, &[], &[]),
+    ];
+    for (old, new, sigs, want) in cases {
+        let got = show(&s.plan(&ev(*old, *new, sigs)));
+        assert_eq!(got, *want, "{old:?} -> {new:?} sigs {sigs:?}");
+    }
+}
+
+#[test]
+fn whole_tree_and_root_mappings() {
+    let s = scope("/", "/");
+    assert_eq!(show(&s.plan(&ev(None, Some("/a/b"), &[]))), ["U:/a/b"]);
+    let s = scope("/", "/backup");
+    assert_eq!(show(&s.plan(&ev(None, Some("/a"), &[]))), ["U:/backup/a"]);
+    let s = scope("/p", "/");
+    assert_eq!(show(&s.plan(&ev(None, Some("/p/a/b"), &[]))), ["U:/a/b"]);
+}
+
+#[test]
+fn without_deletes_renames_only_create() {
+    let s = Scope {
+        deletes: false,
+        ..scope("/p", "/q")
+    };
+    assert!(s.plan(&ev(Some("/p/a"), None, &[])).is_empty());
+    assert_eq!(
+        show(&s.plan(&ev(Some("/p/a"), Some("/p/b"), &[]))),
+        ["U:/q/b"]
+    );
+}
+
+#[test]
+fn multipart_uploads_are_skipped() {
+    let s = scope("/", "/");
+    assert!(s
+        .plan(&ev(None, Some("/buckets/b1/.uploads/u1/0001.part"), &[]))
+        .is_empty());
+    assert_eq!(
+        show(&s.plan(&ev(None, Some("/buckets/b1/obj"), &[]))),
+        ["U:/buckets/b1/obj"]
+    );
+}
+
+#[test]
+fn signatures_are_forwarded() {
+    let s = scope("/p", "/q");
+    match &s.plan(&ev(None, Some("/p/a"), &[4]))[..] {
+        [Action::Upsert { signatures, .. }] => assert_eq!(signatures, &[4]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn folders_normalise() {
+    assert_eq!(normalize_folder("/").as_deref(), Some("/"));
+    assert_eq!(normalize_folder("/a/b/").as_deref(), Some("/a/b"));
+    for bad in ["", "a", "/a//b", "/a/../b", "./a"] {
+        assert_eq!(normalize_folder(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn event_paths_lists_old_and_new() {
+    assert_eq!(event_paths(&ev(Some("/a/x"), Some("/b/y"), &[])), ["/a/x", "/b/y"]);
+    assert_eq!(event_paths(&ev(Some("/a/x"), Some("/a/x"), &[])), ["/a/x"]);
+}

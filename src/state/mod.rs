@@ -1,0 +1,371 @@
+//! The local SQLite state file: each side's filer signature, one checkpoint
+//! per replication direction, and the ledger of events that failed for good.
+//! WAL mode, a versioned schema upgraded in place, and exactly one
+//! transaction per `commit` so a checkpoint never moves without its ledger.
+//! Only the pipeline's committing thread holds a `State`.
+
+use crate::error::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// Schema migrations; entry i brings the file from version i to i+1.
+const MIGRATIONS: &[&str] = &[
+    // v1: signatures and checkpoints.
+    "CREATE TABLE sides (
+        address TEXT PRIMARY KEY,
+        signature INTEGER NOT NULL,
+        first_seen_ns INTEGER NOT NULL
+     );
+     CREATE TABLE checkpoints (
+        source_sig INTEGER NOT NULL,
+        source_path TEXT NOT NULL,
+        target_sig INTEGER NOT NULL,
+        target_path TEXT NOT NULL,
+        ts_ns INTEGER NOT NULL,
+        PRIMARY KEY (source_sig, source_path, target_sig, target_path)
+     );",
+    // v2: counters per direction and the failure ledger.
+    "ALTER TABLE checkpoints ADD COLUMN updated_ns INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE checkpoints ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE checkpoints ADD COLUMN bytes_applied INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE failures (
+        id INTEGER PRIMARY KEY,
+        source_sig INTEGER NOT NULL,
+        source_path TEXT NOT NULL,
+        target_sig INTEGER NOT NULL,
+        target_path TEXT NOT NULL,
+        event_ts_ns INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        error TEXT NOT NULL,
+        at_ns INTEGER NOT NULL
+     );",
+];
+
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// One replication direction, as the checkpoint is keyed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Direction {
+    pub source_sig: i32,
+    pub source_path: String,
+    pub target_sig: i32,
+    pub target_path: String,
+}
+
+/// An event that could not be applied and will not be retried by this run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub event_ts_ns: i64,
+    pub path: String,
+    pub error: String,
+}
+
+/// What one window adds to the state, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub ts_ns: i64,
+    pub events: u64,
+    pub bytes: u64,
+    pub failures: Vec<Failure>,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<State> {
+        Self::open_at(path, SCHEMA_VERSION)
+    }
+
+    /// Opens (creating if needed) and upgrades the file to `version`.
+    fn open_at(path: &Path, version: usize) -> Result<State> {
+        let ctx = |e: rusqlite::Error| {
+            Error::state(format!(
+                "state file {}: {e} (is it a filer-sync state file? move it away or pass another --state)",
+                path.display()
+            ))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::state(format!("state directory {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(ctx)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(ctx)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(ctx)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(ctx)?;
+        let mut state = State {
+            conn,
+            path: path.to_path_buf(),
+        };
+        state.migrate(version).map_err(|e| e.context(path.display()))?;
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        Ok(v as usize)
+    }
+
+    fn migrate(&mut self, target: usize) -> Result<()> {
+        let have = self.version()?;
+        if have > SCHEMA_VERSION {
+            return Err(Error::state(format!(
+                "schema version {have} is newer than this filer-sync understands ({SCHEMA_VERSION}); use a newer filer-sync"
+            )));
+        }
+        if have == 0 {
+            let tables: i64 = self.conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                [],
+                |r| r.get(0),
+            )?;
+            if tables > 0 {
+                return Err(Error::state(
+                    "holds tables but no filer-sync schema version: not a filer-sync state file",
+                ));
+            }
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(have) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Records a side's signature, or refuses when the address now answers
+    /// with another signature (it is another cluster than before).
+    pub fn check_side(&self, address: &str, signature: i32) -> Result<()> {
+        let known: Option<i32> = self
+            .conn
+            .query_row(
+                "SELECT signature FROM sides WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match known {
+            Some(s) if s != signature => Err(Error::usage(format!(
+                "filer {address} now has signature {signature}, but state file {} recorded {s}: \
+                 it is another cluster (or its store was reset). Refusing to apply a foreign checkpoint; \
+                 pass another --state, or run `filer-sync checkpoint reset` to start over",
+                self.path.display()
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.conn.execute(
+                    "INSERT INTO sides (address, signature, first_seen_ns) VALUES (?1, ?2, ?3)",
+                    params![address, signature, now_ns()],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn checkpoint(&self, d: &Direction) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT ts_ns FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Sets the checkpoint outright (start-time overrides, operator tools).
+    pub fn set_checkpoint(&mut self, d: &Direction, ts_ns: i64) -> Result<()> {
+        self.commit(
+            d,
+            &Commit {
+                ts_ns,
+                ..Commit::default()
+            },
+        )
+    }
+
+    /// Moves the direction's checkpoint to `c.ts_ns`, adds the counters and
+    /// records failures, all in one transaction.
+    pub fn commit(&mut self, d: &Direction, c: &Commit) -> Result<()> {
+        let now = now_ns();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (source_sig, source_path, target_sig, target_path) DO UPDATE SET
+               ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns,
+               events_applied = events_applied + excluded.events_applied,
+               bytes_applied = bytes_applied + excluded.bytes_applied",
+            params![
+                d.source_sig,
+                d.source_path,
+                d.target_sig,
+                d.target_path,
+                c.ts_ns,
+                now,
+                c.events as i64,
+                c.bytes as i64
+            ],
+        )?;
+        for f in &c.failures {
+            tx.execute(
+                "INSERT INTO failures (source_sig, source_path, target_sig, target_path, event_ts_ns, path, error, at_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    d.source_sig,
+                    d.source_path,
+                    d.target_sig,
+                    d.target_path,
+                    f.event_ts_ns,
+                    f.path,
+                    f.error,
+                    now
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn failures(&self, d: &Direction) -> Result<Vec<Failure>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT event_ts_ns, path, error FROM failures
+             WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(
+            params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+            |r| {
+                Ok(Failure {
+                    event_ts_ns: r.get(0)?,
+                    path: r.get(1)?,
+                    error: r.get(2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// (events, bytes) applied so far in a direction.
+    pub fn counters(&self, d: &Direction) -> Result<(u64, u64)> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT events_applied, bytes_applied FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("filer-sync-state-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("state.db")
+    }
+
+    fn dir() -> Direction {
+        Direction {
+            source_sig: -5,
+            source_path: "/a".into(),
+            target_sig: 7,
+            target_path: "/b".into(),
+        }
+    }
+
+    #[test]
+    fn create_commit_reopen() {
+        let p = tmp("reopen");
+        let mut s = State::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.checkpoint(&dir()).unwrap(), None);
+        let fail = Failure {
+            event_ts_ns: 3,
+            path: "/a/x".into(),
+            error: "gone".into(),
+        };
+        s.commit(
+            &dir(),
+            &Commit {
+                ts_ns: 42,
+                events: 2,
+                bytes: 10,
+                failures: vec![fail.clone()],
+            },
+        )
+        .unwrap();
+        s.commit(&dir(), &Commit { ts_ns: 50, events: 1, bytes: 5, failures: vec![] })
+            .unwrap();
+        drop(s);
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.checkpoint(&dir()).unwrap(), Some(50));
+        assert_eq!(s.counters(&dir()).unwrap(), (3, 15));
+        assert_eq!(s.failures(&dir()).unwrap(), vec![fail]);
+        let other = Direction { target_path: "/c".into(), ..dir() };
+        assert_eq!(s.checkpoint(&other).unwrap(), None);
+    }
+
+    #[test]
+    fn upgrade_from_v1_keeps_checkpoints() {
+        let p = tmp("upgrade");
+        let s = State::open_at(&p, 1).unwrap();
+        assert_eq!(s.version().unwrap(), 1);
+        s.conn
+            .execute(
+                "INSERT INTO checkpoints VALUES (-5, '/a', 7, '/b', 99)",
+                [],
+            )
+            .unwrap();
+        drop(s);
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.checkpoint(&dir()).unwrap(), Some(99));
+        assert_eq!(s.counters(&dir()).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn signature_change_is_refused() {
+        let s = State::open(&tmp("sig")).unwrap();
+        s.check_side("127.0.0.1:8888", 11).unwrap();
+        s.check_side("127.0.0.1:8888", 11).unwrap();
+        let e = s.check_side("127.0.0.1:8888", 12).unwrap_err();
+        assert!(e.to_string().contains("another cluster"), "{e}");
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let p = tmp("foreign");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"this is not sqlite at all, just text padding it out").unwrap();
+        assert!(State::open(&p).is_err());
+        let q = tmp("othersqlite");
+        let c = Connection::open(&q).unwrap();
+        c.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(c);
+        let e = State::open(&q).err().unwrap();
+        assert!(e.to_string().contains("not a filer-sync state file"), "{e}");
+    }
+}

@@ -1,0 +1,305 @@
+//! Chunk bytes over HTTP (ureq): download a chunk by file id from the source
+//! cluster and upload it to the target cluster, either straight to volume
+//! servers (LookupVolume / AssignVolume through the filer) or through a
+//! filer's `/?proxyChunkId=` proxy. One keep-alive agent serves all threads.
+//! It knows nothing of entries or events; `apply` decides what to copy.
+
+pub mod fid;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::filer::FilerClient;
+use crate::pb::filer::{AssignVolumeRequest, Location};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a volume → location answer is trusted before asking again.
+const LOCATION_TTL: Duration = Duration::from_secs(60);
+/// A cut download is resumed with a Range request this many times.
+const RESUMES: u32 = 5;
+
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .max_idle_connections(256)
+        .max_idle_connections_per_host(64)
+        .build()
+        .into()
+}
+
+/// Reads chunks from one cluster.
+pub struct ChunkSource {
+    filer: FilerClient,
+    proxy: bool,
+    agent: ureq::Agent,
+    locations: Mutex<HashMap<String, (Vec<String>, Instant)>>,
+}
+
+impl ChunkSource {
+    pub fn new(filer: FilerClient, proxy: bool, agent: ureq::Agent) -> ChunkSource {
+        ChunkSource {
+            filer,
+            proxy,
+            agent,
+            locations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The URLs to try for a file id, in order.
+    fn urls(&self, file_id: &str) -> Result<Vec<String>> {
+        if self.proxy {
+            return Ok(vec![format!(
+                "http://{}/?proxyChunkId={file_id}",
+                self.filer.addr().http()
+            )]);
+        }
+        let vid = fid::volume_id(file_id)?;
+        let cached = {
+            let map = self.locations.lock().unwrap();
+            map.get(vid)
+                .filter(|(_, at)| at.elapsed() < LOCATION_TTL)
+                .map(|(l, _)| l.clone())
+        };
+        let hosts = match cached {
+            Some(h) => h,
+            None => {
+                let locs = self.filer.lookup_volume(vid)?;
+                let hosts: Vec<String> = locs.iter().map(|l: &Location| l.url.clone()).collect();
+                self.locations
+                    .lock()
+                    .unwrap()
+                    .insert(vid.to_string(), (hosts.clone(), Instant::now()));
+                hosts
+            }
+        };
+        Ok(hosts
+            .iter()
+            .map(|h| format!("http://{h}/{file_id}?readDeleted=true"))
+            .collect())
+    }
+
+    fn forget(&self, file_id: &str) {
+        if let Ok(vid) = fid::volume_id(file_id) {
+            self.locations.lock().unwrap().remove(vid);
+        }
+    }
+
+    /// Downloads a whole chunk, trying each location and resuming a cut body.
+    /// `expected` is checked when given (not for encrypted chunks, whose
+    /// stored size differs from the plaintext size).
+    pub fn download(&self, file_id: &str, expected: Option<u64>) -> Result<Vec<u8>> {
+        let urls = self.urls(file_id)?;
+        let mut last = Error::transient(format!("chunk {file_id}: no location"));
+        for url in &urls {
+            match self.get(url, expected) {
+                Ok(body) => {
+                    if let Some(n) = expected {
+                        if body.len() as u64 != n {
+                            return Err(Error::new(
+                                ErrorKind::Corrupt,
+                                format!(
+                                    "GET {url}: got {} bytes, the entry says {n}",
+                                    body.len()
+                                ),
+                            ));
+                        }
+                    }
+                    return Ok(body);
+                }
+                Err(e) => last = e.context(format!("GET {url}")),
+            }
+        }
+        self.forget(file_id);
+        Err(last)
+    }
+
+    fn get(&self, url: &str, expected: Option<u64>) -> Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(expected.unwrap_or(0) as usize);
+        let mut resumes = 0;
+        loop {
+            let mut req = self.agent.get(url);
+            if !body.is_empty() {
+                req = req.header("Range", format!("bytes={}-", body.len()));
+            }
+            let mut resp = req.call()?;
+            let status = resp.status().as_u16();
+            if !body.is_empty() {
+                let starts_right = resp
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with(&format!("bytes {}-", body.len())));
+                if status != 206 || !starts_right {
+                    return Err(Error::transient(format!(
+                        "resume at byte {} answered {status} without a matching Content-Range",
+                        body.len()
+                    )));
+                }
+            } else if status != 200 {
+                return Err(ureq::Error::StatusCode(status).into());
+            }
+            let mut reader = resp.body_mut().as_reader();
+            match reader.read_to_end(&mut body) {
+                Ok(_) => return Ok(body),
+                Err(e) if resumes < RESUMES && !body.is_empty() => {
+                    resumes += 1;
+                    log::debug!("{url}: cut after {} bytes ({e}); resuming", body.len());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Where and how uploads land on the target cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub collection: String,
+    pub replication: String,
+    pub ttl_sec: i32,
+    pub disk_type: String,
+}
+
+/// Writes chunks into one cluster.
+pub struct ChunkSink {
+    filer: FilerClient,
+    proxy: bool,
+    agent: ureq::Agent,
+    placement: Placement,
+}
+
+impl ChunkSink {
+    pub fn new(
+        filer: FilerClient,
+        proxy: bool,
+        agent: ureq::Agent,
+        placement: Placement,
+    ) -> ChunkSink {
+        ChunkSink {
+            filer,
+            proxy,
+            agent,
+            placement,
+        }
+    }
+
+    /// Assigns a file id on the target and uploads `data` under it; returns the new file id.
+    /// `path` is the target path, which lets the filer apply its path-specific rules.
+    pub fn upload(&self, path: &str, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+        let mut req = AssignVolumeRequest::new();
+        req.count = 1;
+        req.collection = self.placement.collection.clone();
+        req.replication = self.placement.replication.clone();
+        req.ttl_sec = self.placement.ttl_sec;
+        req.disk_type = self.placement.disk_type.clone();
+        req.path = path.to_string();
+        req.expected_data_size = data.len() as u64;
+        let assigned = self.filer.assign(&req)?;
+        let file_id = assigned.file_id;
+        let url = if self.proxy {
+            format!(
+                "http://{}/?proxyChunkId={file_id}",
+                self.filer.addr().http()
+            )
+        } else {
+            let loc = assigned.location.as_ref().map(|l| l.url.clone());
+            match loc {
+                Some(u) if !u.is_empty() => format!("http://{u}/{file_id}"),
+                _ => {
+                    return Err(Error::transient(format!(
+                        "AssignVolume gave {file_id} without a location"
+                    )))
+                }
+            }
+        };
+        let (content_type, body) = multipart(name, mime, data);
+        let mut post = self
+            .agent
+            .post(&url)
+            .header("Content-Type", content_type)
+            .header("Idempotency-Key", url.as_str());
+        if !assigned.auth.is_empty() {
+            post = post.header("Authorization", format!("Bearer {}", assigned.auth));
+        }
+        let mut resp = post.send(&body[..]).map_err(|e| Error::from(e).context(format!("POST {url}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(Error::from(ureq::Error::StatusCode(status))
+                .context(format!("POST {url}: {}", text.trim())));
+        }
+        if let Some(err) = json_error(&text) {
+            return Err(Error::remote(format!("POST {url}: {err}")));
+        }
+        Ok(file_id)
+    }
+}
+
+/// A one-part `multipart/form-data` body, the form volume servers accept.
+fn multipart(name: &str, mime: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "filer-sync-7d1f0c2a9b3e4d5f";
+    let safe: String = name
+        .chars()
+        .map(|c| if c == '"' || c == '\r' || c == '\n' { '_' } else { c })
+        .collect();
+    let mime = if mime.is_empty() {
+        "application/octet-stream"
+    } else {
+        mime
+    };
+    let mut body = Vec::with_capacity(data.len() + 256);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The `error` field of a volume server's JSON reply, if it is set.
+fn json_error(text: &str) -> Option<String> {
+    let i = text.find("\"error\"")?;
+    let rest = text[i + 7..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let msg = &rest[..end];
+    (!msg.is_empty()).then(|| msg.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_frames_one_part() {
+        let (ct, body) = multipart("a\"b.txt", "", b"xyz");
+        let boundary = ct.split("boundary=").nth(1).unwrap();
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with(&format!("--{boundary}\r\n")));
+        assert!(text.contains("filename=\"a_b.txt\""));
+        assert!(text.contains("Content-Type: application/octet-stream\r\n\r\nxyz\r\n"));
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+    }
+
+    #[test]
+    fn json_error_is_found_only_when_set() {
+        assert_eq!(json_error(r#"{"name":"x","size":3}"#), None);
+        assert_eq!(json_error(r#"{"error":""}"#), None);
+        assert_eq!(
+            json_error(r#"{"error": "volume 3 is read only"}"#).as_deref(),
+            Some("volume 3 is read only")
+        );
+    }
+}

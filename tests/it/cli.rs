@@ -1,0 +1,59 @@
+//! The binary's behaviour on bad input: a clear one-line error naming what
+//! was wrong, the documented exit code, no panic, no hang.
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+
+fn run(args: &[&str]) -> (i32, String) {
+    run_sync(args, Duration::from_secs(60))
+}
+
+#[test]
+fn malformed_address_is_a_usage_error() {
+    let (code, err) = run(&["sync", "-a", "nonsense", "-b", "127.0.0.1:1", "--once"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"nonsense\"") && err.contains("HOST:PORT"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, err) = run(&["sync", "-a", "127.0.0.1:8888", "-b", "127.0.0.1:99999", "--once"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("99999"), "{err}");
+}
+
+#[test]
+fn unreachable_filer_fails_fast_naming_it() {
+    let state = temp_state("unreachable");
+    let start = Instant::now();
+    let (code, err) = run(&[
+        "sync", "-a", "127.0.0.1:1", "-b", "127.0.0.1:2", "--once", "--timeout-secs", "3", "--state", &state,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(err.lines().filter(|l| l.starts_with("filer-sync:")).count() == 1, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
+    assert!(!std::path::Path::new(&state).exists(), "state file created before both filers answered");
+}
+
+#[test]
+fn http_port_given_as_grpc_port_is_reported() {
+    let a = Cluster::start();
+    let wrong = format!("127.0.0.1:{}.{}", a.filer, a.filer);
+    let state = temp_state("wrongport");
+    let (code, err) = run(&[
+        "sync", "-a", &wrong, "-b", &a.addr(), "--b-path", "/x", "--once", "--timeout-secs", "3", "--state", &state,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&wrong) && err.contains("gRPC port"), "{err}");
+}
+
+#[test]
+fn unbuilt_subcommands_say_so() {
+    for cmd in ["verify", "migrate", "status", "checkpoint"] {
+        let (code, err) = run(&[cmd]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(err.contains("not built yet"), "{cmd}: {err}");
+    }
+    let (code, _) = run(&["sync", "--help"]);
+    assert_eq!(code, 0);
+    let (code, err) = run(&["frobnicate"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -1,0 +1,480 @@
+//! Real SeaweedFS clusters for tests: master + volume server + filer on
+//! 127.0.0.1 with free ports and a temp dir of their own, started from the
+//! `weed` 4.48 binary (scripts/install-weed.sh), waited on until a file id
+//! can be assigned, and killed by PID when dropped (also on panic; and with
+//! PR_SET_PDEATHSIG when the test thread dies). Several run side by side.
+//! Also: filer HTTP helpers for workloads, and a tree snapshot for comparing
+//! clusters (names, types, sizes, mtimes, modes, content hashes).
+
+use filer_sync::filer::{join_path, FilerAddr, FilerClient};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn weed() -> PathBuf {
+    static WEED: OnceLock<PathBuf> = OnceLock::new();
+    WEED.get_or_init(|| {
+        if let Some(w) = std::env::var_os("WEED") {
+            return PathBuf::from(w);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("scripts/install-weed.sh"))
+            .output()
+            .expect("run scripts/install-weed.sh");
+        assert!(out.status.success(), "install-weed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A port P with P and P+10000 free, below 22768 so gRPC stays under 32768.
+fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::SeqCst) == 0 {
+        let seed = (std::process::id() as u64 ^ filer_sync::state::now_ns() as u64) % 9000;
+        let _ = NEXT.compare_exchange(0, 11000 + seed as u16, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    loop {
+        let mut p = NEXT.fetch_add(1, Ordering::SeqCst);
+        if p >= 22700 {
+            NEXT.store(11000, Ordering::SeqCst);
+            p = 11000;
+        }
+        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(p) && free(p + 10000) {
+            return p;
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Opts {
+    /// Extra filer flags, e.g. "-maxMB=1", "-saveToFilerLimit=64", "-encryptVolumeData".
+    pub filer_args: Vec<String>,
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub master: u16,
+    pub volume: u16,
+    pub filer: u16,
+    procs: Vec<(String, Child)>,
+    opts: Opts,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        Cluster::with(Opts::default())
+    }
+
+    pub fn with(opts: Opts) -> Cluster {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Cluster::try_start(opts.clone()) {
+                Ok(c) => return c,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not start a cluster: {last}");
+    }
+
+    fn try_start(opts: Opts) -> Result<Cluster, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "filer-sync-it-{}-{}",
+            std::process::id(),
+            filer_sync::state::now_ns()
+        ));
+        for d in ["m", "v", "f"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let mut c = Cluster {
+            dir,
+            master: free_port(),
+            volume: free_port(),
+            filer: free_port(),
+            procs: Vec::new(),
+            opts,
+        };
+        c.spawn_master();
+        c.wait(&format!("http://127.0.0.1:{}/cluster/status", c.master), |_| true)?;
+        c.spawn_volume();
+        let vol = format!("127.0.0.1:{}", c.volume);
+        c.wait(&format!("http://127.0.0.1:{}/dir/status", c.master), |b| b.contains(&vol))?;
+        let _ = http()
+            .get(&format!("http://127.0.0.1:{}/vol/grow?count=2&replication=000", c.master))
+            .call();
+        c.spawn_filer();
+        c.wait_filer()?;
+        Ok(c)
+    }
+
+    fn spawn(&mut self, name: &str, args: Vec<String>) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let mut cmd = Command::new(weed());
+        cmd.args(&args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0);
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn weed {name}: {e}"));
+        self.procs.push((name.to_string(), child));
+    }
+
+    fn spawn_master(&mut self) {
+        let a = vec![
+            "master".into(),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-port={}", self.master),
+            format!("-port.grpc={}", self.master + 10000),
+            format!("-mdir={}", self.dir.join("m").display()),
+            "-telemetry=false".into(),
+            "-volumeSizeLimitMB=256".into(),
+            "-defaultReplication=000".into(),
+        ];
+        self.spawn("master", a);
+    }
+
+    fn spawn_volume(&mut self) {
+        let a = vec![
+            "volume".into(),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-port={}", self.volume),
+            format!("-port.grpc={}", self.volume + 10000),
+            format!("-master=127.0.0.1:{}", self.master),
+            format!("-dir={}", self.dir.join("v").display()),
+            "-max=60".into(),
+            "-preStopSeconds=0".into(),
+            "-index=memory".into(),
+        ];
+        self.spawn("volume", a);
+    }
+
+    fn spawn_filer(&mut self) {
+        let mut a = vec![
+            "filer".into(),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-port={}", self.filer),
+            format!("-port.grpc={}", self.filer + 10000),
+            format!("-master=127.0.0.1:{}", self.master),
+            format!("-defaultStoreDir={}", self.dir.join("f").display()),
+            format!("-localSocket={}", self.dir.join("filer.sock").display()),
+        ];
+        a.extend(self.opts.filer_args.iter().cloned());
+        self.spawn("filer", a);
+    }
+
+    fn wait_filer(&self) -> Result<(), String> {
+        self.wait(&format!("http://127.0.0.1:{}/", self.filer), |_| true)?;
+        self.wait(&format!("http://127.0.0.1:{}/dir/assign", self.master), |b| {
+            b.contains("\"fid\"")
+        })
+    }
+
+    fn wait(&self, url: &str, ok: impl Fn(&str) -> bool) -> Result<(), String> {
+        let start = Instant::now();
+        let agent = http();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(mut r) = agent.get(url).call() {
+                let body = r.body_mut().read_to_string().unwrap_or_default();
+                if r.status().as_u16() < 500 && ok(&body) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("{url} did not become ready; logs in {}", self.dir.display()))
+    }
+
+    /// Kills one process ("filer", "volume", "master") by PID.
+    pub fn stop(&mut self, name: &str) {
+        if let Some(i) = self.procs.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.procs.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts the filer on the same ports and store.
+    pub fn restart_filer(&mut self) {
+        self.stop("filer");
+        self.spawn_filer();
+        self.wait_filer().unwrap();
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.filer)
+    }
+
+    pub fn filer_addr(&self) -> FilerAddr {
+        FilerAddr::parse(&self.addr()).unwrap()
+    }
+
+    pub fn client(&self) -> FilerClient {
+        FilerClient::connect(&self.filer_addr(), Duration::from_secs(10))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.filer, encode(path))
+    }
+
+    /// Writes a file through the filer HTTP API; `headers` like ("Seaweed-Foo", "bar").
+    pub fn put_with(&self, path: &str, data: &[u8], headers: &[(&str, &str)]) {
+        let mut req = http().put(&self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut r = req.send(data).unwrap_or_else(|e| panic!("PUT {path}: {e}"));
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().unwrap_or_default();
+        assert!(status < 300, "PUT {path}: {status} {body}");
+    }
+
+    pub fn put(&self, path: &str, data: &[u8]) {
+        self.put_with(path, data, &[]);
+    }
+
+    pub fn mkdir(&self, path: &str) {
+        let r = http().post(&format!("{}/", self.url(path))).send_empty().unwrap();
+        assert!(r.status().as_u16() < 300, "mkdir {path}: {}", r.status());
+    }
+
+    pub fn delete(&self, path: &str) {
+        let r = http()
+            .delete(&format!("{}?recursive=true", self.url(path)))
+            .call()
+            .unwrap();
+        assert!(r.status().as_u16() < 300, "delete {path}: {}", r.status());
+    }
+
+    pub fn mv(&self, from: &str, to: &str) {
+        let url = format!("{}?mv.from={}", self.url(to), encode_query(from));
+        let mut r = http().post(&url).send_empty().unwrap();
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().unwrap_or_default();
+        assert!(status < 300, "mv {from} {to}: {status} {body}");
+    }
+
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        let mut r = http().get(&self.url(path)).call().unwrap();
+        if r.status().as_u16() == 404 {
+            return None;
+        }
+        assert_eq!(r.status().as_u16(), 200, "GET {path}");
+        Some(
+            r.body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_vec()
+                .unwrap(),
+        )
+    }
+
+    /// Every entry below `root` (not `root` itself), keyed by path relative to it.
+    pub fn tree(&self, root: &str) -> Tree {
+        let client = self.client();
+        let mut out = BTreeMap::new();
+        let mut dirs = vec![root.to_string()];
+        while let Some(d) = dirs.pop() {
+            let mut entries = Vec::new();
+            client
+                .list(&d, |e| {
+                    entries.push(e);
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("list {d}: {e}"));
+            for e in entries {
+                let full = join_path(&d, &e.name);
+                let rel = full[root.trim_end_matches('/').len()..].to_string();
+                if e.is_directory {
+                    dirs.push(full.clone());
+                }
+                let a = e.attributes.clone().unwrap_or_default();
+                let content = if e.is_directory {
+                    0
+                } else {
+                    fnv(&self.get(&full).unwrap_or_else(|| panic!("read {full}")))
+                };
+                let mut ext: Vec<(String, Vec<u8>)> = e.extended.clone().into_iter().collect();
+                ext.sort();
+                out.insert(
+                    rel,
+                    Node {
+                        dir: e.is_directory,
+                        size: a.file_size,
+                        mtime: (a.mtime, a.mtime_ns),
+                        mode: a.file_mode,
+                        mime: a.mime,
+                        symlink: a.symlink_target,
+                        extended: ext,
+                        content,
+                    },
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for name in ["filer", "volume", "master"] {
+            self.stop(name);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub dir: bool,
+    pub size: u64,
+    pub mtime: (i64, i32),
+    pub mode: u32,
+    pub mime: String,
+    pub symlink: String,
+    pub extended: Vec<(String, Vec<u8>)>,
+    pub content: u64,
+}
+
+pub type Tree = BTreeMap<String, Node>;
+
+/// Asserts two trees are equal, showing the first differences.
+pub fn assert_same(a: &Tree, b: &Tree) {
+    if a == b {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => diffs.push(format!("only on A: {k}")),
+            Some(w) if w != v => diffs.push(format!("differs: {k}\n  A {v:?}\n  B {w:?}")),
+            _ => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        diffs.push(format!("only on B: {k}"));
+    }
+    diffs.truncate(20);
+    panic!("trees differ ({} vs {} entries):\n{}", a.len(), b.len(), diffs.join("\n"));
+}
+
+/// Waits until `f` holds, or panics after `secs`.
+pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+pub fn fnv(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn encode(path: &str) -> String {
+    let mut s = String::new();
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                s.push(b as char)
+            }
+            _ => s.push_str(&format!("%{b:02X}")),
+        }
+    }
+    s
+}
+
+fn encode_query(v: &str) -> String {
+    encode(v)
+}
+
+/// The filer-sync binary built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_filer-sync")
+}
+
+/// Runs filer-sync to completion with a time limit; returns (exit code, stderr).
+pub fn run_sync(args: &[&str], limit: Duration) -> (i32, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn filer-sync");
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        use std::io::Read;
+        let mut r = stderr;
+        let _ = r.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let err = reader.join().unwrap();
+            return (st.code().unwrap_or(-1), err);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = reader.join().unwrap();
+            panic!("filer-sync {args:?} ran past {limit:?}:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn temp_state(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("filer-sync-it-state-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join(format!("{name}-{}.db", filer_sync::state::now_ns()));
+    p.to_string_lossy().into_owned()
+}

@@ -1,0 +1,6 @@
+//! Integration tests against real SeaweedFS 4.48 clusters on 127.0.0.1.
+
+mod cli;
+mod harness;
+mod sync;
+mod wire;
