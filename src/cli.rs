@@ -128,7 +128,7 @@ pub struct SyncArgs {
 
 /// Subcommands that are not built yet: each says so and exits 1.
 macro_rules! not_yet {
-    ($t:ident, $name:literal, $desc:literal) => {
+    ($t:ident, $name:tt, $desc:tt) => {
         #[derive(FromArgs, Debug)]
         #[argh(subcommand, name = $name, description = $desc)]
         pub struct $t {

@@ -11,12 +11,12 @@ macro_rules! method {
             ty: MethodType::$ty,
             name: concat!("/filer_pb.SeaweedFiler/", $path),
             req_mar: Marshaller {
-                ser: grpcio::pr_ser,
-                de: grpcio::pr_de,
+                ser: grpcio::pb_ser,
+                de: grpcio::pb_de,
             },
             resp_mar: Marshaller {
-                ser: grpcio::pr_ser,
-                de: grpcio::pr_de,
+                ser: grpcio::pb_ser,
+                de: grpcio::pb_de,
             },
         };
     };

@@ -362,6 +362,7 @@ mod tests {
         std::fs::write(&p, b"this is not sqlite at all, just text padding it out").unwrap();
         assert!(State::open(&p).is_err());
         let q = tmp("othersqlite");
+        std::fs::create_dir_all(q.parent().unwrap()).unwrap();
         let c = Connection::open(&q).unwrap();
         c.execute_batch("CREATE TABLE t (x)").unwrap();
         drop(c);
