@@ -31,16 +31,23 @@ start)
   weed=$("$here/install-weed.sh")
   mkdir -p "$dir"/{m,v,f}; : >"$dir/ports"; : >"$dir/pids"
   m=$(pick_port); v=$(pick_port); f=$(pick_port)
-  ip=(-ip=127.0.0.1 -ip.bind=127.0.0.1)
-  (cd "$dir" && setsid "$weed" master "${ip[@]}" -port="$m" -port.grpc=$((m + 10000)) -mdir="$dir/m" \
-     -telemetry=false -volumeSizeLimitMB=256 -defaultReplication=000 >"$dir/master.log" 2>&1 & echo $! >>"$dir/pids")
+  # Each server runs in DIR (no stray filer.toml from the caller's folder),
+  # detached from our stdout so that $(...) around this script returns.
+  spawn() {
+    local name=$1; shift
+    (cd "$dir" && exec "$weed" "$name" -ip=127.0.0.1 -ip.bind=127.0.0.1 "$@") \
+      </dev/null >"$dir/$name.log" 2>&1 &
+    echo $! >>"$dir/pids"
+  }
+  spawn master -port="$m" -port.grpc=$((m + 10000)) -mdir="$dir/m" \
+     -telemetry=false -volumeSizeLimitMB=256 -defaultReplication=000
   wait_for "http://127.0.0.1:$m/cluster/status" .
-  (cd "$dir" && setsid "$weed" volume "${ip[@]}" -port="$v" -port.grpc=$((v + 10000)) -master="127.0.0.1:$m" \
-     -dir="$dir/v" -max=60 -preStopSeconds=0 -index=memory >"$dir/volume.log" 2>&1 & echo $! >>"$dir/pids")
+  spawn volume -port="$v" -port.grpc=$((v + 10000)) -master="127.0.0.1:$m" \
+     -dir="$dir/v" -max=60 -preStopSeconds=0 -index=memory
   wait_for "http://127.0.0.1:$m/dir/status" "127.0.0.1:$v"
   curl -fsS "http://127.0.0.1:$m/vol/grow?count=2&replication=000" >/dev/null 2>&1 || true
-  (cd "$dir" && setsid "$weed" filer "${ip[@]}" -port="$f" -port.grpc=$((f + 10000)) -master="127.0.0.1:$m" \
-     -defaultStoreDir="$dir/f" -localSocket="$dir/filer.sock" "$@" >"$dir/filer.log" 2>&1 & echo $! >>"$dir/pids")
+  spawn filer -port="$f" -port.grpc=$((f + 10000)) -master="127.0.0.1:$m" \
+     -defaultStoreDir="$dir/f" -localSocket="$dir/filer.sock" "$@"
   wait_for "http://127.0.0.1:$f/" .
   wait_for "http://127.0.0.1:$m/dir/assign" fid
   echo "127.0.0.1:$f"

@@ -77,12 +77,12 @@ impl Applier {
                 req.new_directory = new_dir.clone();
                 req.new_name = entry.name.clone();
                 req.signatures = signatures.clone();
-                let renamed = self
-                    .lookup_target(old_dir, old_name)?
-                    .is_some()
-                    && retry("AtomicRenameEntry", Policy::SHORT, || self.target.rename(&req))
-                        .map_err(|e| log::debug!("rename {old_dir}/{old_name}: {e}"))
-                        .is_ok();
+                let renamed = self.lookup_target(old_dir, old_name)?.is_some()
+                    && retry("AtomicRenameEntry", Policy::SHORT, || {
+                        self.target.rename(&req)
+                    })
+                    .map_err(|e| log::debug!("rename {old_dir}/{old_name}: {e}"))
+                    .is_ok();
                 if !renamed && self.lookup_target(old_dir, old_name)?.is_some() {
                     return Err(Error::remote(format!(
                         "rename {} -> {} failed and the old entry is still there",
@@ -98,7 +98,9 @@ impl Applier {
     }
 
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
-        retry("LookupDirectoryEntry", Policy::SHORT, || self.target.lookup(dir, name))
+        retry("LookupDirectoryEntry", Policy::SHORT, || {
+            self.target.lookup(dir, name)
+        })
     }
 
     fn upsert(&self, dir: &str, src: &Entry, signatures: &[i32]) -> Result<Outcome> {
@@ -185,7 +187,10 @@ impl Applier {
             src.par_iter()
                 .map(|c| {
                     let id = fid::of_chunk(c);
-                    if let Some(t) = reuse.get(&id).filter(|t| t.offset == c.offset && t.size == c.size) {
+                    if let Some(t) = reuse
+                        .get(&id)
+                        .filter(|t| t.offset == c.offset && t.size == c.size)
+                    {
                         let mut kept = c.clone();
                         kept.file_id = fid::of_chunk(t);
                         kept.fid = Default::default();
@@ -212,7 +217,13 @@ impl Applier {
         Ok((out, bytes))
     }
 
-    fn copy_chunk(&self, c: &FileChunk, path: &str, name: &str, mime: &str) -> Result<(FileChunk, u64)> {
+    fn copy_chunk(
+        &self,
+        c: &FileChunk,
+        path: &str,
+        name: &str,
+        mime: &str,
+    ) -> Result<(FileChunk, u64)> {
         let id = fid::of_chunk(c);
         // Encrypted chunks are stored as ciphertext (+28 bytes): copy them verbatim.
         let plain = c.cipher_key.is_empty();
@@ -238,7 +249,13 @@ impl Applier {
 
     /// A manifest chunk lists further chunks: copy those, then upload a
     /// manifest that names the target copies.
-    fn copy_manifest(&self, c: &FileChunk, path: &str, name: &str, mime: &str) -> Result<(FileChunk, u64)> {
+    fn copy_manifest(
+        &self,
+        c: &FileChunk,
+        path: &str,
+        name: &str,
+        mime: &str,
+    ) -> Result<(FileChunk, u64)> {
         let id = fid::of_chunk(c);
         if !c.cipher_key.is_empty() {
             return Err(Error::new(
@@ -250,9 +267,13 @@ impl Applier {
             self.chunks_in.download(&id, None)
         })?;
         let manifest = FileChunkManifest::parse_from_bytes(&blob).map_err(|e| {
-            Error::new(ErrorKind::Corrupt, format!("chunk manifest {id} of {path}: {e}"))
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("chunk manifest {id} of {path}: {e}"),
+            )
         })?;
-        let (children, bytes) = self.copy_chunks(&manifest.chunks, &HashMap::new(), path, name, mime)?;
+        let (children, bytes) =
+            self.copy_chunks(&manifest.chunks, &HashMap::new(), path, name, mime)?;
         let mut out_manifest = FileChunkManifest::new();
         out_manifest.chunks = children
             .into_iter()
@@ -269,7 +290,8 @@ impl Applier {
             .write_to_bytes()
             .map_err(|e| Error::remote(format!("encode manifest: {e}")))?;
         let new_id = retry(&format!("upload manifest {id}"), Policy::FOREVER, || {
-            self.chunks_out.upload(path, "", "application/octet-stream", &data)
+            self.chunks_out
+                .upload(path, "", "application/octet-stream", &data)
         })?;
         let mut out = c.clone();
         out.file_id = new_id;
@@ -285,11 +307,12 @@ impl Applier {
     /// a later event supersedes this one, so skipping it loses nothing.
     pub fn source_moved_on(&self, source_path: &str, entry: &Entry) -> bool {
         let (dir, name) = split_path(source_path);
-        match retry("LookupDirectoryEntry", Policy::SHORT, || self.source.lookup(dir, name)) {
+        match retry("LookupDirectoryEntry", Policy::SHORT, || {
+            self.source.lookup(dir, name)
+        }) {
             Ok(None) => true,
             Ok(Some(now)) => {
-                mtime_ns(&now) > mtime_ns(entry)
-                    || chunk_ids(&now) != chunk_ids(entry)
+                mtime_ns(&now) > mtime_ns(entry) || chunk_ids(&now) != chunk_ids(entry)
             }
             Err(_) => false,
         }

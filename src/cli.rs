@@ -138,10 +138,26 @@ macro_rules! not_yet {
         }
     };
 }
-not_yet!(VerifyArgs, "verify", "compare the trees of A and B (not built yet)");
-not_yet!(MigrateArgs, "migrate", "one-shot copy of A's tree to B (not built yet)");
-not_yet!(StatusArgs, "status", "show checkpoints, lag and failures (not built yet)");
-not_yet!(CheckpointArgs, "checkpoint", "show, set or reset checkpoints (not built yet)");
+not_yet!(
+    VerifyArgs,
+    "verify",
+    "compare the trees of A and B (not built yet)"
+);
+not_yet!(
+    MigrateArgs,
+    "migrate",
+    "one-shot copy of A's tree to B (not built yet)"
+);
+not_yet!(
+    StatusArgs,
+    "status",
+    "show checkpoints, lag and failures (not built yet)"
+);
+not_yet!(
+    CheckpointArgs,
+    "checkpoint",
+    "show, set or reset checkpoints (not built yet)"
+);
 
 /// One side as the user described it.
 #[derive(Debug, Clone)]
@@ -212,7 +228,9 @@ impl SyncArgs {
                 ex.push(n);
             }
             if from < 0 {
-                return Err(Error::usage(format!("--{flag}-from-ts-ms {from}: must be ≥ 0")));
+                return Err(Error::usage(format!(
+                    "--{flag}-from-ts-ms {from}: must be ≥ 0"
+                )));
             }
             if placement.ttl_sec < 0 {
                 return Err(Error::usage(format!(
@@ -324,10 +342,18 @@ fn default_state_path(a: &Side, b: &Side) -> Result<PathBuf> {
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".local/state"))
         })
-        .ok_or_else(|| Error::usage("no HOME or XDG_STATE_HOME to put the state file in: pass --state FILE"))?;
+        .ok_or_else(|| {
+            Error::usage("no HOME or XDG_STATE_HOME to put the state file in: pass --state FILE")
+        })?;
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     let name = format!(
@@ -365,35 +391,65 @@ mod tests {
         let c = cfg(&AB).unwrap();
         assert!(!c.active_passive && !c.once && !c.dry_run);
         assert_eq!((c.a.path.as_str(), c.b.path.as_str()), ("/", "/"));
-        assert_eq!((c.workers, c.batch_size, c.batch_window_ms), (32, 1000, 200));
+        assert_eq!(
+            (c.workers, c.batch_size, c.batch_window_ms),
+            (32, 1000, 200)
+        );
         assert!(c.a.deletes && c.b.deletes);
-        assert!(c.state.to_string_lossy().ends_with(
-            "filer-sync/127.0.0.1_8888___127.0.0.1_9888_.db"
-        ));
+        assert!(c
+            .state
+            .to_string_lossy()
+            .ends_with("filer-sync/127.0.0.1_8888___127.0.0.1_9888_.db"));
     }
 
     #[test]
     fn flag_a_b_required_and_parsed() {
         assert!(parse(&["-a", "h:1"]).is_err());
         let e = cfg(&["-a", "nonsense", "-b", "127.0.0.1:1"]).unwrap_err();
-        assert!(e.to_string().starts_with("-a: filer address \"nonsense\""), "{e}");
+        assert!(
+            e.to_string().starts_with("-a: filer address \"nonsense\""),
+            "{e}"
+        );
         let c = cfg(&["-a", "h:1.2", "-b", "h:3"]).unwrap();
         assert_eq!((c.a.addr.grpc_port, c.b.addr.grpc_port), (2, 10003));
     }
 
     #[test]
     fn flag_paths() {
-        let c = cfg(&with(&["--a-path", "/home/chris/", "--b-path", "/Users/chris"])).unwrap();
-        assert_eq!((c.a.path.as_str(), c.b.path.as_str()), ("/home/chris", "/Users/chris"));
-        assert!(cfg(&with(&["--a-path", "home"])).unwrap_err().to_string().contains("--a-path"));
+        let c = cfg(&with(&[
+            "--a-path",
+            "/home/chris/",
+            "--b-path",
+            "/Users/chris",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.a.path.as_str(), c.b.path.as_str()),
+            ("/home/chris", "/Users/chris")
+        );
+        assert!(cfg(&with(&["--a-path", "home"]))
+            .unwrap_err()
+            .to_string()
+            .contains("--a-path"));
     }
 
     #[test]
     fn flag_excludes() {
-        let c = cfg(&with(&["--a-path", "/p", "--a-exclude", "/p/tmp/", "--a-exclude", "/p/**.swp"])).unwrap();
+        let c = cfg(&with(&[
+            "--a-path",
+            "/p",
+            "--a-exclude",
+            "/p/tmp/",
+            "--a-exclude",
+            "/p/**.swp",
+        ]))
+        .unwrap();
         assert_eq!(c.a.excludes, ["/p/tmp", "/p/**.swp"]);
         let e = cfg(&with(&["--a-path", "/p", "--a-exclude", "/"])).unwrap_err();
-        assert!(e.to_string().contains("covers the whole synced folder"), "{e}");
+        assert!(
+            e.to_string().contains("covers the whole synced folder"),
+            "{e}"
+        );
         assert!(cfg(&with(&["--b-exclude", "tmp"])).is_err());
     }
 
@@ -426,7 +482,15 @@ mod tests {
         ]))
         .unwrap();
         let p = &c.b.placement;
-        assert_eq!((p.collection.as_str(), p.replication.as_str(), p.ttl_sec, p.disk_type.as_str()), ("c1", "001", 60, "ssd"));
+        assert_eq!(
+            (
+                p.collection.as_str(),
+                p.replication.as_str(),
+                p.ttl_sec,
+                p.disk_type.as_str()
+            ),
+            ("c1", "001", 60, "ssd")
+        );
         assert!(cfg(&with(&["--a-ttl-sec", "-1"])).is_err());
     }
 
@@ -437,8 +501,19 @@ mod tests {
         assert!(cfg(&with(&["--batch-window-ms", "100000"])).is_err());
         assert!(cfg(&with(&["--timeout-secs", "0"])).is_err());
         assert!(cfg(&with(&["--a-from-ts-ms", "-5"])).is_err());
-        let c = cfg(&with(&["--workers", "4", "--batch-size", "50", "--a-from-ts-ms", "1700000000000"])).unwrap();
-        assert_eq!((c.workers, c.batch_size, c.a.from_ts_ms), (4, 50, 1_700_000_000_000));
+        let c = cfg(&with(&[
+            "--workers",
+            "4",
+            "--batch-size",
+            "50",
+            "--a-from-ts-ms",
+            "1700000000000",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.workers, c.batch_size, c.a.from_ts_ms),
+            (4, 50, 1_700_000_000_000)
+        );
         assert!(parse(&with(&["--workers", "x"])).is_err());
     }
 
@@ -446,7 +521,10 @@ mod tests {
     fn flag_state_and_self_sync() {
         let c = cfg(&with(&["--state", "/tmp/x.db"])).unwrap();
         assert_eq!(c.state, PathBuf::from("/tmp/x.db"));
-        let e = cfg(&["-a", "h:1", "-b", "h:1", "--a-path", "/x", "--b-path", "/x/y"]).unwrap_err();
+        let e = cfg(&[
+            "-a", "h:1", "-b", "h:1", "--a-path", "/x", "--b-path", "/x/y",
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("into itself"), "{e}");
         assert!(cfg(&["-a", "h:1", "-b", "h:1", "--a-path", "/x", "--b-path", "/y"]).is_ok());
     }

@@ -40,9 +40,19 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
         cfg.b.path,
         cfg.state.display()
     );
-    let mut flows = vec![flow(cfg, (&cfg.a, &a, sig_a), (&cfg.b, &b, sig_b), &mut state)?];
+    let mut flows = vec![flow(
+        cfg,
+        (&cfg.a, &a, sig_a),
+        (&cfg.b, &b, sig_b),
+        &mut state,
+    )?];
     if !cfg.active_passive {
-        flows.push(flow(cfg, (&cfg.b, &b, sig_b), (&cfg.a, &a, sig_a), &mut state)?);
+        flows.push(flow(
+            cfg,
+            (&cfg.b, &b, sig_b),
+            (&cfg.a, &a, sig_a),
+            &mut state,
+        )?);
     }
     drop(state);
     let mut ok = true;
@@ -60,7 +70,10 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
                 if !sum.failures.is_empty() {
                     ok = false;
                     for f in &sum.failures {
-                        eprintln!("failed: {} (event ts {}): {}", f.path, f.event_ts_ns, f.error);
+                        eprintln!(
+                            "failed: {} (event ts {}): {}",
+                            f.path, f.event_ts_ns, f.error
+                        );
                     }
                 }
             }
@@ -77,7 +90,12 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
 
 type Peer<'a> = (&'a Side, &'a FilerClient, i32);
 
-fn flow(cfg: &SyncConfig, (src, s, sig_s): Peer, (dst, t, sig_t): Peer, state: &mut State) -> Result<Flow> {
+fn flow(
+    cfg: &SyncConfig,
+    (src, s, sig_s): Peer,
+    (dst, t, sig_t): Peer,
+    state: &mut State,
+) -> Result<Flow> {
     let key = Direction {
         source_sig: sig_s,
         source_path: src.path.clone(),

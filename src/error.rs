@@ -126,9 +126,7 @@ fn is_transient_text(msg: &str) -> bool {
 impl From<ureq::Error> for Error {
     fn from(e: ureq::Error) -> Error {
         match &e {
-            ureq::Error::StatusCode(c) if *c >= 500 => {
-                Error::transient(format!("HTTP status {c}"))
-            }
+            ureq::Error::StatusCode(c) if *c >= 500 => Error::transient(format!("HTTP status {c}")),
             ureq::Error::StatusCode(404) => Error::new(ErrorKind::NotFound, "HTTP status 404"),
             ureq::Error::StatusCode(c) => Error::remote(format!("HTTP status {c}")),
             ureq::Error::BadUri(_) | ureq::Error::Http(_) => Error::usage(format!("HTTP: {e}")),

@@ -53,6 +53,8 @@ fn main() -> ExitCode {
 fn not_yet(cmd: &str) -> error::Result<bool> {
     Err(error::Error::new(
         ErrorKind::Remote,
-        format!("`filer-sync {cmd}` is not built yet; only `filer-sync sync` works in this version"),
+        format!(
+            "`filer-sync {cmd}` is not built yet; only `filer-sync sync` works in this version"
+        ),
     ))
 }

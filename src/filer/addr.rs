@@ -96,7 +96,11 @@ mod tests {
         ];
         for (s, host, h, g) in cases {
             let a = FilerAddr::parse(s).unwrap();
-            assert_eq!((a.host.as_str(), a.http_port, a.grpc_port), (host, h, g), "{s}");
+            assert_eq!(
+                (a.host.as_str(), a.http_port, a.grpc_port),
+                (host, h, g),
+                "{s}"
+            );
         }
         assert_eq!(FilerAddr::parse("h:1.2").unwrap().to_string(), "h:1.2");
         assert_eq!(FilerAddr::parse("h:8888").unwrap().grpc(), "h:18888");

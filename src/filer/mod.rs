@@ -251,7 +251,11 @@ impl FilerClient {
         let stream = client
             .server_streaming(&rpc::SUBSCRIBE_METADATA, req, CallOption::default())
             .map_err(|e| self.wrap("SubscribeMetadata", e))?;
-        Ok(Subscription::new(client, stream, self.ctx("SubscribeMetadata")))
+        Ok(Subscription::new(
+            client,
+            stream,
+            self.ctx("SubscribeMetadata"),
+        ))
     }
 }
 

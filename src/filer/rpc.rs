@@ -22,15 +22,75 @@ macro_rules! method {
     };
 }
 
-method!(GET_FILER_CONFIGURATION, Unary, "GetFilerConfiguration", GetFilerConfigurationRequest, GetFilerConfigurationResponse);
-method!(LOOKUP_DIRECTORY_ENTRY, Unary, "LookupDirectoryEntry", LookupDirectoryEntryRequest, LookupDirectoryEntryResponse);
-method!(LIST_ENTRIES, ServerStreaming, "ListEntries", ListEntriesRequest, ListEntriesResponse);
-method!(CREATE_ENTRY, Unary, "CreateEntry", CreateEntryRequest, CreateEntryResponse);
-method!(UPDATE_ENTRY, Unary, "UpdateEntry", UpdateEntryRequest, UpdateEntryResponse);
-method!(DELETE_ENTRY, Unary, "DeleteEntry", DeleteEntryRequest, DeleteEntryResponse);
-method!(ATOMIC_RENAME_ENTRY, Unary, "AtomicRenameEntry", AtomicRenameEntryRequest, AtomicRenameEntryResponse);
-method!(ASSIGN_VOLUME, Unary, "AssignVolume", AssignVolumeRequest, AssignVolumeResponse);
-method!(LOOKUP_VOLUME, Unary, "LookupVolume", LookupVolumeRequest, LookupVolumeResponse);
-method!(SUBSCRIBE_METADATA, ServerStreaming, "SubscribeMetadata", SubscribeMetadataRequest, SubscribeMetadataResponse);
+method!(
+    GET_FILER_CONFIGURATION,
+    Unary,
+    "GetFilerConfiguration",
+    GetFilerConfigurationRequest,
+    GetFilerConfigurationResponse
+);
+method!(
+    LOOKUP_DIRECTORY_ENTRY,
+    Unary,
+    "LookupDirectoryEntry",
+    LookupDirectoryEntryRequest,
+    LookupDirectoryEntryResponse
+);
+method!(
+    LIST_ENTRIES,
+    ServerStreaming,
+    "ListEntries",
+    ListEntriesRequest,
+    ListEntriesResponse
+);
+method!(
+    CREATE_ENTRY,
+    Unary,
+    "CreateEntry",
+    CreateEntryRequest,
+    CreateEntryResponse
+);
+method!(
+    UPDATE_ENTRY,
+    Unary,
+    "UpdateEntry",
+    UpdateEntryRequest,
+    UpdateEntryResponse
+);
+method!(
+    DELETE_ENTRY,
+    Unary,
+    "DeleteEntry",
+    DeleteEntryRequest,
+    DeleteEntryResponse
+);
+method!(
+    ATOMIC_RENAME_ENTRY,
+    Unary,
+    "AtomicRenameEntry",
+    AtomicRenameEntryRequest,
+    AtomicRenameEntryResponse
+);
+method!(
+    ASSIGN_VOLUME,
+    Unary,
+    "AssignVolume",
+    AssignVolumeRequest,
+    AssignVolumeResponse
+);
+method!(
+    LOOKUP_VOLUME,
+    Unary,
+    "LookupVolume",
+    LookupVolumeRequest,
+    LookupVolumeResponse
+);
+method!(
+    SUBSCRIBE_METADATA,
+    ServerStreaming,
+    "SubscribeMetadata",
+    SubscribeMetadataRequest,
+    SubscribeMetadataResponse
+);
 method!(KV_GET, Unary, "KvGet", KvGetRequest, KvGetResponse);
 method!(KV_PUT, Unary, "KvPut", KvPutRequest, KvPutResponse);

@@ -121,8 +121,11 @@ pub fn run(f: &Flow) -> Result<Summary> {
             f.scope.target_path
         );
         let mut caught_up = false;
+        // The filer serves events at ts >= since_ns: the one at the checkpoint
+        // itself was applied already.
+        let mut floor = since;
         let ended = loop {
-            let (window, stream_end) = collect_window(f, &rx, start_ns, &mut caught_up);
+            let (window, stream_end) = collect_window(f, &rx, start_ns, floor, &mut caught_up);
             if !window.is_empty() {
                 let newest = window.last().map(|e| e.ts_ns).unwrap_or(since);
                 let commit = apply_window(f, &workers, window)?;
@@ -132,8 +135,15 @@ pub fn run(f: &Flow) -> Result<Summary> {
                 for fl in &commit.failures {
                     log::error!("{}: {} failed: {}", f.name, fl.path, fl.error);
                 }
-                state.commit(&f.key, &Commit { ts_ns: newest, ..commit })?;
+                state.commit(
+                    &f.key,
+                    &Commit {
+                        ts_ns: newest,
+                        ..commit
+                    },
+                )?;
                 sum.checkpoint_ns = newest;
+                floor = newest;
                 if last_report.elapsed() > Duration::from_secs(10) {
                     last_report = Instant::now();
                     log::info!(
@@ -158,7 +168,10 @@ pub fn run(f: &Flow) -> Result<Summary> {
         };
         match ended {
             Err(e) if e.is_retryable() || e.kind() == ErrorKind::Remote => {
-                log::warn!("{}: stream lost ({e}); re-subscribing from the checkpoint", f.name);
+                log::warn!(
+                    "{}: stream lost ({e}); re-subscribing from the checkpoint",
+                    f.name
+                );
                 sleep_unless_stopped(Duration::from_secs(1));
             }
             Err(e) => return Err(e),
@@ -185,7 +198,10 @@ fn describe_ts(ts: i64) -> String {
 /// stream's last word (an error, or Ok at a clean end) as its final message.
 fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     let mut req = SubscribeMetadataRequest::new();
-    req.client_name = format!("filer-sync_{}_To_{}", f.scope.source_path, f.scope.target_path);
+    req.client_name = format!(
+        "filer-sync_{}_To_{}",
+        f.scope.source_path, f.scope.target_path
+    );
     req.path_prefix = if f.scope.source_path.ends_with('/') {
         f.scope.source_path.clone()
     } else {
@@ -197,7 +213,9 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     req.client_epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
     req.client_supports_batching = true;
     req.client_supports_idle_heartbeat = true;
-    let stream = retry("SubscribeMetadata", Policy::FOREVER, || f.source.subscribe(&req))?;
+    let stream = retry("SubscribeMetadata", Policy::FOREVER, || {
+        f.source.subscribe(&req)
+    })?;
     let (tx, rx) = bounded(f.batch_size.max(16) * 2);
     std::thread::Builder::new()
         .name(format!("{} stream", f.name))
@@ -215,13 +233,15 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
 }
 
 /// Gathers the next window: waits for a first event, then takes more until
-/// the window is full or its time is up. Returns the events and, when the
+/// the window is full or its time is up. Events at or below `floor` were
+/// applied already and are dropped. Returns the events and, when the
 /// stream ended, how. Sets `caught_up` in cron mode once the source has
 /// nothing older than the start time left.
 fn collect_window(
     f: &Flow,
     rx: &Receiver<Result<StreamItem>>,
     start_ns: i64,
+    floor: i64,
     caught_up: &mut bool,
 ) -> (Vec<Event>, Option<Result<()>>) {
     let mut events = Vec::new();
@@ -235,6 +255,7 @@ fn collect_window(
             None => Duration::from_millis(200),
         };
         match rx.recv_timeout(wait) {
+            Ok(Ok(StreamItem::Event(ev))) if ev.ts_ns <= floor => {}
             Ok(Ok(StreamItem::Event(ev))) => {
                 if f.once && ev.ts_ns > start_ns {
                     *caught_up = true;
@@ -327,23 +348,22 @@ fn apply_one(f: &Flow, ev: &Event, a: &Action, c: &mut Commit) -> Result<()> {
         }
         Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
         Err(e) => {
-            let source_path = ev
-                .notification
-                .new_entry
-                .as_ref()
-                .map(|n| {
-                    let dir = if ev.notification.new_parent_path.is_empty() {
-                        &ev.directory
-                    } else {
-                        &ev.notification.new_parent_path
-                    };
-                    (join_path(dir, &n.name), n)
-                });
+            let source_path = ev.notification.new_entry.as_ref().map(|n| {
+                let dir = if ev.notification.new_parent_path.is_empty() {
+                    &ev.directory
+                } else {
+                    &ev.notification.new_parent_path
+                };
+                (join_path(dir, &n.name), n)
+            });
             if let Some((p, entry)) = source_path {
                 if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt)
                     && f.applier.source_moved_on(&p, entry)
                 {
-                    log::info!("{}: {p} changed again on the source; skipping this version ({e})", f.name);
+                    log::info!(
+                        "{}: {p} changed again on the source; skipping this version ({e})",
+                        f.name
+                    );
                     return Ok(());
                 }
             }

@@ -91,7 +91,10 @@ mod tests {
         // unrelated files run apart
         assert_eq!(run(&[&["/a/x"], &["/a/y"], &["/b/z"]]), [[0], [1], [2]]);
         // same path keeps order
-        assert_eq!(run(&[&["/a/x"], &["/a/y"], &["/a/x"]]), vec![vec![0, 2], vec![1]]);
+        assert_eq!(
+            run(&[&["/a/x"], &["/a/y"], &["/a/x"]]),
+            vec![vec![0, 2], vec![1]]
+        );
         // a directory event joins what is below it, before and after
         assert_eq!(
             run(&[&["/a/x"], &["/a"], &["/a/y/z"], &["/b"]]),

@@ -50,9 +50,12 @@ impl Action {
     /// The target path the action ends at (for logs and the failure ledger).
     pub fn target(&self) -> String {
         match self {
-            Action::Upsert { dir, entry, .. } | Action::Rename { new_dir: dir, entry, .. } => {
-                join_path(dir, &entry.name)
-            }
+            Action::Upsert { dir, entry, .. }
+            | Action::Rename {
+                new_dir: dir,
+                entry,
+                ..
+            } => join_path(dir, &entry.name),
             Action::Delete { dir, name, .. } => join_path(dir, name),
         }
     }
@@ -208,11 +211,7 @@ fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
 
 /// S3 multipart uploads in progress live under /buckets/NAME/.uploads/: not data yet.
 fn is_multipart_upload(path: &str) -> bool {
-    path.starts_with("/buckets/")
-        && path
-            .split('/')
-            .nth(3)
-            .is_some_and(|s| s == ".uploads")
+    path.starts_with("/buckets/") && path.split('/').nth(3).is_some_and(|s| s == ".uploads")
 }
 
 #[cfg(test)]

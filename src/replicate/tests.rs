@@ -155,6 +155,9 @@ fn folders_normalise() {
 
 #[test]
 fn event_paths_lists_old_and_new() {
-    assert_eq!(event_paths(&ev(Some("/a/x"), Some("/b/y"), &[])), ["/a/x", "/b/y"]);
+    assert_eq!(
+        event_paths(&ev(Some("/a/x"), Some("/b/y"), &[])),
+        ["/a/x", "/b/y"]
+    );
     assert_eq!(event_paths(&ev(Some("/a/x"), Some("/a/x"), &[])), ["/a/x"]);
 }

@@ -95,20 +95,23 @@ impl State {
             ))
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::state(format!("state directory {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::state(format!("state directory {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(ctx)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(ctx)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(ctx)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(ctx)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(ctx)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(ctx)?;
         let mut state = State {
             conn,
             path: path.to_path_buf(),
         };
-        state.migrate(version).map_err(|e| e.context(path.display()))?;
+        state
+            .migrate(version)
+            .map_err(|e| e.context(path.display()))?;
         Ok(state)
     }
 
@@ -282,7 +285,8 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("filer-sync-state-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("filer-sync-state-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("state.db")
     }
@@ -317,14 +321,25 @@ mod tests {
             },
         )
         .unwrap();
-        s.commit(&dir(), &Commit { ts_ns: 50, events: 1, bytes: 5, failures: vec![] })
-            .unwrap();
+        s.commit(
+            &dir(),
+            &Commit {
+                ts_ns: 50,
+                events: 1,
+                bytes: 5,
+                failures: vec![],
+            },
+        )
+        .unwrap();
         drop(s);
         let s = State::open(&p).unwrap();
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(50));
         assert_eq!(s.counters(&dir()).unwrap(), (3, 15));
         assert_eq!(s.failures(&dir()).unwrap(), vec![fail]);
-        let other = Direction { target_path: "/c".into(), ..dir() };
+        let other = Direction {
+            target_path: "/c".into(),
+            ..dir()
+        };
         assert_eq!(s.checkpoint(&other).unwrap(), None);
     }
 
@@ -334,10 +349,7 @@ mod tests {
         let s = State::open_at(&p, 1).unwrap();
         assert_eq!(s.version().unwrap(), 1);
         s.conn
-            .execute(
-                "INSERT INTO checkpoints VALUES (-5, '/a', 7, '/b', 99)",
-                [],
-            )
+            .execute("INSERT INTO checkpoints VALUES (-5, '/a', 7, '/b', 99)", [])
             .unwrap();
         drop(s);
         let s = State::open(&p).unwrap();

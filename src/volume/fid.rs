@@ -72,7 +72,11 @@ mod tests {
 
     #[test]
     fn parse_inverts_format() {
-        for f in [id(6, 4, 0x1f7b1d96), id(12, 0xabcdef, 7), id(1, u64::MAX, 0)] {
+        for f in [
+            id(6, 4, 0x1f7b1d96),
+            id(12, 0xabcdef, 7),
+            id(1, u64::MAX, 0),
+        ] {
             assert_eq!(parse(&format(&f)).unwrap(), f);
         }
         for bad in ["", "6", ",ab", "6,xyz", "6,1234", "x,0123456789"] {

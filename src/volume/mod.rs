@@ -101,10 +101,7 @@ impl ChunkSource {
                         if body.len() as u64 != n {
                             return Err(Error::new(
                                 ErrorKind::Corrupt,
-                                format!(
-                                    "GET {url}: got {} bytes, the entry says {n}",
-                                    body.len()
-                                ),
+                                format!("GET {url}: got {} bytes, the entry says {n}", body.len()),
                             ));
                         }
                     }
@@ -225,7 +222,9 @@ impl ChunkSink {
         if !assigned.auth.is_empty() {
             post = post.header("Authorization", format!("Bearer {}", assigned.auth));
         }
-        let mut resp = post.send(&body[..]).map_err(|e| Error::from(e).context(format!("POST {url}")))?;
+        let mut resp = post
+            .send(&body[..])
+            .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
@@ -249,7 +248,13 @@ fn multipart(name: &str, mime: &str, data: &[u8]) -> (String, Vec<u8>) {
     let boundary = "filer-sync-7d1f0c2a9b3e4d5f";
     let safe: String = name
         .chars()
-        .map(|c| if c == '"' || c == '\r' || c == '\n' { '_' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\r' || c == '\n' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let mime = if mime.is_empty() {
         "application/octet-stream"

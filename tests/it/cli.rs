@@ -12,9 +12,19 @@ fn run(args: &[&str]) -> (i32, String) {
 fn malformed_address_is_a_usage_error() {
     let (code, err) = run(&["sync", "-a", "nonsense", "-b", "127.0.0.1:1", "--once"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("\"nonsense\"") && err.contains("HOST:PORT"), "{err}");
+    assert!(
+        err.contains("\"nonsense\"") && err.contains("HOST:PORT"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
-    let (code, err) = run(&["sync", "-a", "127.0.0.1:8888", "-b", "127.0.0.1:99999", "--once"]);
+    let (code, err) = run(&[
+        "sync",
+        "-a",
+        "127.0.0.1:8888",
+        "-b",
+        "127.0.0.1:99999",
+        "--once",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("99999"), "{err}");
 }
@@ -24,13 +34,32 @@ fn unreachable_filer_fails_fast_naming_it() {
     let state = temp_state("unreachable");
     let start = Instant::now();
     let (code, err) = run(&[
-        "sync", "-a", "127.0.0.1:1", "-b", "127.0.0.1:2", "--once", "--timeout-secs", "3", "--state", &state,
+        "sync",
+        "-a",
+        "127.0.0.1:1",
+        "-b",
+        "127.0.0.1:2",
+        "--once",
+        "--timeout-secs",
+        "3",
+        "--state",
+        &state,
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
-    assert!(err.lines().filter(|l| l.starts_with("filer-sync:")).count() == 1, "{err}");
-    assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
-    assert!(!std::path::Path::new(&state).exists(), "state file created before both filers answered");
+    assert!(
+        err.lines().filter(|l| l.starts_with("filer-sync:")).count() == 1,
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "state file created before both filers answered"
+    );
 }
 
 #[test]
@@ -39,7 +68,18 @@ fn http_port_given_as_grpc_port_is_reported() {
     let wrong = format!("127.0.0.1:{}.{}", a.filer, a.filer);
     let state = temp_state("wrongport");
     let (code, err) = run(&[
-        "sync", "-a", &wrong, "-b", &a.addr(), "--b-path", "/x", "--once", "--timeout-secs", "3", "--state", &state,
+        "sync",
+        "-a",
+        &wrong,
+        "-b",
+        &a.addr(),
+        "--b-path",
+        "/x",
+        "--once",
+        "--timeout-secs",
+        "3",
+        "--state",
+        &state,
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&wrong) && err.contains("gRPC port"), "{err}");

@@ -26,7 +26,11 @@ pub fn weed() -> PathBuf {
         let out = Command::new(root.join("scripts/install-weed.sh"))
             .output()
             .expect("run scripts/install-weed.sh");
-        assert!(out.status.success(), "install-weed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "install-weed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
@@ -109,12 +113,20 @@ impl Cluster {
             opts,
         };
         c.spawn_master();
-        c.wait(&format!("http://127.0.0.1:{}/cluster/status", c.master), |_| true)?;
+        c.wait(
+            &format!("http://127.0.0.1:{}/cluster/status", c.master),
+            |_| true,
+        )?;
         c.spawn_volume();
         let vol = format!("127.0.0.1:{}", c.volume);
-        c.wait(&format!("http://127.0.0.1:{}/dir/status", c.master), |b| b.contains(&vol))?;
+        c.wait(&format!("http://127.0.0.1:{}/dir/status", c.master), |b| {
+            b.contains(&vol)
+        })?;
         let _ = http()
-            .get(&format!("http://127.0.0.1:{}/vol/grow?count=2&replication=000", c.master))
+            .get(&format!(
+                "http://127.0.0.1:{}/vol/grow?count=2&replication=000",
+                c.master
+            ))
             .call();
         c.spawn_filer();
         c.wait_filer()?;
@@ -136,7 +148,9 @@ impl Cluster {
                 Ok(())
             });
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn weed {name}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn weed {name}: {e}"));
         self.procs.push((name.to_string(), child));
     }
 
@@ -188,9 +202,10 @@ impl Cluster {
 
     fn wait_filer(&self) -> Result<(), String> {
         self.wait(&format!("http://127.0.0.1:{}/", self.filer), |_| true)?;
-        self.wait(&format!("http://127.0.0.1:{}/dir/assign", self.master), |b| {
-            b.contains("\"fid\"")
-        })
+        self.wait(
+            &format!("http://127.0.0.1:{}/dir/assign", self.master),
+            |b| b.contains("\"fid\""),
+        )
     }
 
     fn wait(&self, url: &str, ok: impl Fn(&str) -> bool) -> Result<(), String> {
@@ -205,7 +220,10 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("{url} did not become ready; logs in {}", self.dir.display()))
+        Err(format!(
+            "{url} did not become ready; logs in {}",
+            self.dir.display()
+        ))
     }
 
     /// Kills one process ("filer", "volume", "master") by PID.
@@ -257,7 +275,10 @@ impl Cluster {
     }
 
     pub fn mkdir(&self, path: &str) {
-        let r = http().post(&format!("{}/", self.url(path))).send_empty().unwrap();
+        let r = http()
+            .post(&format!("{}/", self.url(path)))
+            .send_empty()
+            .unwrap();
         assert!(r.status().as_u16() < 300, "mkdir {path}: {}", r.status());
     }
 
@@ -380,7 +401,12 @@ pub fn assert_same(a: &Tree, b: &Tree) {
         diffs.push(format!("only on B: {k}"));
     }
     diffs.truncate(20);
-    panic!("trees differ ({} vs {} entries):\n{}", a.len(), b.len(), diffs.join("\n"));
+    panic!(
+        "trees differ ({} vs {} entries):\n{}",
+        a.len(),
+        b.len(),
+        diffs.join("\n")
+    );
 }
 
 /// Waits until `f` holds, or panics after `secs`.
@@ -406,7 +432,10 @@ pub fn fnv(data: &[u8]) -> u64 {
 
 /// Deterministic pseudo-random bytes.
 pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;

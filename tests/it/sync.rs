@@ -9,7 +9,17 @@ const LIMIT: Duration = Duration::from_secs(180);
 
 fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
     let (aa, ba) = (a.addr(), b.addr());
-    let mut args = vec!["sync", "-a", &aa, "-b", &ba, "--active-passive", "--once", "--state", state];
+    let mut args = vec![
+        "sync",
+        "-a",
+        &aa,
+        "-b",
+        &ba,
+        "--active-passive",
+        "--once",
+        "--state",
+        state,
+    ];
     args.extend_from_slice(extra);
     run_sync(&args, LIMIT)
 }
@@ -36,9 +46,16 @@ fn one_way_copies_everything_then_follows_changes() {
     a.put("/p/tmp/ignored.txt", b"excluded");
     a.put("/outside/x.txt", b"not in the folder");
     let multi = a.client().lookup("/p", "multi.bin").unwrap().unwrap();
-    assert!(multi.chunks.len() >= 4, "multi-chunk file has {} chunks", multi.chunks.len());
+    assert!(
+        multi.chunks.len() >= 4,
+        "multi-chunk file has {} chunks",
+        multi.chunks.len()
+    );
     let inline = a.client().lookup("/p", "inline.txt").unwrap().unwrap();
-    assert!(!inline.content.is_empty() && inline.chunks.is_empty(), "inline file");
+    assert!(
+        !inline.content.is_empty() && inline.chunks.is_empty(),
+        "inline file"
+    );
 
     let state = temp_state("fidelity");
     let flags = ["--a-path", "/p", "--b-path", "/q", "--a-exclude", "/p/tmp"];
@@ -48,7 +65,10 @@ fn one_way_copies_everything_then_follows_changes() {
     assert_eq!(b.get("/q/multi.bin").unwrap(), bytes(2, 3_500_000));
     assert!(b.get("/outside/x.txt").is_none() && b.get("/q/tmp/ignored.txt").is_none());
     let x = b.tree("/q");
-    assert_eq!(x["/xattr.txt"].extended, vec![("Seaweed-Color".to_string(), b"blue".to_vec())]);
+    assert_eq!(
+        x["/xattr.txt"].extended,
+        vec![("Seaweed-Color".to_string(), b"blue".to_vec())]
+    );
 
     // Updates, deletes and renames, then a second run from the checkpoint.
     a.put("/p/small.bin", &bytes(3, 7000));
@@ -79,7 +99,10 @@ fn encrypted_chunks_replicate() {
     let data = bytes(9, 1_500_000);
     a.put("/e/secret.bin", &data);
     let entry = a.client().lookup("/e", "secret.bin").unwrap().unwrap();
-    assert!(entry.chunks.iter().all(|c| !c.cipher_key.is_empty()), "chunks are encrypted");
+    assert!(
+        entry.chunks.iter().all(|c| !c.cipher_key.is_empty()),
+        "chunks are encrypted"
+    );
     let state = temp_state("cipher");
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
@@ -110,10 +133,16 @@ fn kill_9_and_resume_loses_nothing() {
             let agent = http();
             for i in 0..600u64 {
                 let body = bytes(i, 2000 + (i as usize % 7) * 1000);
-                let r = agent.put(&format!("{url}/d{}/f{i}.bin", i % 13)).send(&body[..]).unwrap();
+                let r = agent
+                    .put(&format!("{url}/d{}/f{i}.bin", i % 13))
+                    .send(&body[..])
+                    .unwrap();
                 assert!(r.status().as_u16() < 300);
                 if i % 50 == 49 {
-                    let r = agent.delete(&format!("{url}/d{}/f{}.bin", i % 13, i - 13)).call().unwrap();
+                    let r = agent
+                        .delete(&format!("{url}/d{}/f{}.bin", i % 13, i - 13))
+                        .call()
+                        .unwrap();
                     assert!(r.status().as_u16() < 300);
                 }
             }
@@ -121,7 +150,16 @@ fn kill_9_and_resume_loses_nothing() {
     };
     for round in 0..4 {
         let mut child = std::process::Command::new(bin())
-            .args(["sync", "-a", &aa, "-b", &ba, "--active-passive", "--state", &state])
+            .args([
+                "sync",
+                "-a",
+                &aa,
+                "-b",
+                &ba,
+                "--active-passive",
+                "--state",
+                &state,
+            ])
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
@@ -147,7 +185,10 @@ fn foreign_state_is_refused_and_nothing_written() {
     }
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("another cluster") && err.contains(&a.addr()), "{err}");
+    assert!(
+        err.contains("another cluster") && err.contains(&a.addr()),
+        "{err}"
+    );
     assert!(b.get("/f/x.txt").is_none());
 }
 

@@ -17,7 +17,11 @@ fn signatures_and_kv_round_trip() {
     assert_ne!(sa, 0);
     assert_ne!(sb, 0);
     assert_ne!(sa, sb, "two clusters share a signature");
-    assert_eq!(ca.configuration().unwrap().signature, sa, "signature is stable");
+    assert_eq!(
+        ca.configuration().unwrap().signature,
+        sa,
+        "signature is stable"
+    );
 
     let key = b"filer-sync.test\x00key";
     assert_eq!(ca.kv_get(key).unwrap(), b"");
@@ -70,7 +74,8 @@ fn subscription_sees_create_delete_rename() {
         .iter()
         .map(|e| {
             let n = &e.notification;
-            let name = |x: &MessageFieldEntry| x.as_ref().map(|e| e.name.clone()).unwrap_or_default();
+            let name =
+                |x: &MessageFieldEntry| x.as_ref().map(|e| e.name.clone()).unwrap_or_default();
             match (n.old_entry.is_some(), n.new_entry.is_some()) {
                 (false, true) => format!("create {}/{}", e.directory, name(&n.new_entry)),
                 (true, false) => format!("delete {}/{}", e.directory, name(&n.old_entry)),
@@ -78,7 +83,11 @@ fn subscription_sees_create_delete_rename() {
                     "rename {}/{} -> {}/{}",
                     e.directory,
                     name(&n.old_entry),
-                    if n.new_parent_path.is_empty() { &e.directory } else { &n.new_parent_path },
+                    if n.new_parent_path.is_empty() {
+                        &e.directory
+                    } else {
+                        &n.new_parent_path
+                    },
                     name(&n.new_entry)
                 ),
                 _ => "empty".into(),
@@ -91,10 +100,16 @@ fn subscription_sees_create_delete_rename() {
         "delete /t/one.txt",
         "rename /t/two.txt -> /t/sub/three.txt",
     ] {
-        assert!(kinds.iter().any(|k| k == want), "missing {want:?} in {kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k == want),
+            "missing {want:?} in {kinds:?}"
+        );
     }
     let ts: Vec<i64> = evs.iter().map(|e| e.ts_ns).collect();
-    assert!(ts.windows(2).all(|w| w[0] < w[1]), "events in log order: {ts:?}");
+    assert!(
+        ts.windows(2).all(|w| w[0] < w[1]),
+        "events in log order: {ts:?}"
+    );
 }
 
 type MessageFieldEntry = protobuf::MessageField<Entry>;
@@ -149,7 +164,11 @@ fn missing_chunk_is_not_found() {
     let mut gone = entry.chunks[0].fid.clone().unwrap();
     gone.file_key += 1000;
     let id = fid::format(&gone);
-    let src = ChunkSource::new(ca, false, filer_sync::volume::agent(Duration::from_secs(10)));
+    let src = ChunkSource::new(
+        ca,
+        false,
+        filer_sync::volume::agent(Duration::from_secs(10)),
+    );
     let e = src.download(&id, Some(10)).unwrap_err();
     assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
 }
