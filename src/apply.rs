@@ -19,8 +19,6 @@ pub struct Applier {
     pub target: FilerClient,
     pub chunks_in: ChunkSource,
     pub chunks_out: ChunkSink,
-    /// Runs chunk transfers; built by the pipeline.
-    pub pool: rayon::ThreadPool,
     /// Active-active: a strictly newer target entry wins over the event.
     pub newer_target_wins: bool,
     pub dry_run: bool,
@@ -34,7 +32,8 @@ pub struct Outcome {
 }
 
 impl Applier {
-    pub fn apply(&self, action: &Action) -> Result<Outcome> {
+    /// Applies `action`; chunk transfers run on `pool` (owned by the pipeline).
+    pub fn apply(&self, action: &Action, pool: &rayon::ThreadPool) -> Result<Outcome> {
         if self.dry_run {
             log::info!("dry-run: would {}", describe(action));
             return Ok(Outcome {
@@ -47,7 +46,7 @@ impl Applier {
                 dir,
                 entry,
                 signatures,
-            } => self.upsert(dir, entry, signatures),
+            } => self.upsert(dir, entry, signatures, pool),
             Action::Delete {
                 dir,
                 name,
@@ -92,7 +91,7 @@ impl Applier {
                 }
                 // The old entry is gone (moved by this rename or by its parent's):
                 // make sure the new one is exactly the source's.
-                self.upsert(new_dir, entry, signatures)
+                self.upsert(new_dir, entry, signatures, pool)
             }
         }
     }
@@ -103,7 +102,13 @@ impl Applier {
         })
     }
 
-    fn upsert(&self, dir: &str, src: &Entry, signatures: &[i32]) -> Result<Outcome> {
+    fn upsert(
+        &self,
+        dir: &str,
+        src: &Entry,
+        signatures: &[i32],
+        pool: &rayon::ThreadPool,
+    ) -> Result<Outcome> {
         let existing = self.lookup_target(dir, &src.name)?;
         if let Some(t) = &existing {
             if same_entry(src, t) {
@@ -132,7 +137,8 @@ impl Applier {
             .as_ref()
             .map(|a| a.mime.clone())
             .unwrap_or_default();
-        let (chunks, bytes) = self.copy_chunks(&src.chunks, &reuse, &path, &src.name, &mime)?;
+        let (chunks, bytes) =
+            self.copy_chunks(pool, &src.chunks, &reuse, &path, &src.name, &mime)?;
         let mut entry = src.clone();
         entry.chunks = chunks;
         // Target chunks belong to this entry alone: hard links become copies.
@@ -177,13 +183,14 @@ impl Applier {
     /// already holds a copy of it, copied otherwise (in parallel).
     fn copy_chunks(
         &self,
+        pool: &rayon::ThreadPool,
         src: &[FileChunk],
         reuse: &HashMap<String, FileChunk>,
         path: &str,
         name: &str,
         mime: &str,
     ) -> Result<(Vec<FileChunk>, u64)> {
-        let results: Vec<Result<(FileChunk, u64)>> = self.pool.install(|| {
+        let results: Vec<Result<(FileChunk, u64)>> = pool.install(|| {
             src.par_iter()
                 .map(|c| {
                     let id = fid::of_chunk(c);
@@ -200,7 +207,7 @@ impl Applier {
                         return Ok((kept, 0));
                     }
                     if c.is_chunk_manifest {
-                        self.copy_manifest(c, path, name, mime)
+                        self.copy_manifest(pool, c, path, name, mime)
                     } else {
                         self.copy_chunk(c, path, name, mime)
                     }
@@ -251,6 +258,7 @@ impl Applier {
     /// manifest that names the target copies.
     fn copy_manifest(
         &self,
+        pool: &rayon::ThreadPool,
         c: &FileChunk,
         path: &str,
         name: &str,
@@ -273,7 +281,7 @@ impl Applier {
             )
         })?;
         let (children, bytes) =
-            self.copy_chunks(&manifest.chunks, &HashMap::new(), path, name, mime)?;
+            self.copy_chunks(pool, &manifest.chunks, &HashMap::new(), path, name, mime)?;
         let mut out_manifest = FileChunkManifest::new();
         out_manifest.chunks = children
             .into_iter()

@@ -17,6 +17,7 @@ pub struct Cli {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     Sync(SyncArgs),
     Verify(VerifyArgs),

@@ -106,14 +106,6 @@ fn flow(
         state.set_checkpoint(&key, src.from_ts_ms.saturating_mul(1_000_000))?;
     }
     let agent = volume::agent(Duration::from_secs(cfg.timeout_secs.max(30)));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.chunk_workers)
-        .thread_name({
-            let n = format!("{}→{} chunk", src.label, dst.label);
-            move |i| format!("{n} {i}")
-        })
-        .build()
-        .map_err(|e| Error::state(format!("chunk pool: {e}")))?;
     Ok(Flow {
         name: format!("{}→{}", src.label, dst.label),
         source: s.clone(),
@@ -129,7 +121,6 @@ fn flow(
             target: t.clone(),
             chunks_in: ChunkSource::new(s.clone(), src.proxy, agent.clone()),
             chunks_out: ChunkSink::new(t.clone(), dst.proxy, agent, dst.placement.clone()),
-            pool,
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
         },
@@ -138,6 +129,7 @@ fn flow(
         batch_size: cfg.batch_size,
         window: Duration::from_millis(cfg.batch_window_ms),
         workers: cfg.workers,
+        chunk_workers: cfg.chunk_workers,
         once: cfg.once,
         debug_events: src.debug,
         debug_actions: dst.debug,

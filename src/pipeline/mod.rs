@@ -35,6 +35,7 @@ pub struct Flow {
     pub batch_size: usize,
     pub window: Duration,
     pub workers: usize,
+    pub chunk_workers: usize,
     /// Cron mode: stop once caught up with the source's time at start.
     pub once: bool,
     /// Log every received event.
@@ -96,14 +97,10 @@ pub fn run(f: &Flow) -> Result<Summary> {
     let mut state = State::open(&f.state_path)?;
     let start_ns = state::now_ns();
     let mut sum = Summary::default();
-    let workers = rayon::ThreadPoolBuilder::new()
-        .num_threads(f.workers.max(1))
-        .thread_name({
-            let n = f.name.clone();
-            move |i| format!("{n} worker {i}")
-        })
-        .build()
-        .map_err(|e| Error::state(format!("worker pool: {e}")))?;
+    let workers = Pools {
+        events: pool(&f.name, "worker", f.workers)?,
+        chunks: pool(&f.name, "chunk", f.chunk_workers)?,
+    };
     let mut last_report = Instant::now();
     loop {
         let since = state.checkpoint(&f.key)?.unwrap_or(0);
@@ -184,6 +181,21 @@ pub fn run(f: &Flow) -> Result<Summary> {
             return Ok(sum);
         }
     }
+}
+
+/// The two thread pools of a direction: events (lanes) and chunk transfers.
+struct Pools {
+    events: rayon::ThreadPool,
+    chunks: rayon::ThreadPool,
+}
+
+fn pool(flow: &str, what: &str, n: usize) -> Result<rayon::ThreadPool> {
+    let name = format!("{flow} {what}");
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .thread_name(move |i| format!("{name} {i}"))
+        .build()
+        .map_err(|e| Error::state(format!("{flow} {what} pool: {e}")))
 }
 
 fn describe_ts(ts: i64) -> String {
@@ -292,7 +304,7 @@ fn collect_window(
 
 /// Applies a window lane by lane; returns what to commit. Fails only when a
 /// stop was requested mid-window (nothing is committed then).
-fn apply_window(f: &Flow, workers: &rayon::ThreadPool, window: Vec<Event>) -> Result<Commit> {
+fn apply_window(f: &Flow, pools: &Pools, window: Vec<Event>) -> Result<Commit> {
     let planned: Vec<(Event, Vec<Action>)> = window
         .into_iter()
         .map(|ev| {
@@ -302,7 +314,7 @@ fn apply_window(f: &Flow, workers: &rayon::ThreadPool, window: Vec<Event>) -> Re
         .collect();
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
     let lanes = plan::lanes(&paths);
-    let results: Vec<Result<Commit>> = workers.install(|| {
+    let results: Vec<Result<Commit>> = pools.events.install(|| {
         lanes
             .par_iter()
             .map(|lane| {
@@ -311,7 +323,7 @@ fn apply_window(f: &Flow, workers: &rayon::ThreadPool, window: Vec<Event>) -> Re
                     let (ev, actions) = &planned[i];
                     c.events += 1;
                     for a in actions {
-                        apply_one(f, ev, a, &mut c)?;
+                        apply_one(f, &pools.chunks, ev, a, &mut c)?;
                     }
                 }
                 Ok(c)
@@ -331,9 +343,15 @@ fn apply_window(f: &Flow, workers: &rayon::ThreadPool, window: Vec<Event>) -> Re
 /// Applies one action, retrying passing faults until they pass (never
 /// skipping an event); a permanent failure is either superseded on the
 /// source (a lossless skip) or goes to the ledger.
-fn apply_one(f: &Flow, ev: &Event, a: &Action, c: &mut Commit) -> Result<()> {
+fn apply_one(
+    f: &Flow,
+    chunks: &rayon::ThreadPool,
+    ev: &Event,
+    a: &Action,
+    c: &mut Commit,
+) -> Result<()> {
     let what = format!("{}: {}", f.name, a.target());
-    match retry(&what, Policy::FOREVER, || f.applier.apply(a)) {
+    match retry(&what, Policy::FOREVER, || f.applier.apply(a, chunks)) {
         Ok(out) => {
             c.bytes += out.bytes;
             if f.debug_actions {

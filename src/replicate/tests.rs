@@ -70,7 +70,8 @@ fn show(actions: &[Action]) -> Vec<String> {
 #[test]
 fn event_table() {
     let s = scope("/p", "/q");
-    let cases: &[(Option<&str>, Option<&str>, &[i32], &[&str])] = &[
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a [i32], &'a [&'a str]);
+    let cases: &[Case] = &[
         (None, Some("/p/a"), &[], &["U:/q/a"]),
         (None, Some("/p/d/e/f"), &[1], &["U:/q/d/e/f"]),
         (Some("/p/a"), None, &[], &["D:/q/a"]),

@@ -1,6 +1,8 @@
 //! Integration tests against real SeaweedFS 4.48 clusters on 127.0.0.1.
 
 mod cli;
+mod fidelity;
+mod follow;
 mod harness;
 mod sync;
 mod wire;

@@ -1,0 +1,213 @@
+//! What one-way replication must carry exactly: attributes (mode, uid, gid,
+//! mtime with ns, crtime, mime, symlink target, extended attributes),
+//! appends and truncates, chunk manifests, deletes kept with --b-no-delete,
+//! the failure ledger for a chunk that is gone for good, and --dry-run.
+
+use crate::harness::*;
+use filer_sync::pb::filer::*;
+use filer_sync::state::{Direction, State};
+use filer_sync::volume::{fid, ChunkSink, Placement};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut args = vec!["sync", "-a", &aa, "-b", &ba, "--active-passive", "--once", "--state", state];
+    args.extend_from_slice(extra);
+    run_sync(&args, LIMIT)
+}
+
+fn update(c: &Cluster, dir: &str, e: Entry) {
+    let mut req = UpdateEntryRequest::new();
+    req.directory = dir.into();
+    req.entry = Some(e).into();
+    c.client().update(&req).unwrap();
+}
+
+fn create(c: &Cluster, dir: &str, e: Entry) {
+    let mut req = CreateEntryRequest::new();
+    req.directory = dir.into();
+    req.entry = Some(e).into();
+    c.client().create(&req).unwrap();
+}
+
+#[test]
+fn attributes_appends_truncates_and_symlinks() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/m/attr.txt", b"attributes change, content does not");
+    a.put("/m/app.txt", b"first line\n");
+    a.put("/m/trunc.bin", &bytes(7, 50_000));
+    let state = temp_state("attrs");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+
+    let mut e = a.client().lookup("/m", "attr.txt").unwrap().unwrap();
+    {
+        let at = e.attributes.as_mut().unwrap();
+        at.file_mode = 0o600;
+        at.uid = 1234;
+        at.gid = 5678;
+        at.mtime += 10;
+        at.mtime_ns = 123_456_789;
+        at.crtime -= 100;
+        at.mime = "text/x-filer-sync".into();
+    }
+    e.extended.insert("Seaweed-Owner".into(), b"chris".to_vec());
+    update(&a, "/m", e);
+    let append = http()
+        .put(&format!("{}?op=append", a.url("/m/app.txt")))
+        .send(&b"second line\n"[..])
+        .unwrap();
+    assert!(append.status().as_u16() < 300);
+    a.put("/m/trunc.bin", &bytes(7, 1000));
+    let mut link = Entry::new();
+    link.name = "link".into();
+    let mut at = FuseAttributes::new();
+    at.file_mode = 0o777 | (1 << 27);
+    at.mtime = 1_700_000_000;
+    at.mtime_ns = 42;
+    at.symlink_target = "/m/attr.txt".into();
+    link.attributes = Some(at).into();
+    create(&a, "/m", link);
+
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (ta, tb) = (a.tree("/m"), b.tree("/m"));
+    assert_same(&ta, &tb);
+    let attr = &tb["/attr.txt"];
+    assert_eq!((attr.mode, attr.mtime.1, attr.mime.as_str()), (0o600, 123_456_789, "text/x-filer-sync"));
+    assert_eq!(tb["/link"].symlink, "/m/attr.txt");
+    assert_eq!(b.get("/m/app.txt").unwrap(), b"first line\nsecond line\n");
+    assert_eq!(b.get("/m/trunc.bin").unwrap(), bytes(7, 1000));
+    let eb = b.client().lookup("/m", "attr.txt").unwrap().unwrap();
+    let at = eb.attributes.unwrap();
+    assert_eq!((at.uid, at.gid), (1234, 5678));
+    assert_eq!(
+        at.crtime,
+        a.client().lookup("/m", "attr.txt").unwrap().unwrap().attributes.unwrap().crtime
+    );
+}
+
+#[test]
+fn chunk_manifests_are_rewritten_for_the_target() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let ca = a.client();
+    let sink = ChunkSink::new(ca.clone(), false, filer_sync::volume::agent(Duration::from_secs(30)), Placement::default());
+    // Three data chunks, listed by a manifest chunk, as weed does past 10,000 chunks.
+    let parts: Vec<Vec<u8>> = (0..3).map(|i| bytes(100 + i, 70_000)).collect();
+    let mut manifest = FileChunkManifest::new();
+    let mut offset = 0i64;
+    for p in &parts {
+        let id = sink.upload("/man/big.bin", "big.bin", "", p).unwrap();
+        let mut c = FileChunk::new();
+        c.fid = Some(fid::parse(&id).unwrap()).into();
+        c.offset = offset;
+        c.size = p.len() as u64;
+        c.modified_ts_ns = 1;
+        manifest.chunks.push(c);
+        offset += p.len() as i64;
+    }
+    let blob = protobuf::Message::write_to_bytes(&manifest).unwrap();
+    let mid = sink.upload("/man/big.bin", "", "application/octet-stream", &blob).unwrap();
+    let mut mc = FileChunk::new();
+    mc.file_id = mid;
+    mc.offset = 0;
+    mc.size = offset as u64;
+    mc.is_chunk_manifest = true;
+    mc.modified_ts_ns = 2;
+    let mut e = Entry::new();
+    e.name = "big.bin".into();
+    let mut at = FuseAttributes::new();
+    at.file_size = offset as u64;
+    at.file_mode = 0o644;
+    at.mtime = 1_700_000_000;
+    e.attributes = Some(at).into();
+    e.chunks = vec![mc];
+    create(&a, "/man", e);
+    let whole: Vec<u8> = parts.concat();
+    assert_eq!(a.get("/man/big.bin").unwrap(), whole, "the source filer resolves the manifest");
+
+    let state = temp_state("manifest");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.get("/man/big.bin").unwrap(), whole);
+    let eb = b.client().lookup("/man", "big.bin").unwrap().unwrap();
+    assert_eq!(eb.chunks.len(), 1);
+    assert!(eb.chunks[0].is_chunk_manifest, "the target keeps a manifest chunk");
+    let src_ids: Vec<String> = a.client().lookup("/man", "big.bin").unwrap().unwrap().chunks.iter().map(fid::of_chunk).collect();
+    assert!(!src_ids.contains(&fid::of_chunk(&eb.chunks[0])), "the target manifest is its own");
+}
+
+#[test]
+fn no_delete_keeps_target_entries() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/nd/keep.txt", b"deleted on A later");
+    a.put("/nd/old-name.txt", b"renamed on A later");
+    let state = temp_state("nodelete");
+    let (code, err) = once(&a, &b, &state, &["--b-no-delete"]);
+    assert_eq!(code, 0, "{err}");
+    a.delete("/nd/keep.txt");
+    a.mv("/nd/old-name.txt", "/nd/new-name.txt");
+    let (code, err) = once(&a, &b, &state, &["--b-no-delete"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.get("/nd/keep.txt").unwrap(), b"deleted on A later");
+    assert_eq!(b.get("/nd/old-name.txt").unwrap(), b"renamed on A later");
+    assert_eq!(b.get("/nd/new-name.txt").unwrap(), b"renamed on A later");
+}
+
+#[test]
+fn dry_run_leaves_the_target_untouched() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/dr/a.txt", b"a");
+    a.put("/dr/sub/b.bin", &bytes(3, 100_000));
+    b.put("/dr/only-on-b.txt", b"b");
+    let before = b.tree("/");
+    let state = temp_state("dryrun");
+    let (code, err) = once(&a, &b, &state, &["--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("dry-run: would write /dr/sub/b.bin"), "{err}");
+    assert_eq!(b.tree("/"), before);
+}
+
+#[test]
+fn a_chunk_gone_for_good_is_ledgered_and_does_not_wedge() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/bad/before.txt", b"before");
+    a.put("/bad/real.bin", &bytes(1, 20_000));
+    // An entry whose chunk never existed on A's volume servers.
+    let mut e = a.client().lookup("/bad", "real.bin").unwrap().unwrap();
+    let mut gone = e.chunks[0].fid.clone().unwrap();
+    gone.file_key += 7777;
+    e.chunks[0].fid = Some(gone).into();
+    e.chunks[0].file_id.clear();
+    e.name = "broken.bin".into();
+    create(&a, "/bad", e);
+    a.put("/bad/after.txt", b"after");
+    let state = temp_state("ledger");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("failed: /bad/broken.bin"), "{err}");
+    assert_eq!(b.get("/bad/after.txt").unwrap(), b"after");
+    assert_eq!(b.get("/bad/real.bin").unwrap(), bytes(1, 20_000));
+    assert!(b.get("/bad/broken.bin").is_none());
+    let s = State::open(std::path::Path::new(&state)).unwrap();
+    let key = Direction {
+        source_sig: a.client().configuration().unwrap().signature,
+        source_path: "/".into(),
+        target_sig: b.client().configuration().unwrap().signature,
+        target_path: "/".into(),
+    };
+    let failures = s.failures(&key).unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].path, "/bad/broken.bin");
+    assert!(s.checkpoint(&key).unwrap().unwrap() > failures[0].event_ts_ns, "checkpoint moved past it");
+    // The next run starts after it: nothing left to do.
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+}
