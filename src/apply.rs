@@ -7,8 +7,10 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{join_path, split_path, FilerClient};
 use crate::pb::filer::*;
+use crate::replicate::conflict::{self, mtime_ns, Verdict};
 use crate::replicate::Action;
 use crate::retry::{retry, Policy};
+use crate::state::Conflict;
 use crate::volume::{fid, ChunkSink, ChunkSource};
 use protobuf::Message;
 use rayon::prelude::*;
@@ -19,16 +21,18 @@ pub struct Applier {
     pub target: FilerClient,
     pub chunks_in: ChunkSource,
     pub chunks_out: ChunkSink,
-    /// Active-active: a strictly newer target entry wins over the event.
+    /// Active-active: the target keeps its version when it wins by
+    /// `conflict::resolve` (newer mtime, ties broken the same on both sides).
     pub newer_target_wins: bool,
     pub dry_run: bool,
 }
 
-/// What applying an action did, for counters and logs.
-#[derive(Debug, Default, Clone, Copy)]
+/// What applying an action did, for counters, logs and the conflict ledger.
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub bytes: u64,
     pub skipped: bool,
+    pub conflict: Option<Conflict>,
 }
 
 impl Applier {
@@ -52,15 +56,7 @@ impl Applier {
                 name,
                 signatures,
             } => {
-                let mut req = DeleteEntryRequest::new();
-                req.directory = dir.clone();
-                req.name = name.clone();
-                req.is_delete_data = true;
-                req.is_recursive = true;
-                req.ignore_recursive_error = true;
-                req.is_from_other_cluster = true;
-                req.signatures = signatures.clone();
-                retry("DeleteEntry", Policy::SHORT, || self.target.delete(&req))?;
+                self.delete(dir, name, signatures)?;
                 Ok(Outcome::default())
             }
             Action::Rename {
@@ -96,6 +92,20 @@ impl Applier {
         }
     }
 
+    /// Deletes a target entry with everything below it and its chunks (the
+    /// target's chunks are its own copies). A missing entry is not an error.
+    fn delete(&self, dir: &str, name: &str, signatures: &[i32]) -> Result<()> {
+        let mut req = DeleteEntryRequest::new();
+        req.directory = dir.to_string();
+        req.name = name.to_string();
+        req.is_delete_data = true;
+        req.is_recursive = true;
+        req.ignore_recursive_error = true;
+        req.is_from_other_cluster = true;
+        req.signatures = signatures.to_vec();
+        retry("DeleteEntry", Policy::SHORT, || self.target.delete(&req))
+    }
+
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
         retry("LookupDirectoryEntry", Policy::SHORT, || {
             self.target.lookup(dir, name)
@@ -110,6 +120,7 @@ impl Applier {
         pool: &rayon::ThreadPool,
     ) -> Result<Outcome> {
         let existing = self.lookup_target(dir, &src.name)?;
+        let mut conflict_seen = None;
         if let Some(t) = &existing {
             if same_entry(src, t) {
                 return Ok(Outcome {
@@ -117,12 +128,34 @@ impl Applier {
                     ..Outcome::default()
                 });
             }
-            if self.newer_target_wins && mtime_ns(t) > mtime_ns(src) {
-                log::debug!("{}: target is newer, kept", join_path(dir, &src.name));
-                return Ok(Outcome {
-                    skipped: true,
-                    ..Outcome::default()
+            if self.newer_target_wins {
+                let r = conflict::resolve(src, t);
+                let path = join_path(dir, &src.name);
+                let record = r.conflict.then(|| Conflict {
+                    path: path.clone(),
+                    source_mtime_ns: mtime_ns(src),
+                    source_size: size(src),
+                    source_origin: signatures.first().copied().unwrap_or(0),
+                    target_mtime_ns: mtime_ns(t),
+                    target_size: size(t),
+                    source_won: r.verdict == Verdict::Source,
                 });
+                if let Some(c) = &record {
+                    log::warn!(
+                        "conflict at {path}: {} version wins (source mtime {} ns, target mtime {} ns)",
+                        if c.source_won { "the source's" } else { "the target's" },
+                        c.source_mtime_ns,
+                        c.target_mtime_ns
+                    );
+                }
+                if r.verdict == Verdict::Target {
+                    return Ok(Outcome {
+                        skipped: true,
+                        bytes: 0,
+                        conflict: record,
+                    });
+                }
+                conflict_seen = record;
             }
         }
         let path = join_path(dir, &src.name);
@@ -148,15 +181,7 @@ impl Applier {
             .as_ref()
             .is_some_and(|t| t.is_directory != src.is_directory);
         if type_changed {
-            let mut del = DeleteEntryRequest::new();
-            del.directory = dir.to_string();
-            del.name = src.name.clone();
-            del.is_delete_data = true;
-            del.is_recursive = true;
-            del.ignore_recursive_error = true;
-            del.is_from_other_cluster = true;
-            del.signatures = signatures.to_vec();
-            retry("DeleteEntry", Policy::SHORT, || self.target.delete(&del))?;
+            self.delete(dir, &src.name, signatures)?;
         }
         if existing.is_some() && !type_changed {
             let mut req = UpdateEntryRequest::new();
@@ -176,6 +201,7 @@ impl Applier {
         Ok(Outcome {
             bytes,
             skipped: false,
+            conflict: conflict_seen,
         })
     }
 
@@ -331,11 +357,8 @@ fn chunk_ids(e: &Entry) -> Vec<String> {
     e.chunks.iter().map(fid::of_chunk).collect()
 }
 
-pub fn mtime_ns(e: &Entry) -> i64 {
-    e.attributes
-        .as_ref()
-        .map(|a| a.mtime.saturating_mul(1_000_000_000) + i64::from(a.mtime_ns))
-        .unwrap_or(0)
+fn size(e: &Entry) -> u64 {
+    e.attributes.as_ref().map(|a| a.file_size).unwrap_or(0)
 }
 
 /// The target entry already is a copy of the source entry: same kind,

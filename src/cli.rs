@@ -41,6 +41,9 @@ pub struct SyncArgs {
     /// replicate only A to B (B is a follower)
     #[argh(switch)]
     pub active_passive: bool,
+    /// forward only changes that originated on the source cluster (for a full mesh: every change travels its direct link only)
+    #[argh(switch)]
+    pub origin_only: bool,
     /// folder on A to sync (default /)
     #[argh(option, default = "String::from(\"/\")")]
     pub a_path: String,
@@ -180,6 +183,7 @@ pub struct SyncConfig {
     pub a: Side,
     pub b: Side,
     pub active_passive: bool,
+    pub origin_only: bool,
     pub workers: usize,
     pub chunk_workers: usize,
     pub batch_size: usize,
@@ -321,6 +325,7 @@ impl SyncArgs {
             a,
             b,
             active_passive: self.active_passive,
+            origin_only: self.origin_only,
             workers: self.workers,
             chunk_workers: self.chunk_workers,
             batch_size: self.batch_size,
@@ -458,6 +463,7 @@ mod tests {
     fn flag_switches() {
         let c = cfg(&with(&[
             "--active-passive",
+            "--origin-only",
             "--once",
             "--dry-run",
             "--a-filer-proxy",
@@ -465,7 +471,7 @@ mod tests {
             "--b-no-delete",
         ]))
         .unwrap();
-        assert!(c.active_passive && c.once && c.dry_run && c.a.proxy && c.b.debug);
+        assert!(c.active_passive && c.origin_only && c.once && c.dry_run && c.a.proxy && c.b.debug);
         assert!(!c.b.deletes && c.a.deletes && !c.b.proxy && !c.a.debug);
     }
 

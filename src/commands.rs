@@ -61,7 +61,8 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
         match r {
             Ok(sum) => {
                 log::info!(
-                    "done: {} events, {} bytes copied, {} failed; checkpoint ts {}",
+                    "{} done: {} events, {} bytes copied, {} failed; checkpoint ts {}",
+                    sum.name,
                     sum.events,
                     sum.bytes,
                     sum.failures.len(),
@@ -115,6 +116,7 @@ fn flow(
             excludes: src.excludes.clone(),
             target_sig: sig_t,
             deletes: dst.deletes,
+            origin_only: cfg.origin_only.then_some(sig_s),
         },
         applier: Applier {
             source: s.clone(),

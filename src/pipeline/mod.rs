@@ -47,6 +47,8 @@ pub struct Flow {
 /// What a direction did in this run.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// The direction, e.g. "A→B".
+    pub name: String,
     pub events: u64,
     pub applied: u64,
     pub bytes: u64,
@@ -96,7 +98,10 @@ pub fn run_all(flows: Vec<Flow>) -> Vec<Result<Summary>> {
 pub fn run(f: &Flow) -> Result<Summary> {
     let mut state = State::open(&f.state_path)?;
     let start_ns = state::now_ns();
-    let mut sum = Summary::default();
+    let mut sum = Summary {
+        name: f.name.clone(),
+        ..Summary::default()
+    };
     let workers = Pools {
         events: pool(&f.name, "worker", f.workers)?,
         chunks: pool(&f.name, "chunk", f.chunk_workers)?,
@@ -336,6 +341,7 @@ fn apply_window(f: &Flow, pools: &Pools, window: Vec<Event>) -> Result<Commit> {
         total.events += c.events;
         total.bytes += c.bytes;
         total.failures.extend(c.failures);
+        total.conflicts.extend(c.conflicts);
     }
     Ok(total)
 }
@@ -354,6 +360,7 @@ fn apply_one(
     match retry(&what, Policy::FOREVER, || f.applier.apply(a, chunks)) {
         Ok(out) => {
             c.bytes += out.bytes;
+            c.conflicts.extend(out.conflict);
             if f.debug_actions {
                 log::info!(
                     "{}: {} {}",

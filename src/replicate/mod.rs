@@ -3,6 +3,7 @@
 //! source paths onto the target folder. Everything the pipeline does to a
 //! target starts as an `Action` planned here.
 
+pub mod conflict;
 pub mod glob;
 
 use crate::filer::{join_path, Event};
@@ -21,6 +22,9 @@ pub struct Scope {
     pub target_sig: i32,
     /// With false, deletes are dropped and renames only create (weed's doDeleteFiles=false).
     pub deletes: bool,
+    /// Full-mesh mode: forward only events whose first signature (their
+    /// origin) is this, the source filer's own signature.
+    pub origin_only: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +123,11 @@ impl Scope {
         let n = &ev.notification;
         if self.target_sig != 0 && n.signatures.contains(&self.target_sig) {
             return vec![];
+        }
+        if let Some(origin) = self.origin_only {
+            if n.signatures.first().is_some_and(|s| *s != origin) {
+                return vec![];
+            }
         }
         let new_dir = if n.new_parent_path.is_empty() {
             ev.directory.as_str()

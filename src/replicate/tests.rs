@@ -42,6 +42,7 @@ fn scope(src: &str, dst: &str) -> Scope {
         excludes: vec!["/p/tmp".into(), "/p/**.swp".into()],
         target_sig: 9,
         deletes: true,
+        origin_only: None,
     }
 }
 
@@ -161,4 +162,18 @@ fn event_paths_lists_old_and_new() {
         ["/a/x", "/b/y"]
     );
     assert_eq!(event_paths(&ev(Some("/a/x"), Some("/a/x"), &[])), ["/a/x"]);
+}
+
+#[test]
+fn origin_only_forwards_only_native_changes() {
+    let s = Scope {
+        origin_only: Some(5),
+        ..scope("/p", "/q")
+    };
+    assert_eq!(show(&s.plan(&ev(None, Some("/p/a"), &[5]))), ["U:/q/a"]);
+    assert_eq!(show(&s.plan(&ev(None, Some("/p/a"), &[]))), ["U:/q/a"]);
+    assert!(
+        s.plan(&ev(None, Some("/p/a"), &[3, 5])).is_empty(),
+        "came from cluster 3"
+    );
 }

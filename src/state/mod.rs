@@ -39,6 +39,22 @@ const MIGRATIONS: &[&str] = &[
         error TEXT NOT NULL,
         at_ns INTEGER NOT NULL
      );",
+    // v3: the conflict ledger (active-active).
+    "CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY,
+        source_sig INTEGER NOT NULL,
+        source_path TEXT NOT NULL,
+        target_sig INTEGER NOT NULL,
+        target_path TEXT NOT NULL,
+        path TEXT NOT NULL,
+        source_mtime_ns INTEGER NOT NULL,
+        source_size INTEGER NOT NULL,
+        source_origin INTEGER NOT NULL,
+        target_mtime_ns INTEGER NOT NULL,
+        target_size INTEGER NOT NULL,
+        winner TEXT NOT NULL,
+        at_ns INTEGER NOT NULL
+     );",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -60,6 +76,20 @@ pub struct Failure {
     pub error: String,
 }
 
+/// The same path changed on both clusters; `source_won` tells which version stayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    /// Target path.
+    pub path: String,
+    pub source_mtime_ns: i64,
+    pub source_size: u64,
+    /// Signature of the cluster where the source version was written.
+    pub source_origin: i32,
+    pub target_mtime_ns: i64,
+    pub target_size: u64,
+    pub source_won: bool,
+}
+
 /// What one window adds to the state, committed atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
@@ -67,6 +97,7 @@ pub struct Commit {
     pub events: u64,
     pub bytes: u64,
     pub failures: Vec<Failure>,
+    pub conflicts: Vec<Conflict>,
 }
 
 pub struct State {
@@ -244,8 +275,49 @@ impl State {
                 ],
             )?;
         }
+        for c in &c.conflicts {
+            tx.execute(
+                "INSERT INTO conflicts (source_sig, source_path, target_sig, target_path, path,
+                   source_mtime_ns, source_size, source_origin, target_mtime_ns, target_size, winner, at_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    d.source_sig,
+                    d.source_path,
+                    d.target_sig,
+                    d.target_path,
+                    c.path,
+                    c.source_mtime_ns,
+                    c.source_size as i64,
+                    c.source_origin,
+                    c.target_mtime_ns,
+                    c.target_size as i64,
+                    if c.source_won { "source" } else { "target" },
+                    now
+                ],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every conflict recorded, in all directions, oldest first.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT path, source_mtime_ns, source_size, source_origin, target_mtime_ns, target_size, winner
+             FROM conflicts ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Conflict {
+                path: r.get(0)?,
+                source_mtime_ns: r.get(1)?,
+                source_size: r.get::<_, i64>(2)? as u64,
+                source_origin: r.get(3)?,
+                target_mtime_ns: r.get(4)?,
+                target_size: r.get::<_, i64>(5)? as u64,
+                source_won: r.get::<_, String>(6)? == "source",
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn failures(&self, d: &Direction) -> Result<Vec<Failure>> {
@@ -318,16 +390,27 @@ mod tests {
                 events: 2,
                 bytes: 10,
                 failures: vec![fail.clone()],
+                ..Commit::default()
             },
         )
         .unwrap();
+        let conflict = Conflict {
+            path: "/b/x".into(),
+            source_mtime_ns: 5,
+            source_size: 1,
+            source_origin: -5,
+            target_mtime_ns: 5,
+            target_size: 2,
+            source_won: false,
+        };
         s.commit(
             &dir(),
             &Commit {
                 ts_ns: 50,
                 events: 1,
                 bytes: 5,
-                failures: vec![],
+                conflicts: vec![conflict.clone()],
+                ..Commit::default()
             },
         )
         .unwrap();
@@ -336,6 +419,7 @@ mod tests {
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(50));
         assert_eq!(s.counters(&dir()).unwrap(), (3, 15));
         assert_eq!(s.failures(&dir()).unwrap(), vec![fail]);
+        assert_eq!(s.conflicts().unwrap(), vec![conflict]);
         let other = Direction {
             target_path: "/c".into(),
             ..dir()

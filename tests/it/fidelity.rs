@@ -9,15 +9,6 @@ use filer_sync::state::{Direction, State};
 use filer_sync::volume::{fid, ChunkSink, Placement};
 use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(180);
-
-fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
-    let (aa, ba) = (a.addr(), b.addr());
-    let mut args = vec!["sync", "-a", &aa, "-b", &ba, "--active-passive", "--once", "--state", state];
-    args.extend_from_slice(extra);
-    run_sync(&args, LIMIT)
-}
-
 fn update(c: &Cluster, dir: &str, e: Entry) {
     let mut req = UpdateEntryRequest::new();
     req.directory = dir.into();
@@ -77,7 +68,10 @@ fn attributes_appends_truncates_and_symlinks() {
     let (ta, tb) = (a.tree("/m"), b.tree("/m"));
     assert_same(&ta, &tb);
     let attr = &tb["/attr.txt"];
-    assert_eq!((attr.mode, attr.mtime.1, attr.mime.as_str()), (0o600, 123_456_789, "text/x-filer-sync"));
+    assert_eq!(
+        (attr.mode, attr.mtime.1, attr.mime.as_str()),
+        (0o600, 123_456_789, "text/x-filer-sync")
+    );
     assert_eq!(tb["/link"].symlink, "/m/attr.txt");
     assert_eq!(b.get("/m/app.txt").unwrap(), b"first line\nsecond line\n");
     assert_eq!(b.get("/m/trunc.bin").unwrap(), bytes(7, 1000));
@@ -86,7 +80,13 @@ fn attributes_appends_truncates_and_symlinks() {
     assert_eq!((at.uid, at.gid), (1234, 5678));
     assert_eq!(
         at.crtime,
-        a.client().lookup("/m", "attr.txt").unwrap().unwrap().attributes.unwrap().crtime
+        a.client()
+            .lookup("/m", "attr.txt")
+            .unwrap()
+            .unwrap()
+            .attributes
+            .unwrap()
+            .crtime
     );
 }
 
@@ -95,7 +95,12 @@ fn chunk_manifests_are_rewritten_for_the_target() {
     let a = Cluster::start();
     let b = Cluster::start();
     let ca = a.client();
-    let sink = ChunkSink::new(ca.clone(), false, filer_sync::volume::agent(Duration::from_secs(30)), Placement::default());
+    let sink = ChunkSink::new(
+        ca.clone(),
+        false,
+        filer_sync::volume::agent(Duration::from_secs(30)),
+        Placement::default(),
+    );
     // Three data chunks, listed by a manifest chunk, as weed does past 10,000 chunks.
     let parts: Vec<Vec<u8>> = (0..3).map(|i| bytes(100 + i, 70_000)).collect();
     let mut manifest = FileChunkManifest::new();
@@ -111,7 +116,9 @@ fn chunk_manifests_are_rewritten_for_the_target() {
         offset += p.len() as i64;
     }
     let blob = protobuf::Message::write_to_bytes(&manifest).unwrap();
-    let mid = sink.upload("/man/big.bin", "", "application/octet-stream", &blob).unwrap();
+    let mid = sink
+        .upload("/man/big.bin", "", "application/octet-stream", &blob)
+        .unwrap();
     let mut mc = FileChunk::new();
     mc.file_id = mid;
     mc.offset = 0;
@@ -128,7 +135,11 @@ fn chunk_manifests_are_rewritten_for_the_target() {
     e.chunks = vec![mc];
     create(&a, "/man", e);
     let whole: Vec<u8> = parts.concat();
-    assert_eq!(a.get("/man/big.bin").unwrap(), whole, "the source filer resolves the manifest");
+    assert_eq!(
+        a.get("/man/big.bin").unwrap(),
+        whole,
+        "the source filer resolves the manifest"
+    );
 
     let state = temp_state("manifest");
     let (code, err) = once(&a, &b, &state, &[]);
@@ -136,9 +147,23 @@ fn chunk_manifests_are_rewritten_for_the_target() {
     assert_eq!(b.get("/man/big.bin").unwrap(), whole);
     let eb = b.client().lookup("/man", "big.bin").unwrap().unwrap();
     assert_eq!(eb.chunks.len(), 1);
-    assert!(eb.chunks[0].is_chunk_manifest, "the target keeps a manifest chunk");
-    let src_ids: Vec<String> = a.client().lookup("/man", "big.bin").unwrap().unwrap().chunks.iter().map(fid::of_chunk).collect();
-    assert!(!src_ids.contains(&fid::of_chunk(&eb.chunks[0])), "the target manifest is its own");
+    assert!(
+        eb.chunks[0].is_chunk_manifest,
+        "the target keeps a manifest chunk"
+    );
+    let src_ids: Vec<String> = a
+        .client()
+        .lookup("/man", "big.bin")
+        .unwrap()
+        .unwrap()
+        .chunks
+        .iter()
+        .map(fid::of_chunk)
+        .collect();
+    assert!(
+        !src_ids.contains(&fid::of_chunk(&eb.chunks[0])),
+        "the target manifest is its own"
+    );
 }
 
 #[test]
@@ -206,7 +231,10 @@ fn a_chunk_gone_for_good_is_ledgered_and_does_not_wedge() {
     let failures = s.failures(&key).unwrap();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].path, "/bad/broken.bin");
-    assert!(s.checkpoint(&key).unwrap().unwrap() > failures[0].event_ts_ns, "checkpoint moved past it");
+    assert!(
+        s.checkpoint(&key).unwrap().unwrap() > failures[0].event_ts_ns,
+        "checkpoint moved past it"
+    );
     // The next run starts after it: nothing left to do.
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");

@@ -9,7 +9,16 @@ use std::time::{Duration, Instant};
 fn start(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> Child {
     let (aa, ba) = (a.addr(), b.addr());
     Command::new(bin())
-        .args(["sync", "-a", &aa, "-b", &ba, "--active-passive", "--state", state])
+        .args([
+            "sync",
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--active-passive",
+            "--state",
+            state,
+        ])
         .args(extra)
         .env("RUST_LOG", "warn")
         .spawn()
@@ -37,11 +46,15 @@ fn follows_through_restarts_and_stops_on_sigterm() {
 
     b.restart_filer();
     write_batch(&a, "two", 30);
-    eventually(90, "second batch after the target filer restarted", || converged(&a, &b));
+    eventually(90, "second batch after the target filer restarted", || {
+        converged(&a, &b)
+    });
 
     a.restart_filer();
     write_batch(&a, "three", 30);
-    eventually(90, "third batch after the source stream was lost", || converged(&a, &b));
+    eventually(90, "third batch after the source stream was lost", || {
+        converged(&a, &b)
+    });
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let t = Instant::now();
@@ -49,14 +62,27 @@ fn follows_through_restarts_and_stops_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "no exit 10 s after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no exit 10 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
     // Everything was committed: a catch-up run finds nothing to do.
     let (aa, ba) = (a.addr(), b.addr());
     let (code, err) = run_sync(
-        &["sync", "-a", &aa, "-b", &ba, "--active-passive", "--once", "--state", &state],
+        &[
+            "sync",
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--active-passive",
+            "--once",
+            "--state",
+            &state,
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
@@ -66,7 +92,10 @@ fn follows_through_restarts_and_stops_on_sigterm() {
 /// Remote TCP ports of the sockets process `pid` holds (IPv4 and IPv6 loopback).
 fn remote_ports(pid: u32) -> Vec<u16> {
     let mut inodes = std::collections::HashSet::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(l) = std::fs::read_link(fd.path()) {
             let l = l.to_string_lossy().into_owned();
             if let Some(i) = l.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
@@ -98,7 +127,11 @@ fn ports_used(proxy: bool) -> (Vec<u16>, Cluster, Cluster) {
         a.put(&format!("/live/p{i}.bin"), &bytes(i, 100_000));
     }
     let state = temp_state("ports");
-    let extra: &[&str] = if proxy { &["--a-filer-proxy", "--b-filer-proxy"] } else { &[] };
+    let extra: &[&str] = if proxy {
+        &["--a-filer-proxy", "--b-filer-proxy"]
+    } else {
+        &[]
+    };
     let mut child = start(&a, &b, &state, extra);
     eventually(60, "files on B", || converged(&a, &b));
     let ports = remote_ports(child.id());
@@ -110,9 +143,18 @@ fn ports_used(proxy: bool) -> (Vec<u16>, Cluster, Cluster) {
 #[test]
 fn filer_proxy_never_connects_to_volume_servers() {
     let (ports, a, b) = ports_used(true);
-    assert!(!ports.contains(&a.volume) && !ports.contains(&b.volume), "{ports:?}");
-    assert!(ports.contains(&a.filer) || ports.contains(&b.filer), "HTTP to the filers: {ports:?}");
+    assert!(
+        !ports.contains(&a.volume) && !ports.contains(&b.volume),
+        "{ports:?}"
+    );
+    assert!(
+        ports.contains(&a.filer) || ports.contains(&b.filer),
+        "HTTP to the filers: {ports:?}"
+    );
     // Control: without the proxy flags the same check does see volume servers.
     let (ports, a, b) = ports_used(false);
-    assert!(ports.contains(&a.volume) || ports.contains(&b.volume), "{ports:?}");
+    assert!(
+        ports.contains(&a.volume) || ports.contains(&b.volume),
+        "{ports:?}"
+    );
 }

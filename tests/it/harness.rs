@@ -507,3 +507,21 @@ pub fn temp_state(name: &str) -> String {
     let p = d.join(format!("{name}-{}.db", filer_sync::state::now_ns()));
     p.to_string_lossy().into_owned()
 }
+
+/// `filer-sync sync --active-passive --once` from A to B with `extra` flags.
+pub fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut args = vec![
+        "sync",
+        "-a",
+        &aa,
+        "-b",
+        &ba,
+        "--active-passive",
+        "--once",
+        "--state",
+        state,
+    ];
+    args.extend_from_slice(extra);
+    run_sync(&args, Duration::from_secs(180))
+}

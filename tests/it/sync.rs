@@ -5,25 +5,6 @@
 use crate::harness::*;
 use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(180);
-
-fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
-    let (aa, ba) = (a.addr(), b.addr());
-    let mut args = vec![
-        "sync",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--active-passive",
-        "--once",
-        "--state",
-        state,
-    ];
-    args.extend_from_slice(extra);
-    run_sync(&args, LIMIT)
-}
-
 fn without(mut t: Tree, prefix: &str) -> Tree {
     t.retain(|k, _| !(k == prefix || k.starts_with(&format!("{prefix}/"))));
     t
@@ -78,11 +59,15 @@ fn one_way_copies_everything_then_follows_changes() {
     a.mv("/p/empty.txt", "/p/emptydir/moved.txt");
     a.delete("/p/dir with space");
     a.put("/p/new.txt", b"new after the first run");
+    a.mv("/outside/x.txt", "/p/came-in.txt");
+    a.mv("/p/xattr.txt", "/outside/left.txt");
     let (code, err) = once(&a, &b, &state, &flags);
     assert_eq!(code, 0, "{err}");
     assert_same(&without(a.tree("/p"), "/tmp"), &b.tree("/q"));
     assert!(b.get("/q/deep/a/b/c/d/e/f.txt").is_none());
     assert_eq!(b.get("/q/deeper/a/b/c/d/e/f.txt").unwrap(), b"deep");
+    assert_eq!(b.get("/q/came-in.txt").unwrap(), b"not in the folder");
+    assert!(b.get("/q/xattr.txt").is_none() && b.get("/outside/left.txt").is_none());
 
     // Nothing new: resumes from the checkpoint and applies nothing.
     let (code, err) = once(&a, &b, &state, &flags);
@@ -201,12 +186,12 @@ fn active_active_both_ways_without_echo() {
     let state = temp_state("aa");
     let (aa, ba) = (a.addr(), b.addr());
     let args = ["sync", "-a", &aa, "-b", &ba, "--once", "--state", &state];
-    let (code, err) = run_sync(&args, LIMIT);
+    let (code, err) = run_sync(&args, Duration::from_secs(180));
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/aa"), &b.tree("/aa"));
     // A second and third pass find nothing: the replicated writes did not come back.
     for _ in 0..2 {
-        let (code, err) = run_sync(&args, LIMIT);
+        let (code, err) = run_sync(&args, Duration::from_secs(180));
         assert_eq!(code, 0, "{err}");
         assert_eq!(err.matches("done: 0 events").count(), 2, "{err}");
     }
