@@ -50,7 +50,8 @@ impl Applier {
                 dir,
                 entry,
                 signatures,
-            } => self.upsert(dir, entry, signatures, pool),
+                source,
+            } => self.upsert(dir, entry, signatures, source, pool),
             Action::Delete {
                 dir,
                 name,
@@ -65,6 +66,7 @@ impl Applier {
                 new_dir,
                 entry,
                 signatures,
+                source,
             } => {
                 let mut req = AtomicRenameEntryRequest::new();
                 req.old_directory = old_dir.clone();
@@ -87,7 +89,7 @@ impl Applier {
                 }
                 // The old entry is gone (moved by this rename or by its parent's):
                 // make sure the new one is exactly the source's.
-                self.upsert(new_dir, entry, signatures, pool)
+                self.upsert(new_dir, entry, signatures, source, pool)
             }
         }
     }
@@ -117,6 +119,7 @@ impl Applier {
         dir: &str,
         src: &Entry,
         signatures: &[i32],
+        source_path: &str,
         pool: &rayon::ThreadPool,
     ) -> Result<Outcome> {
         let existing = self.lookup_target(dir, &src.name)?;
@@ -129,6 +132,14 @@ impl Applier {
                 });
             }
             if self.newer_target_wins {
+                // The log replays old versions: one the source has replaced
+                // since is not a contender (its successor's event follows).
+                if self.source_replaced(source_path, src)? {
+                    return Ok(Outcome {
+                        skipped: true,
+                        ..Outcome::default()
+                    });
+                }
                 let r = conflict::resolve(src, t);
                 let path = join_path(dir, &src.name);
                 let record = r.conflict.then(|| Conflict {
@@ -337,19 +348,22 @@ impl Applier {
         Ok((out, bytes))
     }
 
-    /// True when the source no longer holds the entry as the event saw it:
-    /// a later event supersedes this one, so skipping it loses nothing.
-    pub fn source_moved_on(&self, source_path: &str, entry: &Entry) -> bool {
+    /// True when the source no longer holds `entry` at `source_path` (it was
+    /// replaced, moved or removed since the event): a later event in the log
+    /// carries what came next, so skipping this version loses nothing.
+    pub fn source_replaced(&self, source_path: &str, entry: &Entry) -> Result<bool> {
         let (dir, name) = split_path(source_path);
-        match retry("LookupDirectoryEntry", Policy::SHORT, || {
+        let now = retry("LookupDirectoryEntry", Policy::SHORT, || {
             self.source.lookup(dir, name)
-        }) {
-            Ok(None) => true,
-            Ok(Some(now)) => {
-                mtime_ns(&now) > mtime_ns(entry) || chunk_ids(&now) != chunk_ids(entry)
+        })?;
+        Ok(match now {
+            None => true,
+            Some(now) => {
+                mtime_ns(&now) != mtime_ns(entry)
+                    || chunk_ids(&now) != chunk_ids(entry)
+                    || conflict::fingerprint(&now) != conflict::fingerprint(entry)
             }
-            Err(_) => false,
-        }
+        })
     }
 }
 

@@ -12,7 +12,7 @@ pub mod plan;
 
 use crate::apply::Applier;
 use crate::error::{Error, ErrorKind, Result};
-use crate::filer::{join_path, Event, FilerClient, StreamItem};
+use crate::filer::{Event, FilerClient, StreamItem};
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
 use crate::retry::{self, retry, sleep_unless_stopped, Policy};
@@ -373,17 +373,9 @@ fn apply_one(
         }
         Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
         Err(e) => {
-            let source_path = ev.notification.new_entry.as_ref().map(|n| {
-                let dir = if ev.notification.new_parent_path.is_empty() {
-                    &ev.directory
-                } else {
-                    &ev.notification.new_parent_path
-                };
-                (join_path(dir, &n.name), n)
-            });
-            if let Some((p, entry)) = source_path {
+            if let Some((p, entry)) = a.source_version() {
                 if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt)
-                    && f.applier.source_moved_on(&p, entry)
+                    && f.applier.source_replaced(p, entry).unwrap_or(false)
                 {
                     log::info!(
                         "{}: {p} changed again on the source; skipping this version ({e})",

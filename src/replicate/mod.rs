@@ -29,11 +29,13 @@ pub struct Scope {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Make the target entry at `dir/entry.name` equal the source entry.
+    /// Make the target entry at `dir/entry.name` equal the source entry,
+    /// which the event saw at source path `source`.
     Upsert {
         dir: String,
         entry: Entry,
         signatures: Vec<i32>,
+        source: String,
     },
     Delete {
         dir: String,
@@ -47,10 +49,21 @@ pub enum Action {
         new_dir: String,
         entry: Entry,
         signatures: Vec<i32>,
+        source: String,
     },
 }
 
 impl Action {
+    /// The source path and version an upsert or rename brings, if any.
+    pub fn source_version(&self) -> Option<(&str, &Entry)> {
+        match self {
+            Action::Upsert { source, entry, .. } | Action::Rename { source, entry, .. } => {
+                Some((source, entry))
+            }
+            Action::Delete { .. } => None,
+        }
+    }
+
     /// The target path the action ends at (for logs and the failure ledger).
     pub fn target(&self) -> String {
         match self {
@@ -152,6 +165,7 @@ impl Scope {
                 dir: dir.to_string(),
                 entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                 signatures: signatures.clone(),
+                source: path.to_string(),
             }
         };
         match (old, new) {
@@ -184,6 +198,7 @@ impl Scope {
                     new_dir: new_dir.to_string(),
                     entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                     signatures,
+                    source: p,
                 }]
             }
         }

@@ -5,4 +5,5 @@ mod fidelity;
 mod follow;
 mod harness;
 mod sync;
+mod topology;
 mod wire;
