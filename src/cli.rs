@@ -125,6 +125,12 @@ pub struct SyncArgs {
     /// log what would be done and change nothing on the targets
     #[argh(switch)]
     pub dry_run: bool,
+    /// pause a direction instead of applying a window that deletes more than N entries
+    #[argh(option)]
+    pub max_delete: Option<u64>,
+    /// limit chunk bytes moved per second, all directions together (e.g. 10M, 512K)
+    #[argh(option)]
+    pub bwlimit: Option<String>,
     /// seconds before a gRPC call is given up (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
@@ -191,6 +197,9 @@ pub struct SyncConfig {
     pub state: PathBuf,
     pub once: bool,
     pub dry_run: bool,
+    pub max_delete: Option<u64>,
+    /// Bytes per second.
+    pub bwlimit: Option<u64>,
     pub timeout_secs: u64,
 }
 
@@ -333,6 +342,12 @@ impl SyncArgs {
             state,
             once: self.once,
             dry_run: self.dry_run,
+            max_delete: self.max_delete,
+            bwlimit: self
+                .bwlimit
+                .as_deref()
+                .map(crate::volume::throttle::parse_rate)
+                .transpose()?,
             timeout_secs: self.timeout_secs,
         })
     }
@@ -522,6 +537,18 @@ mod tests {
             (4, 50, 1_700_000_000_000)
         );
         assert!(parse(&with(&["--workers", "x"])).is_err());
+    }
+
+    #[test]
+    fn flag_safety_rails() {
+        let c = cfg(&with(&["--max-delete", "100", "--bwlimit", "10M"])).unwrap();
+        assert_eq!((c.max_delete, c.bwlimit), (Some(100), Some(10 << 20)));
+        let c = cfg(&AB).unwrap();
+        assert_eq!((c.max_delete, c.bwlimit), (None, None));
+        assert!(cfg(&with(&["--bwlimit", "fast"]))
+            .unwrap_err()
+            .to_string()
+            .contains("--bwlimit"));
     }
 
     #[test]

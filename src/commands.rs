@@ -29,6 +29,7 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
             cfg.a.addr, cfg.b.addr, cfg.a.path, cfg.b.path
         )));
     }
+    let _lock = crate::state::lock::acquire(&cfg.state)?;
     let mut state = State::open(&cfg.state)?;
     state.check_side(&cfg.a.addr.to_string(), sig_a)?;
     state.check_side(&cfg.b.addr.to_string(), sig_b)?;
@@ -40,19 +41,14 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
         cfg.b.path,
         cfg.state.display()
     );
-    let mut flows = vec![flow(
-        cfg,
-        (&cfg.a, &a, sig_a),
-        (&cfg.b, &b, sig_b),
-        &mut state,
-    )?];
+    let throttle = cfg
+        .bwlimit
+        .map(|r| std::sync::Arc::new(crate::volume::throttle::Throttle::new(r)));
+    let pa = (&cfg.a, &a, sig_a);
+    let pb = (&cfg.b, &b, sig_b);
+    let mut flows = vec![flow(cfg, pa, pb, &mut state, &throttle)?];
     if !cfg.active_passive {
-        flows.push(flow(
-            cfg,
-            (&cfg.b, &b, sig_b),
-            (&cfg.a, &a, sig_a),
-            &mut state,
-        )?);
+        flows.push(flow(cfg, pb, pa, &mut state, &throttle)?);
     }
     drop(state);
     let mut ok = true;
@@ -96,6 +92,7 @@ fn flow(
     (src, s, sig_s): Peer,
     (dst, t, sig_t): Peer,
     state: &mut State,
+    throttle: &Option<std::sync::Arc<crate::volume::throttle::Throttle>>,
 ) -> Result<Flow> {
     let key = Direction {
         source_sig: sig_s,
@@ -121,7 +118,8 @@ fn flow(
         applier: Applier {
             source: s.clone(),
             target: t.clone(),
-            chunks_in: ChunkSource::new(s.clone(), src.proxy, agent.clone()),
+            chunks_in: ChunkSource::new(s.clone(), src.proxy, agent.clone())
+                .with_throttle(throttle.clone()),
             chunks_out: ChunkSink::new(t.clone(), dst.proxy, agent, dst.placement.clone()),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
@@ -133,6 +131,7 @@ fn flow(
         workers: cfg.workers,
         chunk_workers: cfg.chunk_workers,
         once: cfg.once,
+        max_delete: cfg.max_delete,
         debug_events: src.debug,
         debug_actions: dst.debug,
     })

@@ -24,6 +24,10 @@ pub enum ErrorKind {
     State,
     /// The process was asked to stop.
     Interrupted,
+    /// Another process holds the state file.
+    Busy,
+    /// A safety rail stopped a direction (e.g. --max-delete).
+    Paused,
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! filer-sync: argh → validated config → run → exit code. The only place
 //! that prints the final error. Exit codes: 0 success, 1 failure (or
-//! differences found), 2 usage error (bad flags or input; nothing touched).
+//! differences found), 2 usage error (bad flags or input; nothing touched),
+//! 3 another process holds the state file (nothing done).
 
 use argh::FromArgs;
 use filer_sync::cli::{Cli, Command};
@@ -45,7 +46,11 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("filer-sync: {e}");
-            ExitCode::from(if e.kind() == ErrorKind::Usage { 2 } else { 1 })
+            ExitCode::from(match e.kind() {
+                ErrorKind::Usage => 2,
+                ErrorKind::Busy => 3,
+                _ => 1,
+            })
         }
     }
 }

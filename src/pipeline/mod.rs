@@ -38,6 +38,8 @@ pub struct Flow {
     pub chunk_workers: usize,
     /// Cron mode: stop once caught up with the source's time at start.
     pub once: bool,
+    /// A window deleting more entries than this pauses the direction.
+    pub max_delete: Option<u64>,
     /// Log every received event.
     pub debug_events: bool,
     /// Log every applied action.
@@ -74,9 +76,12 @@ pub fn run_all(flows: Vec<Flow>) -> Vec<Result<Summary>> {
                     .name(format!("dir {}", f.name))
                     .spawn_scoped(s, move || {
                         let r = run(&f);
-                        if r.is_err() {
+                        match &r {
+                            // A paused direction stops alone; the others go on.
+                            Err(e) if e.kind() == ErrorKind::Paused => log::error!("{e}"),
                             // One direction failing for good ends the process's run.
-                            retry::request_stop();
+                            Err(_) => retry::request_stop(),
+                            Ok(_) => {}
                         }
                         r
                     })
@@ -317,6 +322,23 @@ fn apply_window(f: &Flow, pools: &Pools, window: Vec<Event>) -> Result<Commit> {
             (ev, actions)
         })
         .collect();
+    if let Some(max) = f.max_delete {
+        let deletes = planned
+            .iter()
+            .flat_map(|(_, a)| a)
+            .filter(|a| matches!(a, Action::Delete { .. }))
+            .count() as u64;
+        if deletes > max {
+            return Err(Error::new(
+                ErrorKind::Paused,
+                format!(
+                    "{}: paused: the next window deletes {deletes} entries on the target, more than --max-delete {max}; \
+                     nothing of it was applied. Check the source, then rerun with a larger --max-delete to let it through",
+                    f.name
+                ),
+            ));
+        }
+    }
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
     let lanes = plan::lanes(&paths);
     let results: Vec<Result<Commit>> = pools.events.install(|| {

@@ -4,6 +4,8 @@
 //! transaction per `commit` so a checkpoint never moves without its ledger.
 //! Only the pipeline's committing thread holds a `State`.
 
+pub mod lock;
+
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};

@@ -5,13 +5,14 @@
 //! It knows nothing of entries or events; `apply` decides what to copy.
 
 pub mod fid;
+pub mod throttle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
 use crate::pb::filer::{AssignVolumeRequest, Location};
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a volume → location answer is trusted before asking again.
@@ -37,6 +38,7 @@ pub struct ChunkSource {
     proxy: bool,
     agent: ureq::Agent,
     locations: Mutex<HashMap<String, (Vec<String>, Instant)>>,
+    throttle: Option<Arc<throttle::Throttle>>,
 }
 
 impl ChunkSource {
@@ -46,7 +48,14 @@ impl ChunkSource {
             proxy,
             agent,
             locations: Mutex::new(HashMap::new()),
+            throttle: None,
         }
+    }
+
+    /// Limits the bytes this source reads per second (shared with others).
+    pub fn with_throttle(mut self, t: Option<Arc<throttle::Throttle>>) -> ChunkSource {
+        self.throttle = t;
+        self
     }
 
     /// The URLs to try for a file id, in order.
@@ -97,6 +106,9 @@ impl ChunkSource {
         for url in &urls {
             match self.get(url, expected) {
                 Ok(body) => {
+                    if let Some(t) = &self.throttle {
+                        t.take(body.len() as u64);
+                    }
                     if let Some(n) = expected {
                         if body.len() as u64 != n {
                             return Err(Error::new(

@@ -4,6 +4,7 @@ mod cli;
 mod fidelity;
 mod follow;
 mod harness;
+mod operator;
 mod sync;
 mod topology;
 mod wire;
