@@ -158,16 +158,168 @@ not_yet!(
     "migrate",
     "one-shot copy of A's tree to B (not built yet)"
 );
-not_yet!(
-    StatusArgs,
-    "status",
-    "show checkpoints, lag and failures (not built yet)"
-);
-not_yet!(
-    CheckpointArgs,
-    "checkpoint",
-    "show, set or reset checkpoints (not built yet)"
-);
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+/// Show each direction of a state file: checkpoint and lag, events and bytes
+/// applied, failures, conflicts, and whether a sync is running on it.
+/// Exits 1 when a direction has failures.
+pub struct StatusArgs {
+    /// state file(s) to show (default: every file in the default state folder)
+    #[argh(option)]
+    pub state: Vec<PathBuf>,
+    /// print JSON instead of text
+    #[argh(switch)]
+    pub json: bool,
+}
+
+impl StatusArgs {
+    pub fn validate(&self) -> Result<Vec<PathBuf>> {
+        if !self.state.is_empty() {
+            return Ok(self.state.clone());
+        }
+        let dir = state_dir()?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "db"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::usage(format!(
+                "no state files in {}; pass --state FILE",
+                dir.display()
+            )));
+        }
+        Ok(files)
+    }
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "checkpoint")]
+/// Show, set or reset a direction's checkpoint, or import/export the
+/// checkpoint `weed filer.sync` keeps in the target filer (to switch tools
+/// without re-bootstrapping). ACTION is show, set, reset, import or export.
+pub struct CheckpointArgs {
+    /// show | set | reset | import | export
+    #[argh(positional)]
+    pub action: String,
+    /// filer A as HOST:PORT or HOST:PORT.GRPCPORT (needed except for show)
+    #[argh(option, short = 'a')]
+    pub a: Option<String>,
+    /// filer B as HOST:PORT or HOST:PORT.GRPCPORT (needed except for show)
+    #[argh(option, short = 'b')]
+    pub b: Option<String>,
+    /// folder on A (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub a_path: String,
+    /// folder on B (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub b_path: String,
+    /// the direction's source side: a (A→B, default) or b (B→A)
+    #[argh(option, default = "String::from(\"a\")")]
+    pub from: String,
+    /// for set: the new checkpoint, ms since the epoch
+    #[argh(option)]
+    pub ts_ms: Option<i64>,
+    /// the state file (default: as `sync` derives it from -a/-b and the folders)
+    #[argh(option)]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointAction {
+    Show,
+    Set,
+    Reset,
+    Import,
+    Export,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    pub action: CheckpointAction,
+    pub a: Option<FilerAddr>,
+    pub b: Option<FilerAddr>,
+    pub a_path: String,
+    pub b_path: String,
+    pub from: char,
+    pub ts_ms: i64,
+    pub state: PathBuf,
+}
+
+impl CheckpointArgs {
+    pub fn validate(&self) -> Result<CheckpointConfig> {
+        let action = match self.action.as_str() {
+            "show" => CheckpointAction::Show,
+            "set" => CheckpointAction::Set,
+            "reset" => CheckpointAction::Reset,
+            "import" => CheckpointAction::Import,
+            "export" => CheckpointAction::Export,
+            other => {
+                return Err(Error::usage(format!(
+                    "checkpoint {other:?}: give show, set, reset, import or export"
+                )))
+            }
+        };
+        let addr = |flag: &str, v: &Option<String>| -> Result<Option<FilerAddr>> {
+            v.as_deref()
+                .map(|s| FilerAddr::parse(s).map_err(|e| e.context(flag)))
+                .transpose()
+        };
+        let a = addr("-a", &self.a)?;
+        let b = addr("-b", &self.b)?;
+        let folder = |flag: &str, p: &str| {
+            normalize_folder(p).ok_or_else(|| {
+                Error::usage(format!("{flag} {p:?}: give an absolute folder like /data"))
+            })
+        };
+        let a_path = folder("--a-path", &self.a_path)?;
+        let b_path = folder("--b-path", &self.b_path)?;
+        let from = match self.from.as_str() {
+            "a" | "A" => 'a',
+            "b" | "B" => 'b',
+            other => return Err(Error::usage(format!("--from {other:?}: give a or b"))),
+        };
+        let ts_ms = match (action, self.ts_ms) {
+            (CheckpointAction::Set, Some(t)) if t >= 0 => t,
+            (CheckpointAction::Set, _) => {
+                return Err(Error::usage(
+                    "checkpoint set needs --ts-ms N (ms since the epoch, ≥ 0)",
+                ))
+            }
+            (_, _) => 0,
+        };
+        if action != CheckpointAction::Show && (a.is_none() || b.is_none()) {
+            return Err(Error::usage(format!(
+                "checkpoint {}: give -a and -b, the filers of the pair",
+                self.action
+            )));
+        }
+        let state = match (&self.state, &a, &b) {
+            (Some(p), _, _) => p.clone(),
+            (None, Some(a), Some(b)) => default_state_path(a, &a_path, b, &b_path)?,
+            _ => {
+                return Err(Error::usage(
+                    "checkpoint show: give --state FILE, or -a and -b",
+                ))
+            }
+        };
+        Ok(CheckpointConfig {
+            action,
+            a,
+            b,
+            a_path,
+            b_path,
+            from,
+            ts_ms,
+            state,
+        })
+    }
+}
 
 /// One side as the user described it.
 #[derive(Debug, Clone)]
@@ -328,7 +480,7 @@ impl SyncArgs {
         }
         let state = match &self.state {
             Some(p) => p.clone(),
-            None => default_state_path(&a, &b)?,
+            None => default_state_path(&a.addr, &a.path, &b.addr, &b.path)?,
         };
         Ok(SyncConfig {
             a,
@@ -353,8 +505,8 @@ impl SyncArgs {
     }
 }
 
-/// `$XDG_STATE_HOME/filer-sync/…` or `~/.local/state/filer-sync/…`, one file per pair of folders.
-fn default_state_path(a: &Side, b: &Side) -> Result<PathBuf> {
+/// `$XDG_STATE_HOME/filer-sync` or `~/.local/state/filer-sync`.
+fn state_dir() -> Result<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -366,6 +518,11 @@ fn default_state_path(a: &Side, b: &Side) -> Result<PathBuf> {
         .ok_or_else(|| {
             Error::usage("no HOME or XDG_STATE_HOME to put the state file in: pass --state FILE")
         })?;
+    Ok(base.join("filer-sync"))
+}
+
+/// The default state file: one per pair of folders, in `state_dir()`.
+fn default_state_path(a: &FilerAddr, a_path: &str, b: &FilerAddr, b_path: &str) -> Result<PathBuf> {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {
@@ -379,12 +536,12 @@ fn default_state_path(a: &Side, b: &Side) -> Result<PathBuf> {
     };
     let name = format!(
         "{}{}__{}{}.db",
-        clean(&a.addr.to_string()),
-        clean(&a.path),
-        clean(&b.addr.to_string()),
-        clean(&b.path)
+        clean(&a.to_string()),
+        clean(a_path),
+        clean(&b.to_string()),
+        clean(b_path)
     );
-    Ok(base.join("filer-sync").join(name))
+    Ok(state_dir()?.join(name))
 }
 
 #[cfg(test)]
@@ -561,5 +718,31 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("into itself"), "{e}");
         assert!(cfg(&["-a", "h:1", "-b", "h:1", "--a-path", "/x", "--b-path", "/y"]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Result<CheckpointConfig> {
+        CheckpointArgs::from_args(&["checkpoint"], args)
+            .map_err(|e| Error::usage(e.output))?
+            .validate()
+    }
+
+    #[test]
+    fn actions_and_their_needs() {
+        let c = cfg(&["import", "-a", "h:1", "-b", "h:2", "--from", "b"]).unwrap();
+        assert_eq!((c.action, c.from), (CheckpointAction::Import, 'b'));
+        assert!(c.state.to_string_lossy().ends_with("h_1___h_2_.db"));
+        let c = cfg(&["set", "-a", "h:1", "-b", "h:2", "--ts-ms", "5"]).unwrap();
+        assert_eq!(c.ts_ms, 5);
+        assert!(cfg(&["set", "-a", "h:1", "-b", "h:2"]).is_err());
+        assert!(cfg(&["reset", "-a", "h:1"]).is_err());
+        assert!(cfg(&["frob", "-a", "h:1", "-b", "h:2"]).is_err());
+        assert!(cfg(&["show"]).is_err());
+        assert!(cfg(&["show", "--state", "/tmp/x.db"]).is_ok());
+        assert!(cfg(&["export", "-a", "h:1", "-b", "h:2", "--from", "c"]).is_err());
     }
 }

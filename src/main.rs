@@ -38,8 +38,12 @@ fn main() -> ExitCode {
         }),
         Command::Verify(_) => not_yet("verify"),
         Command::Migrate(_) => not_yet("migrate"),
-        Command::Status(_) => not_yet("status"),
-        Command::Checkpoint(_) => not_yet("checkpoint"),
+        Command::Status(args) => args
+            .validate()
+            .and_then(|states| commands::status::status(&states, args.json)),
+        Command::Checkpoint(args) => args
+            .validate()
+            .and_then(|cfg| commands::checkpoint::checkpoint(&cfg)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

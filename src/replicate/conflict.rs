@@ -167,7 +167,7 @@ mod tests {
         s.is_directory = true;
         let mut t = file(10, 0, "y");
         t.is_directory = true;
-        assert_eq!(resolve(&s, &t).conflict, false);
+        assert!(!resolve(&s, &t).conflict);
         assert_eq!(resolve(&s, &t).verdict, Verdict::Target);
     }
 }

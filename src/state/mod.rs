@@ -5,6 +5,7 @@
 //! Only the pipeline's committing thread holds a `State`.
 
 pub mod lock;
+pub mod reference;
 
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -102,6 +103,18 @@ pub struct Commit {
     pub conflicts: Vec<Conflict>,
 }
 
+/// One direction's row, for status displays.
+#[derive(Debug, Clone)]
+pub struct DirectionStatus {
+    pub key: Direction,
+    pub ts_ns: i64,
+    pub updated_ns: i64,
+    pub events: u64,
+    pub bytes: u64,
+    pub failures: u64,
+    pub conflicts: u64,
+}
+
 pub struct State {
     conn: Connection,
     path: PathBuf,
@@ -146,6 +159,66 @@ impl State {
             .migrate(version)
             .map_err(|e| e.context(path.display()))?;
         Ok(state)
+    }
+
+    /// Opens a state file that must exist already (for read-mostly tools).
+    pub fn open_existing(path: &Path) -> Result<State> {
+        if !path.is_file() {
+            return Err(Error::usage(format!(
+                "state file {} does not exist (pass --state with the file a sync used)",
+                path.display()
+            )));
+        }
+        Self::open(path)
+    }
+
+    /// Every direction with a checkpoint, with its counters.
+    pub fn directions(&self) -> Result<Vec<DirectionStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.source_sig, c.source_path, c.target_sig, c.target_path, c.ts_ns, c.updated_ns,
+                    c.events_applied, c.bytes_applied,
+                    (SELECT count(*) FROM failures f WHERE f.source_sig=c.source_sig AND f.source_path=c.source_path
+                        AND f.target_sig=c.target_sig AND f.target_path=c.target_path),
+                    (SELECT count(*) FROM conflicts x WHERE x.source_sig=c.source_sig AND x.source_path=c.source_path
+                        AND x.target_sig=c.target_sig AND x.target_path=c.target_path)
+             FROM checkpoints c ORDER BY c.source_sig, c.source_path, c.target_sig, c.target_path",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DirectionStatus {
+                key: Direction {
+                    source_sig: r.get(0)?,
+                    source_path: r.get(1)?,
+                    target_sig: r.get(2)?,
+                    target_path: r.get(3)?,
+                },
+                ts_ns: r.get(4)?,
+                updated_ns: r.get(5)?,
+                events: r.get::<_, i64>(6)? as u64,
+                bytes: r.get::<_, i64>(7)? as u64,
+                failures: r.get::<_, i64>(8)? as u64,
+                conflicts: r.get::<_, i64>(9)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The addresses recorded for a signature (most recent first).
+    pub fn addresses(&self, signature: i32) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT address FROM sides WHERE signature = ?1 ORDER BY first_seen_ns DESC",
+        )?;
+        let rows = stmt.query_map([signature], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets a direction's checkpoint (the next run starts from the
+    /// beginning of the log). Returns whether there was one.
+    pub fn reset_checkpoint(&mut self, d: &Direction) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+            params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+        )?;
+        Ok(n > 0)
     }
 
     pub fn path(&self) -> &Path {

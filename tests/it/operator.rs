@@ -86,3 +86,164 @@ fn bwlimit_slows_chunk_bytes() {
     // 3 MiB at 1 MiB/s with one second of burst: at least ~2 s.
     assert!(took >= Duration::from_millis(1800), "took {took:?}");
 }
+
+fn weed_sync(a: &Cluster, b: &Cluster) -> std::process::Child {
+    Command::new(weed())
+        .args([
+            "filer.sync",
+            "-a",
+            &a.addr(),
+            "-b",
+            &b.addr(),
+            "-isActivePassive",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn events_applied(stderr: &str) -> u64 {
+    let i = stderr.find("A→B done: ").expect("summary line");
+    stderr[i + "A→B done: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn switch_from_weed_filer_sync_by_importing_its_checkpoint() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..20 {
+        a.put(&format!("/sw/before{i}.txt"), b"copied by weed filer.sync");
+    }
+    let mut weed_run = weed_sync(&a, &b);
+    eventually(60, "weed filer.sync copied the first files", || {
+        b.tree("/sw").len() == 20
+    });
+    // The reference saves only when an event arrives 3 s after its last save, and on SIGTERM.
+    std::thread::sleep(Duration::from_secs(4));
+    a.put("/sw/trigger.txt", b"makes weed save its checkpoint");
+    eventually(30, "the trigger on B", || {
+        b.get("/sw/trigger.txt").is_some()
+    });
+    unsafe { libc::kill(weed_run.id() as i32, libc::SIGTERM) };
+    let _ = weed_run.wait();
+
+    let state = temp_state("import");
+    let (aa, ba) = (a.addr(), b.addr());
+    let (code, err) = run_sync(
+        &[
+            "checkpoint",
+            "import",
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--state",
+            &state,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    for i in 0..5 {
+        a.put(&format!("/sw/after{i}.txt"), b"copied by filer-sync");
+    }
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/sw"), &b.tree("/sw"));
+    // Only what came after the reference's last save was replayed.
+    let n = events_applied(&err);
+    assert!((5..=8).contains(&n), "{n} events replayed:\n{err}");
+
+    // Status shows the imported-then-advanced checkpoint.
+    let out = Command::new(bin())
+        .args(["status", "--state", &state, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        json.contains("\"running_pid\":null") && json.contains(&format!("\"events_applied\":{n}")),
+        "{json}"
+    );
+}
+
+#[test]
+fn switch_back_by_exporting_for_weed_filer_sync() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/back/old.txt", b"before the exported checkpoint");
+    std::thread::sleep(Duration::from_millis(200));
+    let state = temp_state("export");
+    let (aa, ba) = (a.addr(), b.addr());
+    let now_ms = (filer_sync::state::now_ns() / 1_000_000).to_string();
+    let run = |args: &[&str]| run_sync(args, Duration::from_secs(30));
+    let (code, err) = run(&[
+        "checkpoint",
+        "set",
+        "-a",
+        &aa,
+        "-b",
+        &ba,
+        "--ts-ms",
+        &now_ms,
+        "--state",
+        &state,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run(&[
+        "checkpoint",
+        "export",
+        "-a",
+        &aa,
+        "-b",
+        &ba,
+        "--state",
+        &state,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let sig_a = a.client().configuration().unwrap().signature;
+    let v = b
+        .client()
+        .kv_get(&filer_sync::state::reference::key(sig_a, "/", "/"))
+        .unwrap();
+    assert_eq!(
+        filer_sync::state::reference::decode(&v),
+        Some(now_ms.parse::<i64>().unwrap() * 1_000_000)
+    );
+    // weed filer.sync resumes from it: the older file stays behind, a new one goes.
+    let mut weed_run = weed_sync(&a, &b);
+    a.put("/back/new.txt", b"after");
+    eventually(60, "weed filer.sync copied the new file", || {
+        b.get("/back/new.txt").is_some()
+    });
+    let _ = weed_run.kill();
+    let _ = weed_run.wait();
+    assert!(
+        b.get("/back/old.txt").is_none(),
+        "weed started from our checkpoint, not from the beginning"
+    );
+
+    let (code, err) = run(&[
+        "checkpoint",
+        "reset",
+        "-a",
+        &aa,
+        "-b",
+        &ba,
+        "--state",
+        &state,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        b.get("/back/old.txt").unwrap(),
+        b"before the exported checkpoint",
+        "reset replays from the start"
+    );
+}

@@ -1,6 +1,6 @@
-//! Wiring for each subcommand: validated config → connected clients →
-//! pipeline flows → a summary and exit code. Talks to the network only
-//! after the config is valid, and checks both filers before writing anything.
+//! `filer-sync sync`: validated config → connected clients → pipeline flows
+//! → a summary and exit code. Talks to the network only after the config is
+//! valid, and checks both filers before writing anything.
 
 use crate::apply::Applier;
 use crate::cli::{Side, SyncConfig};

@@ -1,0 +1,99 @@
+//! `filer-sync checkpoint show|set|reset|import|export`: an operator's hands
+//! on the checkpoints. `import` reads `weed filer.sync`'s checkpoint from the
+//! target filer's KV store into the state file and `export` writes ours there
+//! in its format, so an operator can switch tools either way without
+//! re-bootstrapping.
+
+use crate::cli::{CheckpointAction, CheckpointConfig};
+use crate::error::{Error, Result};
+use crate::filer::FilerClient;
+use crate::state::{reference, Direction, State};
+use std::time::Duration;
+
+pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
+    if cfg.action == CheckpointAction::Show {
+        return super::status::status(std::slice::from_ref(&cfg.state), false);
+    }
+    let (a, b) = match (&cfg.a, &cfg.b) {
+        (Some(a), Some(b)) => (a, b),
+        _ => {
+            return Err(Error::usage(
+                "checkpoint set|reset|import|export need -a and -b (the filers of the pair)",
+            ))
+        }
+    };
+    let timeout = Duration::from_secs(10);
+    let ca = FilerClient::connect(a, timeout);
+    let cb = FilerClient::connect(b, timeout);
+    let sig_a = ca.configuration()?.signature;
+    let sig_b = cb.configuration()?.signature;
+    let _lock = crate::state::lock::acquire(&cfg.state)?;
+    let mut st = State::open(&cfg.state)?;
+    st.check_side(&a.to_string(), sig_a)?;
+    st.check_side(&b.to_string(), sig_b)?;
+    let (src_sig, src_path, dst_sig, dst_path, target) = if cfg.from == 'a' {
+        (sig_a, &cfg.a_path, sig_b, &cfg.b_path, &cb)
+    } else {
+        (sig_b, &cfg.b_path, sig_a, &cfg.a_path, &ca)
+    };
+    let key = Direction {
+        source_sig: src_sig,
+        source_path: src_path.clone(),
+        target_sig: dst_sig,
+        target_path: dst_path.clone(),
+    };
+    let dir = format!(
+        "{}→{}",
+        cfg.from.to_ascii_uppercase(),
+        if cfg.from == 'a' { 'B' } else { 'A' }
+    );
+    match cfg.action {
+        CheckpointAction::Show => unreachable!(),
+        CheckpointAction::Set => {
+            let ts = cfg.ts_ms.saturating_mul(1_000_000);
+            st.set_checkpoint(&key, ts)?;
+            println!("{dir}: checkpoint set to {}", super::utc(ts));
+        }
+        CheckpointAction::Reset => {
+            let had = st.reset_checkpoint(&key)?;
+            println!(
+                "{dir}: {}; the next sync starts from the beginning of the log",
+                if had {
+                    "checkpoint removed"
+                } else {
+                    "there was no checkpoint"
+                }
+            );
+        }
+        CheckpointAction::Import => {
+            let mut v = target.kv_get(&reference::key(src_sig, src_path, dst_path))?;
+            if reference::decode(&v).is_none() {
+                v = target.kv_get(&reference::legacy_key(src_sig, src_path))?;
+            }
+            let ts = reference::decode(&v).ok_or_else(|| {
+                Error::remote(format!(
+                    "{dir}: the target filer holds no weed filer.sync checkpoint for {src_path} -> {dst_path}; nothing imported"
+                ))
+            })?;
+            st.set_checkpoint(&key, ts)?;
+            println!(
+                "{dir}: imported weed filer.sync's checkpoint {} ({ts})",
+                super::utc(ts)
+            );
+        }
+        CheckpointAction::Export => {
+            let ts = st.checkpoint(&key)?.ok_or_else(|| {
+                Error::remote(format!("{dir}: the state file has no checkpoint to export"))
+            })?;
+            target.kv_put(
+                &reference::key(src_sig, src_path, dst_path),
+                &reference::encode(ts),
+            )?;
+            println!(
+                "{dir}: exported checkpoint {} ({ts}) for weed filer.sync",
+                super::utc(ts)
+            );
+        }
+    }
+    Ok(true)
+}

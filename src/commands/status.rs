@@ -1,0 +1,156 @@
+//! `filer-sync status`: what each state file says about each direction —
+//! checkpoint and lag, events and bytes applied, failures, conflicts, and
+//! whether a process is running on it now. Reads only the state files.
+
+use super::{json_str, utc};
+use crate::error::Result;
+use crate::state::{self, lock, DirectionStatus, State};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// One direction, ready to print.
+struct Row {
+    from: String,
+    to: String,
+    d: DirectionStatus,
+    recent_failures: Vec<state::Failure>,
+}
+
+/// Prints the status of each state file; Ok(false) if any direction has failures.
+pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
+    let now = state::now_ns();
+    let mut clean = true;
+    let mut out = String::new();
+    let mut docs = Vec::new();
+    for path in states {
+        let st = State::open_existing(path)?;
+        let running = lock::running(path);
+        let mut rows = Vec::new();
+        for d in st.directions()? {
+            let name = |sig: i32, p: &str| -> Result<String> {
+                let addr = st
+                    .addresses(sig)?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "?".into());
+                Ok(format!("{addr}{p} (signature {sig})"))
+            };
+            let mut recent = st.failures(&d.key)?;
+            recent.reverse();
+            recent.truncate(5);
+            clean &= d.failures == 0;
+            rows.push(Row {
+                from: name(d.key.source_sig, &d.key.source_path)?,
+                to: name(d.key.target_sig, &d.key.target_path)?,
+                d,
+                recent_failures: recent,
+            });
+        }
+        if json {
+            docs.push(json_doc(path, running, &rows, now));
+        } else {
+            text(&mut out, path, running, &rows, now);
+        }
+    }
+    if json {
+        println!("[{}]", docs.join(","));
+    } else {
+        print!("{out}");
+    }
+    Ok(clean)
+}
+
+fn lag_s(r: &Row, now: i64) -> f64 {
+    if r.d.ts_ns > 0 {
+        (now - r.d.ts_ns) as f64 / 1e9
+    } else {
+        f64::NAN
+    }
+}
+
+fn text(out: &mut String, path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64) {
+    let _ = writeln!(
+        out,
+        "{}: {}",
+        path.display(),
+        match running {
+            Some(pid) => format!("running (pid {pid})"),
+            None => "not running".into(),
+        }
+    );
+    if rows.is_empty() {
+        let _ = writeln!(out, "  no checkpoints yet");
+    }
+    for r in rows {
+        let _ = writeln!(out, "  {} -> {}", r.from, r.to);
+        let _ = writeln!(
+            out,
+            "    checkpoint {} (lag {:.1} s), committed {}",
+            utc(r.d.ts_ns),
+            lag_s(r, now),
+            utc(r.d.updated_ns)
+        );
+        let _ = writeln!(
+            out,
+            "    applied {} events, {} bytes; {} failures; {} conflicts",
+            r.d.events, r.d.bytes, r.d.failures, r.d.conflicts
+        );
+        for f in &r.recent_failures {
+            let _ = writeln!(
+                out,
+                "    failed: {} (event {}): {}",
+                f.path,
+                utc(f.event_ts_ns),
+                f.error
+            );
+        }
+    }
+}
+
+fn json_doc(path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64) -> String {
+    let dirs: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let fails: Vec<String> = r
+                .recent_failures
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{{\"path\":{},\"event_ts_ns\":{},\"error\":{}}}",
+                        json_str(&f.path),
+                        f.event_ts_ns,
+                        json_str(&f.error)
+                    )
+                })
+                .collect();
+            let lag = lag_s(r, now);
+            format!(
+                "{{\"source\":{},\"target\":{},\"source_signature\":{},\"source_path\":{},\"target_signature\":{},\"target_path\":{},\
+                 \"checkpoint_ts_ns\":{},\"lag_seconds\":{},\"committed_ts_ns\":{},\"events_applied\":{},\"bytes_applied\":{},\
+                 \"failures\":{},\"conflicts\":{},\"recent_failures\":[{}]}}",
+                json_str(&r.from),
+                json_str(&r.to),
+                r.d.key.source_sig,
+                json_str(&r.d.key.source_path),
+                r.d.key.target_sig,
+                json_str(&r.d.key.target_path),
+                r.d.ts_ns,
+                if lag.is_finite() { format!("{lag:.3}") } else { "null".into() },
+                r.d.updated_ns,
+                r.d.events,
+                r.d.bytes,
+                r.d.failures,
+                r.d.conflicts,
+                fails.join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"state\":{},\"running_pid\":{},\"directions\":[{}]}}",
+        json_str(&path.to_string_lossy()),
+        running
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "null".into()),
+        dirs.join(",")
+    )
+}
