@@ -136,28 +136,150 @@ pub struct SyncArgs {
     pub timeout_secs: u64,
 }
 
-/// Subcommands that are not built yet: each says so and exits 1.
-macro_rules! not_yet {
-    ($t:ident, $name:tt, $desc:tt) => {
-        #[derive(FromArgs, Debug)]
-        #[argh(subcommand, name = $name, description = $desc)]
-        pub struct $t {
-            /// arguments (ignored: this subcommand is not built yet)
-            #[argh(positional, greedy)]
-            pub rest: Vec<String>,
-        }
-    };
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+/// Compare A's folder with B's and report every difference by class
+/// (missing on B, only on B, type, size, mtime, etag, chunk coverage; with
+/// --checksum also content). Exits 0 when equal, 1 when different.
+pub struct VerifyArgs {
+    /// filer A as HOST:PORT or HOST:PORT.GRPCPORT
+    #[argh(option, short = 'a')]
+    pub a: String,
+    /// filer B as HOST:PORT or HOST:PORT.GRPCPORT
+    #[argh(option, short = 'b')]
+    pub b: String,
+    /// folder on A (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub a_path: String,
+    /// folder on B (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub b_path: String,
+    /// also compare file contents (reads every file on both sides)
+    #[argh(switch)]
+    pub checksum: bool,
+    /// print JSON instead of text
+    #[argh(switch)]
+    pub json: bool,
+    /// copy A's version over every difference, delete what is only on B, verify again
+    #[argh(switch)]
+    pub repair: bool,
+    /// read A's chunks through A's filer
+    #[argh(switch)]
+    pub a_filer_proxy: bool,
+    /// write B's chunks through B's filer
+    #[argh(switch)]
+    pub b_filer_proxy: bool,
+    /// directories listed in parallel (default 8)
+    #[argh(option, default = "8")]
+    pub workers: usize,
+    /// seconds before a gRPC call is given up (default 10)
+    #[argh(option, default = "10")]
+    pub timeout_secs: u64,
 }
-not_yet!(
-    VerifyArgs,
-    "verify",
-    "compare the trees of A and B (not built yet)"
-);
-not_yet!(
-    MigrateArgs,
-    "migrate",
-    "one-shot copy of A's tree to B (not built yet)"
-);
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "migrate")]
+/// One-shot copy of A's folder to B for scripted migrations: records its
+/// start, copies the whole tree (no need for the metadata log's past),
+/// replays the log from the start to catch changes made meanwhile, then
+/// verifies. Rerun after a kill to resume. Exits 0 when B equals A.
+pub struct MigrateArgs {
+    /// filer A (the source) as HOST:PORT or HOST:PORT.GRPCPORT
+    #[argh(option, short = 'a')]
+    pub a: String,
+    /// filer B (the target) as HOST:PORT or HOST:PORT.GRPCPORT
+    #[argh(option, short = 'b')]
+    pub b: String,
+    /// folder on A (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub a_path: String,
+    /// folder on B (default /)
+    #[argh(option, default = "String::from(\"/\")")]
+    pub b_path: String,
+    /// read A's chunks through A's filer
+    #[argh(switch)]
+    pub a_filer_proxy: bool,
+    /// write B's chunks through B's filer
+    #[argh(switch)]
+    pub b_filer_proxy: bool,
+    /// the SQLite state file (default as for sync)
+    #[argh(option)]
+    pub state: Option<PathBuf>,
+    /// seconds before a gRPC call is given up (default 10)
+    #[argh(option, default = "10")]
+    pub timeout_secs: u64,
+}
+
+impl SyncArgs {
+    /// The flags of `sync` with everything at its default, for the
+    /// subcommands that reuse its validation.
+    fn one_way(a: &str, b: &str, a_path: &str, b_path: &str) -> SyncArgs {
+        SyncArgs {
+            a: a.into(),
+            b: b.into(),
+            active_passive: true,
+            origin_only: false,
+            a_path: a_path.into(),
+            b_path: b_path.into(),
+            a_exclude: vec![],
+            b_exclude: vec![],
+            a_filer_proxy: false,
+            b_filer_proxy: false,
+            a_debug: false,
+            b_debug: false,
+            a_collection: String::new(),
+            b_collection: String::new(),
+            a_replication: String::new(),
+            b_replication: String::new(),
+            a_ttl_sec: 0,
+            b_ttl_sec: 0,
+            a_disk: String::new(),
+            b_disk: String::new(),
+            a_no_delete: false,
+            b_no_delete: false,
+            a_from_ts_ms: 0,
+            b_from_ts_ms: 0,
+            workers: 32,
+            chunk_workers: 16,
+            batch_size: 1000,
+            batch_window_ms: 200,
+            state: None,
+            once: true,
+            dry_run: false,
+            max_delete: None,
+            bwlimit: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl VerifyArgs {
+    pub fn validate(&self) -> Result<(SyncConfig, crate::commands::verify::Options)> {
+        let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path);
+        s.a_filer_proxy = self.a_filer_proxy;
+        s.b_filer_proxy = self.b_filer_proxy;
+        s.timeout_secs = self.timeout_secs;
+        s.workers = self.workers;
+        s.state = Some(PathBuf::from("/dev/null"));
+        let opts = crate::commands::verify::Options {
+            checksum: self.checksum,
+            json: self.json,
+            repair: self.repair,
+        };
+        Ok((s.validate()?, opts))
+    }
+}
+
+impl MigrateArgs {
+    pub fn validate(&self) -> Result<SyncConfig> {
+        let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path);
+        s.a_filer_proxy = self.a_filer_proxy;
+        s.b_filer_proxy = self.b_filer_proxy;
+        s.timeout_secs = self.timeout_secs;
+        s.state = self.state.clone();
+        s.validate()
+    }
+}
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "status")]

@@ -11,4 +11,5 @@ pub mod pipeline;
 pub mod replicate;
 pub mod retry;
 pub mod state;
+pub mod verify;
 pub mod volume;

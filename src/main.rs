@@ -5,7 +5,7 @@
 
 use argh::FromArgs;
 use filer_sync::cli::{Cli, Command};
-use filer_sync::error::{self, ErrorKind};
+use filer_sync::error::ErrorKind;
 use filer_sync::{commands, retry};
 use std::process::ExitCode;
 
@@ -36,8 +36,13 @@ fn main() -> ExitCode {
             });
             commands::sync(&cfg)
         }),
-        Command::Verify(_) => not_yet("verify"),
-        Command::Migrate(_) => not_yet("migrate"),
+        Command::Verify(args) => args
+            .validate()
+            .and_then(|(cfg, opts)| commands::verify::verify(&cfg, opts)),
+        Command::Migrate(args) => args.validate().and_then(|cfg| {
+            let _ = ctrlc::set_handler(retry::request_stop);
+            commands::verify::migrate(&cfg)
+        }),
         Command::Status(args) => args
             .validate()
             .and_then(|states| commands::status::status(&states, args.json)),
@@ -57,13 +62,4 @@ fn main() -> ExitCode {
             })
         }
     }
-}
-
-fn not_yet(cmd: &str) -> error::Result<bool> {
-    Err(error::Error::new(
-        ErrorKind::Remote,
-        format!(
-            "`filer-sync {cmd}` is not built yet; only `filer-sync sync` works in this version"
-        ),
-    ))
 }

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 pub use sync::sync;
 

@@ -199,7 +199,8 @@ struct Pools {
     chunks: rayon::ThreadPool,
 }
 
-fn pool(flow: &str, what: &str, n: usize) -> Result<rayon::ThreadPool> {
+/// A named thread pool of `n` threads (for `flow`'s `what`).
+pub fn pool(flow: &str, what: &str, n: usize) -> Result<rayon::ThreadPool> {
     let name = format!("{flow} {what}");
     rayon::ThreadPoolBuilder::new()
         .num_threads(n.max(1))

@@ -255,6 +255,20 @@ impl ChunkSink {
     }
 }
 
+/// Percent-encodes a filer path for a URL, keeping `/` and unreserved characters.
+pub fn url_path(path: &str) -> String {
+    let mut s = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                s.push(b as char)
+            }
+            _ => s.push_str(&format!("%{b:02X}")),
+        }
+    }
+    s
+}
+
 /// A one-part `multipart/form-data` body, the form volume servers accept.
 fn multipart(name: &str, mime: &str, data: &[u8]) -> (String, Vec<u8>) {
     let boundary = "filer-sync-7d1f0c2a9b3e4d5f";
@@ -298,6 +312,12 @@ fn json_error(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_paths_are_encoded() {
+        assert_eq!(url_path("/a b/ü%#?.txt"), "/a%20b/%C3%BC%25%23%3F.txt");
+        assert_eq!(url_path("/plain/x-y_z.~"), "/plain/x-y_z.~");
+    }
 
     #[test]
     fn multipart_frames_one_part() {

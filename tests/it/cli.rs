@@ -86,14 +86,14 @@ fn http_port_given_as_grpc_port_is_reported() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so() {
-    for cmd in ["verify", "migrate"] {
-        let (code, err) = run(&[cmd]);
-        assert_eq!(code, 1, "{cmd}: {err}");
-        assert!(err.contains("not built yet"), "{cmd}: {err}");
+fn help_and_unknown_subcommands() {
+    for cmd in ["sync", "verify", "migrate", "status", "checkpoint"] {
+        let (code, err) = run(&[cmd, "--help"]);
+        assert_eq!(code, 0, "{cmd}: {err}");
     }
-    let (code, _) = run(&["sync", "--help"]);
-    assert_eq!(code, 0);
     let (code, err) = run(&["frobnicate"]);
     assert_eq!(code, 2, "{err}");
+    let (code, err) = run(&["checkpoint", "frob", "-a", "h:1", "-b", "h:2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("show, set, reset, import or export"), "{err}");
 }

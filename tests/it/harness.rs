@@ -255,7 +255,11 @@ impl Cluster {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.filer, encode(path))
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.filer,
+            filer_sync::volume::url_path(path)
+        )
     }
 
     /// Writes a file through the filer HTTP API; `headers` like ("Seaweed-Foo", "bar").
@@ -291,7 +295,11 @@ impl Cluster {
     }
 
     pub fn mv(&self, from: &str, to: &str) {
-        let url = format!("{}?mv.from={}", self.url(to), encode_query(from));
+        let url = format!(
+            "{}?mv.from={}",
+            self.url(to),
+            filer_sync::volume::url_path(from)
+        );
         let mut r = http().post(&url).send_empty().unwrap();
         let status = r.status().as_u16();
         let body = r.body_mut().read_to_string().unwrap_or_default();
@@ -446,59 +454,48 @@ pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-fn encode(path: &str) -> String {
-    let mut s = String::new();
-    for b in path.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                s.push(b as char)
-            }
-            _ => s.push_str(&format!("%{b:02X}")),
-        }
-    }
-    s
-}
-
-fn encode_query(v: &str) -> String {
-    encode(v)
-}
-
 /// The filer-sync binary built for these tests.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_filer-sync")
 }
 
-/// Runs filer-sync to completion with a time limit; returns (exit code, stderr).
+/// Runs filer-sync to completion with a time limit; returns (exit code,
+/// stderr followed by stdout).
 pub fn run_sync(args: &[&str], limit: Duration) -> (i32, String) {
     let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn filer-sync");
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        use std::io::Read;
-        let mut r = stderr;
-        let _ = r.read_to_string(&mut s);
-        s
-    });
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
     let start = Instant::now();
-    loop {
+    let code = loop {
         if let Some(st) = child.try_wait().unwrap() {
-            let err = reader.join().unwrap();
-            return (st.code().unwrap_or(-1), err);
+            break st.code().unwrap_or(-1);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            let err = reader.join().unwrap();
-            panic!("filer-sync {args:?} ran past {limit:?}:\n{err}");
+            panic!(
+                "filer-sync {args:?} ran past {limit:?}:\n{}",
+                err.join().unwrap()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    (code, err.join().unwrap() + &out.join().unwrap())
 }
 
 pub fn temp_state(name: &str) -> String {

@@ -7,4 +7,5 @@ mod harness;
 mod operator;
 mod sync;
 mod topology;
+mod verify;
 mod wire;

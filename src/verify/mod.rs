@@ -1,0 +1,312 @@
+//! Tree comparison for `verify` and `migrate`: walks the two folders level by
+//! level (directories of a level listed in parallel, one listing in memory
+//! per worker) and classifies every difference. `classify` is pure; the walk
+//! only lists and hashes.
+
+use crate::error::Result;
+use crate::filer::{join_path, FilerClient};
+use crate::pb::filer::Entry;
+use crate::replicate::conflict::mtime_ns;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    MissingOnB,
+    OnlyOnB,
+    Type,
+    Size,
+    Mtime,
+    Etag,
+    ChunkCoverage,
+    Content,
+}
+
+impl Class {
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::MissingOnB => "missing on B",
+            Class::OnlyOnB => "only on B",
+            Class::Type => "type",
+            Class::Size => "size",
+            Class::Mtime => "mtime",
+            Class::Etag => "etag",
+            Class::ChunkCoverage => "chunk coverage",
+            Class::Content => "content",
+        }
+    }
+}
+
+/// One difference at a path relative to the compared folders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    pub class: Class,
+    pub rel: String,
+    /// A's entry (when there is one), for repairs.
+    pub a: Option<Entry>,
+}
+
+fn size(e: &Entry) -> u64 {
+    e.attributes.as_ref().map(|a| a.file_size).unwrap_or(0)
+}
+
+/// A version tag comparable across clusters: md5 when the filer kept one,
+/// else the chunks' (offset, size, ETag), else the inline content.
+fn etag(e: &Entry) -> Vec<u8> {
+    if let Some(md5) = e
+        .attributes
+        .as_ref()
+        .map(|a| &a.md5)
+        .filter(|m| !m.is_empty())
+    {
+        return md5.clone();
+    }
+    if !e.chunks.is_empty() {
+        let mut v = Vec::new();
+        let mut cs: Vec<_> = e.chunks.iter().collect();
+        cs.sort_by_key(|c| (c.offset, c.modified_ts_ns));
+        for c in cs {
+            v.extend_from_slice(&c.offset.to_be_bytes());
+            v.extend_from_slice(&c.size.to_be_bytes());
+            v.extend_from_slice(c.e_tag.as_bytes());
+        }
+        return v;
+    }
+    e.content.clone()
+}
+
+/// Whether the chunks (or the inline content) cover every byte of the file.
+pub fn covered(e: &Entry) -> bool {
+    let n = size(e);
+    if e.is_directory || n == 0 || !e.content.is_empty() && e.content.len() as u64 >= n {
+        return true;
+    }
+    let mut spans: Vec<(u64, u64)> = e
+        .chunks
+        .iter()
+        .map(|c| (c.offset.max(0) as u64, c.offset.max(0) as u64 + c.size))
+        .collect();
+    spans.sort();
+    let mut end = 0;
+    for (s, t) in spans {
+        if s > end {
+            return false;
+        }
+        end = end.max(t);
+    }
+    end >= n
+}
+
+/// Classifies what differs between A's and B's entry at one path. Pure.
+pub fn classify(a: Option<&Entry>, b: Option<&Entry>) -> Vec<Class> {
+    let (a, b) = match (a, b) {
+        (None, None) => return vec![],
+        (Some(_), None) => return vec![Class::MissingOnB],
+        (None, Some(_)) => return vec![Class::OnlyOnB],
+        (Some(a), Some(b)) => (a, b),
+    };
+    if a.is_directory != b.is_directory {
+        return vec![Class::Type];
+    }
+    if a.is_directory {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    if size(a) != size(b) {
+        out.push(Class::Size);
+    }
+    if mtime_ns(a) != mtime_ns(b) {
+        out.push(Class::Mtime);
+    }
+    if out.is_empty() && etag(a) != etag(b) {
+        out.push(Class::Etag);
+    }
+    if !covered(a) || !covered(b) {
+        out.push(Class::ChunkCoverage);
+    }
+    out
+}
+
+/// What to compare and how.
+pub struct Walk<'a> {
+    pub a: &'a FilerClient,
+    pub b: &'a FilerClient,
+    pub a_path: &'a str,
+    pub b_path: &'a str,
+    /// Also hash file bytes on both sides (through the filers' HTTP).
+    pub checksum: bool,
+    pub agent: &'a ureq::Agent,
+    pub pool: &'a rayon::ThreadPool,
+}
+
+fn list(c: &FilerClient, dir: &str) -> Result<BTreeMap<String, Entry>> {
+    let mut m = BTreeMap::new();
+    match c.list(dir, |e| {
+        m.insert(e.name.clone(), e);
+        Ok(())
+    }) {
+        Ok(()) => Ok(m),
+        // A directory missing on one side lists as empty.
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(m),
+        Err(e) => Err(e),
+    }
+}
+
+impl Walk<'_> {
+    /// Every difference, in path order.
+    pub fn diffs(&self) -> Result<Vec<Diff>> {
+        let mut out = Vec::new();
+        let mut level = vec![String::new()];
+        while !level.is_empty() {
+            let results: Vec<Result<(Vec<Diff>, Vec<String>)>> = self
+                .pool
+                .install(|| level.par_iter().map(|rel| self.dir(rel)).collect());
+            let mut next = Vec::new();
+            for r in results {
+                let (d, sub) = r?;
+                out.extend(d);
+                next.extend(sub);
+            }
+            level = next;
+        }
+        out.sort_by(|x, y| x.rel.cmp(&y.rel).then(x.class.cmp(&y.class)));
+        Ok(out)
+    }
+
+    fn full(root: &str, rel: &str) -> String {
+        if rel.is_empty() {
+            root.to_string()
+        } else if root == "/" {
+            rel.to_string()
+        } else {
+            format!("{root}{rel}")
+        }
+    }
+
+    /// Compares one directory; returns its differences and the subdirectories to walk.
+    fn dir(&self, rel: &str) -> Result<(Vec<Diff>, Vec<String>)> {
+        let la = list(self.a, &Self::full(self.a_path, rel))?;
+        let lb = list(self.b, &Self::full(self.b_path, rel))?;
+        let mut diffs = Vec::new();
+        let mut sub = Vec::new();
+        let names: std::collections::BTreeSet<&String> = la.keys().chain(lb.keys()).collect();
+        for name in names {
+            let (ea, eb) = (la.get(name), lb.get(name));
+            let child = join_path(if rel.is_empty() { "/" } else { rel }, name);
+            let mut classes = classify(ea, eb);
+            if classes.is_empty() && self.checksum && ea.is_some_and(|e| !e.is_directory) {
+                let ha = self.hash(self.a, &Self::full(self.a_path, &child))?;
+                let hb = self.hash(self.b, &Self::full(self.b_path, &child))?;
+                if ha != hb {
+                    classes.push(Class::Content);
+                }
+            }
+            for class in classes {
+                diffs.push(Diff {
+                    class,
+                    rel: child.clone(),
+                    a: ea.cloned(),
+                });
+            }
+            if ea.is_some_and(|e| e.is_directory) || eb.is_some_and(|e| e.is_directory) {
+                sub.push(child);
+            }
+        }
+        Ok((diffs, sub))
+    }
+
+    /// FNV-1a over a file's bytes, read through the filer.
+    fn hash(&self, c: &FilerClient, path: &str) -> Result<u64> {
+        let url = format!(
+            "http://{}{}",
+            c.addr().http(),
+            crate::volume::url_path(path)
+        );
+        let mut resp = self.agent.get(&url).call()?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(crate::error::Error::from(ureq::Error::StatusCode(status))
+                .context(format!("GET {url}")));
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut r = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut r, &mut buf)?;
+            if n == 0 {
+                return Ok(h);
+            }
+            for b in &buf[..n] {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::filer::{FileChunk, FuseAttributes};
+
+    fn file(size: u64, mtime: i64, etag: &str) -> Entry {
+        let mut e = Entry::new();
+        let mut a = FuseAttributes::new();
+        a.file_size = size;
+        a.mtime = mtime;
+        e.attributes = Some(a).into();
+        let mut c = FileChunk::new();
+        c.size = size;
+        c.e_tag = etag.into();
+        e.chunks.push(c);
+        e
+    }
+
+    fn dir() -> Entry {
+        let mut e = Entry::new();
+        e.is_directory = true;
+        e
+    }
+
+    #[test]
+    fn table() {
+        use Class::*;
+        let f = file(10, 5, "x");
+        let cases: Vec<(Option<Entry>, Option<Entry>, Vec<Class>)> = vec![
+            (Some(f.clone()), Some(f.clone()), vec![]),
+            (Some(f.clone()), None, vec![MissingOnB]),
+            (None, Some(f.clone()), vec![OnlyOnB]),
+            (Some(f.clone()), Some(dir()), vec![Type]),
+            (Some(dir()), Some(dir()), vec![]),
+            (
+                Some(f.clone()),
+                Some(file(11, 5, "x")),
+                vec![Size, ChunkCoverage],
+            ),
+            (Some(f.clone()), Some(file(10, 6, "x")), vec![Mtime]),
+            (Some(f.clone()), Some(file(10, 5, "y")), vec![Etag]),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(classify(a.as_ref(), b.as_ref()), want, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn coverage_finds_gaps() {
+        let mut e = file(10, 1, "x");
+        e.chunks[0].size = 4;
+        let mut c2 = e.chunks[0].clone();
+        c2.offset = 6;
+        e.chunks.push(c2);
+        assert!(!covered(&e));
+        e.chunks[1].offset = 4;
+        e.chunks[1].size = 6;
+        assert!(covered(&e));
+        let mut inline = Entry::new();
+        inline.content = b"abc".to_vec();
+        let mut a = FuseAttributes::new();
+        a.file_size = 3;
+        inline.attributes = Some(a).into();
+        assert!(covered(&inline));
+    }
+}
