@@ -272,19 +272,18 @@ mod tests {
     fn table() {
         use Class::*;
         let f = file(10, 5, "x");
+        let mut gap = f.clone();
+        gap.chunks[0].offset = 2;
         let cases: Vec<(Option<Entry>, Option<Entry>, Vec<Class>)> = vec![
             (Some(f.clone()), Some(f.clone()), vec![]),
             (Some(f.clone()), None, vec![MissingOnB]),
             (None, Some(f.clone()), vec![OnlyOnB]),
             (Some(f.clone()), Some(dir()), vec![Type]),
             (Some(dir()), Some(dir()), vec![]),
-            (
-                Some(f.clone()),
-                Some(file(11, 5, "x")),
-                vec![Size, ChunkCoverage],
-            ),
+            (Some(f.clone()), Some(file(11, 5, "x")), vec![Size]),
             (Some(f.clone()), Some(file(10, 6, "x")), vec![Mtime]),
             (Some(f.clone()), Some(file(10, 5, "y")), vec![Etag]),
+            (Some(f.clone()), Some(gap.clone()), vec![Etag, ChunkCoverage]),
         ];
         for (a, b, want) in cases {
             assert_eq!(classify(a.as_ref(), b.as_ref()), want, "{a:?} vs {b:?}");
