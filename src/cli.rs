@@ -134,6 +134,15 @@ pub struct SyncArgs {
     /// seconds before a gRPC call is given up (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
+    /// serve Prometheus metrics on this port (SeaweedFS_filerSync_*)
+    #[argh(option)]
+    pub metrics_port: Option<u16>,
+    /// address for --metrics-port (default 127.0.0.1; 0.0.0.0 to be scraped from elsewhere)
+    #[argh(option, default = "String::from(\"127.0.0.1\")")]
+    pub metrics_ip: String,
+    /// seconds between progress lines (default: 1 on a terminal, 10 otherwise)
+    #[argh(option)]
+    pub progress_secs: Option<u64>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -249,6 +258,9 @@ impl SyncArgs {
             max_delete: None,
             bwlimit: None,
             timeout_secs: 10,
+            metrics_port: None,
+            metrics_ip: "127.0.0.1".into(),
+            progress_secs: None,
         }
     }
 }
@@ -475,6 +487,9 @@ pub struct SyncConfig {
     /// Bytes per second.
     pub bwlimit: Option<u64>,
     pub timeout_secs: u64,
+    /// Where to serve metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
+    pub progress_secs: Option<u64>,
 }
 
 impl SyncArgs {
@@ -623,6 +638,19 @@ impl SyncArgs {
                 .map(crate::volume::throttle::parse_rate)
                 .transpose()?,
             timeout_secs: self.timeout_secs,
+            metrics: match self.metrics_port {
+                None | Some(0) => None,
+                Some(p) => Some(format!("{}:{p}", self.metrics_ip).parse().map_err(|_| {
+                    Error::usage(format!(
+                        "--metrics-ip {:?}: give an IP address like 127.0.0.1",
+                        self.metrics_ip
+                    ))
+                })?),
+            },
+            progress_secs: match self.progress_secs {
+                Some(0) => return Err(Error::usage("--progress-secs 0: give 1 or more")),
+                p => p,
+            },
         })
     }
 }
@@ -822,6 +850,11 @@ mod tests {
     fn flag_safety_rails() {
         let c = cfg(&with(&["--max-delete", "100", "--bwlimit", "10M"])).unwrap();
         assert_eq!((c.max_delete, c.bwlimit), (Some(100), Some(10 << 20)));
+        let c = cfg(&with(&["--metrics-port", "9327", "--progress-secs", "5"])).unwrap();
+        assert_eq!(c.metrics.unwrap().to_string(), "127.0.0.1:9327");
+        assert_eq!(c.progress_secs, Some(5));
+        assert!(cfg(&with(&["--metrics-port", "1", "--metrics-ip", "nope"])).is_err());
+        assert!(cfg(&with(&["--progress-secs", "0"])).is_err());
         let c = cfg(&AB).unwrap();
         assert_eq!((c.max_delete, c.bwlimit), (None, None));
         assert!(cfg(&with(&["--bwlimit", "fast"]))

@@ -51,9 +51,22 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
         flows.push(flow(cfg, pb, pa, &mut state, &throttle)?);
     }
     drop(state);
+    let metrics =
+        match cfg.metrics {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                Error::usage(format!("--metrics-port: cannot listen on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let reporting = pipeline::Reporting {
+        metrics,
+        every: Duration::from_secs(cfg.progress_secs.unwrap_or(if terminal { 1 } else { 10 })),
+        terminal,
+    };
     let mut ok = true;
     let mut first_err = None;
-    for r in pipeline::run_all(flows) {
+    for r in pipeline::run_all(flows, reporting) {
         match r {
             Ok(sum) => {
                 log::info!(
@@ -104,8 +117,17 @@ fn flow(
         state.set_checkpoint(&key, src.from_ts_ms.saturating_mul(1_000_000))?;
     }
     let agent = volume::agent(Duration::from_secs(cfg.timeout_secs.max(30)));
+    let name = format!("{}→{}", src.label, dst.label);
+    let stats = std::sync::Arc::new(crate::pipeline::stats::Stats::new(
+        &name,
+        &src.addr.to_string(),
+        &dst.addr.to_string(),
+        &format!("filer-sync_{}_To_{}", src.path, dst.path),
+        &src.path,
+    ));
     Ok(Flow {
-        name: format!("{}→{}", src.label, dst.label),
+        stats,
+        name,
         source: s.clone(),
         scope: Scope {
             source_path: src.path.clone(),

@@ -9,6 +9,7 @@
 //! replays at most one window, and applying is idempotent.
 
 pub mod plan;
+pub mod stats;
 
 use crate::apply::Applier;
 use crate::error::{Error, ErrorKind, Result};
@@ -42,6 +43,8 @@ pub struct Flow {
     pub max_delete: Option<u64>,
     /// Log every received event.
     pub debug_events: bool,
+    /// Live counters, read by progress and metrics.
+    pub stats: std::sync::Arc<stats::Stats>,
     /// Log every applied action.
     pub debug_actions: bool,
 }
@@ -65,37 +68,122 @@ fn client_id() -> i32 {
     ((t ^ (u64::from(std::process::id()) << 20)) & 0x7fff_ffff) as i32
 }
 
+/// How a run shows its progress.
+pub struct Reporting {
+    /// Serves Prometheus text on this listener while the run lasts.
+    pub metrics: Option<std::net::TcpListener>,
+    /// A progress line this often: a live line on a terminal, a log line otherwise.
+    pub every: Duration,
+    pub terminal: bool,
+}
+
 /// Runs several directions side by side until each ends (cron mode) or a stop
 /// is requested; returns their summaries in the same order.
-pub fn run_all(flows: Vec<Flow>) -> Vec<Result<Summary>> {
+pub fn run_all(flows: Vec<Flow>, reporting: Reporting) -> Vec<Result<Summary>> {
+    let all: Vec<std::sync::Arc<stats::Stats>> = flows.iter().map(|f| f.stats.clone()).collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        let handles: Vec<_> = flows
-            .into_iter()
-            .map(|f| {
-                std::thread::Builder::new()
-                    .name(format!("dir {}", f.name))
-                    .spawn_scoped(s, move || {
-                        let r = run(&f);
-                        match &r {
-                            // A paused direction stops alone; the others go on.
-                            Err(e) if e.kind() == ErrorKind::Paused => log::error!("{e}"),
-                            // One direction failing for good ends the process's run.
-                            Err(_) => retry::request_stop(),
-                            Ok(_) => {}
-                        }
-                        r
-                    })
-                    .expect("spawn direction thread")
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::state("a direction thread panicked")))
-            })
-            .collect()
+        if let Some(listener) = reporting.metrics {
+            let (all, done) = (&all, &done);
+            s.spawn(move || serve_metrics(listener, all, done));
+        }
+        {
+            let (all, done) = (&all, &done);
+            let (every, terminal) = (reporting.every, reporting.terminal);
+            s.spawn(move || report_progress(all, done, every, terminal));
+        }
+        let results = run_directions(s, flows);
+        done.store(true, Ordering::SeqCst);
+        results
     })
+}
+
+fn report_progress(
+    all: &[std::sync::Arc<stats::Stats>],
+    done: &std::sync::atomic::AtomicBool,
+    every: Duration,
+    terminal: bool,
+) {
+    let mut p = stats::Progress::new(all.len());
+    let mut next = Instant::now() + every;
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() < next {
+            continue;
+        }
+        next += every;
+        let line = p.line(all);
+        if terminal {
+            eprint!("\r\x1b[K{line}");
+        } else {
+            log::info!("{line}");
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+}
+
+/// Answers every HTTP request on `listener` with the Prometheus text.
+fn serve_metrics(
+    listener: std::net::TcpListener,
+    all: &[std::sync::Arc<stats::Stats>],
+    done: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    let _ = listener.set_nonblocking(true);
+    while !done.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((mut conn, _)) => {
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ")
+                {
+                    ("200 OK", stats::prometheus(all))
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn run_directions<'s>(s: &'s std::thread::Scope<'s, '_>, flows: Vec<Flow>) -> Vec<Result<Summary>> {
+    let handles: Vec<_> = flows
+        .into_iter()
+        .map(|f| {
+            std::thread::Builder::new()
+                .name(format!("dir {}", f.name))
+                .spawn_scoped(s, move || {
+                    let r = run(&f);
+                    match &r {
+                        // A paused direction stops alone; the others go on.
+                        Err(e) if e.kind() == ErrorKind::Paused => log::error!("{e}"),
+                        // One direction failing for good ends the process's run.
+                        Err(_) => retry::request_stop(),
+                        Ok(_) => {}
+                    }
+                    r
+                })
+                .expect("spawn direction thread")
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::state("a direction thread panicked")))
+        })
+        .collect()
 }
 
 /// Runs one direction: subscribe from the checkpoint, apply windows, commit,
@@ -111,7 +199,6 @@ pub fn run(f: &Flow) -> Result<Summary> {
         events: pool(&f.name, "worker", f.workers)?,
         chunks: pool(&f.name, "chunk", f.chunk_workers)?,
     };
-    let mut last_report = Instant::now();
     loop {
         let since = state.checkpoint(&f.key)?.unwrap_or(0);
         sum.checkpoint_ns = since;
@@ -135,13 +222,24 @@ pub fn run(f: &Flow) -> Result<Summary> {
             let (window, stream_end) = collect_window(f, &rx, start_ns, floor, &mut caught_up);
             if !window.is_empty() {
                 let newest = window.last().map(|e| e.ts_ns).unwrap_or(since);
-                let commit = apply_window(f, &workers, window)?;
+                f.stats
+                    .in_flight
+                    .store(window.len() as u64, Ordering::Relaxed);
+                let commit = apply_window(f, &workers, window);
+                f.stats.in_flight.store(0, Ordering::Relaxed);
+                let commit = commit?;
                 sum.events += commit.events;
                 sum.bytes += commit.bytes;
                 sum.failures.extend(commit.failures.iter().cloned());
                 for fl in &commit.failures {
                     log::error!("{}: {} failed: {}", f.name, fl.path, fl.error);
                 }
+                let st = &f.stats;
+                st.failed
+                    .fetch_add(commit.failures.len() as u64, Ordering::Relaxed);
+                st.conflicts
+                    .fetch_add(commit.conflicts.len() as u64, Ordering::Relaxed);
+                let (events, bytes) = (commit.events, commit.bytes);
                 state.commit(
                     &f.key,
                     &Commit {
@@ -149,19 +247,11 @@ pub fn run(f: &Flow) -> Result<Summary> {
                         ..commit
                     },
                 )?;
+                st.checkpoint_ns.store(newest, Ordering::Relaxed);
+                st.applied.fetch_add(events, Ordering::Relaxed);
+                st.bytes.fetch_add(bytes, Ordering::Relaxed);
                 sum.checkpoint_ns = newest;
                 floor = newest;
-                if last_report.elapsed() > Duration::from_secs(10) {
-                    last_report = Instant::now();
-                    log::info!(
-                        "{}: {} events, {} bytes so far; at {} (lag {:.1}s)",
-                        f.name,
-                        sum.events,
-                        sum.bytes,
-                        describe_ts(newest),
-                        (state::now_ns() - newest) as f64 / 1e9
-                    );
-                }
             }
             if retry::stop_requested() {
                 return Ok(sum);
@@ -284,6 +374,8 @@ fn collect_window(
                     *caught_up = true;
                     return (events, None);
                 }
+                f.stats.received.fetch_add(1, Ordering::Relaxed);
+                f.stats.source_ns.fetch_max(ev.ts_ns, Ordering::Relaxed);
                 if f.debug_events {
                     log::info!("{}: received {} {:?}", f.name, ev.ts_ns, event_paths(&ev));
                 }
@@ -294,6 +386,7 @@ fn collect_window(
                 }
             }
             Ok(Ok(StreamItem::Idle(ts))) => {
+                f.stats.source_ns.fetch_max(ts, Ordering::Relaxed);
                 if f.once && ts >= start_ns {
                     *caught_up = true;
                 }

@@ -283,7 +283,11 @@ mod tests {
             (Some(f.clone()), Some(file(11, 5, "x")), vec![Size]),
             (Some(f.clone()), Some(file(10, 6, "x")), vec![Mtime]),
             (Some(f.clone()), Some(file(10, 5, "y")), vec![Etag]),
-            (Some(f.clone()), Some(gap.clone()), vec![Etag, ChunkCoverage]),
+            (
+                Some(f.clone()),
+                Some(gap.clone()),
+                vec![Etag, ChunkCoverage],
+            ),
         ];
         for (a, b, want) in cases {
             assert_eq!(classify(a.as_ref(), b.as_ref()), want, "{a:?} vs {b:?}");

@@ -3,26 +3,28 @@
 //! in proxy mode, and stops cleanly on SIGTERM with the checkpoint committed.
 
 use crate::harness::*;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn start(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> Child {
+fn start(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> Running {
     let (aa, ba) = (a.addr(), b.addr());
-    Command::new(bin())
-        .args([
-            "sync",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--active-passive",
-            "--state",
-            state,
-        ])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap()
+    Running(
+        Command::new(bin())
+            .args([
+                "sync",
+                "-a",
+                &aa,
+                "-b",
+                &ba,
+                "--active-passive",
+                "--state",
+                state,
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn write_batch(a: &Cluster, tag: &str, n: u64) {
@@ -59,7 +61,7 @@ fn follows_through_restarts_and_stops_on_sigterm() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let t = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(
@@ -132,11 +134,10 @@ fn ports_used(proxy: bool) -> (Vec<u16>, Cluster, Cluster) {
     } else {
         &[]
     };
-    let mut child = start(&a, &b, &state, extra);
+    let child = start(&a, &b, &state, extra);
     eventually(60, "files on B", || converged(&a, &b));
     let ports = remote_ports(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     (ports, a, b)
 }
 

@@ -522,3 +522,19 @@ pub fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, Stri
     args.extend_from_slice(extra);
     run_sync(&args, Duration::from_secs(180))
 }
+
+/// A child process killed (and reaped) when dropped, also when a test panics.
+pub struct Running(pub Child);
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -12,31 +12,34 @@ fn a_second_process_on_the_same_state_is_refused() {
     let b = Cluster::start();
     let state = temp_state("lock");
     let (aa, ba) = (a.addr(), b.addr());
-    let mut first = Command::new(bin())
-        .args([
-            "sync",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--active-passive",
-            "--state",
-            &state,
-        ])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut first = Running(
+        Command::new(bin())
+            .args([
+                "sync",
+                "-a",
+                &aa,
+                "-b",
+                &ba,
+                "--active-passive",
+                "--state",
+                &state,
+            ])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
     eventually(30, "the first process to hold the lock", || {
         filer_sync::state::lock::running(std::path::Path::new(&state)).is_some()
     });
     a.put("/lock/x.txt", b"x");
     let (code, err) = once(&a, &b, &state, &[]);
-    let _ = first.kill();
-    let _ = first.wait();
+    let first_pid = first.id();
+    let _ = first.0.kill();
+    let _ = first.0.wait();
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("in use by another filer-sync process")
-            && err.contains(&format!("pid {}", first.id())),
+            && err.contains(&format!("pid {first_pid}")),
         "{err}"
     );
     // Once the first is gone, the next run goes ahead.
@@ -87,20 +90,22 @@ fn bwlimit_slows_chunk_bytes() {
     assert!(took >= Duration::from_millis(1800), "took {took:?}");
 }
 
-fn weed_sync(a: &Cluster, b: &Cluster) -> std::process::Child {
-    Command::new(weed())
-        .args([
-            "filer.sync",
-            "-a",
-            &a.addr(),
-            "-b",
-            &b.addr(),
-            "-isActivePassive",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+fn weed_sync(a: &Cluster, b: &Cluster) -> Running {
+    Running(
+        Command::new(weed())
+            .args([
+                "filer.sync",
+                "-a",
+                &a.addr(),
+                "-b",
+                &b.addr(),
+                "-isActivePassive",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn events_applied(stderr: &str) -> u64 {
@@ -120,7 +125,7 @@ fn switch_from_weed_filer_sync_by_importing_its_checkpoint() {
     for i in 0..20 {
         a.put(&format!("/sw/before{i}.txt"), b"copied by weed filer.sync");
     }
-    let mut weed_run = weed_sync(&a, &b);
+    let weed_run = weed_sync(&a, &b);
     eventually(60, "weed filer.sync copied the first files", || {
         b.tree("/sw").len() == 20
     });
@@ -131,7 +136,8 @@ fn switch_from_weed_filer_sync_by_importing_its_checkpoint() {
         b.get("/sw/trigger.txt").is_some()
     });
     unsafe { libc::kill(weed_run.id() as i32, libc::SIGTERM) };
-    let _ = weed_run.wait();
+    let mut weed_run = weed_run;
+    let _ = weed_run.0.wait();
 
     let state = temp_state("import");
     let (aa, ba) = (a.addr(), b.addr());
@@ -216,13 +222,12 @@ fn switch_back_by_exporting_for_weed_filer_sync() {
         Some(now_ms.parse::<i64>().unwrap() * 1_000_000)
     );
     // weed filer.sync resumes from it: the older file stays behind, a new one goes.
-    let mut weed_run = weed_sync(&a, &b);
+    let weed_run = weed_sync(&a, &b);
     a.put("/back/new.txt", b"after");
     eventually(60, "weed filer.sync copied the new file", || {
         b.get("/back/new.txt").is_some()
     });
-    let _ = weed_run.kill();
-    let _ = weed_run.wait();
+    drop(weed_run);
     assert!(
         b.get("/back/old.txt").is_none(),
         "weed started from our checkpoint, not from the beginning"
@@ -245,5 +250,72 @@ fn switch_back_by_exporting_for_weed_filer_sync() {
         b.get("/back/old.txt").unwrap(),
         b"before the exported checkpoint",
         "reset replays from the start"
+    );
+}
+
+#[test]
+fn metrics_and_progress_while_following() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let state = temp_state("metrics");
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut child = Running(
+        Command::new(bin())
+            .args([
+                "sync",
+                "-a",
+                &aa,
+                "-b",
+                &ba,
+                "--active-passive",
+                "--state",
+                &state,
+            ])
+            .args(["--metrics-port", &port.to_string(), "--progress-secs", "1"])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    for i in 0..25 {
+        a.put(&format!("/met/{i}.bin"), &bytes(i, 10_000));
+    }
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("SeaweedFS_filerSync_{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let mut text = String::new();
+    eventually(60, "metrics to count the events", || {
+        text = http()
+            .get(&url)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        value(&text, "events_processed_total") >= 26.0
+    });
+    assert!(
+        text.contains(&format!("sourceFiler=\"{aa}\",targetFiler=\"{ba}\"")),
+        "{text}"
+    );
+    assert!(value(&text, "processed_bytes_total") >= 250_000.0, "{text}");
+    assert!(value(&text, "sync_offset") > 1e18, "{text}");
+    assert_eq!(value(&text, "events_failed_total"), 0.0, "{text}");
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(child.0.wait().unwrap().success(), "{err}");
+    assert!(
+        err.contains("A→B: ") && err.contains(" ev/s, ") && err.contains(" applied, 0 failed"),
+        "{err}"
     );
 }

@@ -6,11 +6,11 @@
 use crate::harness::*;
 use filer_sync::filer::StreamItem;
 use filer_sync::pb::filer::*;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 /// A long-running `filer-sync sync` that is killed when dropped.
-struct Link(Child);
+struct Link(#[allow(dead_code)] Running);
 
 impl Link {
     fn start(a: &Cluster, b: &Cluster, extra: &[&str]) -> Link {
@@ -31,14 +31,7 @@ impl Link {
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
-        Link(child)
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Link(Running(child))
     }
 }
 
