@@ -22,8 +22,11 @@ test: build
 demo: build
 	scripts/demo.sh
 
-bench:
-	@echo "make bench: not built yet (see the performance issue); nothing was measured"; exit 1
+# Side by side with weed filer.sync; results are prepended to BENCHMARKS.md.
+# BENCH_SCALE=0.1 for a quick look, BENCH_ROUNDS=N rounds (default 3).
+bench: deps
+	$(CARGO) build --release
+	python3 scripts/bench.py $(BENCH_WORKLOADS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -227,30 +227,33 @@ impl Applier {
         name: &str,
         mime: &str,
     ) -> Result<(Vec<FileChunk>, u64)> {
-        let results: Vec<Result<(FileChunk, u64)>> = pool.install(|| {
-            src.par_iter()
-                .map(|c| {
-                    let id = fid::of_chunk(c);
-                    if let Some(t) = reuse
-                        .get(&id)
-                        .filter(|t| t.offset == c.offset && t.size == c.size)
-                    {
-                        let mut kept = c.clone();
-                        kept.file_id = fid::of_chunk(t);
-                        kept.fid = Default::default();
-                        kept.source_file_id = id;
-                        kept.source_fid = Default::default();
-                        kept.is_compressed = t.is_compressed;
-                        return Ok((kept, 0));
-                    }
-                    if c.is_chunk_manifest {
-                        self.copy_manifest(pool, c, path, name, mime)
-                    } else {
-                        self.copy_chunk(c, path, name, mime)
-                    }
-                })
-                .collect()
-        });
+        let one = |c: &FileChunk| -> Result<(FileChunk, u64)> {
+            let id = fid::of_chunk(c);
+            if let Some(t) = reuse
+                .get(&id)
+                .filter(|t| t.offset == c.offset && t.size == c.size)
+            {
+                let mut kept = c.clone();
+                kept.file_id = fid::of_chunk(t);
+                kept.fid = Default::default();
+                kept.source_file_id = id;
+                kept.source_fid = Default::default();
+                kept.is_compressed = t.is_compressed;
+                return Ok((kept, 0));
+            }
+            if c.is_chunk_manifest {
+                self.copy_manifest(pool, c, path, name, mime)
+            } else {
+                self.copy_chunk(c, path, name, mime)
+            }
+        };
+        // One chunk (most files) is copied right here: a hop to the chunk
+        // pool would only add two thread switches.
+        let results: Vec<Result<(FileChunk, u64)>> = if src.len() <= 1 {
+            src.iter().map(one).collect()
+        } else {
+            pool.install(|| src.par_iter().map(one).collect())
+        };
         let mut out = Vec::with_capacity(src.len());
         let mut bytes = 0;
         for r in results {

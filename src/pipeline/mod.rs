@@ -2,8 +2,8 @@
 //! spawns threads. Stages, in the order data flows:
 //! subscriber thread (source stream → bounded queue of `StreamItem`s) →
 //! window (up to `batch_size` events or `window` time) → plan (event → actions,
-//! lanes of conflicting events) → apply (lanes in parallel on the worker pool,
-//! chunks on the chunk pool) → commit (one SQLite transaction: checkpoint =
+//! levels of independent events) → apply (each level in parallel on the worker
+//! pool, chunks on the chunk pool) → commit (one SQLite transaction: checkpoint =
 //! newest ts of the window, counters, failure ledger). A window is committed
 //! only when every event in it is applied or recorded as failed, so a crash
 //! replays at most one window, and applying is idempotent.
@@ -434,30 +434,25 @@ fn apply_window(f: &Flow, pools: &Pools, window: Vec<Event>) -> Result<Commit> {
         }
     }
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
-    let lanes = plan::lanes(&paths);
-    let results: Vec<Result<Commit>> = pools.events.install(|| {
-        lanes
-            .par_iter()
-            .map(|lane| {
-                let mut c = Commit::default();
-                for &i in lane {
+    let mut total = Commit::default();
+    for level in plan::levels(&paths) {
+        let results: Vec<Result<Commit>> = pools.events.install(|| {
+            level
+                .par_iter()
+                .map(|&i| {
+                    let mut c = Commit::default();
                     let (ev, actions) = &planned[i];
                     c.events += 1;
                     for a in actions {
                         apply_one(f, &pools.chunks, ev, a, &mut c)?;
                     }
-                }
-                Ok(c)
-            })
-            .collect()
-    });
-    let mut total = Commit::default();
-    for r in results {
-        let c = r?;
-        total.events += c.events;
-        total.bytes += c.bytes;
-        total.failures.extend(c.failures);
-        total.conflicts.extend(c.conflicts);
+                    Ok(c)
+                })
+                .collect()
+        });
+        for r in results {
+            total.merge(r?);
+        }
     }
     Ok(total)
 }

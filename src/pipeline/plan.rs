@@ -1,51 +1,49 @@
-//! Splits a window of events into independent lanes: events on the same
-//! path, or on a path and one of its ancestors (a directory create, delete
-//! or rename and anything below it), share a lane and keep log order;
-//! different lanes may run in parallel. Pure.
+//! Orders a window of events by their real conflicts: an event waits for
+//! every earlier event on the same path, on one of its ancestors (a
+//! directory create, delete or rename above it), or below it (when it is
+//! itself a directory event). Events are grouped into levels: everything in
+//! a level is independent and runs in parallel, and each level starts after
+//! the one before it. A directory create is thus applied before its files,
+//! but the files of a folder are not serialised behind each other. Pure.
 
 use std::collections::HashMap;
 
-/// Groups item indices by conflict. `paths[i]` lists the source paths item i
-/// touches. Lanes come back in order of their first item; each lane in log order.
-pub fn lanes(paths: &[Vec<String>]) -> Vec<Vec<usize>> {
-    let mut parent: Vec<usize> = (0..paths.len()).collect();
-    // Last item seen at exactly this path.
+/// Groups item indices into levels. `paths[i]` lists the source paths item i
+/// touches; items in one level are in log order.
+pub fn levels(paths: &[Vec<String>]) -> Vec<Vec<usize>> {
+    let mut level = vec![0usize; paths.len()];
+    // The last item at exactly this path.
     let mut at: HashMap<&str, usize> = HashMap::new();
-    // Some item strictly below this path (one is enough: those below are joined when they meet).
+    // Items strictly below this path since the last item at it.
     let mut below: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, ps) in paths.iter().enumerate() {
+        let mut deps: Vec<usize> = Vec::new();
         for p in ps {
             for a in ancestors(p).chain(std::iter::once(p.as_str())) {
                 if let Some(&j) = at.get(a) {
-                    union(&mut parent, i, j);
+                    deps.push(j);
                 }
             }
-            if let Some(js) = below.remove(p.as_str()) {
-                for j in js {
-                    union(&mut parent, i, j);
-                }
-                below.insert(p.as_str(), vec![i]);
+            if let Some(js) = below.get(p.as_str()) {
+                deps.extend(js.iter().copied());
             }
+        }
+        level[i] = deps.iter().map(|&j| level[j] + 1).max().unwrap_or(0);
+        for p in ps {
             at.insert(p.as_str(), i);
+            // Later items below p depend on i, which covers everything before it.
+            below.insert(p.as_str(), Vec::new());
             for a in ancestors(p) {
                 below.entry(a).or_default().push(i);
             }
         }
     }
-    let mut order: Vec<usize> = Vec::new();
-    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
-    for i in 0..paths.len() {
-        let r = find(&mut parent, i);
-        let g = groups.entry(r).or_default();
-        if g.is_empty() {
-            order.push(r);
-        }
-        g.push(i);
+    let depth = level.iter().max().map_or(0, |m| m + 1);
+    let mut out = vec![Vec::new(); depth];
+    for (i, l) in level.into_iter().enumerate() {
+        out[l].push(i);
     }
-    order
-        .into_iter()
-        .map(|r| groups.remove(&r).unwrap_or_default())
-        .collect()
+    out
 }
 
 /// Strict ancestors of an absolute path, "/" included: "/a/b" → "/", "/a".
@@ -57,23 +55,6 @@ fn ancestors(p: &str) -> impl Iterator<Item = &str> {
     )
 }
 
-fn find(parent: &mut [usize], mut i: usize) -> usize {
-    while parent[i] != i {
-        parent[i] = parent[parent[i]];
-        i = parent[i];
-    }
-    i
-}
-
-fn union(parent: &mut [usize], a: usize, b: usize) {
-    let (ra, rb) = (find(parent, a), find(parent, b));
-    if ra != rb {
-        // Keep the smaller index as root so lanes are ordered by first item.
-        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        parent[hi] = lo;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,35 +64,47 @@ mod tests {
             .iter()
             .map(|ps| ps.iter().map(|s| s.to_string()).collect())
             .collect();
-        lanes(&paths)
+        levels(&paths)
     }
 
     #[test]
     fn table() {
-        // unrelated files run apart
-        assert_eq!(run(&[&["/a/x"], &["/a/y"], &["/b/z"]]), [[0], [1], [2]]);
-        // same path keeps order
+        // unrelated files run together
+        assert_eq!(run(&[&["/a/x"], &["/a/y"], &["/b/z"]]), [vec![0, 1, 2]]);
+        // the same path keeps its order
         assert_eq!(
             run(&[&["/a/x"], &["/a/y"], &["/a/x"]]),
-            vec![vec![0, 2], vec![1]]
+            [vec![0, 1], vec![2]]
         );
-        // a directory event joins what is below it, before and after
+        // a folder's create comes first, then its files all at once
         assert_eq!(
-            run(&[&["/a/x"], &["/a"], &["/a/y/z"], &["/b"]]),
-            vec![vec![0, 1, 2], vec![3]]
+            run(&[&["/a"], &["/a/x"], &["/a/y"], &["/a/z"]]),
+            [vec![0], vec![1, 2, 3]]
         );
-        // a rename joins both its old and new neighbourhoods
+        // a directory event waits for what came before below it, and what follows waits for it
+        assert_eq!(
+            run(&[&["/a/x"], &["/a/y"], &["/a"], &["/a/z"], &["/b"]]),
+            [vec![0, 1, 4], vec![2], vec![3]]
+        );
+        // a rename orders against both its old and new neighbourhoods
         assert_eq!(
             run(&[&["/a/x"], &["/b/y"], &["/a/x", "/b/y"], &["/c"]]),
-            vec![vec![0, 1, 2], vec![3]]
+            [vec![0, 1, 3], vec![2]]
         );
-        // a directory rename joins children at the old and the new place
+        // a directory rename, then its children's rename events in parallel
         assert_eq!(
-            run(&[&["/d/f"], &["/d", "/e"], &["/e/f"], &["/x"]]),
-            vec![vec![0, 1, 2], vec![3]]
+            run(&[&["/d", "/e"], &["/d/f", "/e/f"], &["/d/g", "/e/g"]]),
+            [vec![0], vec![1, 2]]
         );
-        // the root joins everything
-        assert_eq!(run(&[&["/a"], &["/b"], &["/"]]), vec![vec![0, 1, 2]]);
+        // the root orders against everything
+        assert_eq!(run(&[&["/a"], &["/b"], &["/"]]), [vec![0, 1], vec![2]]);
         assert!(run(&[]).is_empty());
+    }
+
+    #[test]
+    fn deep_chains_follow_every_conflict() {
+        // x1 under a; a deleted; a recreated; x1 written again: four levels.
+        let got = run(&[&["/a/x1"], &["/a"], &["/a"], &["/a/x1"], &["/q"]]);
+        assert_eq!(got, [vec![0, 4], vec![1], vec![2], vec![3]]);
     }
 }

@@ -115,6 +115,16 @@ pub struct DirectionStatus {
     pub conflicts: u64,
 }
 
+impl Commit {
+    /// Adds another part of the same window.
+    pub fn merge(&mut self, other: Commit) {
+        self.events += other.events;
+        self.bytes += other.bytes;
+        self.failures.extend(other.failures);
+        self.conflicts.extend(other.conflicts);
+    }
+}
+
 pub struct State {
     conn: Connection,
     path: PathBuf,

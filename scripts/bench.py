@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""make bench: filer-sync against `weed filer.sync` (4.48), side by side.
+
+For each workload the source cluster A is filled once; then, round after
+round, each tool catches a fresh target cluster up from the beginning of A's
+log (alternating the order), the target is verified with `filer-sync verify`
+(a run that misses files is not a result), and the sync process's wall time,
+CPU seconds and peak RSS are taken from wait4(). Medians and the ratio
+filer-sync/weed go to BENCHMARKS.md.
+
+Workloads (sizes can be scaled down with BENCH_SCALE=0.1 for a quick look):
+  1. small: 10,000 x 4 KiB files in 100 directories -> files/s, CPU s, peak RSS
+  2. large: 20 x 50 MiB files (filer -maxMB=4)       -> MB/s, peak RSS
+  3. mixed: creates, overwrites, directory renames, deletes (>= 20,000 events) -> events/s
+  4. lag:   4 KiB files written to A at a steady rate while the sync runs -> p50/p95/p99
+  5. limit: the rate at which the target ingests the same data (filer HTTP writes)
+Every server binds 127.0.0.1.
+"""
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "filer-sync")
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+WEED = subprocess.check_output([os.path.join(ROOT, "scripts", "install-weed.sh")], text=True).strip()
+CLUSTER = os.path.join(ROOT, "scripts", "local-cluster.sh")
+WORK = tempfile.mkdtemp(prefix="filer-sync-bench.")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+class Cluster:
+    n = 0
+
+    def __init__(self, *filer_flags):
+        Cluster.n += 1
+        self.dir = os.path.join(WORK, f"c{Cluster.n}")
+        self.addr = subprocess.check_output([CLUSTER, "start", self.dir, *filer_flags], text=True).strip()
+        self.host, self.port = self.addr.split(":")
+
+    def stop(self):
+        subprocess.run([CLUSTER, "stop", self.dir], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def conn(self):
+        return http.client.HTTPConnection(self.host, int(self.port), timeout=60)
+
+
+class Writer:
+    """Keep-alive HTTP client for workloads."""
+
+    def __init__(self, cluster):
+        self.c = cluster
+        self.h = cluster.conn()
+
+    def req(self, method, path, body=None):
+        for attempt in range(5):
+            try:
+                self.h.request(method, path, body=body)
+                r = self.h.getresponse()
+                r.read()
+                if r.status >= 300 and not (method == "DELETE" and r.status == 404):
+                    raise RuntimeError(f"{method} {path}: {r.status}")
+                return
+            except (http.client.HTTPException, ConnectionError, OSError):
+                self.h.close()
+                self.h = self.c.conn()
+                time.sleep(0.1 * (attempt + 1))
+        raise RuntimeError(f"{method} {path} failed")
+
+    def put(self, path, body):
+        self.req("PUT", path, body)
+
+
+def run_tool(tool, a, b, done, state):
+    """Runs one sync until done() says the target is complete; returns (wall s, cpu s, peak RSS MB)."""
+    if tool == "weed":
+        cmd = [WEED, "filer.sync", "-a", a.addr, "-b", b.addr, "-isActivePassive"]
+    else:
+        cmd = [BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--state", state]
+    env = dict(os.environ, RUST_LOG="warn")
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, f"{tool}.log"), "a"), env=env)
+    try:
+        while not done():
+            if p.poll() is not None:
+                raise RuntimeError(f"{tool} exited early with {p.returncode}")
+            time.sleep(0.2)
+            if time.monotonic() - t0 > 1800:
+                raise RuntimeError(f"{tool} did not finish in 30 min")
+        wall = time.monotonic() - t0
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            _, _, ru = os.wait4(p.pid, 0)
+        except ChildProcessError:
+            ru = None
+    cpu = (ru.ru_utime + ru.ru_stime) if ru else float("nan")
+    rss = (ru.ru_maxrss / 1024) if ru else float("nan")
+    return wall, cpu, rss
+
+
+def count_files(cluster, dirs):
+    """Number of files in the given directories of a cluster (one listing each)."""
+    n = 0
+    h = cluster.conn()
+    for d in dirs:
+        h.request("GET", f"{d}/?limit=100000", headers={"Accept": "application/json"})
+        r = h.getresponse()
+        body = r.read()
+        if r.status != 200:
+            continue
+        n += sum(1 for e in (json.loads(body).get("Entries") or []) if not (e.get("Mode", 0) & (1 << 31)))
+    h.close()
+    return n
+
+
+def verify(a, b, path):
+    r = subprocess.run([BIN, "verify", "-a", a.addr, "-b", b.addr, "--a-path", path, "--b-path", path],
+                       capture_output=True, text=True, env=dict(os.environ, RUST_LOG="warn"))
+    if r.returncode != 0:
+        raise RuntimeError(f"target differs after the run:\n{r.stdout[-2000:]}")
+
+
+def verified(a, b, path):
+    try:
+        verify(a, b, path)
+        return True
+    except RuntimeError:
+        return False
+
+
+def catch_up(name, a, path, dirs, expect, filer_flags=(), exact=False):
+    """Rounds of both tools catching a fresh target up; returns {tool: [(wall, cpu, rss)]}.
+    With `exact`, a run is done only once the target also verifies equal
+    (for workloads whose file count passes through the final value)."""
+    res = {"weed": [], "filer-sync": []}
+    for rnd in range(ROUNDS):
+        order = ["weed", "filer-sync"] if rnd % 2 == 0 else ["filer-sync", "weed"]
+        for tool in order:
+            b = Cluster(*filer_flags)
+            try:
+                state = os.path.join(WORK, f"{name}-{rnd}-{tool}.db")
+                done = lambda: count_files(b, dirs) >= expect and (not exact or verified(a, b, path))
+                m = run_tool(tool, a, b, done, state)
+                verify(a, b, path)
+                log(f"  {name} round {rnd + 1} {tool}: {m[0]:.2f} s, {m[1]:.2f} CPU s, {m[2]:.0f} MB RSS")
+                res[tool].append(m)
+            finally:
+                b.stop()
+    return res
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def small(rows):
+    n_dirs, per = 100, max(1, int(100 * SCALE))
+    n = n_dirs * per
+    a = Cluster()
+    try:
+        w = Writer(a)
+        t0 = time.monotonic()
+        for i in range(n):
+            w.put(f"/small/d{i % n_dirs}/f{i}.bin", os.urandom(4096))
+        ingest = n / (time.monotonic() - t0)
+        dirs = [f"/small/d{d}" for d in range(n_dirs)]
+        res = catch_up("small", a, "/small", dirs, n)
+    finally:
+        a.stop()
+    fs = {t: med([n / m[0] for m in v]) for t, v in res.items()}
+    cpu = {t: med([m[1] / n * 1000 for m in v]) for t, v in res.items()}
+    rss = {t: med([m[2] for m in v]) for t, v in res.items()}
+    rows.append((f"1. catch-up {n:,} x 4 KiB: files/s", fs["weed"], fs["filer-sync"], ">= 2.0"))
+    rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync"], "<= 0.25"))
+    rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], ""))
+    rows.append(("5. limit: target ingest via filer HTTP, files/s", ingest, ingest, "(same)"))
+
+
+def large(rows):
+    n, size = max(2, int(20 * SCALE)), 50 << 20
+    a = Cluster("-maxMB=4")
+    try:
+        w = Writer(a)
+        blob = os.urandom(size)
+        t0 = time.monotonic()
+        for i in range(n):
+            w.put(f"/large/f{i}.bin", blob[i:] + blob[:i])
+        ingest = n * size / (time.monotonic() - t0) / 1e6
+        res = catch_up("large", a, "/large", ["/large"], n, ("-maxMB=4",))
+    finally:
+        a.stop()
+    mbs = {t: med([n * size / m[0] / 1e6 for m in v]) for t, v in res.items()}
+    rss = {t: med([m[2] for m in v]) for t, v in res.items()}
+    rows.append((f"2. catch-up {n} x 50 MiB: MB/s", mbs["weed"], mbs["filer-sync"], ">= 1.0"))
+    rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], "<= 0.125"))
+    rows.append(("5. limit: target ingest via filer HTTP, MB/s", ingest, ingest, "(same)"))
+
+
+def mixed(rows):
+    """Creates, overwrites, directory renames and deletes; counts A's log events."""
+    n_dirs, per = 50, max(5, int(200 * SCALE))
+    a = Cluster()
+    events = 0
+    try:
+        w = Writer(a)
+        rnd = random.Random(7)
+        for d in range(n_dirs):
+            for i in range(per):
+                w.put(f"/mixed/d{d}/f{i}.txt", os.urandom(1024)); events += 1
+        for d in range(n_dirs):
+            for i in range(0, per, 3):
+                w.put(f"/mixed/d{d}/f{i}.txt", os.urandom(2048)); events += 1
+            for i in range(1, per, 5):
+                w.req("DELETE", f"/mixed/d{d}/f{i}.txt"); events += 1
+        for d in range(0, n_dirs, 2):
+            w.req("POST", f"/mixed/r{d}?mv.from=/mixed/d{d}"); events += 1 + per
+        for d in range(n_dirs):
+            base = f"/mixed/r{d}" if d % 2 == 0 else f"/mixed/d{d}"
+            w.put(f"{base}/late{rnd.randint(0, 9)}.txt", os.urandom(512)); events += 1
+        dirs = [f"/mixed/r{d}" if d % 2 == 0 else f"/mixed/d{d}" for d in range(n_dirs)]
+        expect = count_files(a, dirs)
+        res = catch_up("mixed", a, "/mixed", dirs, expect, exact=True)
+    finally:
+        a.stop()
+    eps = {t: med([events / m[0] for m in v]) for t, v in res.items()}
+    rows.append((f"3. mixed workload, ~{events:,} events: events/s", eps["weed"], eps["filer-sync"], ">= 2.0"))
+
+
+def lag(rows):
+    """p50/p95/p99 from the end of a write on A until the file is readable on B."""
+    rate, seconds = 50, max(5, int(20 * SCALE))
+    out = {}
+    for tool in ["weed", "filer-sync"]:
+        a, b = Cluster(), Cluster()
+        try:
+            state = os.path.join(WORK, f"lag-{tool}.db")
+            if tool == "weed":
+                cmd = [WEED, "filer.sync", "-a", a.addr, "-b", b.addr, "-isActivePassive"]
+            else:
+                cmd = [BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--state", state]
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2)
+            lags, lock = [], threading.Lock()
+
+            def watch(path, t_written):
+                h = b.conn()
+                while time.monotonic() - t_written < 30:
+                    h.request("HEAD", path)
+                    r = h.getresponse(); r.read()
+                    if r.status == 200:
+                        with lock:
+                            lags.append((time.monotonic() - t_written) * 1000)
+                        break
+                    time.sleep(0.001)
+                h.close()
+
+            w = Writer(a)
+            watchers = []
+            t0 = time.monotonic()
+            for i in range(rate * seconds):
+                due = t0 + i / rate
+                time.sleep(max(0, due - time.monotonic()))
+                path = f"/lag/f{i}.bin"
+                w.put(path, os.urandom(4096))
+                th = threading.Thread(target=watch, args=(path, time.monotonic()))
+                th.start(); watchers.append(th)
+            for th in watchers:
+                th.join()
+            p.send_signal(signal.SIGTERM); p.wait()
+            if len(lags) != rate * seconds:
+                raise RuntimeError(f"{tool}: {rate * seconds - len(lags)} files never arrived")
+            q = statistics.quantiles(sorted(lags), n=100)
+            out[tool] = (q[49], q[94], q[98])
+            log(f"  lag {tool}: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, p99 {q[98]:.1f} ms")
+        finally:
+            a.stop(); b.stop()
+    for i, name in enumerate(["p50", "p95", "p99"]):
+        rows.append((f"4. live lag at {rate} files/s: {name} ms", out["weed"][i], out["filer-sync"][i], "p50 <= 1.0" if i == 0 else ""))
+
+
+def main():
+    which = sys.argv[1:] or ["small", "large", "mixed", "lag"]
+    rows = []
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for w in which:
+        log(f"== workload {w}")
+        globals()[w](rows)
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        f"## Run of {started}",
+        "",
+        f"`make bench` (= `python3 scripts/bench.py {' '.join(which)}`), BENCH_SCALE={SCALE}, {ROUNDS} rounds, "
+        f"medians; machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
+        f"weed {subprocess.check_output([WEED, 'version'], text=True).split()[2]}, filer-sync release build. "
+        "Both tools catch a fresh target up from the start of A's log; the target is verified after every run.",
+        "",
+        "| measure | weed filer.sync | filer-sync | filer-sync / weed | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, w, f, target in rows:
+        ratio = f / w if w else float("nan")
+        lines.append(f"| {name} | {w:,.2f} | {f:,.2f} | {ratio:.2f} | {target} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    head = "# Benchmarks\n\nNewest run first. Ratios are filer-sync / weed from the same run on the same data.\n\n"
+    old = open(path).read() if os.path.exists(path) else head
+    body = old[len(head):] if old.startswith(head) else old
+    open(path, "w").write(head + text + "\n" + body)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
