@@ -102,6 +102,7 @@ def run_tool(tool, a, b, done, state):
             if time.monotonic() - t0 > 1800:
                 raise RuntimeError(f"{tool} did not finish in 30 min")
         wall = time.monotonic() - t0
+        rss = peak_rss_mb(p.pid)
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -109,8 +110,17 @@ def run_tool(tool, a, b, done, state):
         except ChildProcessError:
             ru = None
     cpu = (ru.ru_utime + ru.ru_stime) if ru else float("nan")
-    rss = (ru.ru_maxrss / 1024) if ru else float("nan")
     return wall, cpu, rss
+
+
+def peak_rss_mb(pid):
+    """VmHWM of the running process. (wait4's ru_maxrss would also count the
+    forked Python parent's memory before exec.)"""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def count_files(cluster, dirs):

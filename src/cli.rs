@@ -113,8 +113,8 @@ pub struct SyncArgs {
     /// most events in one window (default 1000)
     #[argh(option, default = "1000")]
     pub batch_size: usize,
-    /// longest a window stays open after its first event, in ms (default 200)
-    #[argh(option, default = "200")]
+    /// longest a window waits for more events after its first one, in ms (default 5: a quiet stream applies at once, a busy one fills windows)
+    #[argh(option, default = "5")]
     pub batch_window_ms: u64,
     /// the SQLite state file (default: $XDG_STATE_HOME or ~/.local/state, /filer-sync/<a>_<a-path>__<b>_<b-path>.db)
     #[argh(option)]
@@ -251,7 +251,7 @@ impl SyncArgs {
             workers: 32,
             chunk_workers: 16,
             batch_size: 1000,
-            batch_window_ms: 200,
+            batch_window_ms: 5,
             state: None,
             once: true,
             dry_run: false,
@@ -719,10 +719,7 @@ mod tests {
         let c = cfg(&AB).unwrap();
         assert!(!c.active_passive && !c.once && !c.dry_run);
         assert_eq!((c.a.path.as_str(), c.b.path.as_str()), ("/", "/"));
-        assert_eq!(
-            (c.workers, c.batch_size, c.batch_window_ms),
-            (32, 1000, 200)
-        );
+        assert_eq!((c.workers, c.batch_size, c.batch_window_ms), (32, 1000, 5));
         assert!(c.a.deletes && c.b.deletes);
         assert!(c
             .state

@@ -34,18 +34,26 @@ pub fn volume_id(file_id: &str) -> Result<&str> {
     }
 }
 
-/// Parses `vid,hex` back into a FileId (inverse of `format`).
+/// Parses `vid,hex` (or `vid,hex_N`, the N-th id of a batch assign, whose
+/// key is N more) back into a FileId (inverse of `format`).
 pub fn parse(file_id: &str) -> Result<FileId> {
     let bad = || Error::usage(format!("malformed file id {file_id:?}"));
     let vid = volume_id(file_id)?;
-    let hex = &file_id[vid.len() + 1..];
+    let rest = &file_id[vid.len() + 1..];
+    let (hex, delta) = match rest.split_once('_') {
+        Some((h, d)) => (h, d.parse::<u64>().map_err(|_| bad())?),
+        None => (rest, 0),
+    };
     if hex.len() <= 8 || hex.len() > 24 || !hex.is_ascii() {
         return Err(bad());
     }
     let (key, cookie) = hex.split_at(hex.len() - 8);
     let mut f = FileId::new();
     f.volume_id = vid.parse().map_err(|_| bad())?;
-    f.file_key = u64::from_str_radix(key, 16).map_err(|_| bad())?;
+    f.file_key = u64::from_str_radix(key, 16)
+        .map_err(|_| bad())?
+        .checked_add(delta)
+        .ok_or_else(bad)?;
     f.cookie = u32::from_str_radix(cookie, 16).map_err(|_| bad())?;
     Ok(f)
 }
@@ -79,7 +87,17 @@ mod tests {
         ] {
             assert_eq!(parse(&format(&f)).unwrap(), f);
         }
-        for bad in ["", "6", ",ab", "6,xyz", "6,1234", "x,0123456789"] {
+        assert_eq!(parse("6,041f7b1d96_3").unwrap(), id(6, 7, 0x1f7b1d96));
+        assert_eq!(format(&parse("6,041f7b1d96_3").unwrap()), "6,071f7b1d96");
+        for bad in [
+            "",
+            "6",
+            ",ab",
+            "6,xyz",
+            "6,1234",
+            "x,0123456789",
+            "6,041f7b1d96_x",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -173,12 +173,26 @@ pub struct Placement {
     pub disk_type: String,
 }
 
+/// File ids asked for at once by one AssignVolume.
+const ASSIGN_BATCH: i32 = 16;
+
+/// An assigned file id not yet written.
+struct Lease {
+    file_id: String,
+    /// Volume server `host:port`.
+    url: String,
+    /// Write JWT, if the cluster signs writes.
+    auth: String,
+}
+
 /// Writes chunks into one cluster.
 pub struct ChunkSink {
     filer: FilerClient,
     proxy: bool,
     agent: ureq::Agent,
     placement: Placement,
+    /// Unused file ids from batch assigns, per target folder.
+    leases: Mutex<HashMap<String, Vec<Lease>>>,
 }
 
 impl ChunkSink {
@@ -193,37 +207,85 @@ impl ChunkSink {
             proxy,
             agent,
             placement,
+            leases: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Assigns a file id on the target and uploads `data` under it; returns the new file id.
-    /// `path` is the target path, which lets the filer apply its path-specific rules.
-    pub fn upload(&self, path: &str, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+    /// Takes a file id for `path`: from the ids left over by an earlier
+    /// batch assign for the same folder, else from a new AssignVolume that
+    /// asks for `ASSIGN_BATCH` ids at once (`fid`, `fid_1`, … share a needle
+    /// sequence and a cookie), which cuts master round trips for small files.
+    fn lease(&self, path: &str, size: u64) -> Result<Lease> {
+        let dir = crate::filer::split_path(path).0.to_string();
+        if let Some(l) = self
+            .leases
+            .lock()
+            .unwrap()
+            .get_mut(&dir)
+            .and_then(|q| q.pop())
+        {
+            return Ok(l);
+        }
         let mut req = AssignVolumeRequest::new();
-        req.count = 1;
+        req.count = ASSIGN_BATCH;
         req.collection = self.placement.collection.clone();
         req.replication = self.placement.replication.clone();
         req.ttl_sec = self.placement.ttl_sec;
         req.disk_type = self.placement.disk_type.clone();
         req.path = path.to_string();
-        req.expected_data_size = data.len() as u64;
+        req.expected_data_size = size;
         let assigned = self.filer.assign(&req)?;
-        let file_id = assigned.file_id;
+        let url = assigned
+            .location
+            .as_ref()
+            .map(|l| l.url.clone())
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                Error::transient(format!(
+                    "AssignVolume gave {} without a location",
+                    assigned.file_id
+                ))
+            })?;
+        let lease = |file_id: String| Lease {
+            file_id,
+            url: url.clone(),
+            auth: assigned.auth.clone(),
+        };
+        // A write token is minted for one id: only batch without one.
+        if assigned.count > 1 && assigned.auth.is_empty() {
+            let mut leases = self.leases.lock().unwrap();
+            if leases.len() > 4096 {
+                leases.clear();
+            }
+            let q = leases.entry(dir).or_default();
+            for i in (1..assigned.count).rev() {
+                q.push(lease(format!("{}_{i}", assigned.file_id)));
+            }
+        }
+        Ok(lease(assigned.file_id.clone()))
+    }
+
+    /// Assigns a file id on the target and uploads `data` under it; returns the new file id.
+    /// `path` is the target path, which lets the filer apply its path-specific rules.
+    pub fn upload(&self, path: &str, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+        let lease = self.lease(path, data.len() as u64)?;
+        let r = self.post(&lease, name, mime, data);
+        if r.is_err() {
+            // The volume may have gone read-only or away: ask afresh next time.
+            self.leases.lock().unwrap().clear();
+        }
+        r
+    }
+
+    fn post(&self, lease: &Lease, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+        let file_id = lease.file_id.clone();
         let url = if self.proxy {
             format!(
                 "http://{}/?proxyChunkId={file_id}",
                 self.filer.addr().http()
             )
         } else {
-            let loc = assigned.location.as_ref().map(|l| l.url.clone());
-            match loc {
-                Some(u) if !u.is_empty() => format!("http://{u}/{file_id}"),
-                _ => {
-                    return Err(Error::transient(format!(
-                        "AssignVolume gave {file_id} without a location"
-                    )))
-                }
-            }
+            format!("http://{}/{file_id}", lease.url)
         };
         let (content_type, body) = multipart(name, mime, data);
         let mut post = self
@@ -231,8 +293,8 @@ impl ChunkSink {
             .post(&url)
             .header("Content-Type", content_type)
             .header("Idempotency-Key", url.as_str());
-        if !assigned.auth.is_empty() {
-            post = post.header("Authorization", format!("Bearer {}", assigned.auth));
+        if !lease.auth.is_empty() {
+            post = post.header("Authorization", format!("Bearer {}", lease.auth));
         }
         let mut resp = post
             .send(&body[..])
