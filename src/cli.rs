@@ -113,8 +113,8 @@ pub struct SyncArgs {
     /// most events in one window (default 1000)
     #[argh(option, default = "1000")]
     pub batch_size: usize,
-    /// longest a window waits for more events after its first one, in ms (default 5: a quiet stream applies at once, a busy one fills windows)
-    #[argh(option, default = "5")]
+    /// longest a window waits for more events after its first one, in ms (default 0: take what the stream has queued, so a quiet stream applies at once and a busy one fills windows)
+    #[argh(option, default = "0")]
     pub batch_window_ms: u64,
     /// the SQLite state file (default: $XDG_STATE_HOME or ~/.local/state, /filer-sync/<a>_<a-path>__<b>_<b-path>.db)
     #[argh(option)]
@@ -251,7 +251,7 @@ impl SyncArgs {
             workers: 32,
             chunk_workers: 16,
             batch_size: 1000,
-            batch_window_ms: 5,
+            batch_window_ms: 0,
             state: None,
             once: true,
             dry_run: false,
