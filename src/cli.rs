@@ -719,7 +719,7 @@ mod tests {
         let c = cfg(&AB).unwrap();
         assert!(!c.active_passive && !c.once && !c.dry_run);
         assert_eq!((c.a.path.as_str(), c.b.path.as_str()), ("/", "/"));
-        assert_eq!((c.workers, c.batch_size, c.batch_window_ms), (32, 1000, 5));
+        assert_eq!((c.workers, c.batch_size, c.batch_window_ms), (32, 1000, 0));
         assert!(c.a.deletes && c.b.deletes);
         assert!(c
             .state
