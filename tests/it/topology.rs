@@ -129,7 +129,9 @@ fn log_events(c: &Cluster, path: &str, since_ns: i64, with_old: bool) -> usize {
     req.client_name = "filer-sync-test-count".into();
     req.path_prefix = "/".into();
     req.since_ns = since_ns;
-    req.client_id = 99;
+    static NEXT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
+    // A filer refuses a second subscription with the same client id and epoch.
+    req.client_id = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     req.client_epoch = 1;
     req.client_supports_idle_heartbeat = true;
     let at = |x: &protobuf::MessageField<Entry>, dir: &str| {
@@ -295,5 +297,38 @@ fn full_mesh_with_origin_only_converges_under_renames() {
     // No duplicate application: each file's final name was created once per cluster.
     for c in &cs {
         assert_eq!(log_events(c, "/mesh/c1/top.txt", since, false), 1);
+    }
+}
+
+#[test]
+fn mixed_deployment_with_weed_filer_sync_does_not_loop() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let c = Cluster::start();
+    let since = filer_sync::state::now_ns();
+    // A↔B run by the reference, B↔C by filer-sync.
+    let _weed = Running(
+        Command::new(weed())
+            .args(["filer.sync", "-a", &a.addr(), "-b", &b.addr()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _ours = Link::start(&b, &c, &[]);
+    a.put("/mix/from-a.txt", b"a");
+    c.put("/mix/from-c.txt", b"c");
+    b.put("/mix/from-b.txt", b"b");
+    converge(&[&a, &b, &c], "/mix", 3, 90);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(all_equal(&[&a, &b, &c], "/mix"), "stayed converged");
+    for path in ["/mix/from-a.txt", "/mix/from-b.txt", "/mix/from-c.txt"] {
+        for (name, cl) in [("A", &a), ("B", &b), ("C", &c)] {
+            assert_eq!(
+                log_events(cl, path, since, true),
+                1,
+                "{path} in {name}'s log"
+            );
+        }
     }
 }
