@@ -68,6 +68,8 @@ fn free_port() -> u16 {
 pub struct Opts {
     /// Extra filer flags, e.g. "-maxMB=1", "-saveToFilerLimit=64", "-encryptVolumeData".
     pub filer_args: Vec<String>,
+    /// A security.toml for every server of the cluster (JWT signing keys, …).
+    pub security_toml: Option<String>,
 }
 
 pub struct Cluster {
@@ -103,6 +105,10 @@ impl Cluster {
         ));
         for d in ["m", "v", "f"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        // weed reads ./security.toml: each server runs in the cluster's folder.
+        if let Some(toml) = &opts.security_toml {
+            std::fs::write(dir.join("security.toml"), toml).unwrap();
         }
         let mut c = Cluster {
             dir,

@@ -5,6 +5,7 @@ mod fidelity;
 mod follow;
 mod harness;
 mod operator;
+mod security;
 mod sync;
 mod topology;
 mod verify;

@@ -14,6 +14,7 @@ fn without(mut t: Tree, prefix: &str) -> Tree {
 fn one_way_copies_everything_then_follows_changes() {
     let a = Cluster::with(Opts {
         filer_args: vec!["-maxMB=1".into(), "-saveToFilerLimit=100".into()],
+        ..Opts::default()
     });
     let b = Cluster::start();
     a.put("/p/empty.txt", b"");
@@ -79,6 +80,7 @@ fn one_way_copies_everything_then_follows_changes() {
 fn encrypted_chunks_replicate() {
     let a = Cluster::with(Opts {
         filer_args: vec!["-encryptVolumeData".into(), "-maxMB=1".into()],
+        ..Opts::default()
     });
     let b = Cluster::start();
     let data = bytes(9, 1_500_000);

@@ -109,6 +109,7 @@ fn verify_reports_each_class_and_repair_fixes_them() {
 fn migrate_copies_without_the_log_and_resumes_after_a_kill() {
     let a = Cluster::with(Opts {
         filer_args: vec!["-maxMB=1".into()],
+        ..Opts::default()
     });
     let b = Cluster::start();
     for i in 0..40 {
