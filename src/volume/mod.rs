@@ -287,17 +287,20 @@ impl ChunkSink {
         } else {
             format!("http://{}/{file_id}", lease.url)
         };
-        let (content_type, body) = multipart(name, mime, data);
+        let (content_type, head, tail) = multipart(name, mime);
+        let len = head.len() + data.len() + tail.len();
+        let mut body = std::io::Read::chain(std::io::Read::chain(&head[..], data), &tail[..]);
         let mut post = self
             .agent
             .post(&url)
             .header("Content-Type", content_type)
+            .header("Content-Length", len.to_string())
             .header("Idempotency-Key", url.as_str());
         if !lease.auth.is_empty() {
             post = post.header("Authorization", format!("Bearer {}", lease.auth));
         }
         let mut resp = post
-            .send(&body[..])
+            .send(ureq::SendBody::from_reader(&mut body))
             .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
         let status = resp.status().as_u16();
         let text = resp
@@ -331,8 +334,10 @@ pub fn url_path(path: &str) -> String {
     s
 }
 
-/// A one-part `multipart/form-data` body, the form volume servers accept.
-fn multipart(name: &str, mime: &str, data: &[u8]) -> (String, Vec<u8>) {
+/// A one-part `multipart/form-data` body, the form volume servers accept:
+/// (content type, the bytes before the data, the bytes after it). The data
+/// itself is sent from the caller's buffer, never copied.
+fn multipart(name: &str, mime: &str) -> (String, Vec<u8>, Vec<u8>) {
     let boundary = "filer-sync-7d1f0c2a9b3e4d5f";
     let safe: String = name
         .chars()
@@ -349,16 +354,15 @@ fn multipart(name: &str, mime: &str, data: &[u8]) -> (String, Vec<u8>) {
     } else {
         mime
     };
-    let mut body = Vec::with_capacity(data.len() + 256);
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
-        )
-        .as_bytes(),
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
     );
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    let tail = format!("\r\n--{boundary}--\r\n");
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        head.into_bytes(),
+        tail.into_bytes(),
+    )
 }
 
 /// The `error` field of a volume server's JSON reply, if it is set.
@@ -383,9 +387,9 @@ mod tests {
 
     #[test]
     fn multipart_frames_one_part() {
-        let (ct, body) = multipart("a\"b.txt", "", b"xyz");
+        let (ct, head, tail) = multipart("a\"b.txt", "");
         let boundary = ct.split("boundary=").nth(1).unwrap();
-        let text = String::from_utf8(body).unwrap();
+        let text = String::from_utf8([head, b"xyz".to_vec(), tail].concat()).unwrap();
         assert!(text.starts_with(&format!("--{boundary}\r\n")));
         assert!(text.contains("filename=\"a_b.txt\""));
         assert!(text.contains("Content-Type: application/octet-stream\r\n\r\nxyz\r\n"));
