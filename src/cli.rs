@@ -107,8 +107,8 @@ pub struct SyncArgs {
     /// events applied in parallel per direction (default 32)
     #[argh(option, default = "32")]
     pub workers: usize,
-    /// chunk transfers in parallel per direction (default 16)
-    #[argh(option, default = "16")]
+    /// chunk transfers in parallel per direction (default 8)
+    #[argh(option, default = "8")]
     pub chunk_workers: usize,
     /// most events in one window (default 1000)
     #[argh(option, default = "1000")]
@@ -249,7 +249,7 @@ impl SyncArgs {
             a_from_ts_ms: 0,
             b_from_ts_ms: 0,
             workers: 32,
-            chunk_workers: 16,
+            chunk_workers: 8,
             batch_size: 1000,
             batch_window_ms: 0,
             state: None,
