@@ -3,25 +3,12 @@
 //! in proxy mode, and stops cleanly on SIGTERM with the checkpoint committed.
 
 use crate::harness::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn start(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> Running {
-    let (aa, ba) = (a.addr(), b.addr());
     Running(
-        Command::new(bin())
-            .args([
-                "sync",
-                "-a",
-                &aa,
-                "-b",
-                &ba,
-                "--active-passive",
-                "--state",
-                state,
-            ])
+        one_way_sync(&a.addr(), &b.addr(), state)
             .args(extra)
-            .env("RUST_LOG", "warn")
             .spawn()
             .unwrap(),
     )

@@ -545,3 +545,21 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// `filer-sync sync -a A -b B --active-passive --state STATE`, logging warnings,
+/// ready for more flags and to spawn.
+pub fn one_way_sync(a: &str, b: &str, state: &str) -> Command {
+    let mut c = Command::new(bin());
+    c.args([
+        "sync",
+        "-a",
+        a,
+        "-b",
+        b,
+        "--active-passive",
+        "--state",
+        state,
+    ])
+    .env("RUST_LOG", "warn");
+    c
+}

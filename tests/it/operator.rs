@@ -12,22 +12,7 @@ fn a_second_process_on_the_same_state_is_refused() {
     let b = Cluster::start();
     let state = temp_state("lock");
     let (aa, ba) = (a.addr(), b.addr());
-    let mut first = Running(
-        Command::new(bin())
-            .args([
-                "sync",
-                "-a",
-                &aa,
-                "-b",
-                &ba,
-                "--active-passive",
-                "--state",
-                &state,
-            ])
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
+    let mut first = Running(one_way_sync(&aa, &ba, &state).spawn().unwrap());
     eventually(30, "the first process to hold the lock", || {
         filer_sync::state::lock::running(std::path::Path::new(&state)).is_some()
     });
@@ -264,17 +249,7 @@ fn metrics_and_progress_while_following() {
     let state = temp_state("metrics");
     let (aa, ba) = (a.addr(), b.addr());
     let mut child = Running(
-        Command::new(bin())
-            .args([
-                "sync",
-                "-a",
-                &aa,
-                "-b",
-                &ba,
-                "--active-passive",
-                "--state",
-                &state,
-            ])
+        one_way_sync(&aa, &ba, &state)
             .args(["--metrics-port", &port.to_string(), "--progress-secs", "1"])
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())

@@ -136,20 +136,7 @@ fn kill_9_and_resume_loses_nothing() {
         })
     };
     for round in 0..4 {
-        let mut child = std::process::Command::new(bin())
-            .args([
-                "sync",
-                "-a",
-                &aa,
-                "-b",
-                &ba,
-                "--active-passive",
-                "--state",
-                &state,
-            ])
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap();
+        let mut child = one_way_sync(&aa, &ba, &state).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(700 + round * 400));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
