@@ -144,8 +144,9 @@ impl State {
 
     /// Opens (creating if needed) and upgrades the file to `version`.
     fn open_at(path: &Path, version: usize) -> Result<State> {
+        // A file that is not SQLite is bad input (exit 2), not a passing fault.
         let ctx = |e: rusqlite::Error| {
-            Error::state(format!(
+            Error::usage(format!(
                 "state file {}: {e} (is it a filer-sync state file? move it away or pass another --state)",
                 path.display()
             ))
@@ -245,7 +246,7 @@ impl State {
     fn migrate(&mut self, target: usize) -> Result<()> {
         let have = self.version()?;
         if have > SCHEMA_VERSION {
-            return Err(Error::state(format!(
+            return Err(Error::usage(format!(
                 "schema version {have} is newer than this filer-sync understands ({SCHEMA_VERSION}); use a newer filer-sync"
             )));
         }
@@ -256,8 +257,8 @@ impl State {
                 |r| r.get(0),
             )?;
             if tables > 0 {
-                return Err(Error::state(
-                    "holds tables but no filer-sync schema version: not a filer-sync state file",
+                return Err(Error::usage(
+                    "holds tables but no filer-sync schema version: not a filer-sync state file; pass another --state",
                 ));
             }
         }

@@ -97,3 +97,31 @@ fn help_and_unknown_subcommands() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("show, set, reset, import or export"), "{err}");
 }
+
+#[test]
+fn a_state_file_that_is_not_one_is_a_usage_error() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let state = temp_state("garbage");
+    std::fs::write(&state, vec![0x5a; 4096]).unwrap();
+    let (code, err) = run(&[
+        "sync",
+        "-a",
+        &a.addr(),
+        "-b",
+        &b.addr(),
+        "--once",
+        "--state",
+        &state,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&state) && err.contains("filer-sync state file"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        vec![0x5a; 4096],
+        "the file was left as it was"
+    );
+}

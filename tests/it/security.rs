@@ -66,3 +66,40 @@ fn a_source_that_signs_reads_is_read_through_its_filer() {
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/jr"), &b.tree("/jr"));
 }
+
+#[test]
+fn tokens_never_reach_the_logs() {
+    let a = Cluster::start();
+    let b = secured(WRITE_JWT);
+    a.put("/sec/x.bin", &bytes(6, 50_000));
+    let state = temp_state("secrets");
+    let (aa, ba) = (a.addr(), b.addr());
+    let out = std::process::Command::new(bin())
+        .args([
+            "sync",
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--active-passive",
+            "--once",
+            "--state",
+            &state,
+            "--a-debug",
+            "--b-debug",
+        ])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("applied /sec/x.bin"),
+        "debug logging was on: {log}"
+    );
+    // JWTs are base64url JSON: they start with "eyJ".
+    assert!(
+        !log.contains("eyJ") && !log.contains("Bearer"),
+        "a token was logged:\n{log}"
+    );
+}
