@@ -27,10 +27,10 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
-        // The HTTP client traces raw request bytes, write tokens included:
-        // never below debug for it, whatever RUST_LOG says.
-        .filter_module("ureq", log::LevelFilter::Debug)
-        .filter_module("ureq_proto", log::LevelFilter::Debug)
+        // The HTTP client traces raw request bytes, write tokens included,
+        // and its chatter helps no operator: warnings only, whatever RUST_LOG says.
+        .filter_module("ureq", log::LevelFilter::Warn)
+        .filter_module("ureq_proto", log::LevelFilter::Warn)
         .init();
     let result = match &cli.cmd {
         Command::Sync(args) => args.validate().and_then(|cfg| {
