@@ -33,7 +33,7 @@ pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
                     .into_iter()
                     .next()
                     .unwrap_or_else(|| "?".into());
-                Ok(format!("{addr}{p} (signature {sig})"))
+                Ok(format!("{addr} {p} (signature {sig})"))
             };
             let mut recent = st.failures(&d.key)?;
             recent.reverse();
