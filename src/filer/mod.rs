@@ -199,20 +199,26 @@ impl FilerClient {
     pub fn lookup_volume(&self, vid: &str) -> Result<Vec<Location>> {
         let mut req = LookupVolumeRequest::new();
         req.volume_ids.push(vid.to_string());
+        // A volume the master cannot place right now (its server is down or
+        // restarting) comes back as an error: passing, as far as anyone can
+        // tell from here, so it is retried rather than ledgered.
         let mut r = self
             .client
             .unary_call(&rpc::LOOKUP_VOLUME, &req, self.opt())
-            .map_err(|e| self.wrap("LookupVolume", e))?;
+            .map_err(|e| {
+                let e = self.wrap("LookupVolume", e);
+                Error::transient(e.to_string())
+            })?;
         let locs = r
             .locations_map
             .remove(vid)
             .map(|l| l.locations)
             .unwrap_or_default();
         if locs.is_empty() {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("{}: volume {vid} has no location", self.ctx("LookupVolume")),
-            ));
+            return Err(Error::transient(format!(
+                "{}: volume {vid} has no location (is its volume server down?)",
+                self.ctx("LookupVolume")
+            )));
         }
         Ok(locs)
     }

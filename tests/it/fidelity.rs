@@ -242,9 +242,15 @@ fn a_chunk_gone_for_good_is_ledgered_and_does_not_wedge() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("not running") && text.contains("; 1 failures; 0 conflicts"), "{text}");
+    assert!(
+        text.contains("not running") && text.contains("; 1 failures; 0 conflicts"),
+        "{text}"
+    );
     assert!(text.contains("failed: /bad/broken.bin"), "{text}");
-    assert!(text.contains(&format!("{} / (signature ", a.addr())), "{text}");
+    assert!(
+        text.contains(&format!("{} / (signature ", a.addr())),
+        "{text}"
+    );
     // The next run starts after it: nothing left to do.
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");

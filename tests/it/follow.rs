@@ -146,3 +146,52 @@ fn filer_proxy_never_connects_to_volume_servers() {
         "{ports:?}"
     );
 }
+
+#[test]
+fn rides_out_volume_server_outages_on_either_side() {
+    let mut a = Cluster::start();
+    let mut b = Cluster::start();
+    let state = temp_state("volume-outage");
+    let _sync = start(&a, &b, &state, &[]);
+    write_batch(&a, "before", 10);
+    eventually(60, "first batch on B", || converged(&a, &b));
+    // Target volume server down: uploads fail and are retried, nothing is skipped.
+    b.stop("volume");
+    write_batch(&a, "target-down", 10);
+    std::thread::sleep(Duration::from_secs(5));
+    b.start_volume();
+    eventually(120, "writes made while B's volume server was down", || {
+        converged(&a, &b)
+    });
+    // Source volume server down: the new entries' chunks cannot be read until it is back.
+    write_batch(&a, "source-down", 10);
+    a.stop("volume");
+    std::thread::sleep(Duration::from_secs(5));
+    a.start_volume();
+    eventually(
+        120,
+        "writes whose chunks were unreadable for a while",
+        || converged(&a, &b),
+    );
+    let (aa, ba) = (a.addr(), b.addr());
+    drop(_sync);
+    let (code, err) = run_sync(
+        &[
+            "sync",
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--active-passive",
+            "--once",
+            "--state",
+            &state,
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("failed: "),
+        "nothing went to the failure ledger: {err}"
+    );
+}

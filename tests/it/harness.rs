@@ -241,6 +241,18 @@ impl Cluster {
         }
     }
 
+    /// Starts the volume server again (after `stop("volume")`) on the same
+    /// port and folder, and waits until the master lists it.
+    pub fn start_volume(&mut self) {
+        self.spawn_volume();
+        let vol = format!("127.0.0.1:{}", self.volume);
+        self.wait(
+            &format!("http://127.0.0.1:{}/dir/status", self.master),
+            |b| b.contains(&vol),
+        )
+        .unwrap();
+    }
+
     /// Restarts the filer on the same ports and store.
     pub fn restart_filer(&mut self) {
         self.stop("filer");
