@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 #[derive(FromArgs, Debug)]
 /// filer-sync: keep SeaweedFS clusters in sync through their filers.
-/// Exit codes: 0 success, 1 failure (or differences found), 2 usage error.
+/// Exit codes: 0 success, 1 failure (or differences found), 2 usage error,
+/// 3 another filer-sync holds the state file.
 pub struct Cli {
     #[argh(subcommand)]
     pub cmd: Command,
