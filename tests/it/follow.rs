@@ -59,21 +59,7 @@ fn follows_through_restarts_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
     // Everything was committed: a catch-up run finds nothing to do.
-    let (aa, ba) = (a.addr(), b.addr());
-    let (code, err) = run_sync(
-        &[
-            "sync",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--active-passive",
-            "--once",
-            "--state",
-            &state,
-        ],
-        Duration::from_secs(60),
-    );
+    let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("done: 0 events"), "{err}");
 }
@@ -173,22 +159,8 @@ fn rides_out_volume_server_outages_on_either_side() {
         "writes whose chunks were unreadable for a while",
         || converged(&a, &b),
     );
-    let (aa, ba) = (a.addr(), b.addr());
     drop(_sync);
-    let (code, err) = run_sync(
-        &[
-            "sync",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--active-passive",
-            "--once",
-            "--state",
-            &state,
-        ],
-        Duration::from_secs(60),
-    );
+    let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
         !err.contains("failed: "),

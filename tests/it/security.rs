@@ -73,21 +73,8 @@ fn tokens_never_reach_the_logs() {
     let b = secured(WRITE_JWT);
     a.put("/sec/x.bin", &bytes(6, 50_000));
     let state = temp_state("secrets");
-    let (aa, ba) = (a.addr(), b.addr());
-    let out = std::process::Command::new(bin())
-        .args([
-            "sync",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--active-passive",
-            "--once",
-            "--state",
-            &state,
-            "--a-debug",
-            "--b-debug",
-        ])
+    let out = one_way_sync(&a.addr(), &b.addr(), &state)
+        .args(["--once", "--a-debug", "--b-debug"])
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
