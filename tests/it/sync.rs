@@ -185,3 +185,35 @@ fn active_active_both_ways_without_echo() {
         assert_eq!(err.matches("done: 0 events").count(), 2, "{err}");
     }
 }
+
+#[test]
+fn a_locked_state_file_stops_the_run_without_moving_the_checkpoint() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..5 {
+        a.put(&format!("/lk/f{i}.txt"), b"x");
+    }
+    let state = temp_state("locked");
+    // Create the file, then hold SQLite's write lock on it as another program might.
+    let (code, err) = once(&a, &b, &state, &["--a-path", "/none", "--b-path", "/none"]);
+    assert_eq!(code, 0, "{err}");
+    let holder = rusqlite::Connection::open(&state).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("locked"), "{err}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let s = filer_sync::state::State::open(std::path::Path::new(&state)).unwrap();
+    assert!(
+        s.directions()
+            .unwrap()
+            .iter()
+            .all(|d| d.key.source_path != "/"),
+        "no checkpoint was committed for /"
+    );
+    drop(s);
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/lk"), &b.tree("/lk"));
+}
