@@ -7,10 +7,12 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: deps build test demo bench lint fmt clean
 
 deps:
-	@command -v cmake >/dev/null || { \
-	  echo "installing cmake (apt) for grpcio's C core"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null) \
-	  || { echo "could not install cmake: run 'apt-get install cmake' as root" >&2; exit 1; }; }
+	@missing=""; for t in cmake curl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt): cmake builds grpcio's C core, curl drives the demo clusters"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || { echo "could not install$$missing: run 'apt-get install$$missing' as root" >&2; exit 1; }; \
+	fi
 	@scripts/install-weed.sh >/dev/null
 
 build: deps
