@@ -74,18 +74,20 @@ impl Applier {
                 req.new_directory = new_dir.clone();
                 req.new_name = entry.name.clone();
                 req.signatures = signatures.clone();
-                let renamed = self.lookup_target(old_dir, old_name)?.is_some()
-                    && retry("AtomicRenameEntry", Policy::SHORT, || {
+                if self.lookup_target(old_dir, old_name)?.is_some() {
+                    if let Err(e) = retry("AtomicRenameEntry", Policy::SHORT, || {
                         self.target.rename(&req)
-                    })
-                    .map_err(|e| log::debug!("rename {old_dir}/{old_name}: {e}"))
-                    .is_ok();
-                if !renamed && self.lookup_target(old_dir, old_name)?.is_some() {
-                    return Err(Error::remote(format!(
-                        "rename {} -> {} failed and the old entry is still there",
-                        join_path(old_dir, old_name),
-                        join_path(new_dir, &entry.name)
-                    )));
+                    }) {
+                        // Gone meanwhile (moved with its parent) is fine; otherwise
+                        // the rename's own error, passing or not, decides.
+                        if self.lookup_target(old_dir, old_name)?.is_some() {
+                            return Err(e.context(format!(
+                                "rename {} -> {}",
+                                join_path(old_dir, old_name),
+                                join_path(new_dir, &entry.name)
+                            )));
+                        }
+                    }
                 }
                 // The old entry is gone (moved by this rename or by its parent's):
                 // make sure the new one is exactly the source's.

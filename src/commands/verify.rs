@@ -88,23 +88,16 @@ impl Pair {
         for d in diffs {
             by_path.entry(d.rel.as_str()).or_insert(d);
         }
-        let map = |root: &str, rel: &str| {
-            if root == "/" {
-                rel.to_string()
-            } else {
-                format!("{root}{rel}")
-            }
-        };
         let mut failed = Vec::new();
         for (rel, d) in by_path {
-            let target = map(&cfg.b.path, rel);
+            let target = Walk::full(&cfg.b.path, rel);
             let (dir, name) = split_path(&target);
             let action = match (&d.a, d.class) {
                 (Some(entry), _) => Action::Upsert {
                     dir: dir.to_string(),
                     entry: entry.clone(),
                     signatures: vec![self.sig_a],
-                    source: map(&cfg.a.path, rel),
+                    source: Walk::full(&cfg.a.path, rel),
                 },
                 (None, Class::OnlyOnB) if delete_extra => Action::Delete {
                     dir: dir.to_string(),

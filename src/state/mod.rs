@@ -423,19 +423,6 @@ impl State {
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
-
-    /// (events, bytes) applied so far in a direction.
-    pub fn counters(&self, d: &Direction) -> Result<(u64, u64)> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT events_applied, bytes_applied FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
-                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-            )
-            .optional()?
-            .unwrap_or((0, 0)))
-    }
 }
 
 #[cfg(test)]
@@ -503,7 +490,8 @@ mod tests {
         drop(s);
         let s = State::open(&p).unwrap();
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(50));
-        assert_eq!(s.counters(&dir()).unwrap(), (3, 15));
+        let d = &s.directions().unwrap()[0];
+        assert_eq!((d.events, d.bytes, d.failures, d.conflicts), (3, 15, 1, 1));
         assert_eq!(s.failures(&dir()).unwrap(), vec![fail]);
         assert_eq!(s.conflicts().unwrap(), vec![conflict]);
         let other = Direction {
@@ -525,7 +513,8 @@ mod tests {
         let s = State::open(&p).unwrap();
         assert_eq!(s.version().unwrap(), SCHEMA_VERSION);
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(99));
-        assert_eq!(s.counters(&dir()).unwrap(), (0, 0));
+        let d = &s.directions().unwrap()[0];
+        assert_eq!((d.ts_ns, d.events, d.bytes), (99, 0, 0));
     }
 
     #[test]

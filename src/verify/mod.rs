@@ -173,7 +173,8 @@ impl Walk<'_> {
         Ok(out)
     }
 
-    fn full(root: &str, rel: &str) -> String {
+    /// A path relative to a compared folder, made absolute under `root`.
+    pub fn full(root: &str, rel: &str) -> String {
         if rel.is_empty() {
             root.to_string()
         } else if root == "/" {

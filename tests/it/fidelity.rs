@@ -9,13 +9,6 @@ use filer_sync::state::{Direction, State};
 use filer_sync::volume::{fid, ChunkSink, Placement};
 use std::time::Duration;
 
-fn update(c: &Cluster, dir: &str, e: Entry) {
-    let mut req = UpdateEntryRequest::new();
-    req.directory = dir.into();
-    req.entry = Some(e).into();
-    c.client().update(&req).unwrap();
-}
-
 fn create(c: &Cluster, dir: &str, e: Entry) {
     let mut req = CreateEntryRequest::new();
     req.directory = dir.into();
@@ -34,8 +27,7 @@ fn attributes_appends_truncates_and_symlinks() {
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
 
-    let mut e = a.client().lookup("/m", "attr.txt").unwrap().unwrap();
-    {
+    a.edit("/m/attr.txt", |e| {
         let at = e.attributes.as_mut().unwrap();
         at.file_mode = 0o600;
         at.uid = 1234;
@@ -44,9 +36,8 @@ fn attributes_appends_truncates_and_symlinks() {
         at.mtime_ns = 123_456_789;
         at.crtime -= 100;
         at.mime = "text/x-filer-sync".into();
-    }
-    e.extended.insert("Seaweed-Owner".into(), b"chris".to_vec());
-    update(&a, "/m", e);
+        e.extended.insert("Seaweed-Owner".into(), b"chris".to_vec());
+    });
     let append = http()
         .put(&format!("{}?op=append", a.url("/m/app.txt")))
         .send(&b"second line\n"[..])
@@ -75,19 +66,10 @@ fn attributes_appends_truncates_and_symlinks() {
     assert_eq!(tb["/link"].symlink, "/m/attr.txt");
     assert_eq!(b.get("/m/app.txt").unwrap(), b"first line\nsecond line\n");
     assert_eq!(b.get("/m/trunc.bin").unwrap(), bytes(7, 1000));
-    let eb = b.client().lookup("/m", "attr.txt").unwrap().unwrap();
+    let eb = b.entry("/m/attr.txt");
     let at = eb.attributes.unwrap();
     assert_eq!((at.uid, at.gid), (1234, 5678));
-    assert_eq!(
-        at.crtime,
-        a.client()
-            .lookup("/m", "attr.txt")
-            .unwrap()
-            .unwrap()
-            .attributes
-            .unwrap()
-            .crtime
-    );
+    assert_eq!(at.crtime, a.entry("/m/attr.txt").attributes.unwrap().crtime);
 }
 
 #[test]
@@ -145,17 +127,14 @@ fn chunk_manifests_are_rewritten_for_the_target() {
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(b.get("/man/big.bin").unwrap(), whole);
-    let eb = b.client().lookup("/man", "big.bin").unwrap().unwrap();
+    let eb = b.entry("/man/big.bin");
     assert_eq!(eb.chunks.len(), 1);
     assert!(
         eb.chunks[0].is_chunk_manifest,
         "the target keeps a manifest chunk"
     );
     let src_ids: Vec<String> = a
-        .client()
-        .lookup("/man", "big.bin")
-        .unwrap()
-        .unwrap()
+        .entry("/man/big.bin")
         .chunks
         .iter()
         .map(fid::of_chunk)
@@ -206,7 +185,7 @@ fn a_chunk_gone_for_good_is_ledgered_and_does_not_wedge() {
     a.put("/bad/before.txt", b"before");
     a.put("/bad/real.bin", &bytes(1, 20_000));
     // An entry whose chunk never existed on A's volume servers.
-    let mut e = a.client().lookup("/bad", "real.bin").unwrap().unwrap();
+    let mut e = a.entry("/bad/real.bin");
     let mut gone = e.chunks[0].fid.clone().unwrap();
     gone.file_key += 7777;
     e.chunks[0].fid = Some(gone).into();

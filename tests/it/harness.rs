@@ -272,6 +272,23 @@ impl Cluster {
         FilerClient::connect(&self.filer_addr(), Duration::from_secs(10))
     }
 
+    /// The entry at `path`, through gRPC (panics if it is missing).
+    pub fn entry(&self, path: &str) -> filer_sync::pb::filer::Entry {
+        let (dir, name) = filer_sync::filer::split_path(path);
+        self.client().lookup(dir, name).unwrap().unwrap()
+    }
+
+    /// Changes the entry at `path` in place with UpdateEntry (attributes,
+    /// chunks, xattrs: whatever `f` touches).
+    pub fn edit(&self, path: &str, f: impl FnOnce(&mut filer_sync::pb::filer::Entry)) {
+        let mut e = self.entry(path);
+        f(&mut e);
+        let mut req = filer_sync::pb::filer::UpdateEntryRequest::new();
+        req.directory = filer_sync::filer::split_path(path).0.into();
+        req.entry = Some(e).into();
+        self.client().update(&req).unwrap();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!(
             "http://127.0.0.1:{}{}",

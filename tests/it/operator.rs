@@ -75,6 +75,20 @@ fn bwlimit_slows_chunk_bytes() {
     assert!(took >= Duration::from_millis(1800), "took {took:?}");
 }
 
+/// `filer-sync checkpoint ACTION -a A -b B --state STATE EXTRA…`
+fn checkpoint(
+    a: &Cluster,
+    b: &Cluster,
+    state: &str,
+    action: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut args = vec!["checkpoint", action, "-a", &aa, "-b", &ba, "--state", state];
+    args.extend_from_slice(extra);
+    run_sync(&args, Duration::from_secs(30))
+}
+
 fn weed_sync(a: &Cluster, b: &Cluster) -> Running {
     Running(
         Command::new(weed())
@@ -125,20 +139,7 @@ fn switch_from_weed_filer_sync_by_importing_its_checkpoint() {
     let _ = weed_run.0.wait();
 
     let state = temp_state("import");
-    let (aa, ba) = (a.addr(), b.addr());
-    let (code, err) = run_sync(
-        &[
-            "checkpoint",
-            "import",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--state",
-            &state,
-        ],
-        Duration::from_secs(30),
-    );
+    let (code, err) = checkpoint(&a, &b, &state, "import", &[]);
     assert_eq!(code, 0, "{err}");
     for i in 0..5 {
         a.put(&format!("/sw/after{i}.txt"), b"copied by filer-sync");
@@ -170,32 +171,10 @@ fn switch_back_by_exporting_for_weed_filer_sync() {
     a.put("/back/old.txt", b"before the exported checkpoint");
     std::thread::sleep(Duration::from_millis(200));
     let state = temp_state("export");
-    let (aa, ba) = (a.addr(), b.addr());
     let now_ms = (filer_sync::state::now_ns() / 1_000_000).to_string();
-    let run = |args: &[&str]| run_sync(args, Duration::from_secs(30));
-    let (code, err) = run(&[
-        "checkpoint",
-        "set",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--ts-ms",
-        &now_ms,
-        "--state",
-        &state,
-    ]);
+    let (code, err) = checkpoint(&a, &b, &state, "set", &["--ts-ms", &now_ms]);
     assert_eq!(code, 0, "{err}");
-    let (code, err) = run(&[
-        "checkpoint",
-        "export",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--state",
-        &state,
-    ]);
+    let (code, err) = checkpoint(&a, &b, &state, "export", &[]);
     assert_eq!(code, 0, "{err}");
     let sig_a = a.client().configuration().unwrap().signature;
     let v = b
@@ -218,16 +197,7 @@ fn switch_back_by_exporting_for_weed_filer_sync() {
         "weed started from our checkpoint, not from the beginning"
     );
 
-    let (code, err) = run(&[
-        "checkpoint",
-        "reset",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--state",
-        &state,
-    ]);
+    let (code, err) = checkpoint(&a, &b, &state, "reset", &[]);
     assert_eq!(code, 0, "{err}");
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");

@@ -27,13 +27,13 @@ fn one_way_copies_everything_then_follows_changes() {
     a.put_with("/p/xattr.txt", b"with xattr", &[("Seaweed-Color", "blue")]);
     a.put("/p/tmp/ignored.txt", b"excluded");
     a.put("/outside/x.txt", b"not in the folder");
-    let multi = a.client().lookup("/p", "multi.bin").unwrap().unwrap();
+    let multi = a.entry("/p/multi.bin");
     assert!(
         multi.chunks.len() >= 4,
         "multi-chunk file has {} chunks",
         multi.chunks.len()
     );
-    let inline = a.client().lookup("/p", "inline.txt").unwrap().unwrap();
+    let inline = a.entry("/p/inline.txt");
     assert!(
         !inline.content.is_empty() && inline.chunks.is_empty(),
         "inline file"
@@ -85,7 +85,7 @@ fn encrypted_chunks_replicate() {
     let b = Cluster::start();
     let data = bytes(9, 1_500_000);
     a.put("/e/secret.bin", &data);
-    let entry = a.client().lookup("/e", "secret.bin").unwrap().unwrap();
+    let entry = a.entry("/e/secret.bin");
     assert!(
         entry.chunks.iter().all(|c| !c.cipher_key.is_empty()),
         "chunks are encrypted"

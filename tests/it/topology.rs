@@ -61,17 +61,6 @@ fn all_equal(cs: &[&Cluster], root: &str) -> bool {
     cs[1..].iter().all(|c| c.tree(root) == first)
 }
 
-fn set_mtime(c: &Cluster, dir: &str, name: &str, mtime: i64, ns: i32) {
-    let mut e = c.client().lookup(dir, name).unwrap().unwrap();
-    let a = e.attributes.as_mut().unwrap();
-    a.mtime = mtime;
-    a.mtime_ns = ns;
-    let mut req = UpdateEntryRequest::new();
-    req.directory = dir.into();
-    req.entry = Some(e).into();
-    c.client().update(&req).unwrap();
-}
-
 #[test]
 fn equal_mtime_conflicts_converge_and_are_ledgered() {
     let a = Cluster::start();
@@ -86,8 +75,12 @@ fn equal_mtime_conflicts_converge_and_are_ledgered() {
             &format!("/cf/{name}"),
             format!("version written on B, {i}!").as_bytes(),
         );
-        set_mtime(&a, "/cf", &name, 1_700_000_000, 777);
-        set_mtime(&b, "/cf", &name, 1_700_000_000, 777);
+        for c in [&a, &b] {
+            c.edit(&format!("/cf/{name}"), |e| {
+                let at = e.attributes.as_mut().unwrap();
+                (at.mtime, at.mtime_ns) = (1_700_000_000, 777);
+            });
+        }
     }
     let state = temp_state("conflict");
     let (aa, ba) = (a.addr(), b.addr());

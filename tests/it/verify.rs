@@ -3,7 +3,6 @@
 //! catches writes made while it walks.
 
 use crate::harness::*;
-use filer_sync::pb::filer::*;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,21 +17,6 @@ fn verify(a: &Cluster, b: &Cluster, extra: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-fn edit(c: &Cluster, path: &str, f: impl FnOnce(&mut Entry)) {
-    let (dir, name) = filer_sync::filer::split_path(path);
-    let mut e = c.client().lookup(dir, name).unwrap().unwrap();
-    f(&mut e);
-    let mut req = UpdateEntryRequest::new();
-    req.directory = dir.into();
-    req.entry = Some(e).into();
-    c.client().update(&req).unwrap();
-}
-
-fn entry(c: &Cluster, path: &str) -> Entry {
-    let (dir, name) = filer_sync::filer::split_path(path);
-    c.client().lookup(dir, name).unwrap().unwrap()
 }
 
 #[test]
@@ -54,23 +38,23 @@ fn verify_reports_each_class_and_repair_fixes_them() {
     b.delete("/v/t");
     b.put("/v/t", b"a file on B");
     b.put("/v/size.bin", &bytes(1, 299_999));
-    edit(&b, "/v/mtime.bin", |e| {
+    b.edit("/v/mtime.bin", |e| {
         e.attributes.as_mut().unwrap().mtime -= 60
     });
-    let a_mtime = entry(&a, "/v/etag.bin").attributes.unwrap();
+    let a_mtime = a.entry("/v/etag.bin").attributes.unwrap();
     b.put("/v/etag.bin", &bytes(2, 300_000));
-    edit(&b, "/v/etag.bin", |e| {
+    b.edit("/v/etag.bin", |e| {
         let at = e.attributes.as_mut().unwrap();
         (at.mtime, at.mtime_ns, at.md5) = (a_mtime.mtime, a_mtime.mtime_ns, vec![]);
     });
-    edit(&b, "/v/coverage.bin", |e| {
+    b.edit("/v/coverage.bin", |e| {
         let c = &mut e.chunks[0];
         c.offset += 1000;
     });
     // Same size, mtime and ETag on record, other bytes: only --checksum sees it.
-    let a_content = entry(&a, "/v/content.bin");
+    let a_content = a.entry("/v/content.bin");
     b.put("/v/content.bin", &bytes(3, 300_000));
-    edit(&b, "/v/content.bin", |e| {
+    b.edit("/v/content.bin", |e| {
         e.attributes = a_content.attributes.clone();
         for (c, src) in e.chunks.iter_mut().zip(&a_content.chunks) {
             c.e_tag = src.e_tag.clone();
