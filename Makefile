@@ -4,12 +4,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build test demo bench lint fmt clean
+.PHONY: deps build test demo bench chaos lint fmt clean
 
 deps:
-	@missing=""; for t in cmake curl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in cmake curl openssl pkg-config faketime; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	[ -e /usr/include/openssl/ssl.h ] || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (apt): cmake builds grpcio's C core, curl drives the demo clusters"; \
+	  echo "installing$$missing (apt): cmake and libssl-dev build grpcio's C core with TLS, curl drives the demo clusters, openssl makes the TLS tests' certificates, faketime skews the clock in the clock-skew test"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	  || { echo "could not install$$missing: run 'apt-get install$$missing' as root" >&2; exit 1; }; \
 	fi
@@ -29,6 +30,10 @@ demo: build
 bench: deps
 	$(CARGO) build --release
 	python3 scripts/bench.py $(BENCH_WORKLOADS)
+
+# The long fault-injection suite (≈15 min); figures into RELIABILITY.md.
+chaos: build
+	scripts/chaos.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check

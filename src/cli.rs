@@ -69,6 +69,30 @@ pub struct SyncArgs {
     /// log every event read from B and every change applied to B
     #[argh(switch)]
     pub b_debug: bool,
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    #[argh(option)]
+    pub a_security: Option<PathBuf>,
+    /// security.toml of B (as --a-security)
+    #[argh(option)]
+    pub b_security: Option<PathBuf>,
+    /// CA certificate (PEM) that signed A's gRPC server certificates; overrides --a-security
+    #[argh(option)]
+    pub a_grpc_ca: Option<PathBuf>,
+    /// client certificate (PEM) for mutual TLS with A; overrides --a-security
+    #[argh(option)]
+    pub a_grpc_cert: Option<PathBuf>,
+    /// private key (PEM) of --a-grpc-cert
+    #[argh(option)]
+    pub a_grpc_key: Option<PathBuf>,
+    /// CA certificate (PEM) that signed B's gRPC server certificates; overrides --b-security
+    #[argh(option)]
+    pub b_grpc_ca: Option<PathBuf>,
+    /// client certificate (PEM) for mutual TLS with B; overrides --b-security
+    #[argh(option)]
+    pub b_grpc_cert: Option<PathBuf>,
+    /// private key (PEM) of --b-grpc-cert
+    #[argh(option)]
+    pub b_grpc_key: Option<PathBuf>,
     /// collection for chunks written to A
     #[argh(option, default = "String::new()")]
     pub a_collection: String,
@@ -179,6 +203,12 @@ pub struct VerifyArgs {
     /// write B's chunks through B's filer
     #[argh(switch)]
     pub b_filer_proxy: bool,
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    #[argh(option)]
+    pub a_security: Option<PathBuf>,
+    /// security.toml of B (as --a-security)
+    #[argh(option)]
+    pub b_security: Option<PathBuf>,
     /// directories listed in parallel (default 8)
     #[argh(option, default = "8")]
     pub workers: usize,
@@ -212,6 +242,12 @@ pub struct MigrateArgs {
     /// write B's chunks through B's filer
     #[argh(switch)]
     pub b_filer_proxy: bool,
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    #[argh(option)]
+    pub a_security: Option<PathBuf>,
+    /// security.toml of B (as --a-security)
+    #[argh(option)]
+    pub b_security: Option<PathBuf>,
     /// the SQLite state file (default as for sync)
     #[argh(option)]
     pub state: Option<PathBuf>,
@@ -237,6 +273,14 @@ impl SyncArgs {
             b_filer_proxy: false,
             a_debug: false,
             b_debug: false,
+            a_security: None,
+            b_security: None,
+            a_grpc_ca: None,
+            a_grpc_cert: None,
+            a_grpc_key: None,
+            b_grpc_ca: None,
+            b_grpc_cert: None,
+            b_grpc_key: None,
             a_collection: String::new(),
             b_collection: String::new(),
             a_replication: String::new(),
@@ -271,6 +315,8 @@ impl VerifyArgs {
         let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path);
         s.a_filer_proxy = self.a_filer_proxy;
         s.b_filer_proxy = self.b_filer_proxy;
+        s.a_security = self.a_security.clone();
+        s.b_security = self.b_security.clone();
         s.timeout_secs = self.timeout_secs;
         s.workers = self.workers;
         s.state = Some(PathBuf::from("/dev/null"));
@@ -288,6 +334,8 @@ impl MigrateArgs {
         let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path);
         s.a_filer_proxy = self.a_filer_proxy;
         s.b_filer_proxy = self.b_filer_proxy;
+        s.a_security = self.a_security.clone();
+        s.b_security = self.b_security.clone();
         s.timeout_secs = self.timeout_secs;
         s.state = self.state.clone();
         s.validate()
@@ -354,6 +402,12 @@ pub struct CheckpointArgs {
     /// folder on B (default /)
     #[argh(option, default = "String::from(\"/\")")]
     pub b_path: String,
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    #[argh(option)]
+    pub a_security: Option<PathBuf>,
+    /// security.toml of B (as --a-security)
+    #[argh(option)]
+    pub b_security: Option<PathBuf>,
     /// the direction's source side: a (A→B, default) or b (B→A)
     #[argh(option, default = "String::from(\"a\")")]
     pub from: String,
@@ -384,6 +438,8 @@ pub struct CheckpointConfig {
     pub from: char,
     pub ts_ms: i64,
     pub state: PathBuf,
+    pub a_security: crate::security::Security,
+    pub b_security: crate::security::Security,
 }
 
 impl CheckpointArgs {
@@ -452,6 +508,16 @@ impl CheckpointArgs {
             from,
             ts_ms,
             state,
+            a_security: crate::security::Security::load(&crate::security::Given {
+                flag: "a",
+                file: self.a_security.as_deref(),
+                ..Default::default()
+            })?,
+            b_security: crate::security::Security::load(&crate::security::Given {
+                flag: "b",
+                file: self.b_security.as_deref(),
+                ..Default::default()
+            })?,
         })
     }
 }
@@ -468,6 +534,7 @@ pub struct Side {
     pub placement: crate::volume::Placement,
     pub deletes: bool,
     pub from_ts_ms: i64,
+    pub security: crate::security::Security,
 }
 
 /// The validated `sync` configuration.
@@ -503,7 +570,8 @@ impl SyncArgs {
                     debug,
                     placement: crate::volume::Placement,
                     no_delete: bool,
-                    from: i64|
+                    from: i64,
+                    security: crate::security::Given|
          -> Result<Side> {
             let flag = label.to_ascii_lowercase();
             let addr = FilerAddr::parse(addr).map_err(|e| e.context(format!("-{flag}")))?;
@@ -552,6 +620,7 @@ impl SyncArgs {
                 placement,
                 deletes: !no_delete,
                 from_ts_ms: from,
+                security: crate::security::Security::load(&security)?,
             })
         };
         let a = side(
@@ -569,6 +638,13 @@ impl SyncArgs {
             },
             self.a_no_delete,
             self.a_from_ts_ms,
+            crate::security::Given {
+                flag: "a",
+                file: self.a_security.as_deref(),
+                ca: self.a_grpc_ca.as_deref(),
+                cert: self.a_grpc_cert.as_deref(),
+                key: self.a_grpc_key.as_deref(),
+            },
         )?;
         let b = side(
             'B',
@@ -585,7 +661,32 @@ impl SyncArgs {
             },
             self.b_no_delete,
             self.b_from_ts_ms,
+            crate::security::Given {
+                flag: "b",
+                file: self.b_security.as_deref(),
+                ca: self.b_grpc_ca.as_deref(),
+                cert: self.b_grpc_cert.as_deref(),
+                key: self.b_grpc_key.as_deref(),
+            },
         )?;
+        if self.active_passive {
+            // B is only a target: flags about B as a source, or about A as
+            // a target, would silently do nothing.
+            let unused = [
+                ("--b-exclude", !self.b_exclude.is_empty()),
+                ("--b-from-ts-ms", self.b_from_ts_ms != 0),
+                ("--a-no-delete", self.a_no_delete),
+                ("--a-collection", !self.a_collection.is_empty()),
+                ("--a-replication", !self.a_replication.is_empty()),
+                ("--a-ttl-sec", self.a_ttl_sec != 0),
+                ("--a-disk", !self.a_disk.is_empty()),
+            ];
+            if let Some((flag, _)) = unused.iter().find(|(_, given)| *given) {
+                return Err(Error::usage(format!(
+                    "{flag} has no effect with --active-passive (only A→B runs: A is never written, B is never read); drop it, or run both ways without --active-passive"
+                )));
+            }
+        }
         for (name, v, max) in [
             ("--workers", self.workers, 1024),
             ("--chunk-workers", self.chunk_workers, 1024),
@@ -859,6 +960,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--bwlimit"));
+    }
+
+    #[test]
+    fn flags_that_do_nothing_one_way_are_refused() {
+        for extra in [
+            &["--b-exclude", "/x"][..],
+            &["--b-from-ts-ms", "5"],
+            &["--a-no-delete"],
+            &["--a-collection", "c"],
+            &["--a-ttl-sec", "60"],
+        ] {
+            let mut args = with(&["--active-passive"]);
+            args.extend_from_slice(extra);
+            let e = cfg(&args).unwrap_err();
+            assert!(
+                e.to_string().contains(extra[0]) && e.to_string().contains("--active-passive"),
+                "{e}"
+            );
+            // Both ways, the same flag means something.
+            assert!(cfg(&with(extra)).is_ok(), "{extra:?}");
+        }
+        assert!(cfg(&with(&[
+            "--active-passive",
+            "--a-exclude",
+            "/x",
+            "--b-no-delete"
+        ]))
+        .is_ok());
     }
 
     #[test]

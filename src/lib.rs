@@ -10,6 +10,7 @@ pub mod pb;
 pub mod pipeline;
 pub mod replicate;
 pub mod retry;
+pub mod security;
 pub mod state;
 pub mod verify;
 pub mod volume;

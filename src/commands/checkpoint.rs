@@ -23,8 +23,8 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         }
     };
     let timeout = Duration::from_secs(10);
-    let ca = FilerClient::connect(a, timeout);
-    let cb = FilerClient::connect(b, timeout);
+    let ca = FilerClient::connect_with(a, &cfg.a_security, timeout);
+    let cb = FilerClient::connect_with(b, &cfg.b_security, timeout);
     let sig_a = ca.configuration()?.signature;
     let sig_b = cb.configuration()?.signature;
     let _lock = crate::state::lock::acquire(&cfg.state)?;

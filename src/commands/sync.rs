@@ -16,8 +16,8 @@ use std::time::Duration;
 /// events failed for good (listed in the log and the state file).
 pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     let timeout = Duration::from_secs(cfg.timeout_secs);
-    let a = FilerClient::connect(&cfg.a.addr, timeout);
-    let b = FilerClient::connect(&cfg.b.addr, timeout);
+    let a = FilerClient::connect_with(&cfg.a.addr, &cfg.a.security, timeout);
+    let b = FilerClient::connect_with(&cfg.b.addr, &cfg.b.security, timeout);
     let sig_a = a.configuration()?.signature;
     let sig_b = b.configuration()?.signature;
     if sig_a == sig_b
@@ -141,7 +141,8 @@ fn flow(
             source: s.clone(),
             target: t.clone(),
             chunks_in: ChunkSource::new(s.clone(), src.proxy, agent.clone())
-                .with_throttle(throttle.clone()),
+                .with_throttle(throttle.clone())
+                .with_read_signer(src.security.read.clone()),
             chunks_out: ChunkSink::new(t.clone(), dst.proxy, agent, dst.placement.clone()),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,

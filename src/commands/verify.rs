@@ -38,8 +38,8 @@ struct Pair {
 
 fn connect(cfg: &SyncConfig) -> Result<Pair> {
     let timeout = Duration::from_secs(cfg.timeout_secs);
-    let a = FilerClient::connect(&cfg.a.addr, timeout);
-    let b = FilerClient::connect(&cfg.b.addr, timeout);
+    let a = FilerClient::connect_with(&cfg.a.addr, &cfg.a.security, timeout);
+    let b = FilerClient::connect_with(&cfg.b.addr, &cfg.b.security, timeout);
     let sig_a = a.configuration()?.signature;
     let sig_b = b.configuration()?.signature;
     Ok(Pair {
@@ -73,7 +73,8 @@ impl Pair {
         let applier = Applier {
             source: self.a.clone(),
             target: self.b.clone(),
-            chunks_in: ChunkSource::new(self.a.clone(), cfg.a.proxy, self.agent.clone()),
+            chunks_in: ChunkSource::new(self.a.clone(), cfg.a.proxy, self.agent.clone())
+                .with_read_signer(cfg.a.security.read.clone()),
             chunks_out: ChunkSink::new(
                 self.b.clone(),
                 cfg.b.proxy,

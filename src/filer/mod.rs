@@ -37,15 +37,27 @@ pub struct FilerClient {
     addr: FilerAddr,
     client: Client,
     timeout: Duration,
+    tls: Option<Arc<crate::security::Tls>>,
 }
 
 impl FilerClient {
-    /// Builds a channel; nothing is sent until the first call.
+    /// Builds a plaintext channel; nothing is sent until the first call.
     pub fn connect(addr: &FilerAddr, timeout: Duration) -> FilerClient {
+        FilerClient::connect_with(addr, &crate::security::Security::default(), timeout)
+    }
+
+    /// Builds a channel with the side's TLS settings, if any.
+    pub fn connect_with(
+        addr: &FilerAddr,
+        security: &crate::security::Security,
+        timeout: Duration,
+    ) -> FilerClient {
+        let tls = security.tls.clone();
         FilerClient {
             addr: addr.clone(),
-            client: Client::new(channel(addr)),
+            client: Client::new(channel(addr, tls.as_deref())),
             timeout,
+            tls,
         }
     }
 
@@ -79,6 +91,15 @@ impl FilerClient {
                 self.opt(),
             )
             .map_err(|e| self.wrap("GetFilerConfiguration", e))
+    }
+
+    /// The filer's clock (ns since the epoch), so that "now" means the
+    /// source's now even when the clusters' and this host's clocks differ.
+    pub fn now_ns(&self) -> Result<i64> {
+        self.client
+            .unary_call(&rpc::PING, &PingRequest::new(), self.opt())
+            .map(|r| r.start_time_ns)
+            .map_err(|e| self.wrap("Ping", e))
     }
 
     /// Looks up one entry; `Ok(None)` when the filer says it does not exist.
@@ -253,7 +274,7 @@ impl FilerClient {
     /// Opens a metadata stream on a channel of its own, as the reference does,
     /// so that a long stream never queues behind unary calls.
     pub fn subscribe(&self, req: &SubscribeMetadataRequest) -> Result<Subscription> {
-        let client = Client::new(channel(&self.addr));
+        let client = Client::new(channel(&self.addr, self.tls.as_deref()));
         let stream = client
             .server_streaming(&rpc::SUBSCRIBE_METADATA, req, CallOption::default())
             .map_err(|e| self.wrap("SubscribeMetadata", e))?;
@@ -265,16 +286,19 @@ impl FilerClient {
     }
 }
 
-fn channel(addr: &FilerAddr) -> grpcio::Channel {
-    ChannelBuilder::new(environment())
+fn channel(addr: &FilerAddr, tls: Option<&crate::security::Tls>) -> grpcio::Channel {
+    let b = ChannelBuilder::new(environment())
         .max_receive_message_len(MAX_MESSAGE)
         .max_send_message_len(MAX_MESSAGE)
         .keepalive_time(Duration::from_secs(30))
         .keepalive_timeout(Duration::from_secs(20))
         .keepalive_permit_without_calls(true)
         .initial_reconnect_backoff(Duration::from_millis(200))
-        .max_reconnect_backoff(Duration::from_secs(5))
-        .connect(&addr.grpc())
+        .max_reconnect_backoff(Duration::from_secs(5));
+    match tls {
+        Some(t) => b.set_credentials(t.credentials()).connect(&addr.grpc()),
+        None => b.connect(&addr.grpc()),
+    }
 }
 
 /// Splits a full path into (parent directory, name): "/a/b" → ("/a", "b"), "/a" → ("/", "a").

@@ -1,5 +1,5 @@
 //! gRPC method descriptors of `filer_pb.SeaweedFiler` that filer-sync calls,
-//! written by hand: twelve constants are smaller than a stub generator and
+//! written by hand: a dozen constants are smaller than a stub generator and
 //! need nothing at build time beyond the protobuf messages.
 
 use crate::pb::filer::*;
@@ -22,6 +22,7 @@ macro_rules! method {
     };
 }
 
+method!(PING, Unary, "Ping", PingRequest, PingResponse);
 method!(
     GET_FILER_CONFIGURATION,
     Unary,

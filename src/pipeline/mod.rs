@@ -190,7 +190,23 @@ fn run_directions<'s>(s: &'s std::thread::Scope<'s, '_>, flows: Vec<Flow>) -> Ve
 /// and re-subscribe from the checkpoint whenever the stream breaks.
 pub fn run(f: &Flow) -> Result<Summary> {
     let mut state = State::open(&f.state_path)?;
-    let start_ns = state::now_ns();
+    // "Caught up" is judged against the source's clock, never this host's:
+    // with skewed clocks a local time would stop too early or never.
+    let start_ns = if f.once {
+        let source_now = retry(&format!("{}: source clock", f.name), Policy::SHORT, || {
+            f.source.now_ns()
+        })?;
+        let skew_ms = (source_now - state::now_ns()) / 1_000_000;
+        if skew_ms.abs() > 2_000 {
+            log::warn!(
+                "{}: the source filer's clock is {skew_ms} ms off this host's; caught-up is judged by the source's",
+                f.name
+            );
+        }
+        source_now
+    } else {
+        state::now_ns()
+    };
     let mut sum = Summary {
         name: f.name.clone(),
         ..Summary::default()

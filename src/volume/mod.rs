@@ -39,6 +39,7 @@ pub struct ChunkSource {
     agent: ureq::Agent,
     locations: Mutex<HashMap<String, (Vec<String>, Instant)>>,
     throttle: Option<Arc<throttle::Throttle>>,
+    signer: Option<Arc<crate::security::ReadSigner>>,
 }
 
 impl ChunkSource {
@@ -49,7 +50,15 @@ impl ChunkSource {
             agent,
             locations: Mutex::new(HashMap::new()),
             throttle: None,
+            signer: None,
         }
+    }
+
+    /// Signs direct volume reads (a source with `jwt.signing.read.key`);
+    /// the filer proxy mints its own tokens.
+    pub fn with_read_signer(mut self, s: Option<Arc<crate::security::ReadSigner>>) -> ChunkSource {
+        self.signer = s;
+        self
     }
 
     /// Limits the bytes this source reads per second (shared with others).
@@ -104,7 +113,7 @@ impl ChunkSource {
         let urls = self.urls(file_id)?;
         let mut last = Error::transient(format!("chunk {file_id}: no location"));
         for url in &urls {
-            match self.get(url, expected) {
+            match self.get(url, file_id, expected) {
                 Ok(body) => {
                     if let Some(t) = &self.throttle {
                         t.take(body.len() as u64);
@@ -126,11 +135,18 @@ impl ChunkSource {
         Err(last)
     }
 
-    fn get(&self, url: &str, expected: Option<u64>) -> Result<Vec<u8>> {
+    fn get(&self, url: &str, file_id: &str, expected: Option<u64>) -> Result<Vec<u8>> {
         let mut body = Vec::with_capacity(expected.unwrap_or(0) as usize);
         let mut resumes = 0;
         loop {
             let mut req = self.agent.get(url);
+            if let Some(s) = self.signer.as_ref().filter(|_| !self.proxy) {
+                let now = crate::state::now_ns() / 1_000_000_000;
+                req = req.header(
+                    "Authorization",
+                    format!("Bearer {}", s.token(file_id, now as u64)),
+                );
+            }
             if !body.is_empty() {
                 req = req.header("Range", format!("bytes={}-", body.len()));
             }
@@ -148,6 +164,10 @@ impl ChunkSource {
                         body.len()
                     )));
                 }
+            } else if status == 401 {
+                return Err(Error::remote(
+                    "HTTP status 401: the source cluster signs chunk reads (jwt.signing.read); give its security.toml with --a-security/--b-security, or read through its filer with --a-filer-proxy/--b-filer-proxy",
+                ));
             } else if status != 200 {
                 return Err(ureq::Error::StatusCode(status).into());
             }

@@ -104,16 +104,7 @@ fn a_state_file_that_is_not_one_is_a_usage_error() {
     let b = Cluster::start();
     let state = temp_state("garbage");
     std::fs::write(&state, vec![0x5a; 4096]).unwrap();
-    let (code, err) = run(&[
-        "sync",
-        "-a",
-        &a.addr(),
-        "-b",
-        &b.addr(),
-        "--once",
-        "--state",
-        &state,
-    ]);
+    let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&state) && err.contains("filer-sync state file"),
@@ -124,4 +115,32 @@ fn a_state_file_that_is_not_one_is_a_usage_error() {
         vec![0x5a; 4096],
         "the file was left as it was"
     );
+}
+
+#[test]
+fn flags_that_would_do_nothing_are_refused_before_anything_happens() {
+    let state = temp_state("pointless");
+    for (extra, named) in [
+        // Active-passive never reads B: excluding on B does nothing.
+        (
+            &["--active-passive", "--b-exclude", "/keep"][..],
+            "--b-exclude",
+        ),
+        // A certificate that is not there is named before any connection.
+        (
+            &["--a-grpc-ca", "/nonexistent/ca.pem"],
+            "/nonexistent/ca.pem",
+        ),
+    ] {
+        let (code, err) = sync_once("127.0.0.1:1", "127.0.0.1:2", &state, extra);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(named) && err.contains(extra[extra.len() - 2]),
+            "{err}"
+        );
+        assert!(
+            !std::path::Path::new(&state).exists(),
+            "a state file was created"
+        );
+    }
 }

@@ -79,6 +79,8 @@ pub struct Cluster {
     pub filer: u16,
     procs: Vec<(String, Child)>,
     opts: Opts,
+    /// What a client needs for this cluster (its own security.toml's [grpc]).
+    security: filer_sync::security::Security,
 }
 
 impl Cluster {
@@ -107,8 +109,15 @@ impl Cluster {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         // weed reads ./security.toml: each server runs in the cluster's folder.
+        let mut security = Default::default();
         if let Some(toml) = &opts.security_toml {
             std::fs::write(dir.join("security.toml"), toml).unwrap();
+            security = filer_sync::security::Security::load(&filer_sync::security::Given {
+                flag: "a",
+                file: Some(&dir.join("security.toml")),
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?;
         }
         let mut c = Cluster {
             dir,
@@ -117,6 +126,7 @@ impl Cluster {
             filer: free_port(),
             procs: Vec::new(),
             opts,
+            security,
         };
         c.spawn_master();
         c.wait(
@@ -269,7 +279,17 @@ impl Cluster {
     }
 
     pub fn client(&self) -> FilerClient {
-        FilerClient::connect(&self.filer_addr(), Duration::from_secs(10))
+        FilerClient::connect_with(&self.filer_addr(), &self.security, Duration::from_secs(10))
+    }
+
+    /// The security.toml every server of this cluster reads, if it has one.
+    pub fn security_toml(&self) -> Option<String> {
+        self.opts.security_toml.as_ref().map(|_| {
+            self.dir
+                .join("security.toml")
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 
     /// The entry at `path`, through gRPC (panics if it is missing).
@@ -541,22 +561,38 @@ pub fn temp_state(name: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// `filer-sync sync --once` between the filers at `a` and `b` (both ways
+/// unless `extra` has --active-passive), with `extra` flags.
+pub fn sync_once(a: &str, b: &str, state: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["sync", "-a", a, "-b", b, "--once", "--state", state];
+    args.extend_from_slice(extra);
+    run_sync(&args, Duration::from_secs(300))
+}
+
 /// `filer-sync sync --active-passive --once` from A to B with `extra` flags.
 pub fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
-    let (aa, ba) = (a.addr(), b.addr());
-    let mut args = vec![
-        "sync",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--active-passive",
-        "--once",
-        "--state",
-        state,
-    ];
-    args.extend_from_slice(extra);
-    run_sync(&args, Duration::from_secs(180))
+    let mut e = vec!["--active-passive"];
+    e.extend_from_slice(extra);
+    sync_once(&a.addr(), &b.addr(), state, &e)
+}
+
+/// `filer-sync sync --once` both ways between A and B with `extra` flags.
+pub fn both_ways(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
+    sync_once(&a.addr(), &b.addr(), state, extra)
+}
+
+/// `filer-sync verify -a A -b B` with `extra` flags: (exit code, stdout).
+pub fn verify(a: &Cluster, b: &Cluster, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(["verify", "-a", &a.addr(), "-b", &b.addr()])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// A child process killed (and reaped) when dropped, also when a test panics.

@@ -1,9 +1,12 @@
 //! Integration tests against real SeaweedFS 4.48 clusters on 127.0.0.1.
 
+mod chaos;
 mod cli;
+mod faults;
 mod fidelity;
 mod follow;
 mod harness;
+mod hostile;
 mod operator;
 mod security;
 mod sync;

@@ -6,19 +6,6 @@ use crate::harness::*;
 use std::process::Command;
 use std::time::Duration;
 
-fn verify(a: &Cluster, b: &Cluster, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["verify", "-a", &a.addr(), "-b", &b.addr()])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn verify_reports_each_class_and_repair_fixes_them() {
     let a = Cluster::start();

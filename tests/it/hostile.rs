@@ -1,0 +1,234 @@
+//! Input that breaks naive replicators: a folder with 100,000 entries, names
+//! at the length limit and full of odd bytes, and clocks that disagree (this
+//! host's clock skewed with libfaketime; a cluster's clock skewed through the
+//! mtimes its writes carry).
+
+use crate::harness::*;
+use filer_sync::pb::filer::{CreateEntryRequest, Entry, FuseAttributes};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// An inline file entry (content in the metadata, no chunks).
+fn inline_entry(name: &str, content: &[u8], mtime: i64) -> Entry {
+    let mut e = Entry::new();
+    e.name = name.into();
+    e.content = content.to_vec();
+    let mut a = FuseAttributes::new();
+    a.file_size = content.len() as u64;
+    a.mtime = mtime;
+    a.crtime = mtime;
+    a.file_mode = 0o644;
+    e.attributes = Some(a).into();
+    e
+}
+
+fn create(c: &Cluster, dir: &str, e: Entry) {
+    let mut req = CreateEntryRequest::new();
+    req.directory = dir.into();
+    req.entry = Some(e).into();
+    c.client().create(&req).unwrap();
+}
+
+/// Names and sizes in one folder, through gRPC listing (no per-file reads).
+fn listing(c: &Cluster, dir: &str) -> Vec<(String, u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    c.client()
+        .list(dir, |e| {
+            let size = e.attributes.as_ref().map_or(0, |a| a.file_size);
+            out.push((e.name.clone(), size, e.content.clone()));
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_folder_with_100k_entries_replicates_and_verifies() {
+    let n: usize = std::env::var("HUGE_DIR_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.mkdir("/huge");
+    let t = Instant::now();
+    let threads = 8;
+    std::thread::scope(|s| {
+        for k in 0..threads {
+            let a = &a;
+            s.spawn(move || {
+                let client = a.client();
+                let mtime = filer_sync::state::now_ns() / 1_000_000_000;
+                for i in (k..n).step_by(threads) {
+                    let mut req = CreateEntryRequest::new();
+                    req.directory = "/huge".into();
+                    let name = format!("entry-{i:06}.txt");
+                    req.entry = Some(inline_entry(&name, i.to_string().as_bytes(), mtime)).into();
+                    client.create(&req).unwrap();
+                }
+            });
+        }
+    });
+    println!("created {n} entries in {:.0?}", t.elapsed());
+    let state = temp_state("huge");
+    let t = Instant::now();
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    println!("replicated {n} entries in {:.0?}", t.elapsed());
+    let (la, lb) = (listing(&a, "/huge"), listing(&b, "/huge"));
+    assert_eq!(la.len(), n);
+    assert!(la == lb, "the listings differ");
+    let (code, out) = verify(&a, &b, &["--a-path", "/huge", "--b-path", "/huge"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn names_at_the_length_limit_and_full_of_odd_characters() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let mtime = filer_sync::state::now_ns() / 1_000_000_000;
+    let names = [
+        "x".repeat(255),
+        "é".repeat(127), // 254 bytes of two-byte characters
+        "日本語のファイル名".repeat(9),
+        "emoji 🦀🚀 name".into(),
+        "tab\there".into(),
+        "new\nline".into(),
+        "back\\slash".into(),
+        "quote\"s and 'single'".into(),
+        "percent %2F %00 %zz".into(),
+        "question?and#hash&amp=1+plus".into(),
+        "-leading-dash".into(),
+        " leading and trailing space ".into(),
+        ".hidden".into(),
+        "...".into(),
+        "semi;colon,comma=equals".into(),
+        "\u{7f}del and \u{1}control".into(),
+        "zero\u{200b}width".into(),
+        "NFC-é vs NFD-e\u{301}".into(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        create(
+            &a,
+            "/odd",
+            inline_entry(name, format!("content {i}").as_bytes(), mtime),
+        );
+    }
+    // A deep chain: 40 levels of long folder names.
+    let mut deep = String::from("/odd");
+    for i in 0..40 {
+        deep = format!("{deep}/{}{i}", "d".repeat(40));
+    }
+    a.put(&format!("{deep}/leaf.bin"), &bytes(3, 70_000));
+    // Rename an odd name to another odd name.
+    a.mv("/odd/.hidden", "/odd/renamed 🦀 ?#");
+    let state = temp_state("odd");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (la, lb) = (listing(&a, "/odd"), listing(&b, "/odd"));
+    assert_eq!(la.len(), names.len() + 1, "{la:?}");
+    assert_eq!(la, lb);
+    assert_same(&a.tree("/odd"), &b.tree("/odd"));
+}
+
+/// Runs filer-sync with this host's clock moved by `offset` ("-2h", "+2h").
+fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, String, Duration) {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(lib).exists(),
+        "libfaketime is missing: make deps installs the faketime package"
+    );
+    // The library works: `date` under it is off by the offset.
+    let probe = Command::new("date")
+        .arg("+%s")
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", offset)
+        .output()
+        .unwrap();
+    let faked: i64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let real = filer_sync::state::now_ns() / 1_000_000_000;
+    assert!(
+        (faked - real).abs() > 3000,
+        "faketime did not move the clock"
+    );
+    let t = Instant::now();
+    let out = one_way_sync(&a.addr(), &b.addr(), state)
+        .args(["--once"])
+        .env("RUST_LOG", "info")
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        t.elapsed(),
+    )
+}
+
+#[test]
+fn clock_skew_neither_skips_nor_hangs() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..20 {
+        a.put(&format!("/skew/f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    // This host 2 h behind the clusters: a local "now" would call the run
+    // caught up at the first event and copy nothing.
+    let state = temp_state("skew-behind");
+    let (code, err, took) = skewed_once(&a, &b, &state, "-2h");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("clock is"), "the skew is reported: {err}");
+    assert_same(&a.tree("/skew"), &b.tree("/skew"));
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    // This host 2 h ahead: a local "now" would wait two hours for the
+    // source's heartbeats to reach it.
+    for i in 20..30 {
+        a.put(&format!("/skew/f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let (code, err, took) = skewed_once(&a, &b, &state, "+2h");
+    assert_eq!(code, 0, "{err}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert_same(&a.tree("/skew"), &b.tree("/skew"));
+}
+
+#[test]
+fn a_cluster_whose_clock_runs_ahead_wins_conflicts_and_both_converge() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let now = filer_sync::state::now_ns() / 1_000_000_000;
+    // B's clock runs 2 h ahead: its writes carry mtimes 2 h in the future.
+    // The same paths are then written on A, later in real time.
+    for i in 0..5 {
+        create(
+            &b,
+            "/cs",
+            inline_entry(&format!("f{i}"), b"from B (clock ahead)", now + 7200),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 0..5 {
+        create(&a, "/cs", inline_entry(&format!("f{i}"), b"from A", now));
+    }
+    // A's clock runs 2 h behind for a new file: old mtimes still replicate.
+    create(
+        &a,
+        "/cs",
+        inline_entry("old", b"stamped in the past", now - 7200),
+    );
+    let state = temp_state("skew-conflict");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/cs"), &b.tree("/cs"));
+    // Last writer by mtime: B's skewed stamps win on both sides.
+    assert_eq!(a.get("/cs/f0").unwrap(), b"from B (clock ahead)");
+    assert_eq!(b.get("/cs/old").unwrap(), b"stamped in the past");
+    // And nothing ping-pongs afterwards.
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("done: 0 events").count(), 2, "{err}");
+}
