@@ -18,6 +18,35 @@ pub struct Event {
     pub notification: EventNotification,
 }
 
+impl Event {
+    /// Tells this event from another with the same time: FNV-1a over its
+    /// time, directory, names and the new entry's mtime and size. Never 0.
+    pub fn fingerprint(&self) -> i64 {
+        let n = &self.notification;
+        let (old, new) = (n.old_entry.as_ref(), n.new_entry.as_ref());
+        let attr = new.and_then(|e| e.attributes.as_ref());
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes.iter().chain(&[0xff]) {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        eat(&self.ts_ns.to_le_bytes());
+        eat(self.directory.as_bytes());
+        eat(old.map_or(&b""[..], |e| e.name.as_bytes()));
+        eat(new.map_or(&b""[..], |e| e.name.as_bytes()));
+        eat(n.new_parent_path.as_bytes());
+        eat(&attr.map_or(0, |a| a.mtime).to_le_bytes());
+        eat(&attr.map_or(0, |a| a.mtime_ns).to_le_bytes());
+        eat(&attr.map_or(0, |a| a.file_size).to_le_bytes());
+        if h == 0 {
+            1
+        } else {
+            h as i64
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {
     Event(Event),

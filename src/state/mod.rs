@@ -58,6 +58,9 @@ const MIGRATIONS: &[&str] = &[
         winner TEXT NOT NULL,
         at_ns INTEGER NOT NULL
      );",
+    // v4: which event the checkpoint stands on (its fingerprint; 0 unknown),
+    // so that only that event is dropped when the filer serves it again.
+    "ALTER TABLE checkpoints ADD COLUMN last_event INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -97,6 +100,8 @@ pub struct Conflict {
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
     pub ts_ns: i64,
+    /// Fingerprint of the event at `ts_ns` (0: none known).
+    pub last_event: i64,
     pub events: u64,
     pub bytes: u64,
     pub failures: Vec<Failure>,
@@ -301,12 +306,17 @@ impl State {
     }
 
     pub fn checkpoint(&self, d: &Direction) -> Result<Option<i64>> {
+        Ok(self.position(d)?.map(|(ts, _)| ts))
+    }
+
+    /// The checkpoint and the fingerprint of the event it stands on.
+    pub fn position(&self, d: &Direction) -> Result<Option<(i64, i64)>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT ts_ns FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+                "SELECT ts_ns, last_event FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
                 params![d.source_sig, d.source_path, d.target_sig, d.target_path],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }
@@ -328,10 +338,10 @@ impl State {
         let now = now_ns();
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied, last_event)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (source_sig, source_path, target_sig, target_path) DO UPDATE SET
-               ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns,
+               ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns, last_event = excluded.last_event,
                events_applied = events_applied + excluded.events_applied,
                bytes_applied = bytes_applied + excluded.bytes_applied",
             params![
@@ -342,7 +352,8 @@ impl State {
                 c.ts_ns,
                 now,
                 c.events as i64,
-                c.bytes as i64
+                c.bytes as i64,
+                c.last_event
             ],
         )?;
         for f in &c.failures {

@@ -5,6 +5,7 @@
 
 use crate::harness::*;
 use filer_sync::pb::filer::{CreateEntryRequest, Entry, FuseAttributes};
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -77,7 +78,15 @@ fn a_folder_with_100k_entries_replicates_and_verifies() {
     println!("replicated {n} entries in {:.0?}", t.elapsed());
     let (la, lb) = (listing(&a, "/huge"), listing(&b, "/huge"));
     assert_eq!(la.len(), n);
-    assert!(la == lb, "the listings differ");
+    let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (la.iter().collect(), lb.iter().collect());
+    let only_a: Vec<_> = sa.difference(&sb).take(5).collect();
+    let only_b: Vec<_> = sb.difference(&sa).take(5).collect();
+    assert!(
+        la == lb,
+        "the listings differ: {} on A, {} on B; only on A {only_a:?}; only on B {only_b:?}",
+        la.len(),
+        lb.len()
+    );
     let (code, out) = verify(&a, &b, &["--a-path", "/huge", "--b-path", "/huge"]);
     assert_eq!(code, 0, "{out}");
 }
