@@ -69,16 +69,12 @@ impl Workload {
     /// anything else). Errors — a server being restarted — are counted, not
     /// fatal: the clusters are compared with each other, not with a model.
     fn start(c: &Cluster, root: &str, seed: u64, pace: Duration) -> Workload {
-        Workload::with(c, root, seed, pace, true)
-    }
-
-    /// As `start`; without renames when `renames` is false.
-    fn with(c: &Cluster, root: &str, seed: u64, pace: Duration, renames: bool) -> Workload {
         let base = format!("http://127.0.0.1:{}", c.filer);
         let root = root.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let handle = std::thread::spawn(move || mixed(&base, &root, seed, pace, renames, &s));
+        let handle =
+            std::thread::spawn(move || mixed(&base, &root, seed, pace, (true, u64::MAX), &s));
         Workload { stop, handle }
     }
 
@@ -93,7 +89,7 @@ fn mixed(
     root: &str,
     seed: u64,
     pace: Duration,
-    renames: bool,
+    (renames, max_ops): (bool, u64),
     stop: &AtomicBool,
 ) -> (u64, u64) {
     let agent = http();
@@ -110,7 +106,7 @@ fn mixed(
             errors += 1;
         }
     }
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) && ops < max_ops {
         n += 1;
         let roll = match rng.below(100) {
             r @ 60..=74 if !renames => r - 60,
@@ -507,12 +503,29 @@ fn chaos_state_disk_full_never_advances_an_uncommitted_checkpoint() {
     let (code, err) = once(&a, &b, &state, &["--a-path", "/none", "--b-path", "/none"]);
     assert_eq!(code, 0, "{err}");
     // Room for a few windows' commits in the write-ahead log, not for all.
-    let limit = std::fs::metadata(&state).unwrap().len() + 384 * 1024;
-    // No renames: a renamed entry keeps its old mtime, which would confuse
-    // the "older than the checkpoint" test below.
-    let w = Workload::with(&a, "/cd", 7, Duration::from_millis(1), false);
-    std::thread::sleep(Duration::from_secs(pick(8, 30)));
-    (out.ops, out.errors) = w.finish();
+    // (1500 events in windows of 20 write ~75 commits of ~10 KiB.)
+    let limit = std::fs::metadata(&state).unwrap().len() + 128 * 1024;
+    // First 400 plain creates (checked against the checkpoint below), then
+    // the mixed workload without renames (a renamed entry keeps its old
+    // mtime, which would confuse that check).
+    for i in 0..400u64 {
+        a.put(
+            &format!("/cd/created/f{i}.bin"),
+            &bytes(i, 500 + i as usize),
+        );
+    }
+    let base = format!("http://127.0.0.1:{}", a.filer);
+    let (ops, renames) = (pick(1500, 5000), false);
+    let no_stop = AtomicBool::new(false);
+    (out.ops, out.errors) = mixed(
+        &base,
+        "/cd/mixed",
+        7,
+        Duration::ZERO,
+        (renames, ops),
+        &no_stop,
+    );
+    out.ops += 400;
     let mut cmd = one_way_sync(&a.addr(), &b.addr(), &state);
     cmd.args(["--once", "--batch-size", "20"]);
     unsafe {
@@ -532,6 +545,12 @@ fn chaos_state_disk_full_never_advances_an_uncommitted_checkpoint() {
     assert_eq!(res.status.code(), Some(1), "{err}");
     assert!(err.contains("state file"), "{err}");
     out.faults += 1;
+    let committed = events_applied(&state);
+    println!("CHAOS disk full: {committed} events committed before the disk filled");
+    assert!(
+        committed > 0,
+        "no window was committed before the disk filled"
+    );
     // Everything at or before the committed checkpoint is on B.
     let checkpoint = {
         let (_, j) = run_sync(

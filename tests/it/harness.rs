@@ -518,9 +518,15 @@ pub fn bin() -> &'static str {
 /// Runs filer-sync to completion with a time limit; returns (exit code,
 /// stderr followed by stdout).
 pub fn run_sync(args: &[&str], limit: Duration) -> (i32, String) {
+    run_sync_env(args, &[], limit)
+}
+
+/// As `run_sync`, with extra environment variables.
+pub fn run_sync_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String) {
     let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -140,20 +140,21 @@ fn names_at_the_length_limit_and_full_of_odd_characters() {
     assert_same(&a.tree("/odd"), &b.tree("/odd"));
 }
 
-/// Runs filer-sync with this host's clock moved by `offset` ("-2h", "+2h").
+/// Runs filer-sync with this host's clock moved by `offset` ("-2h", "+2h"),
+/// through libfaketime's thread-safe variant (gRPC runs many threads).
 fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, String, Duration) {
-    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
     assert!(
         std::path::Path::new(lib).exists(),
         "libfaketime is missing: make deps installs the faketime package"
     );
+    let env = [
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", offset),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
     // The library works: `date` under it is off by the offset.
-    let probe = Command::new("date")
-        .arg("+%s")
-        .env("LD_PRELOAD", lib)
-        .env("FAKETIME", offset)
-        .output()
-        .unwrap();
+    let probe = Command::new("date").arg("+%s").envs(env).output().unwrap();
     let faked: i64 = String::from_utf8_lossy(&probe.stdout)
         .trim()
         .parse()
@@ -164,19 +165,20 @@ fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, Str
         "faketime did not move the clock"
     );
     let t = Instant::now();
-    let out = one_way_sync(&a.addr(), &b.addr(), state)
-        .args(["--once"])
-        .env("RUST_LOG", "info")
-        .env("LD_PRELOAD", lib)
-        .env("FAKETIME", offset)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        t.elapsed(),
-    )
+    let (aa, ba) = (a.addr(), b.addr());
+    let args = [
+        "sync",
+        "-a",
+        &aa,
+        "-b",
+        &ba,
+        "--active-passive",
+        "--once",
+        "--state",
+        state,
+    ];
+    let (code, err) = run_sync_env(&args, &env, Duration::from_secs(120));
+    (code, err, t.elapsed())
 }
 
 #[test]
