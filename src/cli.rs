@@ -150,7 +150,7 @@ pub struct SyncArgs {
     /// log what would be done and change nothing on the targets
     #[argh(switch)]
     pub dry_run: bool,
-    /// pause a direction instead of applying a window that deletes more than N entries
+    /// pause a direction instead of deleting more than N entries on its target within a minute
     #[argh(option)]
     pub max_delete: Option<u64>,
     /// limit chunk bytes moved per second, all directions together (e.g. 10M, 512K)

@@ -39,7 +39,7 @@ pub struct Flow {
     pub chunk_workers: usize,
     /// Cron mode: stop once caught up with the source's time at start.
     pub once: bool,
-    /// A window deleting more entries than this pauses the direction.
+    /// More deletes than this on the target within a minute pause the direction.
     pub max_delete: Option<u64>,
     /// Log every received event.
     pub debug_events: bool,
@@ -215,6 +215,7 @@ pub fn run(f: &Flow) -> Result<Summary> {
         events: pool(&f.name, "worker", f.workers)?,
         chunks: pool(&f.name, "chunk", f.chunk_workers)?,
     };
+    let mut budget = f.max_delete.map(DeleteBudget::new);
     loop {
         let (since, stands_on) = state.position(&f.key)?.unwrap_or((0, 0));
         sum.checkpoint_ns = since;
@@ -244,7 +245,7 @@ pub fn run(f: &Flow) -> Result<Summary> {
                 f.stats
                     .in_flight
                     .store(window.len() as u64, Ordering::Relaxed);
-                let commit = apply_window(f, &workers, window);
+                let commit = apply_window(f, &workers, window, &mut budget);
                 f.stats.in_flight.store(0, Ordering::Relaxed);
                 let commit = commit?;
                 sum.events += commit.events;
@@ -389,6 +390,44 @@ impl Replay {
     }
 }
 
+/// `--max-delete`: deletes on the target within any minute. A mass delete
+/// that arrives in many small windows adds up instead of slipping through a
+/// few at a time.
+struct DeleteBudget {
+    max: u64,
+    recent: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl DeleteBudget {
+    const SPAN: Duration = Duration::from_secs(60);
+
+    fn new(max: u64) -> DeleteBudget {
+        DeleteBudget {
+            max,
+            recent: Default::default(),
+        }
+    }
+
+    /// Books `n` deletes at `now`, or returns the total they would make.
+    fn take(&mut self, now: Instant, n: u64) -> std::result::Result<(), u64> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= Self::SPAN)
+        {
+            self.recent.pop_front();
+        }
+        let total = self.recent.iter().map(|(_, k)| k).sum::<u64>() + n;
+        if total > self.max {
+            return Err(total);
+        }
+        if n > 0 {
+            self.recent.push_back((now, n));
+        }
+        Ok(())
+    }
+}
+
 /// Gathers the next window: waits for a first event, then takes more until
 /// the window is full or its time is up. The replayed checkpoint event is
 /// dropped. Returns the events and, when the stream ended, how. Sets
@@ -452,7 +491,12 @@ fn collect_window(
 
 /// Applies a window lane by lane; returns what to commit. Fails only when a
 /// stop was requested mid-window (nothing is committed then).
-fn apply_window(f: &Flow, pools: &Pools, window: Vec<Event>) -> Result<Commit> {
+fn apply_window(
+    f: &Flow,
+    pools: &Pools,
+    window: Vec<Event>,
+    budget: &mut Option<DeleteBudget>,
+) -> Result<Commit> {
     let planned: Vec<(Event, Vec<Action>)> = window
         .into_iter()
         .map(|ev| {
@@ -460,19 +504,19 @@ fn apply_window(f: &Flow, pools: &Pools, window: Vec<Event>) -> Result<Commit> {
             (ev, actions)
         })
         .collect();
-    if let Some(max) = f.max_delete {
+    if let Some(b) = budget {
         let deletes = planned
             .iter()
             .flat_map(|(_, a)| a)
             .filter(|a| matches!(a, Action::Delete { .. }))
             .count() as u64;
-        if deletes > max {
+        if let Err(total) = b.take(Instant::now(), deletes) {
             return Err(Error::new(
                 ErrorKind::Paused,
                 format!(
-                    "{}: paused: the next window deletes {deletes} entries on the target, more than --max-delete {max}; \
+                    "{}: paused: the next window would make {total} deletes on the target within a minute, more than --max-delete {}; \
                      nothing of it was applied. Check the source, then rerun with a larger --max-delete to let it through",
-                    f.name
+                    f.name, b.max
                 ),
             ));
         }
@@ -587,5 +631,27 @@ mod replay_tests {
         };
         assert!(!unknown.is_replay(&at));
         assert_ne!(ev(100, "a").fingerprint(), ev(101, "a").fingerprint());
+    }
+}
+
+#[cfg(test)]
+mod delete_budget_tests {
+    use super::*;
+
+    #[test]
+    fn deletes_add_up_over_a_minute() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut b = DeleteBudget::new(5);
+        assert_eq!(b.take(at(0), 3), Ok(()));
+        assert_eq!(b.take(at(10), 2), Ok(()));
+        // A sixth delete within the minute: paused, and nothing booked.
+        assert_eq!(b.take(at(20), 1), Err(6));
+        assert_eq!(b.take(at(30), 0), Ok(()));
+        // A minute after the first three, they no longer count.
+        assert_eq!(b.take(at(60), 3), Ok(()));
+        assert_eq!(b.take(at(61), 1), Err(6));
+        // One window over the limit on its own.
+        assert_eq!(DeleteBudget::new(5).take(at(0), 6), Err(6));
     }
 }
