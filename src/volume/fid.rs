@@ -34,6 +34,14 @@ pub fn volume_id(file_id: &str) -> Result<&str> {
     }
 }
 
+/// The `i`-th id of a batch assign, in plain form. weed names it
+/// `vid,hex_i` (the key plus i), but its filer cannot parse that form when
+/// it deletes chunks (the needles would never be freed); the plain form
+/// names the same needle.
+pub fn nth(base: &str, i: u64) -> Result<String> {
+    Ok(format(&parse(&format!("{base}_{i}"))?))
+}
+
 /// Parses `vid,hex` (or `vid,hex_N`, the N-th id of a batch assign, whose
 /// key is N more) back into a FileId (inverse of `format`).
 pub fn parse(file_id: &str) -> Result<FileId> {
@@ -68,6 +76,17 @@ mod tests {
         f.file_key = k;
         f.cookie = c;
         f
+    }
+
+    #[test]
+    fn batch_ids_are_plain() {
+        assert_eq!(nth("3,01637037d6", 2).unwrap(), "3,03637037d6");
+        assert_eq!(nth("3,ff637037d6", 1).unwrap(), "3,0100637037d6");
+        assert_eq!(
+            parse("3,01637037d6_2").unwrap(),
+            parse("3,03637037d6").unwrap()
+        );
+        assert!(nth("nonsense", 1).is_err());
     }
 
     #[test]

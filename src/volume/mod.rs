@@ -278,8 +278,8 @@ impl ChunkSink {
                 leases.clear();
             }
             let q = leases.entry(dir).or_default();
-            for i in (1..assigned.count).rev() {
-                q.push(lease(format!("{}_{i}", assigned.file_id)));
+            for i in (1..assigned.count as u64).rev() {
+                q.push(lease(fid::nth(&assigned.file_id, i)?));
             }
         }
         Ok(lease(assigned.file_id.clone()))

@@ -234,3 +234,40 @@ fn a_chunk_gone_for_good_is_ledgered_and_does_not_wedge() {
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn chunks_replaced_on_the_target_are_freed() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..20 {
+        a.put(&format!("/gc/f{i}.bin"), &bytes(i, 5000));
+    }
+    let state = temp_state("gc");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    // Batch-assigned ids included: B's copies of 20 files in one folder.
+    let old: Vec<String> = (0..20)
+        .flat_map(|i| b.entry(&format!("/gc/f{i}.bin")).chunks)
+        .map(|c| filer_sync::volume::fid::of_chunk(&c))
+        .collect();
+    for i in 0..10 {
+        a.put(&format!("/gc/f{i}.bin"), &bytes(100 + i, 6000));
+    }
+    for i in 10..20 {
+        a.delete(&format!("/gc/f{i}.bin"));
+    }
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/gc"), &b.tree("/gc"));
+    // B's filer frees the replaced chunks in the background: every one of
+    // them must end up gone from its volume server.
+    let gone = |fid: &String| {
+        let url = format!("http://127.0.0.1:{}/{fid}", b.volume);
+        http().get(&url).call().unwrap().status().as_u16() == 404
+    };
+    eventually(30, "B's volume server frees the replaced chunks", || {
+        old.iter().all(gone)
+    });
+    let log = std::fs::read_to_string(b.dir.join("filer.log")).unwrap();
+    assert!(!log.contains("Parse cookie error"), "{log}");
+}
