@@ -24,8 +24,8 @@ mins=$(( ($(date +%s) - t0) / 60 ))
   echo "content hash). \"Refused by the servers\" counts workload writes that failed because the"
   echo "source's own servers were down or restarting (they never happened, so there is nothing to lose)."
   echo
-  echo "| scenario | faults injected | workload operations | events applied | entries compared | lost | divergent | seconds |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| scenario | faults injected | servers crashed and restarted | workload operations | events applied | entries compared | lost | divergent | seconds |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   cat "$report"
   echo
   grep -h "CHAOS .*seed" "$log" | sed 's/^/    /' || true

@@ -25,6 +25,9 @@ pub struct Applier {
     /// `conflict::resolve` (newer mtime, ties broken the same on both sides).
     pub newer_target_wins: bool,
     pub dry_run: bool,
+    /// Target folders known to exist (see `ensure_parent`); cleared by every
+    /// delete and rename.
+    pub known_dirs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -57,6 +60,7 @@ impl Applier {
                 name,
                 signatures,
             } => {
+                self.known_dirs.lock().unwrap().clear();
                 self.delete(dir, name, signatures)?;
                 Ok(Outcome::default())
             }
@@ -74,7 +78,9 @@ impl Applier {
                 req.new_directory = new_dir.clone();
                 req.new_name = entry.name.clone();
                 req.signatures = signatures.clone();
+                self.known_dirs.lock().unwrap().clear();
                 if self.lookup_target(old_dir, old_name)?.is_some() {
+                    self.ensure_parent(new_dir, parent(source), signatures)?;
                     if let Err(e) = retry("AtomicRenameEntry", Policy::SHORT, || {
                         self.target.rename(&req)
                     }) {
@@ -108,6 +114,40 @@ impl Applier {
         req.is_from_other_cluster = true;
         req.signatures = signatures.to_vec();
         retry("DeleteEntry", Policy::SHORT, || self.target.delete(&req))
+    }
+
+    /// Makes sure the target folder `dir` exists, creating missing ones with
+    /// the attributes of their source counterparts (`source_dir`, walking up
+    /// together). A filer creates a missing parent by itself, stamped with
+    /// its own clock; and a source filer that did so (a move into a folder
+    /// that is not there) logs no event for it, so without this the folder's
+    /// mtime would differ between the clusters.
+    fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
+        if dir == "/" || source_dir == "/" || self.known_dirs.lock().unwrap().contains(dir) {
+            return Ok(());
+        }
+        let (pd, name) = split_path(dir);
+        if self.lookup_target(pd, name)?.is_none() {
+            let (spd, sname) = split_path(source_dir);
+            let found = retry("LookupDirectoryEntry", Policy::SHORT, || {
+                self.source.lookup(spd, sname)
+            })?;
+            // Gone on the source, or not a folder: leave it to the filer.
+            let Some(mut e) = found.filter(|e| e.is_directory) else {
+                return Ok(());
+            };
+            self.ensure_parent(pd, spd, signatures)?;
+            e.name = name.to_string();
+            e.chunks.clear();
+            let mut req = CreateEntryRequest::new();
+            req.directory = pd.to_string();
+            req.entry = Some(e).into();
+            req.is_from_other_cluster = true;
+            req.signatures = signatures.to_vec();
+            retry("CreateEntry", Policy::SHORT, || self.target.create(&req))?;
+        }
+        self.known_dirs.lock().unwrap().insert(dir.to_string());
+        Ok(())
     }
 
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
@@ -204,6 +244,7 @@ impl Applier {
             req.signatures = signatures.to_vec();
             retry("UpdateEntry", Policy::SHORT, || self.target.update(&req))?;
         } else {
+            self.ensure_parent(dir, parent(source_path), signatures)?;
             let mut req = CreateEntryRequest::new();
             req.directory = dir.to_string();
             req.entry = Some(entry).into();
@@ -370,6 +411,11 @@ impl Applier {
             }
         })
     }
+}
+
+/// The parent folder of an absolute path ("/" for "/" and top-level names).
+fn parent(path: &str) -> &str {
+    split_path(path).0
 }
 
 fn chunk_ids(e: &Entry) -> Vec<String> {

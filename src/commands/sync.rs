@@ -146,6 +146,7 @@ fn flow(
             chunks_out: ChunkSink::new(t.clone(), dst.proxy, agent, dst.placement.clone()),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
+            known_dirs: Default::default(),
         },
         key,
         state_path: cfg.state.clone(),

@@ -271,3 +271,18 @@ fn chunks_replaced_on_the_target_are_freed() {
     let log = std::fs::read_to_string(b.dir.join("filer.log")).unwrap();
     assert!(!log.contains("Parse cookie error"), "{log}");
 }
+
+#[test]
+fn folders_a_filer_makes_by_itself_keep_the_source_attributes() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/imp/src/f.txt", b"moved into folders that are not there");
+    // A's filer makes the missing folders itself, and logs no event for them.
+    a.mv("/imp/src/f.txt", "/imp/made/by/move/f.txt");
+    // B would stamp the folders it makes with a later time.
+    std::thread::sleep(Duration::from_millis(1100));
+    let state = temp_state("implicit");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/imp"), &b.tree("/imp"));
+}

@@ -263,6 +263,13 @@ impl Cluster {
         .unwrap();
     }
 
+    /// True when the process `name` was started and has died on its own.
+    pub fn exited(&mut self, name: &str) -> bool {
+        self.procs
+            .iter_mut()
+            .any(|(n, c)| n == name && c.try_wait().ok().flatten().is_some())
+    }
+
     /// Restarts the filer on the same ports and store.
     pub fn restart_filer(&mut self) {
         self.stop("filer");
