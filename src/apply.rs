@@ -25,8 +25,8 @@ pub struct Applier {
     /// `conflict::resolve` (newer mtime, ties broken the same on both sides).
     pub newer_target_wins: bool,
     pub dry_run: bool,
-    /// Target folders known to exist (see `ensure_parent`); cleared by every
-    /// delete and rename.
+    /// Target folders known to exist (see `ensure_parent`); a delete or
+    /// rename forgets those at and below its path.
     pub known_dirs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -60,7 +60,7 @@ impl Applier {
                 name,
                 signatures,
             } => {
-                self.known_dirs.lock().unwrap().clear();
+                self.forget_dirs(&join_path(dir, name));
                 self.delete(dir, name, signatures)?;
                 Ok(Outcome::default())
             }
@@ -78,7 +78,7 @@ impl Applier {
                 req.new_directory = new_dir.clone();
                 req.new_name = entry.name.clone();
                 req.signatures = signatures.clone();
-                self.known_dirs.lock().unwrap().clear();
+                self.forget_dirs(&join_path(old_dir, old_name));
                 if self.lookup_target(old_dir, old_name)?.is_some() {
                     self.ensure_parent(new_dir, parent(source), signatures)?;
                     if let Err(e) = retry("AtomicRenameEntry", Policy::SHORT, || {
@@ -139,15 +139,27 @@ impl Applier {
             self.ensure_parent(pd, spd, signatures)?;
             e.name = name.to_string();
             e.chunks.clear();
-            let mut req = CreateEntryRequest::new();
-            req.directory = pd.to_string();
-            req.entry = Some(e).into();
-            req.is_from_other_cluster = true;
-            req.signatures = signatures.to_vec();
-            retry("CreateEntry", Policy::SHORT, || self.target.create(&req))?;
+            self.create(pd, e, signatures)?;
         }
         self.known_dirs.lock().unwrap().insert(dir.to_string());
         Ok(())
+    }
+
+    fn forget_dirs(&self, path: &str) {
+        self.known_dirs
+            .lock()
+            .unwrap()
+            .retain(|d| !crate::replicate::is_under(d, path));
+    }
+
+    /// Creates `entry` in the target folder `dir`, carrying the signatures.
+    fn create(&self, dir: &str, entry: Entry, signatures: &[i32]) -> Result<()> {
+        let mut req = CreateEntryRequest::new();
+        req.directory = dir.to_string();
+        req.entry = Some(entry).into();
+        req.is_from_other_cluster = true;
+        req.signatures = signatures.to_vec();
+        retry("CreateEntry", Policy::SHORT, || self.target.create(&req))
     }
 
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
@@ -245,12 +257,7 @@ impl Applier {
             retry("UpdateEntry", Policy::SHORT, || self.target.update(&req))?;
         } else {
             self.ensure_parent(dir, parent(source_path), signatures)?;
-            let mut req = CreateEntryRequest::new();
-            req.directory = dir.to_string();
-            req.entry = Some(entry).into();
-            req.is_from_other_cluster = true;
-            req.signatures = signatures.to_vec();
-            retry("CreateEntry", Policy::SHORT, || self.target.create(&req))?;
+            self.create(dir, entry, signatures)?;
         }
         Ok(Outcome {
             bytes,
