@@ -31,7 +31,7 @@ bench: deps
 	$(CARGO) build --release
 	python3 scripts/bench.py $(BENCH_WORKLOADS)
 
-# The long fault-injection suite (≈15 min); figures into RELIABILITY.md.
+# The long fault-injection suite (≈5 min here); figures into RELIABILITY.md.
 chaos: build
 	scripts/chaos.sh
 
