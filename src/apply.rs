@@ -28,6 +28,9 @@ pub struct Applier {
     /// Target folders known to exist (see `ensure_parent`); a delete or
     /// rename forgets those at and below its path.
     pub known_dirs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The synced folder on the target: `ensure_parent` makes folders below
+    /// it only (it and its ancestors are not the source's to describe).
+    pub target_root: String,
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -123,7 +126,8 @@ impl Applier {
     /// that is not there) logs no event for it, so without this the folder's
     /// mtime would differ between the clusters.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
-        if dir == "/" || source_dir == "/" || self.known_dirs.lock().unwrap().contains(dir) {
+        let inside = dir != self.target_root && crate::replicate::is_under(dir, &self.target_root);
+        if !inside || source_dir == "/" || self.known_dirs.lock().unwrap().contains(dir) {
             return Ok(());
         }
         let (pd, name) = split_path(dir);

@@ -147,6 +147,7 @@ fn flow(
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
             known_dirs: Default::default(),
+            target_root: dst.path.clone(),
         },
         key,
         state_path: cfg.state.clone(),

@@ -489,7 +489,7 @@ fn collect_window(
     }
 }
 
-/// Applies a window lane by lane; returns what to commit. Fails only when a
+/// Applies a window level by level (see `plan`); returns what to commit. Fails only when a
 /// stop was requested mid-window (nothing is committed then).
 fn apply_window(
     f: &Flow,

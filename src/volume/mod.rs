@@ -233,8 +233,9 @@ impl ChunkSink {
 
     /// Takes a file id for `path`: from the ids left over by an earlier
     /// batch assign for the same folder, else from a new AssignVolume that
-    /// asks for `ASSIGN_BATCH` ids at once (`fid`, `fid_1`, … share a needle
-    /// sequence and a cookie), which cuts master round trips for small files.
+    /// asks for `ASSIGN_BATCH` ids at once (the ids after the first are the
+    /// next needle keys with the same cookie, kept in plain form: `fid::nth`),
+    /// which cuts master round trips for small files.
     fn lease(&self, path: &str, size: u64) -> Result<Lease> {
         let dir = crate::filer::split_path(path).0.to_string();
         if let Some(l) = self
