@@ -51,7 +51,14 @@ fn max_delete_pauses_instead_of_emptying_the_target() {
         err.contains("paused") && err.contains("--max-delete 5"),
         "{err}"
     );
-    assert_eq!(b.tree("/md").len(), 20, "nothing deleted on B");
+    // Deletes that arrived in earlier windows of the same minute went
+    // through while they stayed within the budget; never more than 5.
+    let left = b.tree("/md").len();
+    assert!(
+        left >= 15,
+        "{} deletes reached B past --max-delete 5",
+        20 - left
+    );
     // Let it through deliberately.
     let (code, err) = once(&a, &b, &state, &["--max-delete", "100"]);
     assert_eq!(code, 0, "{err}");
