@@ -3,6 +3,13 @@
 //! reusing target chunks whose source id is unchanged), and writes the entry
 //! with the event's signatures so that it never echoes back. Idempotent: an
 //! action applied twice leaves the target as applying it once does.
+//!
+//! A new source entry in a target folder this process made itself (a fresh
+//! folder) skips the target lookup: its chunks are copied and the entry is
+//! created exclusively. Should the target have it after all (its own users
+//! wrote there, or a rename from outside the synced folder replaced a file),
+//! the exclusive create fails and the looked-up path decides, reusing the
+//! chunks already copied and freeing those it does not keep.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{join_path, split_path, FilerClient};
@@ -14,7 +21,7 @@ use crate::state::Conflict;
 use crate::volume::{fid, ChunkSink, ChunkSource};
 use protobuf::Message;
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub struct Applier {
     pub source: FilerClient,
@@ -25,12 +32,22 @@ pub struct Applier {
     /// `conflict::resolve` (newer mtime, ties broken the same on both sides).
     pub newer_target_wins: bool,
     pub dry_run: bool,
-    /// Target folders known to exist (see `ensure_parent`); a delete or
-    /// rename forgets those at and below its path.
-    pub known_dirs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Target folders known to exist and those this process made.
+    pub dirs: std::sync::Mutex<Dirs>,
     /// The synced folder on the target: `ensure_parent` makes folders below
     /// it only (it and its ancestors are not the source's to describe).
     pub target_root: String,
+}
+
+/// Target folders seen by this process. A delete or rename forgets those
+/// at and below its paths.
+#[derive(Debug, Default)]
+pub struct Dirs {
+    /// Known to exist on the target (see `ensure_parent`).
+    known: HashSet<String>,
+    /// Made on the target by this process: it holds only what this process
+    /// wrote into it, unless someone else wrote there meanwhile.
+    fresh: HashSet<String>,
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -57,7 +74,14 @@ impl Applier {
                 entry,
                 signatures,
                 source,
-            } => self.upsert(dir, entry, signatures, source, pool),
+                created,
+            } => {
+                if *created && self.is_fresh(dir) {
+                    self.create_in_fresh(dir, entry, signatures, source, pool)
+                } else {
+                    self.upsert(dir, entry, signatures, source, pool, Vec::new())
+                }
+            }
             Action::Delete {
                 dir,
                 name,
@@ -82,6 +106,7 @@ impl Applier {
                 req.new_name = entry.name.clone();
                 req.signatures = signatures.clone();
                 self.forget_dirs(&join_path(old_dir, old_name));
+                self.forget_dirs(&join_path(new_dir, &entry.name));
                 if self.lookup_target(old_dir, old_name)?.is_some() {
                     self.ensure_parent(new_dir, parent(source), signatures)?;
                     if let Err(e) = retry("AtomicRenameEntry", Policy::SHORT, || {
@@ -100,7 +125,7 @@ impl Applier {
                 }
                 // The old entry is gone (moved by this rename or by its parent's):
                 // make sure the new one is exactly the source's.
-                self.upsert(new_dir, entry, signatures, source, pool)
+                self.upsert(new_dir, entry, signatures, source, pool, Vec::new())
             }
         }
     }
@@ -127,7 +152,7 @@ impl Applier {
     /// mtime would differ between the clusters.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
         let inside = dir != self.target_root && crate::replicate::is_under(dir, &self.target_root);
-        if !inside || source_dir == "/" || self.known_dirs.lock().unwrap().contains(dir) {
+        if !inside || source_dir == "/" || self.dirs.lock().unwrap().known.contains(dir) {
             return Ok(());
         }
         let (pd, name) = split_path(dir);
@@ -143,27 +168,89 @@ impl Applier {
             self.ensure_parent(pd, spd, signatures)?;
             e.name = name.to_string();
             e.chunks.clear();
-            self.create(pd, e, signatures)?;
+            self.create(pd, e, signatures, false)?;
+            self.dirs.lock().unwrap().fresh.insert(dir.to_string());
         }
-        self.known_dirs.lock().unwrap().insert(dir.to_string());
+        self.dirs.lock().unwrap().known.insert(dir.to_string());
         Ok(())
     }
 
     fn forget_dirs(&self, path: &str) {
-        self.known_dirs
-            .lock()
-            .unwrap()
-            .retain(|d| !crate::replicate::is_under(d, path));
+        let mut d = self.dirs.lock().unwrap();
+        d.known.retain(|k| !crate::replicate::is_under(k, path));
+        d.fresh.retain(|k| !crate::replicate::is_under(k, path));
     }
 
-    /// Creates `entry` in the target folder `dir`, carrying the signatures.
-    fn create(&self, dir: &str, entry: Entry, signatures: &[i32]) -> Result<()> {
+    fn is_fresh(&self, dir: &str) -> bool {
+        self.dirs.lock().unwrap().fresh.contains(dir)
+    }
+
+    /// A folder this process just made on the target: it is fresh.
+    fn made_dir(&self, dir: &str, entry: &Entry) {
+        if entry.is_directory {
+            let path = join_path(dir, &entry.name);
+            let mut d = self.dirs.lock().unwrap();
+            d.known.insert(path.clone());
+            d.fresh.insert(path);
+        }
+    }
+
+    /// Creates `entry` in the target folder `dir`, carrying the signatures;
+    /// with `exclusive`, fails (`ErrorKind::Exists`) when it is there.
+    fn create(&self, dir: &str, entry: Entry, signatures: &[i32], exclusive: bool) -> Result<()> {
         let mut req = CreateEntryRequest::new();
         req.directory = dir.to_string();
         req.entry = Some(entry).into();
+        req.o_excl = exclusive;
         req.is_from_other_cluster = true;
         req.signatures = signatures.to_vec();
         retry("CreateEntry", Policy::SHORT, || self.target.create(&req))
+    }
+
+    /// A new source entry in a fresh target folder: copy its chunks and
+    /// create it exclusively, without asking the target first. If the target
+    /// has it after all, the looked-up path decides, with the chunks copied
+    /// here on offer; those it does not keep are freed.
+    fn create_in_fresh(
+        &self,
+        dir: &str,
+        src: &Entry,
+        signatures: &[i32],
+        source_path: &str,
+        pool: &rayon::ThreadPool,
+    ) -> Result<Outcome> {
+        let path = join_path(dir, &src.name);
+        let (entry, bytes) = self.copy_entry(pool, src, &HashMap::new(), &path)?;
+        let copied = entry.chunks.clone();
+        match self.create(dir, entry, signatures, true) {
+            Ok(()) => {
+                self.made_dir(dir, src);
+                Ok(Outcome {
+                    bytes,
+                    ..Outcome::default()
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::Exists => {
+                log::debug!("{path} is on the target already; comparing before writing");
+                let out = self.upsert(dir, src, signatures, source_path, pool, copied.clone());
+                let kept: HashSet<String> = match self.lookup_target(dir, &src.name) {
+                    Ok(t) => t.iter().flat_map(chunk_ids).collect(),
+                    // Unknown: keep them rather than free a chunk in use.
+                    Err(_) => return out,
+                };
+                let unused: Vec<String> = copied
+                    .iter()
+                    .map(fid::of_chunk)
+                    .filter(|id| !kept.contains(id))
+                    .collect();
+                self.chunks_out.discard(&unused);
+                out.map(|o| Outcome {
+                    bytes: o.bytes + bytes,
+                    ..o
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
@@ -172,6 +259,8 @@ impl Applier {
         })
     }
 
+    /// Makes the target entry equal `src` after looking at what the target
+    /// has. `spare` are target copies of source chunks made already.
     fn upsert(
         &self,
         dir: &str,
@@ -179,6 +268,7 @@ impl Applier {
         signatures: &[i32],
         source_path: &str,
         pool: &rayon::ThreadPool,
+        spare: Vec<FileChunk>,
     ) -> Result<Outcome> {
         let existing = self.lookup_target(dir, &src.name)?;
         let mut conflict_seen = None;
@@ -228,24 +318,13 @@ impl Applier {
             }
         }
         let path = join_path(dir, &src.name);
-        let reuse: HashMap<String, FileChunk> = existing
-            .iter()
-            .flat_map(|t| t.chunks.iter())
+        let reuse: HashMap<String, FileChunk> = spare
+            .into_iter()
+            .chain(existing.iter().flat_map(|t| t.chunks.iter().cloned()))
             .filter(|c| !c.source_file_id.is_empty())
-            .map(|c| (c.source_file_id.clone(), c.clone()))
+            .map(|c| (c.source_file_id.clone(), c))
             .collect();
-        let mime = src
-            .attributes
-            .as_ref()
-            .map(|a| a.mime.clone())
-            .unwrap_or_default();
-        let (chunks, bytes) =
-            self.copy_chunks(pool, &src.chunks, &reuse, &path, &src.name, &mime)?;
-        let mut entry = src.clone();
-        entry.chunks = chunks;
-        // Target chunks belong to this entry alone: hard links become copies.
-        entry.hard_link_id.clear();
-        entry.hard_link_counter = 0;
+        let (entry, bytes) = self.copy_entry(pool, src, &reuse, &path)?;
         let type_changed = existing
             .as_ref()
             .is_some_and(|t| t.is_directory != src.is_directory);
@@ -261,13 +340,38 @@ impl Applier {
             retry("UpdateEntry", Policy::SHORT, || self.target.update(&req))?;
         } else {
             self.ensure_parent(dir, parent(source_path), signatures)?;
-            self.create(dir, entry, signatures)?;
+            self.create(dir, entry, signatures, false)?;
+            if existing.is_none() {
+                self.made_dir(dir, src);
+            }
         }
         Ok(Outcome {
             bytes,
             skipped: false,
             conflict: conflict_seen,
         })
+    }
+
+    /// The target version of `src`: its chunks mapped by `copy_chunks`.
+    fn copy_entry(
+        &self,
+        pool: &rayon::ThreadPool,
+        src: &Entry,
+        reuse: &HashMap<String, FileChunk>,
+        path: &str,
+    ) -> Result<(Entry, u64)> {
+        let mime = src
+            .attributes
+            .as_ref()
+            .map(|a| a.mime.clone())
+            .unwrap_or_default();
+        let (chunks, bytes) = self.copy_chunks(pool, &src.chunks, reuse, path, &src.name, &mime)?;
+        let mut entry = src.clone();
+        entry.chunks = chunks;
+        // Target chunks belong to this entry alone: hard links become copies.
+        entry.hard_link_id.clear();
+        entry.hard_link_counter = 0;
+        Ok((entry, bytes))
     }
 
     /// Maps every source chunk to a target chunk: reused when the target

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Busy,
     /// A safety rail stopped a direction (e.g. --max-delete).
     Paused,
+    /// An exclusive create found the entry already there.
+    Exists,
 }
 
 #[derive(Debug, Clone)]

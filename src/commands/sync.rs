@@ -116,7 +116,7 @@ fn flow(
     if src.from_ts_ms > 0 {
         state.set_checkpoint(&key, src.from_ts_ms.saturating_mul(1_000_000))?;
     }
-    let agent = volume::agent(Duration::from_secs(cfg.timeout_secs.max(30)));
+    let http = volume::Http::new(Duration::from_secs(cfg.timeout_secs.max(30)));
     let name = format!("{}→{}", src.label, dst.label);
     let stats = std::sync::Arc::new(crate::pipeline::stats::Stats::new(
         &name,
@@ -140,13 +140,13 @@ fn flow(
         applier: Applier {
             source: s.clone(),
             target: t.clone(),
-            chunks_in: ChunkSource::new(s.clone(), src.proxy, agent.clone())
+            chunks_in: ChunkSource::new(s.clone(), src.proxy, http.clone())
                 .with_throttle(throttle.clone())
                 .with_read_signer(src.security.read.clone()),
-            chunks_out: ChunkSink::new(t.clone(), dst.proxy, agent, dst.placement.clone()),
+            chunks_out: ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone()),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
-            known_dirs: Default::default(),
+            dirs: Default::default(),
             target_root: dst.path.clone(),
         },
         key,

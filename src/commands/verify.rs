@@ -31,7 +31,7 @@ struct Pair {
     b: FilerClient,
     sig_a: i32,
     sig_b: i32,
-    agent: ureq::Agent,
+    http: volume::Http,
     walkers: rayon::ThreadPool,
     chunks: rayon::ThreadPool,
 }
@@ -47,7 +47,7 @@ fn connect(cfg: &SyncConfig) -> Result<Pair> {
         b,
         sig_a,
         sig_b,
-        agent: volume::agent(Duration::from_secs(cfg.timeout_secs.max(30))),
+        http: volume::Http::new(Duration::from_secs(cfg.timeout_secs.max(30))),
         walkers: crate::pipeline::pool("verify", "walk", cfg.workers.min(16))?,
         chunks: crate::pipeline::pool("verify", "chunk", cfg.chunk_workers)?,
     })
@@ -61,7 +61,7 @@ impl Pair {
             a_path: &cfg.a.path,
             b_path: &cfg.b.path,
             checksum,
-            agent: &self.agent,
+            http: &self.http,
             pool: &self.walkers,
         }
         .diffs()
@@ -73,17 +73,17 @@ impl Pair {
         let applier = Applier {
             source: self.a.clone(),
             target: self.b.clone(),
-            chunks_in: ChunkSource::new(self.a.clone(), cfg.a.proxy, self.agent.clone())
+            chunks_in: ChunkSource::new(self.a.clone(), cfg.a.proxy, self.http.clone())
                 .with_read_signer(cfg.a.security.read.clone()),
             chunks_out: ChunkSink::new(
                 self.b.clone(),
                 cfg.b.proxy,
-                self.agent.clone(),
+                self.http.clone(),
                 cfg.b.placement.clone(),
             ),
             newer_target_wins: false,
             dry_run: cfg.dry_run,
-            known_dirs: Default::default(),
+            dirs: Default::default(),
             target_root: cfg.b.path.clone(),
         };
         // One action per path, in path order so that parents come first.
@@ -101,6 +101,7 @@ impl Pair {
                     entry: entry.clone(),
                     signatures: vec![self.sig_a],
                     source: Walk::full(&cfg.a.path, rel),
+                    created: false,
                 },
                 (None, Class::OnlyOnB) if delete_extra => Action::Delete {
                     dir: dir.to_string(),

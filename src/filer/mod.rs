@@ -159,13 +159,26 @@ impl FilerClient {
             .map_err(|e| self.wrap("CreateEntry", e))?;
         let code = r.error_code.enum_value_or_default();
         if !r.error.is_empty() || code != FilerError::OK {
-            return Err(Error::remote(format!(
-                "{} {}/{}: {} ({code:?})",
-                self.ctx("CreateEntry"),
-                req.directory,
-                req.entry.name,
-                r.error
-            )));
+            let kind = match code {
+                FilerError::ENTRY_ALREADY_EXISTS
+                | FilerError::EXISTING_IS_FILE
+                | FilerError::EXISTING_IS_DIRECTORY
+                    if req.o_excl =>
+                {
+                    ErrorKind::Exists
+                }
+                _ => ErrorKind::Remote,
+            };
+            return Err(Error::new(
+                kind,
+                format!(
+                    "{} {}/{}: {} ({code:?})",
+                    self.ctx("CreateEntry"),
+                    req.directory,
+                    req.entry.name,
+                    r.error
+                ),
+            ));
         }
         Ok(())
     }

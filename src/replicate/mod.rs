@@ -30,12 +30,15 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Make the target entry at `dir/entry.name` equal the source entry,
-    /// which the event saw at source path `source`.
+    /// which the event saw at source path `source`. `created`: the entry is
+    /// new to this scope (no old version in it), so the target most likely
+    /// lacks it.
     Upsert {
         dir: String,
         entry: Entry,
         signatures: Vec<i32>,
         source: String,
+        created: bool,
     },
     Delete {
         dir: String,
@@ -158,7 +161,7 @@ impl Scope {
             .map(|e| join_path(new_dir, &e.name))
             .filter(|p| self.contains(p));
         let signatures = n.signatures.clone();
-        let upsert = |path: &str| {
+        let upsert = |path: &str, created: bool| {
             let target = self.map(path);
             let (dir, _) = crate::filer::split_path(&target);
             Action::Upsert {
@@ -166,11 +169,12 @@ impl Scope {
                 entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                 signatures: signatures.clone(),
                 source: path.to_string(),
+                created,
             }
         };
         match (old, new) {
             (None, None) => vec![],
-            (None, Some(p)) => vec![upsert(&p)],
+            (None, Some(p)) => vec![upsert(&p, true)],
             (Some(p), None) => {
                 if !self.deletes {
                     return vec![];
@@ -183,10 +187,10 @@ impl Scope {
                     signatures,
                 }]
             }
-            (Some(o), Some(p)) if o == p => vec![upsert(&p)],
+            (Some(o), Some(p)) if o == p => vec![upsert(&p, false)],
             (Some(o), Some(p)) => {
                 if !self.deletes {
-                    return vec![upsert(&p)];
+                    return vec![upsert(&p, true)];
                 }
                 let old_target = self.map(&o);
                 let (old_dir, old_name) = crate::filer::split_path(&old_target);

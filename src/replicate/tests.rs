@@ -177,3 +177,34 @@ fn origin_only_forwards_only_native_changes() {
         "came from cluster 3"
     );
 }
+
+#[test]
+fn an_entry_new_to_the_scope_is_marked_created() {
+    let created = |ev: &Event, s: &Scope| -> Vec<bool> {
+        s.plan(ev)
+            .iter()
+            .filter_map(|a| match a {
+                Action::Upsert { created, .. } => Some(*created),
+                _ => None,
+            })
+            .collect()
+    };
+    let s = scope("/p", "/q");
+    assert_eq!(created(&ev(None, Some("/p/a"), &[]), &s), [true]);
+    assert_eq!(created(&ev(Some("/p/a"), Some("/p/a"), &[]), &s), [false]);
+    // Moved in from outside the folder or from an excluded one: new here.
+    assert_eq!(
+        created(&ev(Some("/elsewhere/a"), Some("/p/a"), &[]), &s),
+        [true]
+    );
+    assert_eq!(
+        created(&ev(Some("/p/tmp/a"), Some("/p/a"), &[]), &s),
+        [true]
+    );
+    // Renamed with deletes off: the new path is new on the target.
+    let keep = Scope {
+        deletes: false,
+        ..scope("/p", "/q")
+    };
+    assert_eq!(created(&ev(Some("/p/a"), Some("/p/b"), &[]), &keep), [true]);
+}

@@ -135,7 +135,7 @@ pub struct Walk<'a> {
     pub b_path: &'a str,
     /// Also hash file bytes on both sides (through the filers' HTTP).
     pub checksum: bool,
-    pub agent: &'a ureq::Agent,
+    pub http: &'a crate::volume::Http,
     pub pool: &'a rayon::ThreadPool,
 }
 
@@ -223,7 +223,7 @@ impl Walk<'_> {
             c.addr().http(),
             crate::volume::url_path(path)
         );
-        let mut resp = self.agent.get(&url).call()?;
+        let mut resp = self.http.agent().get(&url).call()?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(crate::error::Error::from(ureq::Error::StatusCode(status))

@@ -80,7 +80,7 @@ fn chunk_manifests_are_rewritten_for_the_target() {
     let sink = ChunkSink::new(
         ca.clone(),
         false,
-        filer_sync::volume::agent(Duration::from_secs(30)),
+        filer_sync::volume::Http::new(Duration::from_secs(30)),
         Placement::default(),
     );
     // Three data chunks, listed by a manifest chunk, as weed does past 10,000 chunks.
@@ -285,4 +285,57 @@ fn folders_a_filer_makes_by_itself_keep_the_source_attributes() {
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/imp"), &b.tree("/imp"));
+}
+
+/// A new source entry in a folder the sync made on the target skips the
+/// target lookup and is created exclusively. When the target has the entry
+/// after all (its own users wrote there), the usual comparison decides and
+/// the chunk copied for nothing is freed.
+#[test]
+fn a_new_entry_the_target_has_already_is_compared_before_it_is_written() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let state = temp_state("fresh");
+    let log = std::env::temp_dir().join(format!("filer-sync-it-fresh-{}.log", std::process::id()));
+    let (aa, ba) = (a.addr(), b.addr());
+    let sync = Running(
+        std::process::Command::new(bin())
+            .args(["sync", "-a", &aa, "-b", &ba, "--state", &state])
+            .env("RUST_LOG", "filer_sync=debug")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    a.put("/fx/f0.txt", b"makes /fx on B");
+    eventually(30, "/fx/f0.txt on B", || b.get("/fx/f0.txt").is_some());
+    // With the sync paused, both write f.txt; B's version is the newer.
+    let pid = sync.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    a.put("/fx/f.txt", b"A's, older");
+    std::thread::sleep(Duration::from_millis(1100));
+    b.put("/fx/f.txt", b"B's, newer");
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    eventually(30, "B's version on A", || {
+        a.get("/fx/f.txt").as_deref() == Some(&b"B's, newer"[..])
+    });
+    let text = || std::fs::read_to_string(&log).unwrap();
+    eventually(30, "the chunk A's copy left unused freed on B", || {
+        text().contains("freed unused chunk")
+    });
+    drop(sync);
+    let text = text();
+    assert!(
+        text.contains("/fx/f.txt is on the target already"),
+        "{text}"
+    );
+    assert!(!text.contains("could not be freed"), "{text}");
+    assert_eq!(b.get("/fx/f.txt").unwrap(), b"B's, newer");
+    assert_same(&a.tree("/fx"), &b.tree("/fx"));
+    // A folder made by the next run: its files go in by exclusive create.
+    for i in 0..20 {
+        a.put(&format!("/fx/new/n{i}.txt"), &bytes(i, 3000));
+    }
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/fx"), &b.tree("/fx"));
 }

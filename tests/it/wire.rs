@@ -124,7 +124,7 @@ fn copy_first_chunk(proxy: bool) {
     assert_eq!(entry.chunks.len(), 1, "one chunk for 300 kB");
     let chunk = &entry.chunks[0];
     let id = fid::of_chunk(chunk);
-    let agent = filer_sync::volume::agent(Duration::from_secs(30));
+    let agent = filer_sync::volume::Http::new(Duration::from_secs(30));
     let src = ChunkSource::new(ca.clone(), proxy, agent.clone());
     let got = src.download(&id, Some(chunk.size)).unwrap();
     assert_eq!(got, data);
@@ -143,6 +143,16 @@ fn copy_first_chunk(proxy: bool) {
     req.entry = Some(e).into();
     cb.create(&req).unwrap();
     assert_eq!(b.get("/c/blob.bin").unwrap(), data);
+    // A copy that ends up unused is freed on the volume server (direct
+    // mode; behind the filer proxy it is only named in a warning).
+    let spare = sink
+        .upload("/c/spare.bin", "spare.bin", "", b"unused")
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/{spare}", b.volume);
+    let status = || http().get(&url).call().unwrap().status().as_u16();
+    assert_eq!(status(), 200);
+    sink.discard(std::slice::from_ref(&spare));
+    assert_eq!(status(), if proxy { 200 } else { 404 }, "{url}");
 }
 
 #[test]
@@ -167,7 +177,7 @@ fn missing_chunk_is_not_found() {
     let src = ChunkSource::new(
         ca,
         false,
-        filer_sync::volume::agent(Duration::from_secs(10)),
+        filer_sync::volume::Http::new(Duration::from_secs(10)),
     );
     let e = src.download(&id, Some(10)).unwrap_err();
     assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
