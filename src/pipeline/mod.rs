@@ -216,6 +216,14 @@ pub fn run(f: &Flow) -> Result<Summary> {
         chunks: pool(&f.name, "chunk", f.chunk_workers)?,
     };
     let mut budget = f.max_delete.map(DeleteBudget::new);
+    // Resuming from a checkpoint: the previous process may have applied one
+    // window past it before it stopped (a kill between apply and commit).
+    // Replaying those events must not bring back what later ones moved or
+    // removed, so the first `batch_size` upserts are checked on the source.
+    let mut careful = match state.position(&f.key)? {
+        Some((since, _)) if since > 0 => f.batch_size,
+        _ => 0,
+    };
     loop {
         let (since, stands_on) = state.position(&f.key)?.unwrap_or((0, 0));
         sum.checkpoint_ns = since;
@@ -245,7 +253,9 @@ pub fn run(f: &Flow) -> Result<Summary> {
                 f.stats
                     .in_flight
                     .store(window.len() as u64, Ordering::Relaxed);
-                let commit = apply_window(f, &workers, window, &mut budget);
+                let checked = careful.min(window.len());
+                careful -= checked;
+                let commit = apply_window(f, &workers, window, checked, &mut budget);
                 f.stats.in_flight.store(0, Ordering::Relaxed);
                 let commit = commit?;
                 sum.events += commit.events;
@@ -490,11 +500,14 @@ fn collect_window(
 }
 
 /// Applies a window level by level (see `plan`); returns what to commit. Fails only when a
-/// stop was requested mid-window (nothing is committed then).
+/// stop was requested mid-window (nothing is committed then). The first
+/// `checked` events may have been applied by a process that stopped before
+/// committing them: see `apply_one`.
 fn apply_window(
     f: &Flow,
     pools: &Pools,
     window: Vec<Event>,
+    checked: usize,
     budget: &mut Option<DeleteBudget>,
 ) -> Result<Commit> {
     let planned: Vec<(Event, Vec<Action>)> = window
@@ -532,7 +545,7 @@ fn apply_window(
                     let (ev, actions) = &planned[i];
                     c.events += 1;
                     for a in actions {
-                        apply_one(f, &pools.chunks, ev, a, &mut c)?;
+                        apply_one(f, &pools.chunks, ev, a, i < checked, &mut c)?;
                     }
                     Ok(c)
                 })
@@ -547,14 +560,27 @@ fn apply_window(
 
 /// Applies one action, retrying passing faults until they pass (never
 /// skipping an event); a permanent failure is either superseded on the
-/// source (a lossless skip) or goes to the ledger.
+/// source (a lossless skip) or goes to the ledger. A `replayed` upsert whose
+/// version the source no longer holds is skipped: applied again after
+/// later events had moved or removed it, it would bring back an entry (and
+/// its folders) that the source has not got; the later events follow.
 fn apply_one(
     f: &Flow,
     chunks: &rayon::ThreadPool,
     ev: &Event,
     a: &Action,
+    replayed: bool,
     c: &mut Commit,
 ) -> Result<()> {
+    if let (true, Action::Upsert { source, entry, .. }) = (replayed, a) {
+        if f.applier.source_replaced(source, entry).unwrap_or(false) {
+            log::debug!(
+                "{}: {source} changed on the source since this replayed event; skipping it",
+                f.name
+            );
+            return Ok(());
+        }
+    }
     let what = format!("{}: {}", f.name, a.target());
     match retry(&what, Policy::FOREVER, || f.applier.apply(a, chunks)) {
         Ok(out) => {
