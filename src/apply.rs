@@ -48,6 +48,27 @@ pub struct Dirs {
     /// Made on the target by this process: it holds only what this process
     /// wrote into it, unless someone else wrote there meanwhile.
     fresh: HashSet<String>,
+    /// Moved away on the target by this process, with all below them; until
+    /// something is made below one again.
+    moved: HashSet<String>,
+}
+
+impl Dirs {
+    /// `path` is below a folder this process moved away (so it is gone).
+    fn moved_along(&self, path: &str) -> bool {
+        !self.moved.is_empty()
+            && self
+                .moved
+                .iter()
+                .any(|m| m != path && crate::replicate::is_under(path, m))
+    }
+
+    /// Something was made at `path`: folders above it exist again.
+    fn made(&mut self, path: &str) {
+        if !self.moved.is_empty() {
+            self.moved.retain(|m| !crate::replicate::is_under(path, m));
+        }
+    }
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -105,20 +126,28 @@ impl Applier {
                 req.new_directory = new_dir.clone();
                 req.new_name = entry.name.clone();
                 req.signatures = signatures.clone();
-                self.forget_dirs(&join_path(old_dir, old_name));
-                self.forget_dirs(&join_path(new_dir, &entry.name));
-                if self.lookup_target(old_dir, old_name)?.is_some() {
+                let (old_path, new_path) = (join_path(old_dir, old_name), action.target());
+                self.forget_dirs(&old_path);
+                self.forget_dirs(&new_path);
+                // A folder's move is logged with one event per entry below
+                // it after its own; this process moved them all already.
+                let moved_along = self.dirs.lock().unwrap().moved_along(&old_path);
+                if !moved_along && self.lookup_target(old_dir, old_name)?.is_some() {
                     self.ensure_parent(new_dir, parent(source), signatures)?;
-                    if let Err(e) = retry("AtomicRenameEntry", Policy::SHORT, || {
+                    let r = retry("AtomicRenameEntry", Policy::SHORT, || {
                         self.target.rename(&req)
-                    }) {
+                    });
+                    self.dirs.lock().unwrap().made(&new_path);
+                    if r.is_ok() && entry.is_directory {
+                        self.dirs.lock().unwrap().moved.insert(old_path);
+                    }
+                    if let Err(e) = r {
                         // Gone meanwhile (moved with its parent) is fine; otherwise
                         // the rename's own error, passing or not, decides.
                         if self.lookup_target(old_dir, old_name)?.is_some() {
                             return Err(e.context(format!(
-                                "rename {} -> {}",
-                                join_path(old_dir, old_name),
-                                join_path(new_dir, &entry.name)
+                                "rename {} -> {new_path}",
+                                join_path(old_dir, old_name)
                             )));
                         }
                     }
@@ -204,6 +233,10 @@ impl Applier {
         req.o_excl = exclusive;
         req.is_from_other_cluster = true;
         req.signatures = signatures.to_vec();
+        self.dirs
+            .lock()
+            .unwrap()
+            .made(&join_path(dir, &req.entry.name));
         retry("CreateEntry", Policy::SHORT, || self.target.create(&req))
     }
 
@@ -586,5 +619,26 @@ fn describe(a: &Action) -> String {
         Action::Rename {
             old_dir, old_name, ..
         } => format!("rename {} to {}", join_path(old_dir, old_name), a.target()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_below_a_moved_folder_are_gone_until_it_is_made_again() {
+        let mut d = Dirs::default();
+        assert!(!d.moved_along("/x/c"));
+        d.moved.insert("/x".into());
+        assert!(d.moved_along("/x/c"));
+        assert!(d.moved_along("/x/c/deeper"));
+        assert!(!d.moved_along("/x"), "the folder itself is its own event");
+        assert!(!d.moved_along("/xy/c"));
+        d.made("/other/f");
+        assert!(d.moved_along("/x/c"));
+        // Something made below it (the filer makes /x again): no longer known.
+        d.made("/x/new");
+        assert!(!d.moved_along("/x/c"));
     }
 }
