@@ -4,18 +4,18 @@
 //! with the event's signatures so that it never echoes back. Idempotent: an
 //! action applied twice leaves the target as applying it once does.
 //!
-//! A new source entry in a target folder this process made itself (a fresh
-//! folder) skips the target lookup: its chunks are copied and the entry is
-//! created exclusively. Should the target have it after all (its own users
-//! wrote there, or a rename from outside the synced folder replaced a file),
-//! the exclusive create fails and the looked-up path decides, reusing the
-//! chunks already copied and freeing those it does not keep.
+//! Two writes skip the target lookup: a new source entry in a target folder
+//! this process made itself (a fresh folder) is created exclusively, and,
+//! one-way, a file written anew in place is updated outright. Should the
+//! target not be as the event implies (its own users wrote there), the write
+//! fails and the looked-up path decides, reusing the chunks already copied
+//! and freeing those it does not keep.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{join_path, split_path, FilerClient};
 use crate::pb::filer::*;
 use crate::replicate::conflict::{self, mtime_ns, Verdict};
-use crate::replicate::Action;
+use crate::replicate::{Action, Change};
 use crate::retry::{retry, Policy};
 use crate::state::Conflict;
 use crate::volume::{fid, ChunkSink, ChunkSource};
@@ -71,6 +71,13 @@ impl Dirs {
     }
 }
 
+/// How `write_unseen` writes.
+#[derive(Clone, Copy)]
+enum Write {
+    Create,
+    Update,
+}
+
 /// What applying an action did, for counters, logs and the conflict ledger.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
@@ -95,14 +102,16 @@ impl Applier {
                 entry,
                 signatures,
                 source,
-                created,
-            } => {
-                if *created && self.is_fresh(dir) {
-                    self.create_in_fresh(dir, entry, signatures, source, pool)
-                } else {
-                    self.upsert(dir, entry, signatures, source, pool, Vec::new())
+                change,
+            } => match change {
+                Change::Created if self.is_fresh(dir) => {
+                    self.write_unseen(dir, entry, signatures, source, pool, Write::Create)
                 }
-            }
+                Change::Rewritten if !self.newer_target_wins => {
+                    self.write_unseen(dir, entry, signatures, source, pool, Write::Update)
+                }
+                _ => self.upsert(dir, entry, signatures, source, pool, Vec::new()),
+            },
             Action::Delete {
                 dir,
                 name,
@@ -240,22 +249,33 @@ impl Applier {
         retry("CreateEntry", Policy::SHORT, || self.target.create(&req))
     }
 
-    /// A new source entry in a fresh target folder: copy its chunks and
-    /// create it exclusively, without asking the target first. If the target
-    /// has it after all, the looked-up path decides, with the chunks copied
-    /// here on offer; those it does not keep are freed.
-    fn create_in_fresh(
+    /// Writes `src` without asking the target first: its chunks are copied
+    /// and the entry created exclusively (a new entry in a fresh folder) or
+    /// updated (a file written anew, one-way: nothing to reuse, nothing to
+    /// weigh). Should the target not be as expected (it has the new entry,
+    /// or lacks the rewritten one), the looked-up path decides, with the
+    /// chunks copied here on offer; those it does not keep are freed.
+    fn write_unseen(
         &self,
         dir: &str,
         src: &Entry,
         signatures: &[i32],
         source_path: &str,
         pool: &rayon::ThreadPool,
+        how: Write,
     ) -> Result<Outcome> {
         let path = join_path(dir, &src.name);
         let (entry, bytes) = self.copy_entry(pool, src, &HashMap::new(), &path)?;
         let copied = entry.chunks.clone();
-        match self.create(dir, entry, signatures, true) {
+        let written = match how {
+            Write::Create => self.create(dir, entry, signatures, true),
+            Write::Update => self.update(dir, entry, signatures),
+        };
+        let unexpected = match how {
+            Write::Create => ErrorKind::Exists,
+            Write::Update => ErrorKind::NotFound,
+        };
+        match written {
             Ok(()) => {
                 self.made_dir(dir, src);
                 Ok(Outcome {
@@ -263,8 +283,8 @@ impl Applier {
                     ..Outcome::default()
                 })
             }
-            Err(e) if e.kind() == ErrorKind::Exists => {
-                log::debug!("{path} is on the target already; comparing before writing");
+            Err(e) if e.kind() == unexpected => {
+                log::debug!("{path} is not on the target as its event implies ({e}); comparing before writing");
                 let out = self.upsert(dir, src, signatures, source_path, pool, copied.clone());
                 let kept: HashSet<String> = match self.lookup_target(dir, &src.name) {
                     Ok(t) => t.iter().flat_map(chunk_ids).collect(),
@@ -284,6 +304,15 @@ impl Applier {
             }
             Err(e) => Err(e),
         }
+    }
+
+    fn update(&self, dir: &str, entry: Entry, signatures: &[i32]) -> Result<()> {
+        let mut req = UpdateEntryRequest::new();
+        req.directory = dir.to_string();
+        req.entry = Some(entry).into();
+        req.is_from_other_cluster = true;
+        req.signatures = signatures.to_vec();
+        retry("UpdateEntry", Policy::SHORT, || self.target.update(&req))
     }
 
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
@@ -365,12 +394,7 @@ impl Applier {
             self.delete(dir, &src.name, signatures)?;
         }
         if existing.is_some() && !type_changed {
-            let mut req = UpdateEntryRequest::new();
-            req.directory = dir.to_string();
-            req.entry = Some(entry).into();
-            req.is_from_other_cluster = true;
-            req.signatures = signatures.to_vec();
-            retry("UpdateEntry", Policy::SHORT, || self.target.update(&req))?;
+            self.update(dir, entry, signatures)?;
         } else {
             self.ensure_parent(dir, parent(source_path), signatures)?;
             self.create(dir, entry, signatures, false)?;

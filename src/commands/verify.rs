@@ -101,7 +101,7 @@ impl Pair {
                     entry: entry.clone(),
                     signatures: vec![self.sig_a],
                     source: Walk::full(&cfg.a.path, rel),
-                    created: false,
+                    change: crate::replicate::Change::Changed,
                 },
                 (None, Class::OnlyOnB) if delete_extra => Action::Delete {
                     dir: dir.to_string(),

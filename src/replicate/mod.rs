@@ -30,15 +30,13 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Make the target entry at `dir/entry.name` equal the source entry,
-    /// which the event saw at source path `source`. `created`: the entry is
-    /// new to this scope (no old version in it), so the target most likely
-    /// lacks it.
+    /// which the event saw at source path `source`.
     Upsert {
         dir: String,
         entry: Entry,
         signatures: Vec<i32>,
         source: String,
-        created: bool,
+        change: Change,
     },
     Delete {
         dir: String,
@@ -54,6 +52,39 @@ pub enum Action {
         signatures: Vec<i32>,
         source: String,
     },
+}
+
+/// What an upsert's event says about the target, before asking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// New to this scope (no old version in it): the target most likely
+    /// lacks it.
+    Created,
+    /// A file written anew in place: its chunks share nothing with the
+    /// version it replaces, so nothing on the target can be reused.
+    Rewritten,
+    /// Anything else (attributes, appends, folders, a repair).
+    Changed,
+}
+
+impl Change {
+    /// How `new` at the same path differs from `old`.
+    pub fn between(old: &Entry, new: &Entry) -> Change {
+        let old_ids: std::collections::HashSet<String> = old
+            .chunks
+            .iter()
+            .map(crate::volume::fid::of_chunk)
+            .collect();
+        let shares = new
+            .chunks
+            .iter()
+            .any(|c| old_ids.contains(&crate::volume::fid::of_chunk(c)));
+        if old.is_directory || new.is_directory || shares {
+            Change::Changed
+        } else {
+            Change::Rewritten
+        }
+    }
 }
 
 impl Action {
@@ -161,7 +192,7 @@ impl Scope {
             .map(|e| join_path(new_dir, &e.name))
             .filter(|p| self.contains(p));
         let signatures = n.signatures.clone();
-        let upsert = |path: &str, created: bool| {
+        let upsert = |path: &str, change: Change| {
             let target = self.map(path);
             let (dir, _) = crate::filer::split_path(&target);
             Action::Upsert {
@@ -169,12 +200,12 @@ impl Scope {
                 entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                 signatures: signatures.clone(),
                 source: path.to_string(),
-                created,
+                change,
             }
         };
         match (old, new) {
             (None, None) => vec![],
-            (None, Some(p)) => vec![upsert(&p, true)],
+            (None, Some(p)) => vec![upsert(&p, Change::Created)],
             (Some(p), None) => {
                 if !self.deletes {
                     return vec![];
@@ -187,10 +218,14 @@ impl Scope {
                     signatures,
                 }]
             }
-            (Some(o), Some(p)) if o == p => vec![upsert(&p, false)],
+            (Some(o), Some(p)) if o == p => {
+                let old = n.old_entry.as_ref().cloned().unwrap_or_default();
+                let new = n.new_entry.as_ref().cloned().unwrap_or_default();
+                vec![upsert(&p, Change::between(&old, &new))]
+            }
             (Some(o), Some(p)) => {
                 if !self.deletes {
-                    return vec![upsert(&p, true)];
+                    return vec![upsert(&p, Change::Created)];
                 }
                 let old_target = self.map(&o);
                 let (old_dir, old_name) = crate::filer::split_path(&old_target);

@@ -179,32 +179,53 @@ fn origin_only_forwards_only_native_changes() {
 }
 
 #[test]
-fn an_entry_new_to_the_scope_is_marked_created() {
-    let created = |ev: &Event, s: &Scope| -> Vec<bool> {
+fn an_upsert_says_how_the_entry_changed() {
+    let change = |ev: &Event, s: &Scope| -> Vec<Change> {
         s.plan(ev)
             .iter()
             .filter_map(|a| match a {
-                Action::Upsert { created, .. } => Some(*created),
+                Action::Upsert { change, .. } => Some(*change),
                 _ => None,
             })
             .collect()
     };
     let s = scope("/p", "/q");
-    assert_eq!(created(&ev(None, Some("/p/a"), &[]), &s), [true]);
-    assert_eq!(created(&ev(Some("/p/a"), Some("/p/a"), &[]), &s), [false]);
+    assert_eq!(change(&ev(None, Some("/p/a"), &[]), &s), [Change::Created]);
     // Moved in from outside the folder or from an excluded one: new here.
     assert_eq!(
-        created(&ev(Some("/elsewhere/a"), Some("/p/a"), &[]), &s),
-        [true]
+        change(&ev(Some("/elsewhere/a"), Some("/p/a"), &[]), &s),
+        [Change::Created]
     );
     assert_eq!(
-        created(&ev(Some("/p/tmp/a"), Some("/p/a"), &[]), &s),
-        [true]
+        change(&ev(Some("/p/tmp/a"), Some("/p/a"), &[]), &s),
+        [Change::Created]
     );
     // Renamed with deletes off: the new path is new on the target.
     let keep = Scope {
         deletes: false,
         ..scope("/p", "/q")
     };
-    assert_eq!(created(&ev(Some("/p/a"), Some("/p/b"), &[]), &keep), [true]);
+    assert_eq!(
+        change(&ev(Some("/p/a"), Some("/p/b"), &[]), &keep),
+        [Change::Created]
+    );
+    // In place: written anew, or sharing chunks with the old version.
+    let chunk = |id: u64| {
+        let mut c = crate::pb::filer::FileChunk::new();
+        c.file_id = format!("3,{id:x}0000abcd");
+        c
+    };
+    let in_place = |old: &[u64], new: &[u64], dir: bool| {
+        let mut e = ev(Some("/p/a"), Some("/p/a"), &[]);
+        let n = &mut e.notification;
+        n.old_entry.as_mut().unwrap().chunks = old.iter().map(|&i| chunk(i)).collect();
+        n.new_entry.as_mut().unwrap().chunks = new.iter().map(|&i| chunk(i)).collect();
+        n.new_entry.as_mut().unwrap().is_directory = dir;
+        change(&e, &s)
+    };
+    assert_eq!(in_place(&[1], &[2], false), [Change::Rewritten]);
+    assert_eq!(in_place(&[], &[], false), [Change::Rewritten]);
+    assert_eq!(in_place(&[1], &[1, 2], false), [Change::Changed], "append");
+    assert_eq!(in_place(&[1], &[1], false), [Change::Changed], "attributes");
+    assert_eq!(in_place(&[], &[], true), [Change::Changed], "folder");
 }
