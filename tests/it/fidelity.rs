@@ -354,23 +354,7 @@ fn a_rewritten_file_the_target_lost_is_written_again() {
     b.delete("/rw/f.txt");
     a.put("/rw/f.txt", b"version two, all new chunks");
     a.put("/rw/g.txt", b"kept, and rewritten");
-    let (aa, ba) = (a.addr(), b.addr());
-    let args = [
-        "sync",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--once",
-        "--state",
-        &state,
-        "--active-passive",
-    ];
-    let (code, err) = run_sync_env(
-        &args,
-        &[("RUST_LOG", "filer_sync=debug")],
-        Duration::from_secs(120),
-    );
+    let (code, err) = once_env(&a, &b, &state, &[], &[("RUST_LOG", "filer_sync=debug")]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("/rw/f.txt is not on the target as its event implies"),

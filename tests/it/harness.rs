@@ -577,16 +577,38 @@ pub fn temp_state(name: &str) -> String {
 /// `filer-sync sync --once` between the filers at `a` and `b` (both ways
 /// unless `extra` has --active-passive), with `extra` flags.
 pub fn sync_once(a: &str, b: &str, state: &str, extra: &[&str]) -> (i32, String) {
+    sync_once_env(a, b, state, extra, &[])
+}
+
+/// `sync_once` with more environment variables (RUST_LOG, LD_PRELOAD…).
+pub fn sync_once_env(
+    a: &str,
+    b: &str,
+    state: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let mut args = vec!["sync", "-a", a, "-b", b, "--once", "--state", state];
     args.extend_from_slice(extra);
-    run_sync(&args, Duration::from_secs(300))
+    run_sync_env(&args, env, Duration::from_secs(300))
 }
 
 /// `filer-sync sync --active-passive --once` from A to B with `extra` flags.
 pub fn once(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
+    once_env(a, b, state, extra, &[])
+}
+
+/// `once` with more environment variables.
+pub fn once_env(
+    a: &Cluster,
+    b: &Cluster,
+    state: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let mut e = vec!["--active-passive"];
     e.extend_from_slice(extra);
-    sync_once(&a.addr(), &b.addr(), state, &e)
+    sync_once_env(&a.addr(), &b.addr(), state, &e, env)
 }
 
 /// `filer-sync sync --once` both ways between A and B with `extra` flags.

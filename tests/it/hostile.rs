@@ -165,19 +165,7 @@ fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, Str
         "faketime did not move the clock"
     );
     let t = Instant::now();
-    let (aa, ba) = (a.addr(), b.addr());
-    let args = [
-        "sync",
-        "-a",
-        &aa,
-        "-b",
-        &ba,
-        "--active-passive",
-        "--once",
-        "--state",
-        state,
-    ];
-    let (code, err) = run_sync_env(&args, &env, Duration::from_secs(120));
+    let (code, err) = once_env(a, b, state, &[], &env);
     (code, err, t.elapsed())
 }
 
