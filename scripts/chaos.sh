@@ -37,13 +37,17 @@ mins=$(( ($(date +%s) - t0) / 60 ))
   echo "- Event times on the filer's stream are taken before events enter its log, so they are not"
   echo "  monotonic; dropping events at or below the last window's time lost 1 of 100,000 concurrent"
   echo "  creates. Now only the exact event the checkpoint stands on is dropped when served again."
-  echo "- Batch-assigned chunk ids in weed's \\`vid,hex_N\\` form cannot be parsed by the target filer's"
+  echo '- Batch-assigned chunk ids in weed'"'"'s `vid,hex_N` form cannot be parsed by the target filer'"'"'s'
   echo "  deletion, so replaced chunks were never freed on the target. They are now written in plain form."
   echo "- Folders a source filer makes by itself (a move into a missing folder) log no event; the target"
   echo "  stamped them with its own clock. They are now created from the source folder's attributes."
   echo "- SeaweedFS 4.48's filer can panic (nil IntervalList in CompactFileChunks) while serving a"
   echo "  CreateEntry whose client gave up under a stalled network; the network scenario restarts a"
   echo "  crashed filer, as a supervisor would, and counts it in the table."
+  echo "- A process killed between applying a window and committing it leaves the target ahead of the"
+  echo "  checkpoint; replayed, a create whose file had since moved with its folder brought the old"
+  echo "  folder back, and the replayed move then failed on a non-empty destination. The first window"
+  echo "  of upserts after a checkpoint is now checked against the source."
 } > RELIABILITY.md
 rm -f "$report"
 echo "wrote RELIABILITY.md (exit $rc)"
