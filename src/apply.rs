@@ -96,6 +96,15 @@ impl Applier {
                 ..Outcome::default()
             });
         }
+        let out = self.apply_now(action, pool);
+        if out.as_ref().is_ok_and(|o| o.bytes > 0) {
+            self.chunks_out.top_up(split_path(&action.target()).0);
+        }
+        out
+    }
+
+    /// `apply` without the lease top-up that follows it.
+    fn apply_now(&self, action: &Action, pool: &rayon::ThreadPool) -> Result<Outcome> {
         match action {
             Action::Upsert {
                 dir,

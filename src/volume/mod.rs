@@ -240,8 +240,11 @@ pub struct ChunkSink {
     proxy: bool,
     http: Http,
     placement: Placement,
-    /// Unused file ids from batch assigns, per target folder.
+    /// Unused file ids from batch assigns, per target folder (taken from
+    /// the end, the oldest first).
     leases: Mutex<HashMap<String, Vec<Lease>>>,
+    /// Folders whose leases are being topped up.
+    topping: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ChunkSink {
@@ -252,6 +255,7 @@ impl ChunkSink {
             http,
             placement,
             leases: Mutex::new(HashMap::new()),
+            topping: Default::default(),
         }
     }
 
@@ -261,16 +265,54 @@ impl ChunkSink {
     /// next needle keys with the same cookie, kept in plain form: `fid::nth`),
     /// which cuts master round trips for small files.
     fn lease(&self, path: &str, size: u64) -> Result<Lease> {
-        let dir = crate::filer::split_path(path).0.to_string();
+        let dir = crate::filer::split_path(path).0;
         if let Some(l) = self
             .leases
             .lock()
             .unwrap()
-            .get_mut(&dir)
+            .get_mut(dir)
             .and_then(|q| q.pop())
         {
             return Ok(l);
         }
+        self.assign(path, size)
+    }
+
+    /// Tops up the file ids kept for the target folder `dir` once they run
+    /// low. Called after an entry is written, so that the AssignVolume round
+    /// trip is not on the next file's way: a steady trickle of files into one
+    /// folder then never waits for the master.
+    pub fn top_up(&self, dir: &str) {
+        let low = self
+            .leases
+            .lock()
+            .unwrap()
+            .get(dir)
+            .is_some_and(|q| q.len() < ASSIGN_BATCH as usize / 4);
+        if !low || !self.topping.lock().unwrap().insert(dir.to_string()) {
+            return;
+        }
+        let probe = crate::filer::join_path(dir, ".filer-sync-lease");
+        match self.assign(&probe, 0) {
+            Ok(first) => {
+                if let Some(q) = self.leases.lock().unwrap().get_mut(dir) {
+                    q.insert(0, first);
+                }
+            }
+            Err(e) => log::debug!("topping up file ids for {dir}: {e}"),
+        }
+        self.topping.lock().unwrap().remove(dir);
+    }
+
+    /// File ids kept for the target folder `dir` (for tests and debugging).
+    pub fn spare_ids(&self, dir: &str) -> usize {
+        self.leases.lock().unwrap().get(dir).map_or(0, Vec::len)
+    }
+
+    /// One AssignVolume for `ASSIGN_BATCH` ids: returns the first, keeps the
+    /// others for `path`'s folder behind those it has already.
+    fn assign(&self, path: &str, size: u64) -> Result<Lease> {
+        let dir = crate::filer::split_path(path).0.to_string();
         let mut req = AssignVolumeRequest::new();
         req.count = ASSIGN_BATCH;
         req.collection = self.placement.collection.clone();
@@ -303,9 +345,12 @@ impl ChunkSink {
                 leases.clear();
             }
             let q = leases.entry(dir).or_default();
-            for i in (1..assigned.count as u64).rev() {
-                q.push(lease(fid::nth(&assigned.file_id, i)?));
-            }
+            let mut fresh = (1..assigned.count as u64)
+                .rev()
+                .map(|i| Ok(lease(fid::nth(&assigned.file_id, i)?)))
+                .collect::<Result<Vec<Lease>>>()?;
+            fresh.append(q);
+            *q = fresh;
         }
         Ok(lease(assigned.file_id.clone()))
     }

@@ -182,3 +182,44 @@ fn missing_chunk_is_not_found() {
     let e = src.download(&id, Some(10)).unwrap_err();
     assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
 }
+
+/// File ids come 16 to an AssignVolume; topping them up after an entry is
+/// written keeps the next upload off the master's way, and every id is good.
+#[test]
+fn file_ids_are_topped_up_before_they_run_out() {
+    let b = Cluster::start();
+    let sink = ChunkSink::new(
+        b.client(),
+        false,
+        filer_sync::volume::Http::new(Duration::from_secs(10)),
+        Placement::default(),
+    );
+    let mut written = Vec::new();
+    for i in 0..13 {
+        let data = bytes(i, 100 + i as usize);
+        written.push((
+            sink.upload(&format!("/t/f{i}"), "f", "", &data).unwrap(),
+            data,
+        ));
+    }
+    assert_eq!(sink.spare_ids("/t"), 3);
+    sink.top_up("/t");
+    assert_eq!(sink.spare_ids("/t"), 19);
+    sink.top_up("/t");
+    assert_eq!(sink.spare_ids("/t"), 19, "only when low");
+    for i in 13..40 {
+        let data = bytes(i, 100 + i as usize);
+        written.push((
+            sink.upload(&format!("/t/f{i}"), "f", "", &data).unwrap(),
+            data,
+        ));
+    }
+    for (id, data) in &written {
+        let url = format!("http://127.0.0.1:{}/{id}", b.volume);
+        let mut r = http().get(&url).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{url}");
+        assert_eq!(&r.body_mut().read_to_vec().unwrap(), data, "{url}");
+    }
+    let ids: std::collections::HashSet<_> = written.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 40, "no id handed out twice");
+}
