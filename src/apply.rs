@@ -280,9 +280,11 @@ impl Applier {
             Write::Create => self.create(dir, entry, signatures, true),
             Write::Update => self.update(dir, entry, signatures),
         };
-        let unexpected = match how {
-            Write::Create => ErrorKind::Exists,
-            Write::Update => ErrorKind::NotFound,
+        // Create: the target has it. Update: it lacks it, or refuses (the
+        // path holds a folder there, which the looked-up path replaces).
+        let unexpected = |k: ErrorKind| match how {
+            Write::Create => k == ErrorKind::Exists,
+            Write::Update => k == ErrorKind::NotFound || k == ErrorKind::Remote,
         };
         match written {
             Ok(()) => {
@@ -292,7 +294,7 @@ impl Applier {
                     ..Outcome::default()
                 })
             }
-            Err(e) if e.kind() == unexpected => {
+            Err(e) if unexpected(e.kind()) => {
                 log::debug!("{path} is not on the target as its event implies ({e}); comparing before writing");
                 let out = self.upsert(dir, src, signatures, source_path, pool, copied.clone());
                 let kept: HashSet<String> = match self.lookup_target(dir, &src.name) {

@@ -364,3 +364,26 @@ fn a_rewritten_file_the_target_lost_is_written_again() {
     assert!(!err.contains("could not be freed"), "{err}");
     assert_same(&a.tree("/rw"), &b.tree("/rw"));
 }
+
+/// A rewritten file whose path holds a folder on the target (its own users
+/// made one there) goes down the looked-up path, which replaces the folder.
+#[test]
+fn a_rewritten_file_over_a_target_folder_replaces_it() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/rw2/x", b"a file");
+    let state = temp_state("rewritten-folder");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    b.delete("/rw2/x");
+    b.put("/rw2/x/inside.txt", b"B made x a folder");
+    a.put("/rw2/x", b"the file, written anew");
+    let (code, err) = once_env(&a, &b, &state, &[], &[("RUST_LOG", "filer_sync=debug")]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/rw2"), &b.tree("/rw2"));
+    assert_eq!(b.get("/rw2/x").unwrap(), b"the file, written anew");
+    assert!(
+        err.contains("/rw2/x is not on the target as its event implies"),
+        "{err}"
+    );
+}
