@@ -39,8 +39,10 @@ pub struct Applier {
     pub target_root: String,
 }
 
-/// Target folders seen by this process. A delete or rename forgets those
-/// at and below its paths.
+/// Target folders seen by this process: hints that save lookups, never
+/// needed for correctness. A delete or rename forgets those at and below its
+/// paths; past `Dirs::MOST` folders all are forgotten, which bounds both the
+/// memory of a long follow and the scan each delete or rename makes.
 #[derive(Debug, Default)]
 pub struct Dirs {
     /// Known to exist on the target (see `ensure_parent`).
@@ -54,6 +56,37 @@ pub struct Dirs {
 }
 
 impl Dirs {
+    const MOST: usize = 20_000;
+
+    fn bound(&mut self) {
+        if self.known.len() + self.fresh.len() + self.moved.len() > Self::MOST {
+            *self = Dirs::default();
+        }
+    }
+
+    fn remember_known(&mut self, dir: &str) {
+        self.known.insert(dir.to_string());
+        self.bound();
+    }
+
+    /// `dir` was made by this process: it exists and is fresh.
+    fn remember_made(&mut self, dir: &str) {
+        self.known.insert(dir.to_string());
+        self.fresh.insert(dir.to_string());
+        self.bound();
+    }
+
+    fn remember_moved(&mut self, dir: String) {
+        self.moved.insert(dir);
+        self.bound();
+    }
+
+    /// `path` was deleted or moved: folders at and below it are unknown.
+    fn forget(&mut self, path: &str) {
+        self.known.retain(|k| !crate::replicate::is_under(k, path));
+        self.fresh.retain(|k| !crate::replicate::is_under(k, path));
+    }
+
     /// `path` is below a folder this process moved away (so it is gone).
     fn moved_along(&self, path: &str) -> bool {
         !self.moved.is_empty()
@@ -155,10 +188,12 @@ impl Applier {
                     let r = retry("AtomicRenameEntry", Policy::SHORT, || {
                         self.target.rename(&req)
                     });
-                    self.dirs.lock().unwrap().made(&new_path);
+                    let mut dirs = self.dirs.lock().unwrap();
+                    dirs.made(&new_path);
                     if r.is_ok() && entry.is_directory {
-                        self.dirs.lock().unwrap().moved.insert(old_path);
+                        dirs.remember_moved(old_path);
                     }
+                    drop(dirs);
                     if let Err(e) = r {
                         // Gone meanwhile (moved with its parent) is fine; otherwise
                         // the rename's own error, passing or not, decides.
@@ -216,16 +251,14 @@ impl Applier {
             e.name = name.to_string();
             e.chunks.clear();
             self.create(pd, e, signatures, false)?;
-            self.dirs.lock().unwrap().fresh.insert(dir.to_string());
+            self.dirs.lock().unwrap().remember_made(dir);
         }
-        self.dirs.lock().unwrap().known.insert(dir.to_string());
+        self.dirs.lock().unwrap().remember_known(dir);
         Ok(())
     }
 
     fn forget_dirs(&self, path: &str) {
-        let mut d = self.dirs.lock().unwrap();
-        d.known.retain(|k| !crate::replicate::is_under(k, path));
-        d.fresh.retain(|k| !crate::replicate::is_under(k, path));
+        self.dirs.lock().unwrap().forget(path);
     }
 
     fn is_fresh(&self, dir: &str) -> bool {
@@ -235,10 +268,10 @@ impl Applier {
     /// A folder this process just made on the target: it is fresh.
     fn made_dir(&self, dir: &str, entry: &Entry) {
         if entry.is_directory {
-            let path = join_path(dir, &entry.name);
-            let mut d = self.dirs.lock().unwrap();
-            d.known.insert(path.clone());
-            d.fresh.insert(path);
+            self.dirs
+                .lock()
+                .unwrap()
+                .remember_made(&join_path(dir, &entry.name));
         }
     }
 
@@ -675,5 +708,28 @@ mod tests {
         // Something made below it (the filer makes /x again): no longer known.
         d.made("/x/new");
         assert!(!d.moved_along("/x/c"));
+    }
+
+    #[test]
+    fn folder_hints_are_forgotten_below_a_path_and_bounded() {
+        let mut d = Dirs::default();
+        d.remember_made("/a/b");
+        d.remember_known("/a/c");
+        d.remember_made("/ab");
+        d.forget("/a");
+        assert!(!d.known.contains("/a/b") && !d.fresh.contains("/a/b"));
+        assert!(!d.known.contains("/a/c"));
+        assert!(
+            d.fresh.contains("/ab"),
+            "a sibling with a common prefix stays"
+        );
+        for i in 0..Dirs::MOST {
+            d.remember_known(&format!("/k/{i}"));
+        }
+        assert!(d.known.len() + d.fresh.len() <= Dirs::MOST);
+        assert!(
+            !d.fresh.contains("/ab"),
+            "all forgotten once past the bound"
+        );
     }
 }

@@ -219,9 +219,12 @@ impl Scope {
                 }]
             }
             (Some(o), Some(p)) if o == p => {
-                let old = n.old_entry.as_ref().cloned().unwrap_or_default();
-                let new = n.new_entry.as_ref().cloned().unwrap_or_default();
-                vec![upsert(&p, Change::between(&old, &new))]
+                // Both entries are there: `old` and `new` were made from them.
+                let change = match (n.old_entry.as_ref(), n.new_entry.as_ref()) {
+                    (Some(old), Some(new)) => Change::between(old, new),
+                    _ => Change::Changed,
+                };
+                vec![upsert(&p, change)]
             }
             (Some(o), Some(p)) => {
                 if !self.deletes {
