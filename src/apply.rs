@@ -232,6 +232,12 @@ impl Applier {
     /// its own clock; and a source filer that did so (a move into a folder
     /// that is not there) logs no event for it, so without this the folder's
     /// mtime would differ between the clusters.
+    ///
+    /// A source folder gone since the event (moved or removed: later events
+    /// say where to) gets a stand-in that any source version outranks: the
+    /// filer's mode and an mtime at the epoch. Left to the filer, it would
+    /// carry the filer's clock, and active-active that newer version would
+    /// win over the source's once the folder's own move brought it along.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
         let inside = dir != self.target_root && crate::replicate::is_under(dir, &self.target_root);
         if !inside || source_dir == "/" || self.dirs.lock().unwrap().known.contains(dir) {
@@ -243,10 +249,10 @@ impl Applier {
             let found = retry("LookupDirectoryEntry", Policy::SHORT, || {
                 self.source.lookup(spd, sname)
             })?;
-            // Gone on the source, or not a folder: leave it to the filer.
-            let Some(mut e) = found.filter(|e| e.is_directory) else {
-                return Ok(());
-            };
+            let mut e = found.filter(|e| e.is_directory).unwrap_or_else(|| {
+                log::debug!("{source_dir} is gone on the source; a stand-in folder goes to {dir}");
+                stand_in_folder()
+            });
             self.ensure_parent(pd, spd, signatures)?;
             e.name = name.to_string();
             e.chunks.clear();
@@ -627,6 +633,19 @@ impl Applier {
             }
         })
     }
+}
+
+/// A target folder standing in for a source folder that is gone: the mode a
+/// filer gives the folders it makes, and an mtime (the epoch) older than any
+/// version the source can send, so the source's attributes win when a later
+/// event describes the folder where it went.
+fn stand_in_folder() -> Entry {
+    let mut e = Entry::new();
+    e.is_directory = true;
+    let a = e.attributes.mut_or_insert_default();
+    a.file_mode = (1 << 31) | 0o771;
+    a.crtime = crate::state::now_ns() / 1_000_000_000;
+    e
 }
 
 /// The parent folder of an absolute path ("/" for "/" and top-level names).

@@ -242,3 +242,27 @@ fn replaying_applied_events_does_not_bring_back_what_moved_on() {
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/rp"), &b.tree("/rp"));
 }
+
+/// Replayed events skip a folder the source has moved on since, but a file
+/// moved into that folder is still moved there, so the target needs the
+/// folder again. Left to the target filer, it would be made with the filer's
+/// own mode and clock; the folder's own move then carries those to its new
+/// name, and active-active the newer (filer-made) version would win over the
+/// source's. Found by `chaos_kill_9_at_random_moments`.
+#[test]
+fn a_replayed_move_into_a_folder_that_moved_on_keeps_the_source_attributes() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/rf/f.txt", b"moves into a folder that moves on");
+    let state = temp_state("replay-folder");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    a.mkdir("/rf/s1");
+    a.mv("/rf/f.txt", "/rf/s1/f.txt");
+    a.mv("/rf/s1", "/rf/r1");
+    // The target filer would stamp a folder it makes with its own clock.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/rf"), &b.tree("/rf"));
+}
