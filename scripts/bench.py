@@ -58,6 +58,33 @@ class Cluster:
     def conn(self):
         return http.client.HTTPConnection(self.host, int(self.port), timeout=60)
 
+    def exists(self, path):
+        h = self.conn()
+        try:
+            h.request("HEAD", path)
+            r = h.getresponse(); r.read()
+            return r.status == 200
+        finally:
+            h.close()
+
+    def cpu(self):
+        """CPU seconds used so far by this cluster's weed processes (master, volume, filer)."""
+        total = 0.0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+                if not (cmd[0].endswith(b"weed") and any(self.dir.encode() + b"/" in c for c in cmd)):
+                    continue
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
+
 
 class Writer:
     """Keep-alive HTTP client for workloads."""
@@ -86,12 +113,14 @@ class Writer:
 
 
 def run_tool(tool, a, b, done, state):
-    """Runs one sync until done() says the target is complete; returns (wall s, cpu s, peak RSS MB)."""
+    """Runs one sync until done() says the target is complete; returns (wall s,
+    sync CPU s, peak RSS MB, CPU s of both clusters' servers meanwhile)."""
     if tool == "weed":
         cmd = [WEED, "filer.sync", "-a", a.addr, "-b", b.addr, "-isActivePassive"]
     else:
         cmd = [BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--state", state]
     env = dict(os.environ, RUST_LOG="warn")
+    servers0 = a.cpu() + b.cpu()
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, f"{tool}.log"), "a"), env=env)
     try:
@@ -102,6 +131,7 @@ def run_tool(tool, a, b, done, state):
             if time.monotonic() - t0 > 1800:
                 raise RuntimeError(f"{tool} did not finish in 30 min")
         wall = time.monotonic() - t0
+        servers = a.cpu() + b.cpu() - servers0
         rss = peak_rss_mb(p.pid)
     finally:
         p.send_signal(signal.SIGTERM)
@@ -110,7 +140,7 @@ def run_tool(tool, a, b, done, state):
         except ChildProcessError:
             ru = None
     cpu = (ru.ru_utime + ru.ru_stime) if ru else float("nan")
-    return wall, cpu, rss
+    return wall, cpu, rss, servers
 
 
 def peak_rss_mb(pid):
@@ -153,8 +183,10 @@ def verified(a, b, path):
         return False
 
 
-def catch_up(name, a, path, dirs, expect, filer_flags=(), exact=False):
-    """Rounds of both tools catching a fresh target up; returns {tool: [(wall, cpu, rss)]}.
+def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False):
+    """Rounds of both tools catching a fresh target up; returns {tool: [(wall, cpu, rss, servers)]}.
+    The target is listed (which costs its filer CPU that the syncs would
+    otherwise have) only once `last`, the file written last, is readable there.
     With `exact`, a run is done only once the target also verifies equal
     (for workloads whose file count passes through the final value)."""
     res = {"weed": [], "filer-sync": []}
@@ -164,10 +196,10 @@ def catch_up(name, a, path, dirs, expect, filer_flags=(), exact=False):
             b = Cluster(*filer_flags)
             try:
                 state = os.path.join(WORK, f"{name}-{rnd}-{tool}.db")
-                done = lambda: count_files(b, dirs) >= expect and (not exact or verified(a, b, path))
+                done = lambda: b.exists(last) and count_files(b, dirs) >= expect and (not exact or verified(a, b, path))
                 m = run_tool(tool, a, b, done, state)
                 verify(a, b, path)
-                log(f"  {name} round {rnd + 1} {tool}: {m[0]:.2f} s, {m[1]:.2f} CPU s, {m[2]:.0f} MB RSS")
+                log(f"  {name} round {rnd + 1} {tool}: {m[0]:.2f} s, {m[1]:.2f} CPU s, {m[2]:.0f} MB RSS, servers {m[3]:.2f} CPU s")
                 res[tool].append(m)
             finally:
                 b.stop()
@@ -189,14 +221,16 @@ def small(rows):
             w.put(f"/small/d{i % n_dirs}/f{i}.bin", os.urandom(4096))
         ingest = n / (time.monotonic() - t0)
         dirs = [f"/small/d{d}" for d in range(n_dirs)]
-        res = catch_up("small", a, "/small", dirs, n)
+        res = catch_up("small", a, "/small", dirs, n, f"/small/d{(n - 1) % n_dirs}/f{n - 1}.bin")
     finally:
         a.stop()
     fs = {t: med([n / m[0] for m in v]) for t, v in res.items()}
     cpu = {t: med([m[1] / n * 1000 for m in v]) for t, v in res.items()}
     rss = {t: med([m[2] for m in v]) for t, v in res.items()}
     rows.append((f"1. catch-up {n:,} x 4 KiB: files/s", fs["weed"], fs["filer-sync"], ">= 2.0"))
+    servers = {t: med([m[3] / n * 1000 for m in v]) for t, v in res.items()}
     rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync"], "<= 0.25"))
+    rows.append(("   CPU ms per file (both clusters' servers)", servers["weed"], servers["filer-sync"], ""))
     rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], ""))
     rows.append(("5. limit: target ingest via filer HTTP, files/s", ingest, ingest, "(same)"))
 
@@ -211,7 +245,7 @@ def large(rows):
         for i in range(n):
             w.put(f"/large/f{i}.bin", blob[i:] + blob[:i])
         ingest = n * size / (time.monotonic() - t0) / 1e6
-        res = catch_up("large", a, "/large", ["/large"], n, ("-maxMB=4",))
+        res = catch_up("large", a, "/large", ["/large"], n, f"/large/f{n - 1}.bin", ("-maxMB=4",))
     finally:
         a.stop()
     mbs = {t: med([n * size / m[0] / 1e6 for m in v]) for t, v in res.items()}
@@ -241,14 +275,19 @@ def mixed(rows):
             w.req("POST", f"/mixed/r{d}?mv.from=/mixed/d{d}"); events += 1 + per
         for d in range(n_dirs):
             base = f"/mixed/r{d}" if d % 2 == 0 else f"/mixed/d{d}"
-            w.put(f"{base}/late{rnd.randint(0, 9)}.txt", os.urandom(512)); events += 1
+            last = f"{base}/late{rnd.randint(0, 9)}.txt"
+            w.put(last, os.urandom(512)); events += 1
         dirs = [f"/mixed/r{d}" if d % 2 == 0 else f"/mixed/d{d}" for d in range(n_dirs)]
         expect = count_files(a, dirs)
-        res = catch_up("mixed", a, "/mixed", dirs, expect, exact=True)
+        res = catch_up("mixed", a, "/mixed", dirs, expect, last, exact=True)
     finally:
         a.stop()
     eps = {t: med([events / m[0] for m in v]) for t, v in res.items()}
+    cpu = {t: med([m[1] / events * 1000 for m in v]) for t, v in res.items()}
+    servers = {t: med([m[3] / events * 1000 for m in v]) for t, v in res.items()}
     rows.append((f"3. mixed workload, ~{events:,} events: events/s", eps["weed"], eps["filer-sync"], ">= 2.0"))
+    rows.append(("   CPU ms per event (sync process)", cpu["weed"], cpu["filer-sync"], ""))
+    rows.append(("   CPU ms per event (both clusters' servers)", servers["weed"], servers["filer-sync"], ""))
 
 
 def lag(rows):

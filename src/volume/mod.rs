@@ -412,7 +412,21 @@ impl ChunkSink {
         };
         let (content_type, head, tail) = multipart(name, mime);
         let len = head.len() + data.len() + tail.len();
-        let mut body = std::io::Read::chain(std::io::Read::chain(&head[..], data), &tail[..]);
+        // A small body goes out in one piece (one send instead of three);
+        // a large one streams from the caller's buffer, never copied.
+        let whole: Vec<u8> = if len <= ONE_PIECE {
+            [&head[..], data, &tail[..]].concat()
+        } else {
+            Vec::new()
+        };
+        let mut body: Box<dyn std::io::Read + '_> = if whole.is_empty() {
+            Box::new(std::io::Read::chain(
+                std::io::Read::chain(&head[..], data),
+                &tail[..],
+            ))
+        } else {
+            Box::new(&whole[..])
+        };
         let mut post = self
             .http
             .agent()
@@ -443,6 +457,9 @@ impl ChunkSink {
         Ok(file_id)
     }
 }
+
+/// Upload bodies up to this size are assembled in one buffer before sending.
+const ONE_PIECE: usize = 64 * 1024;
 
 /// Percent-encodes a filer path for a URL, keeping `/` and unreserved characters.
 pub fn url_path(path: &str) -> String {
