@@ -27,7 +27,8 @@ pub struct Applier {
     pub source: FilerClient,
     pub target: FilerClient,
     pub chunks_in: ChunkSource,
-    pub chunks_out: ChunkSink,
+    /// Shared with the file-id refills `apply` starts on the chunk pool.
+    pub chunks_out: std::sync::Arc<ChunkSink>,
     /// Active-active: the target keeps its version when it wins by
     /// `conflict::resolve` (newer mtime, ties broken the same on both sides).
     pub newer_target_wins: bool,
@@ -130,13 +131,15 @@ impl Applier {
             });
         }
         let out = self.apply_now(action, pool);
-        if out.as_ref().is_ok_and(|o| o.bytes > 0) {
-            self.chunks_out.top_up(split_path(&action.target()).0);
+        let dir = split_path(&action.target()).0.to_string();
+        if out.as_ref().is_ok_and(|o| o.bytes > 0) && self.chunks_out.claim_top_up(&dir) {
+            let sink = self.chunks_out.clone();
+            pool.spawn(move || sink.refill(&dir));
         }
         out
     }
 
-    /// `apply` without the lease top-up that follows it.
+    /// `apply` without the file-id refill it may start.
     fn apply_now(&self, action: &Action, pool: &rayon::ThreadPool) -> Result<Outcome> {
         match action {
             Action::Upsert {

@@ -143,7 +143,12 @@ fn flow(
             chunks_in: ChunkSource::new(s.clone(), src.proxy, http.clone())
                 .with_throttle(throttle.clone())
                 .with_read_signer(src.security.read.clone()),
-            chunks_out: ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone()),
+            chunks_out: std::sync::Arc::new(ChunkSink::new(
+                t.clone(),
+                dst.proxy,
+                http,
+                dst.placement.clone(),
+            )),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
             dirs: Default::default(),

@@ -75,12 +75,12 @@ impl Pair {
             target: self.b.clone(),
             chunks_in: ChunkSource::new(self.a.clone(), cfg.a.proxy, self.http.clone())
                 .with_read_signer(cfg.a.security.read.clone()),
-            chunks_out: ChunkSink::new(
+            chunks_out: std::sync::Arc::new(ChunkSink::new(
                 self.b.clone(),
                 cfg.b.proxy,
                 self.http.clone(),
                 cfg.b.placement.clone(),
-            ),
+            )),
             newer_target_wins: false,
             dry_run: cfg.dry_run,
             dirs: Default::default(),

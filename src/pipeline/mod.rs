@@ -255,7 +255,13 @@ pub fn run(f: &Flow) -> Result<Summary> {
                     .store(window.len() as u64, Ordering::Relaxed);
                 let checked = careful.min(window.len());
                 careful -= checked;
+                let (began, size) = (Instant::now(), window.len());
                 let commit = apply_window(f, &workers, window, checked, &mut budget);
+                log::debug!(
+                    "{}: a window of {size} events took {:.1} ms",
+                    f.name,
+                    began.elapsed().as_secs_f64() * 1000.0
+                );
                 f.stats.in_flight.store(0, Ordering::Relaxed);
                 let commit = commit?;
                 sum.events += commit.events;

@@ -279,19 +279,30 @@ impl ChunkSink {
     }
 
     /// Tops up the file ids kept for the target folder `dir` once they run
-    /// low. Called after an entry is written, so that the AssignVolume round
-    /// trip is not on the next file's way: a steady trickle of files into one
-    /// folder then never waits for the master.
+    /// low (`claim_top_up`, then `refill`), in the calling thread.
     pub fn top_up(&self, dir: &str) {
+        if self.claim_top_up(dir) {
+            self.refill(dir);
+        }
+    }
+
+    /// True when the ids kept for `dir` run low (under half a batch) and no
+    /// refill is under way for it; the caller must then `refill(dir)`. The
+    /// applier refills off the entry's path, so that a slow AssignVolume (a
+    /// master growing volumes holds it up for a second or more) delays no
+    /// file: the ids left last the round trip.
+    pub fn claim_top_up(&self, dir: &str) -> bool {
         let low = self
             .leases
             .lock()
             .unwrap()
             .get(dir)
-            .is_some_and(|q| q.len() < ASSIGN_BATCH as usize / 4);
-        if !low || !self.topping.lock().unwrap().insert(dir.to_string()) {
-            return;
-        }
+            .is_some_and(|q| q.len() < ASSIGN_BATCH as usize / 2);
+        low && self.topping.lock().unwrap().insert(dir.to_string())
+    }
+
+    /// One AssignVolume for `dir`'s folder, its ids kept behind those left.
+    pub fn refill(&self, dir: &str) {
         let probe = crate::filer::join_path(dir, ".filer-sync-lease");
         match self.assign(&probe, 0) {
             Ok(first) => {
