@@ -18,8 +18,8 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let a = FilerClient::connect_with(&cfg.a.addr, &cfg.a.security, timeout);
     let b = FilerClient::connect_with(&cfg.b.addr, &cfg.b.security, timeout);
-    let sig_a = a.configuration()?.signature;
-    let sig_b = b.configuration()?.signature;
+    let (conf_a, conf_b) = (a.configuration()?, b.configuration()?);
+    let (sig_a, sig_b) = (conf_a.signature, conf_b.signature);
     if sig_a == sig_b
         && (crate::replicate::is_under(&cfg.a.path, &cfg.b.path)
             || crate::replicate::is_under(&cfg.b.path, &cfg.a.path))
@@ -44,8 +44,8 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     let throttle = cfg
         .bwlimit
         .map(|r| std::sync::Arc::new(crate::volume::throttle::Throttle::new(r)));
-    let pa = (&cfg.a, &a, sig_a);
-    let pb = (&cfg.b, &b, sig_b);
+    let pa = (&cfg.a, &a, sig_a, conf_a.dir_buckets.as_str());
+    let pb = (&cfg.b, &b, sig_b, conf_b.dir_buckets.as_str());
     let mut flows = vec![flow(cfg, pa, pb, &mut state, &throttle)?];
     if !cfg.active_passive {
         flows.push(flow(cfg, pb, pa, &mut state, &throttle)?);
@@ -98,12 +98,13 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     }
 }
 
-type Peer<'a> = (&'a Side, &'a FilerClient, i32);
+/// A side: its flags, its filer, the filer's signature and bucket folder.
+type Peer<'a> = (&'a Side, &'a FilerClient, i32, &'a str);
 
 fn flow(
     cfg: &SyncConfig,
-    (src, s, sig_s): Peer,
-    (dst, t, sig_t): Peer,
+    (src, s, sig_s, _): Peer,
+    (dst, t, sig_t, buckets_t): Peer,
     state: &mut State,
     throttle: &Option<std::sync::Arc<crate::volume::throttle::Throttle>>,
 ) -> Result<Flow> {
@@ -143,12 +144,15 @@ fn flow(
             chunks_in: ChunkSource::new(s.clone(), src.proxy, http.clone())
                 .with_throttle(throttle.clone())
                 .with_read_signer(src.security.read.clone()),
-            chunks_out: std::sync::Arc::new(ChunkSink::new(
-                t.clone(),
-                dst.proxy,
-                http,
-                dst.placement.clone(),
-            )),
+            chunks_out: std::sync::Arc::new(
+                ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone()).with_shared_ids(
+                    if buckets_t.is_empty() {
+                        "/buckets"
+                    } else {
+                        buckets_t
+                    },
+                ),
+            ),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
             dirs: Default::default(),

@@ -222,8 +222,11 @@ pub struct Placement {
     pub disk_type: String,
 }
 
-/// File ids asked for at once by one AssignVolume.
+/// File ids asked for at once by one AssignVolume for one target folder.
 const ASSIGN_BATCH: i32 = 16;
+
+/// File ids asked for at once when all folders share them (`with_shared_ids`).
+const SHARED_BATCH: i32 = 128;
 
 /// An assigned file id not yet written.
 struct Lease {
@@ -240,11 +243,16 @@ pub struct ChunkSink {
     proxy: bool,
     http: Http,
     placement: Placement,
-    /// Unused file ids from batch assigns, per target folder (taken from
+    /// Unused file ids from batch assigns, per pool (`pool_of`; taken from
     /// the end, the oldest first).
     leases: Mutex<HashMap<String, Vec<Lease>>>,
-    /// Folders whose leases are being topped up.
+    /// Pools being topped up.
     topping: Mutex<std::collections::HashSet<String>>,
+    /// The target's bucket folder when folders may share file ids.
+    buckets: Option<String>,
+    /// The target filer has path-specific storage rules (its filer.conf):
+    /// every folder then has a pool of its own.
+    rules: std::sync::atomic::AtomicBool,
 }
 
 impl ChunkSink {
@@ -256,21 +264,73 @@ impl ChunkSink {
             placement,
             leases: Mutex::new(HashMap::new()),
             topping: Default::default(),
+            buckets: None,
+            rules: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Lets all target folders share one pool of file ids (one per bucket
+    /// below `dir_buckets`, whose collection is the bucket's) while the
+    /// target filer has no path-specific storage rules: AssignVolume then
+    /// answers the same for every folder. The rules are looked at again
+    /// before each refill, so rules made meanwhile are followed from then on.
+    pub fn with_shared_ids(mut self, dir_buckets: &str) -> ChunkSink {
+        self.buckets = Some(dir_buckets.trim_end_matches('/').to_string());
+        self.look_at_rules();
+        self
+    }
+
+    /// Reads the target's filer.conf: any location rule (or a file too large
+    /// to hold inline, or no answer) counts as rules.
+    fn look_at_rules(&self) {
+        let found = self.filer.lookup("/etc/seaweedfs", "filer.conf");
+        let rules = match &found {
+            Ok(None) => false,
+            Ok(Some(e)) => {
+                !e.chunks.is_empty() || e.content.windows(14).any(|w| w == b"locationPrefix")
+            }
+            Err(_) => true,
+        };
+        let before = self.rules.swap(rules, std::sync::atomic::Ordering::Relaxed);
+        if rules && !before {
+            log::info!("the target filer has path-specific storage rules: file ids are assigned per folder");
+            self.leases.lock().unwrap().clear();
+        }
+    }
+
+    fn shared(&self) -> bool {
+        self.buckets.is_some() && !self.rules.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The pool of file ids serving the target folder `dir`: the folder
+    /// itself, or when shared its bucket ("" outside buckets).
+    fn pool_of(&self, dir: &str) -> String {
+        match &self.buckets {
+            Some(b) if self.shared() => bucket_of(dir, b),
+            _ => dir.to_string(),
+        }
+    }
+
+    fn batch(&self) -> i32 {
+        if self.shared() {
+            SHARED_BATCH
+        } else {
+            ASSIGN_BATCH
         }
     }
 
     /// Takes a file id for `path`: from the ids left over by an earlier
-    /// batch assign for the same folder, else from a new AssignVolume that
-    /// asks for `ASSIGN_BATCH` ids at once (the ids after the first are the
+    /// batch assign for the same pool, else from a new AssignVolume that
+    /// asks for a batch of ids at once (the ids after the first are the
     /// next needle keys with the same cookie, kept in plain form: `fid::nth`),
     /// which cuts master round trips for small files.
     fn lease(&self, path: &str, size: u64) -> Result<Lease> {
-        let dir = crate::filer::split_path(path).0;
+        let pool = self.pool_of(crate::filer::split_path(path).0);
         if let Some(l) = self
             .leases
             .lock()
             .unwrap()
-            .get_mut(dir)
+            .get_mut(&pool)
             .and_then(|q| q.pop())
         {
             return Ok(l);
@@ -278,7 +338,7 @@ impl ChunkSink {
         self.assign(path, size)
     }
 
-    /// Tops up the file ids kept for the target folder `dir` once they run
+    /// Tops up the file ids for the target folder `dir` once they run
     /// low (`claim_top_up`, then `refill`), in the calling thread.
     pub fn top_up(&self, dir: &str) {
         if self.claim_top_up(dir) {
@@ -286,46 +346,56 @@ impl ChunkSink {
         }
     }
 
-    /// True when the ids kept for `dir` run low (under half a batch) and no
-    /// refill is under way for it; the caller must then `refill(dir)`. The
-    /// applier refills off the entry's path, so that a slow AssignVolume (a
-    /// master growing volumes holds it up for a second or more) delays no
-    /// file: the ids left last the round trip.
+    /// True when the ids for `dir` run low (under half a batch) and no
+    /// refill is under way for its pool; the caller must then `refill(dir)`.
+    /// The applier refills off the entry's path, so that a slow
+    /// AssignVolume (a master growing volumes holds it up for a second or
+    /// more) delays no file: the ids left last the round trip.
     pub fn claim_top_up(&self, dir: &str) -> bool {
+        let pool = self.pool_of(dir);
         let low = self
             .leases
             .lock()
             .unwrap()
-            .get(dir)
-            .is_some_and(|q| q.len() < ASSIGN_BATCH as usize / 2);
-        low && self.topping.lock().unwrap().insert(dir.to_string())
+            .get(&pool)
+            .is_some_and(|q| q.len() < self.batch() as usize / 2);
+        low && self.topping.lock().unwrap().insert(pool)
     }
 
-    /// One AssignVolume for `dir`'s folder, its ids kept behind those left.
+    /// One AssignVolume for `dir`'s pool, its ids kept behind those left.
     pub fn refill(&self, dir: &str) {
-        let probe = crate::filer::join_path(dir, ".filer-sync-lease");
+        let pool = self.pool_of(dir);
+        if self.buckets.is_some() {
+            self.look_at_rules();
+        }
+        let base = if pool.is_empty() { "/" } else { pool.as_str() };
+        let probe = crate::filer::join_path(base, ".filer-sync-lease");
         match self.assign(&probe, 0) {
             Ok(first) => {
-                if let Some(q) = self.leases.lock().unwrap().get_mut(dir) {
+                if let Some(q) = self.leases.lock().unwrap().get_mut(&self.pool_of(dir)) {
                     q.insert(0, first);
                 }
             }
             Err(e) => log::debug!("topping up file ids for {dir}: {e}"),
         }
-        self.topping.lock().unwrap().remove(dir);
+        self.topping.lock().unwrap().remove(&pool);
     }
 
     /// File ids kept for the target folder `dir` (for tests and debugging).
     pub fn spare_ids(&self, dir: &str) -> usize {
-        self.leases.lock().unwrap().get(dir).map_or(0, Vec::len)
+        self.leases
+            .lock()
+            .unwrap()
+            .get(&self.pool_of(dir))
+            .map_or(0, Vec::len)
     }
 
-    /// One AssignVolume for `ASSIGN_BATCH` ids: returns the first, keeps the
-    /// others for `path`'s folder behind those it has already.
+    /// One AssignVolume for a batch of ids: returns the first, keeps the
+    /// others for `path`'s pool behind those it has already.
     fn assign(&self, path: &str, size: u64) -> Result<Lease> {
-        let dir = crate::filer::split_path(path).0.to_string();
+        let pool = self.pool_of(crate::filer::split_path(path).0);
         let mut req = AssignVolumeRequest::new();
-        req.count = ASSIGN_BATCH;
+        req.count = self.batch();
         req.collection = self.placement.collection.clone();
         req.replication = self.placement.replication.clone();
         req.ttl_sec = self.placement.ttl_sec;
@@ -355,7 +425,7 @@ impl ChunkSink {
             if leases.len() > 4096 {
                 leases.clear();
             }
-            let q = leases.entry(dir).or_default();
+            let q = leases.entry(pool).or_default();
             let mut fresh = (1..assigned.count as u64)
                 .rev()
                 .map(|i| Ok(lease(fid::nth(&assigned.file_id, i)?)))
@@ -469,6 +539,16 @@ impl ChunkSink {
     }
 }
 
+/// The bucket folder (below `buckets`) holding `dir`, or "" outside buckets.
+fn bucket_of(dir: &str, buckets: &str) -> String {
+    dir.strip_prefix(buckets)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.split('/').next())
+        .filter(|name| !name.is_empty())
+        .map(|name| format!("{buckets}/{name}"))
+        .unwrap_or_default()
+}
+
 /// Upload bodies up to this size are assembled in one buffer before sending.
 const ONE_PIECE: usize = 64 * 1024;
 
@@ -535,6 +615,20 @@ mod tests {
     fn url_paths_are_encoded() {
         assert_eq!(url_path("/a b/ü%#?.txt"), "/a%20b/%C3%BC%25%23%3F.txt");
         assert_eq!(url_path("/plain/x-y_z.~"), "/plain/x-y_z.~");
+    }
+
+    #[test]
+    fn folders_share_file_ids_per_bucket() {
+        for (dir, pool) in [
+            ("/", ""),
+            ("/home/chris", ""),
+            ("/buckets", ""),
+            ("/bucketsx/a", ""),
+            ("/buckets/photos", "/buckets/photos"),
+            ("/buckets/photos/2026/11", "/buckets/photos"),
+        ] {
+            assert_eq!(bucket_of(dir, "/buckets"), pool, "{dir}");
+        }
     }
 
     #[test]

@@ -387,3 +387,112 @@ fn a_rewritten_file_over_a_target_folder_replaces_it() {
         "{err}"
     );
 }
+
+/// Collections of a cluster's volumes, by volume id (from its volume
+/// server's status page).
+fn volume_collections(c: &Cluster) -> std::collections::HashMap<u32, String> {
+    let url = format!("http://127.0.0.1:{}/status", c.volume);
+    let text = http()
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.split("{\"Collection\":\"")
+        .skip(1)
+        .map(|v| {
+            let collection = v[..v.find('"').unwrap()].to_string();
+            let id = v[v.find("\"Id\":").unwrap() + 5..]
+                .split(|ch: char| !ch.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (id, collection)
+        })
+        .collect()
+}
+
+/// The collections the chunks of the files below `dir` on `c` went to.
+fn chunk_collections(c: &Cluster, dir: &str, names: &[String]) -> Vec<String> {
+    let volumes = volume_collections(c);
+    names
+        .iter()
+        .map(|n| {
+            let e = c.entry(&format!("{dir}/{n}"));
+            assert_eq!(e.chunks.len(), 1, "{dir}/{n}");
+            let vid: u32 = fid::volume_id(&fid::of_chunk(&e.chunks[0]))
+                .unwrap()
+                .parse()
+                .unwrap();
+            volumes
+                .get(&vid)
+                .cloned()
+                .unwrap_or_else(|| panic!("volume {vid} of {dir}/{n} not on the status page"))
+        })
+        .collect()
+}
+
+fn put_storage_rule(c: &Cluster, prefix: &str, collection: &str) {
+    let conf = format!(
+        "{{\"locations\":[{{\"locationPrefix\":\"{prefix}\",\"collection\":\"{collection}\"}}]}}"
+    );
+    c.put_with(
+        "/etc/seaweedfs/filer.conf",
+        conf.as_bytes(),
+        &[("Content-Type", "application/json")],
+    );
+    // The filer reloads its rules from its own metadata events.
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// Copied chunks land where the target's path-specific storage rules
+/// (filer.conf) put the target's own writes. File ids are shared across
+/// folders only while the target has no rules; rules made while a sync
+/// runs are followed from its next batch of ids on (at most 128 files
+/// later).
+#[test]
+fn chunks_land_where_the_targets_storage_rules_say() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let names = |p: &str, n: u64| -> Vec<String> { (0..n).map(|i| format!("{p}{i}")).collect() };
+    for (i, n) in names("f", 20).iter().enumerate() {
+        a.put(&format!("/sr/plain/{n}"), &bytes(i as u64, 2000));
+        a.put(&format!("/sr/ruled/{n}"), &bytes(i as u64 + 100, 2000));
+    }
+    put_storage_rule(&b, "/sr/ruled/", "ruled");
+    let state = temp_state("rules");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(chunk_collections(&b, "/sr/ruled", &names("f", 20))
+        .iter()
+        .all(|c| c == "ruled"));
+    assert!(chunk_collections(&b, "/sr/plain", &names("f", 20))
+        .iter()
+        .all(|c| c.is_empty()));
+
+    // Rules made while a sync follows a target that had none.
+    let (a, b) = (Cluster::start(), Cluster::start());
+    let state = temp_state("rules-later");
+    let _sync = Running(one_way_sync(&a.addr(), &b.addr(), &state).spawn().unwrap());
+    for (i, n) in names("f", 50).iter().enumerate() {
+        a.put(&format!("/later/plain/{n}"), &bytes(i as u64, 2000));
+    }
+    eventually(60, "plain files on B", || {
+        b.get("/later/plain/f49").is_some()
+    });
+    put_storage_rule(&b, "/later/ruled/", "ruled");
+    let ruled = names("g", 300);
+    for (i, n) in ruled.iter().enumerate() {
+        a.put(&format!("/later/ruled/{n}"), &bytes(i as u64, 2000));
+    }
+    eventually(120, "ruled files on B", || {
+        b.get("/later/ruled/g299").is_some()
+    });
+    let got = chunk_collections(&b, "/later/ruled", &ruled);
+    assert!(
+        got[128..].iter().all(|c| c == "ruled"),
+        "files past the first batch after the rule went elsewhere: {got:?}"
+    );
+}
