@@ -431,6 +431,11 @@ impl ChunkSink {
                 .map(|i| Ok(lease(fid::nth(&assigned.file_id, i)?)))
                 .collect::<Result<Vec<Lease>>>()?;
             fresh.append(q);
+            // At most a batch is kept (workers that found the pool empty at
+            // once each assigned one): the ids beyond it are dropped unused,
+            // which bounds how long ids taken under old storage rules last.
+            let extra = fresh.len().saturating_sub(self.batch() as usize);
+            fresh.drain(..extra);
             *q = fresh;
         }
         Ok(lease(assigned.file_id.clone()))

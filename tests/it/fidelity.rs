@@ -450,7 +450,7 @@ fn put_storage_rule(c: &Cluster, prefix: &str, collection: &str) {
 /// Copied chunks land where the target's path-specific storage rules
 /// (filer.conf) put the target's own writes. File ids are shared across
 /// folders only while the target has no rules; rules made while a sync
-/// runs are followed from its next batch of ids on (at most 128 files
+/// runs are followed from its next batch of ids on (at most 256 files
 /// later).
 #[test]
 fn chunks_land_where_the_targets_storage_rules_say() {
@@ -483,7 +483,7 @@ fn chunks_land_where_the_targets_storage_rules_say() {
         b.get("/later/plain/f49").is_some()
     });
     put_storage_rule(&b, "/later/ruled/", "ruled");
-    let ruled = names("g", 300);
+    let ruled = names("g", 400);
     for (i, n) in ruled.iter().enumerate() {
         a.put(&format!("/later/ruled/{n}"), &bytes(i as u64, 2000));
     }
@@ -492,7 +492,7 @@ fn chunks_land_where_the_targets_storage_rules_say() {
     });
     let got = chunk_collections(&b, "/later/ruled", &ruled);
     assert!(
-        got[128..].iter().all(|c| c == "ruled"),
+        got[256..].iter().all(|c| c == "ruled"),
         "files past the first batch after the rule went elsewhere: {got:?}"
     );
 }
