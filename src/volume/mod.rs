@@ -13,6 +13,7 @@ use crate::filer::FilerClient;
 use crate::pb::filer::{AssignVolumeRequest, Location};
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,9 +54,9 @@ impl Http {
 
     /// The calling thread's agent.
     pub fn agent(&self) -> &ureq::Agent {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
-            static SLOT: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
         }
         &self.agents[SLOT.with(|s| *s) % self.agents.len()]
     }
@@ -228,6 +229,13 @@ const ASSIGN_BATCH: i32 = 16;
 /// File ids asked for at once when all folders share them (`with_shared_ids`).
 const SHARED_BATCH: i32 = 128;
 
+/// Expected bytes one batch of file ids may stand for: fewer ids are asked
+/// for when chunks are large. A master charges each id's expected size to
+/// its volume until heartbeats report the real size, marks the volume full
+/// when the charges reach its limit, and holds assigns up while it grows new
+/// volumes; without a size hint it charges 1 MB per id.
+const BATCH_BYTES: u64 = 64 << 20;
+
 /// An assigned file id not yet written.
 struct Lease {
     file_id: String,
@@ -252,7 +260,10 @@ pub struct ChunkSink {
     buckets: Option<String>,
     /// The target filer has path-specific storage rules (its filer.conf):
     /// every folder then has a pool of its own.
-    rules: std::sync::atomic::AtomicBool,
+    rules: AtomicBool,
+    /// Recent upload sizes (a moving average, bytes; 0 before the first):
+    /// the size hint of batch assigns.
+    typical: AtomicU64,
 }
 
 impl ChunkSink {
@@ -265,7 +276,8 @@ impl ChunkSink {
             leases: Mutex::new(HashMap::new()),
             topping: Default::default(),
             buckets: None,
-            rules: std::sync::atomic::AtomicBool::new(true),
+            rules: AtomicBool::new(true),
+            typical: AtomicU64::new(0),
         }
     }
 
@@ -291,7 +303,7 @@ impl ChunkSink {
             }
             Err(_) => true,
         };
-        let before = self.rules.swap(rules, std::sync::atomic::Ordering::Relaxed);
+        let before = self.rules.swap(rules, Ordering::Relaxed);
         if rules && !before {
             log::info!("the target filer has path-specific storage rules: file ids are assigned per folder");
             self.leases.lock().unwrap().clear();
@@ -299,7 +311,7 @@ impl ChunkSink {
     }
 
     fn shared(&self) -> bool {
-        self.buckets.is_some() && !self.rules.load(std::sync::atomic::Ordering::Relaxed)
+        self.buckets.is_some() && !self.rules.load(Ordering::Relaxed)
     }
 
     /// The pool of file ids serving the target folder `dir`: the folder
@@ -391,17 +403,21 @@ impl ChunkSink {
     }
 
     /// One AssignVolume for a batch of ids: returns the first, keeps the
-    /// others for `path`'s pool behind those it has already.
+    /// others for `path`'s pool behind those it has already. Each id is
+    /// announced at the typical upload size (`size` before the first), and
+    /// the batch covers at most `BATCH_BYTES` of them.
     fn assign(&self, path: &str, size: u64) -> Result<Lease> {
         let pool = self.pool_of(crate::filer::split_path(path).0);
+        let typical = self.typical.load(Ordering::Relaxed);
+        let hint = if typical > 0 { typical } else { size.max(1) };
         let mut req = AssignVolumeRequest::new();
-        req.count = self.batch();
+        req.count = (BATCH_BYTES / hint).clamp(1, self.batch() as u64) as i32;
         req.collection = self.placement.collection.clone();
         req.replication = self.placement.replication.clone();
         req.ttl_sec = self.placement.ttl_sec;
         req.disk_type = self.placement.disk_type.clone();
         req.path = path.to_string();
-        req.expected_data_size = size;
+        req.expected_data_size = hint;
         let assigned = self.filer.assign(&req)?;
         let url = assigned
             .location
@@ -444,6 +460,18 @@ impl ChunkSink {
     /// Assigns a file id on the target and uploads `data` under it; returns the new file id.
     /// `path` is the target path, which lets the filer apply its path-specific rules.
     pub fn upload(&self, path: &str, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+        let n = data.len() as u64;
+        let t = &self.typical;
+        let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+            Some(
+                if avg == 0 {
+                    n.max(1)
+                } else {
+                    (avg * 7 + n) / 8
+                }
+                .max(1),
+            )
+        });
         let lease = self.lease(path, data.len() as u64)?;
         let r = self.post(&lease, name, mime, data);
         if r.is_err() {

@@ -496,3 +496,30 @@ fn chunks_land_where_the_targets_storage_rules_say() {
         "files past the first batch after the rule went elsewhere: {got:?}"
     );
 }
+
+/// File ids are asked for with the size the copies will have: a master
+/// charges each id's expected size (1 MB without a hint) to its volume until
+/// heartbeats report the real size, marks the volume full when the charges
+/// reach its limit, and stalls assigns while it grows new ones. Copying
+/// 2,000 small files (2 MB) into a fresh target must not fill a volume of
+/// 256 MB on paper.
+#[test]
+fn small_files_do_not_make_the_target_grow_volumes() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..2000u64 {
+        a.put(&format!("/gv/d{}/f{i}", i % 20), &bytes(i, 1024));
+    }
+    let before = volume_collections(&b).len();
+    let state = temp_state("grow");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/gv"), &b.tree("/gv"));
+    let after = volume_collections(&b).len();
+    println!("volumes on the target: {before} before, {after} after");
+    // A master grows 7 volumes at a time (replication 000).
+    assert!(
+        after < before + 7,
+        "the target grew from {before} to {after} volumes for 2 MB of files"
+    );
+}
