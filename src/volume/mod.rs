@@ -323,12 +323,17 @@ impl ChunkSink {
         }
     }
 
+    /// Ids per AssignVolume: a batch of the pool's kind, fewer for large
+    /// uploads (at most `BATCH_BYTES` of typical uploads). A pool refills
+    /// below half of it and keeps at most one.
     fn batch(&self) -> i32 {
-        if self.shared() {
+        let most = if self.shared() {
             SHARED_BATCH
         } else {
             ASSIGN_BATCH
-        }
+        };
+        let typical = self.typical.load(Ordering::Relaxed).max(1);
+        (BATCH_BYTES / typical).clamp(1, most as u64) as i32
     }
 
     /// Takes a file id for `path`: from the ids left over by an earlier
@@ -409,15 +414,14 @@ impl ChunkSink {
     fn assign(&self, path: &str, size: u64) -> Result<Lease> {
         let pool = self.pool_of(crate::filer::split_path(path).0);
         let typical = self.typical.load(Ordering::Relaxed);
-        let hint = if typical > 0 { typical } else { size.max(1) };
         let mut req = AssignVolumeRequest::new();
-        req.count = (BATCH_BYTES / hint).clamp(1, self.batch() as u64) as i32;
+        req.count = self.batch();
         req.collection = self.placement.collection.clone();
         req.replication = self.placement.replication.clone();
         req.ttl_sec = self.placement.ttl_sec;
         req.disk_type = self.placement.disk_type.clone();
         req.path = path.to_string();
-        req.expected_data_size = hint;
+        req.expected_data_size = if typical > 0 { typical } else { size.max(1) };
         let assigned = self.filer.assign(&req)?;
         let url = assigned
             .location
