@@ -48,6 +48,10 @@ mins=$(( ($(date +%s) - t0) / 60 ))
   echo "  checkpoint; replayed, a create whose file had since moved with its folder brought the old"
   echo "  folder back, and the replayed move then failed on a non-empty destination. The first window"
   echo "  of upserts after a checkpoint is now checked against the source."
+  echo "- That check skips a replayed folder the source has moved on since, but a file moved into it"
+  echo "  still needs it: the target filer made it with its own mode and clock, and active-active that"
+  echo "  newer version won over the source's once the folder's move carried it along. Such a folder"
+  echo "  now gets a stand-in dated at the epoch, which the source's version outranks."
 } > RELIABILITY.md
 rm -f "$report"
 echo "wrote RELIABILITY.md (exit $rc)"
