@@ -131,10 +131,12 @@ impl Applier {
             });
         }
         let out = self.apply_now(action, pool);
-        let dir = split_path(&action.target()).0.to_string();
-        if out.as_ref().is_ok_and(|o| o.bytes > 0) && self.chunks_out.claim_top_up(&dir) {
-            let sink = self.chunks_out.clone();
-            pool.spawn(move || sink.refill(&dir));
+        if out.as_ref().is_ok_and(|o| o.bytes > 0) {
+            let dir = split_path(&action.target()).0.to_string();
+            if self.chunks_out.claim_top_up(&dir) {
+                let sink = self.chunks_out.clone();
+                pool.spawn(move || sink.refill(&dir));
+            }
         }
         out
     }

@@ -145,13 +145,8 @@ fn flow(
                 .with_throttle(throttle.clone())
                 .with_read_signer(src.security.read.clone()),
             chunks_out: std::sync::Arc::new(
-                ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone()).with_shared_ids(
-                    if buckets_t.is_empty() {
-                        "/buckets"
-                    } else {
-                        buckets_t
-                    },
-                ),
+                ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone())
+                    .with_shared_ids(buckets_t),
             ),
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,

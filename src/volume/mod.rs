@@ -286,8 +286,10 @@ impl ChunkSink {
     /// target filer has no path-specific storage rules: AssignVolume then
     /// answers the same for every folder. The rules are looked at again
     /// before each refill, so rules made meanwhile are followed from then on.
+    /// An empty `dir_buckets` (a filer that does not say) means `/buckets`.
     pub fn with_shared_ids(mut self, dir_buckets: &str) -> ChunkSink {
-        self.buckets = Some(dir_buckets.trim_end_matches('/').to_string());
+        let b = dir_buckets.trim_end_matches('/');
+        self.buckets = Some(if b.is_empty() { "/buckets" } else { b }.to_string());
         self.look_at_rules();
         self
     }
@@ -341,7 +343,7 @@ impl ChunkSink {
     /// asks for a batch of ids at once (the ids after the first are the
     /// next needle keys with the same cookie, kept in plain form: `fid::nth`),
     /// which cuts master round trips for small files.
-    fn lease(&self, path: &str, size: u64) -> Result<Lease> {
+    fn lease(&self, path: &str) -> Result<Lease> {
         let pool = self.pool_of(crate::filer::split_path(path).0);
         if let Some(l) = self
             .leases
@@ -352,7 +354,7 @@ impl ChunkSink {
         {
             return Ok(l);
         }
-        self.assign(path, size)
+        self.assign(path)
     }
 
     /// Tops up the file ids for the target folder `dir` once they run
@@ -387,7 +389,7 @@ impl ChunkSink {
         }
         let base = if pool.is_empty() { "/" } else { pool.as_str() };
         let probe = crate::filer::join_path(base, ".filer-sync-lease");
-        match self.assign(&probe, 0) {
+        match self.assign(&probe) {
             Ok(first) => {
                 if let Some(q) = self.leases.lock().unwrap().get_mut(&self.pool_of(dir)) {
                     q.insert(0, first);
@@ -409,11 +411,10 @@ impl ChunkSink {
 
     /// One AssignVolume for a batch of ids: returns the first, keeps the
     /// others for `path`'s pool behind those it has already. Each id is
-    /// announced at the typical upload size (`size` before the first), and
-    /// the batch covers at most `BATCH_BYTES` of them.
-    fn assign(&self, path: &str, size: u64) -> Result<Lease> {
+    /// announced at the typical upload size (`upload` counts every upload
+    /// before it asks), and the batch covers at most `BATCH_BYTES` of them.
+    fn assign(&self, path: &str) -> Result<Lease> {
         let pool = self.pool_of(crate::filer::split_path(path).0);
-        let typical = self.typical.load(Ordering::Relaxed);
         let mut req = AssignVolumeRequest::new();
         req.count = self.batch();
         req.collection = self.placement.collection.clone();
@@ -421,7 +422,7 @@ impl ChunkSink {
         req.ttl_sec = self.placement.ttl_sec;
         req.disk_type = self.placement.disk_type.clone();
         req.path = path.to_string();
-        req.expected_data_size = if typical > 0 { typical } else { size.max(1) };
+        req.expected_data_size = self.typical.load(Ordering::Relaxed).max(1);
         let assigned = self.filer.assign(&req)?;
         let url = assigned
             .location
@@ -476,7 +477,7 @@ impl ChunkSink {
                 .max(1),
             )
         });
-        let lease = self.lease(path, data.len() as u64)?;
+        let lease = self.lease(path)?;
         let r = self.post(&lease, name, mime, data);
         if r.is_err() {
             // The volume may have gone read-only or away: ask afresh next time.
@@ -532,18 +533,15 @@ impl ChunkSink {
         let len = head.len() + data.len() + tail.len();
         // A small body goes out in one piece (one send instead of three);
         // a large one streams from the caller's buffer, never copied.
-        let whole: Vec<u8> = if len <= ONE_PIECE {
-            [&head[..], data, &tail[..]].concat()
+        let whole;
+        let mut body: Box<dyn std::io::Read + '_> = if len <= ONE_PIECE {
+            whole = [&head[..], data, &tail[..]].concat();
+            Box::new(&whole[..])
         } else {
-            Vec::new()
-        };
-        let mut body: Box<dyn std::io::Read + '_> = if whole.is_empty() {
             Box::new(std::io::Read::chain(
                 std::io::Read::chain(&head[..], data),
                 &tail[..],
             ))
-        } else {
-            Box::new(&whole[..])
         };
         let mut post = self
             .http
