@@ -50,6 +50,7 @@ class Cluster:
         self.dir = os.path.join(WORK, f"c{Cluster.n}")
         self.addr = subprocess.check_output([CLUSTER, "start", self.dir, *filer_flags], text=True).strip()
         self.host, self.port = self.addr.split(":")
+        self.probe = None
 
     def stop(self):
         subprocess.run([CLUSTER, "stop", self.dir], check=False)
@@ -59,13 +60,18 @@ class Cluster:
         return http.client.HTTPConnection(self.host, int(self.port), timeout=60)
 
     def exists(self, path):
-        h = self.conn()
-        try:
-            h.request("HEAD", path)
-            r = h.getresponse(); r.read()
-            return r.status == 200
-        finally:
-            h.close()
+        """HEAD over one kept-alive connection (cheap enough to poll often)."""
+        for attempt in range(2):
+            try:
+                if self.probe is None:
+                    self.probe = self.conn()
+                self.probe.request("HEAD", path)
+                r = self.probe.getresponse(); r.read()
+                return r.status == 200
+            except (http.client.HTTPException, OSError):
+                self.probe.close()
+                self.probe = None
+        return False
 
     def cpu(self):
         """CPU seconds used so far by this cluster's weed processes (master, volume, filer)."""
@@ -78,9 +84,7 @@ class Cluster:
                     cmd = f.read().split(b"\0")
                 if not (cmd[0].endswith(b"weed") and any(self.dir.encode() + b"/" in c for c in cmd)):
                     continue
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                total += process_cpu(int(pid))
             except (OSError, IndexError, ValueError):
                 continue
         return total
@@ -112,9 +116,17 @@ class Writer:
         self.req("PUT", path, body)
 
 
-def run_tool(tool, a, b, done, state):
-    """Runs one sync until done() says the target is complete; returns (wall s,
-    sync CPU s, peak RSS MB, CPU s of both clusters' servers meanwhile)."""
+def run_tool(tool, a, b, seen, complete, state):
+    """Runs one sync until the target is complete; returns (wall s, sync CPU s,
+    peak RSS MB, CPU s of both clusters' servers meanwhile).
+
+    `seen()` is a cheap probe (the file written last is readable on B),
+    polled every 10 ms; once it holds, `complete()` checks the whole target.
+    All four figures are taken when the check that passed began: the
+    checks' own work (listings, a verify walking both trees) and the poll's
+    sleep are not the tool's, and counting them (as runs before 2026-11-28
+    02:40 did, polling every 0.2 s and stopping the clock after the checks)
+    adds the same seconds to both tools, which pulls every ratio toward 1."""
     if tool == "weed":
         cmd = [WEED, "filer.sync", "-a", a.addr, "-b", b.addr, "-isActivePassive"]
     else:
@@ -124,23 +136,28 @@ def run_tool(tool, a, b, done, state):
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, f"{tool}.log"), "a"), env=env)
     try:
-        while not done():
+        while True:
             if p.poll() is not None:
                 raise RuntimeError(f"{tool} exited early with {p.returncode}")
-            time.sleep(0.2)
             if time.monotonic() - t0 > 1800:
                 raise RuntimeError(f"{tool} did not finish in 30 min")
-        wall = time.monotonic() - t0
-        servers = a.cpu() + b.cpu() - servers0
-        rss = peak_rss_mb(p.pid)
+            if not seen():
+                time.sleep(0.01)
+                continue
+            mark = (time.monotonic() - t0, process_cpu(p.pid), peak_rss_mb(p.pid), a.cpu() + b.cpu() - servers0)
+            if complete():
+                return mark
+            time.sleep(0.2)
     finally:
         p.send_signal(signal.SIGTERM)
-        try:
-            _, _, ru = os.wait4(p.pid, 0)
-        except ChildProcessError:
-            ru = None
-    cpu = (ru.ru_utime + ru.ru_stime) if ru else float("nan")
-    return wall, cpu, rss, servers
+        p.wait()
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system, all threads) a running process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid):
@@ -185,10 +202,10 @@ def verified(a, b, path):
 
 def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False):
     """Rounds of both tools catching a fresh target up; returns {tool: [(wall, cpu, rss, servers)]}.
-    The target is listed (which costs its filer CPU that the syncs would
-    otherwise have) only once `last`, the file written last, is readable there.
-    With `exact`, a run is done only once the target also verifies equal
-    (for workloads whose file count passes through the final value)."""
+    The target is listed only once `last`, the file written last, is
+    readable there (see `run_tool`). With `exact`, a run is complete only
+    once the target also verifies equal (for workloads whose file count
+    passes through the final value)."""
     res = {"weed": [], "filer-sync": []}
     for rnd in range(ROUNDS):
         order = ["weed", "filer-sync"] if rnd % 2 == 0 else ["filer-sync", "weed"]
@@ -196,8 +213,9 @@ def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False):
             b = Cluster(*filer_flags)
             try:
                 state = os.path.join(WORK, f"{name}-{rnd}-{tool}.db")
-                done = lambda: b.exists(last) and count_files(b, dirs) >= expect and (not exact or verified(a, b, path))
-                m = run_tool(tool, a, b, done, state)
+                seen = lambda: b.exists(last)
+                complete = lambda: count_files(b, dirs) >= expect and (not exact or verified(a, b, path))
+                m = run_tool(tool, a, b, seen, complete, state)
                 verify(a, b, path)
                 log(f"  {name} round {rnd + 1} {tool}: {m[0]:.2f} s, {m[1]:.2f} CPU s, {m[2]:.0f} MB RSS, servers {m[3]:.2f} CPU s")
                 res[tool].append(m)

@@ -9,7 +9,9 @@
 //! one-way, a file written anew in place is updated outright. Should the
 //! target not be as the event implies (its own users wrote there), the write
 //! fails and the looked-up path decides, reusing the chunks already copied
-//! and freeing those it does not keep.
+//! and freeing those it does not keep. One-way, the events a folder's move
+//! logs for the entries below it are not applied at all once this process
+//! has moved the folder on the target: the entries went along unchanged.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{join_path, split_path, FilerClient};
@@ -54,6 +56,9 @@ pub struct Dirs {
     /// Moved away on the target by this process, with all below them; until
     /// something is made below one again.
     moved: HashSet<String>,
+    /// Entries moved along are trusted to be the source's for events after
+    /// this time only (source clock; see `Applier::skipped_replayed`).
+    moves_trusted_after_ns: i64,
 }
 
 impl Dirs {
@@ -61,7 +66,10 @@ impl Dirs {
 
     fn bound(&mut self) {
         if self.known.len() + self.fresh.len() + self.moved.len() > Self::MOST {
-            *self = Dirs::default();
+            *self = Dirs {
+                moves_trusted_after_ns: self.moves_trusted_after_ns,
+                ..Dirs::default()
+            };
         }
     }
 
@@ -121,8 +129,9 @@ pub struct Outcome {
 }
 
 impl Applier {
-    /// Applies `action`; chunk transfers run on `pool` (owned by the pipeline).
-    pub fn apply(&self, action: &Action, pool: &rayon::ThreadPool) -> Result<Outcome> {
+    /// Applies `action`, planned from an event at `ts_ns` (source clock; 0
+    /// for none); chunk transfers run on `pool` (owned by the pipeline).
+    pub fn apply(&self, action: &Action, ts_ns: i64, pool: &rayon::ThreadPool) -> Result<Outcome> {
         if self.dry_run {
             log::info!("dry-run: would {}", describe(action));
             return Ok(Outcome {
@@ -130,7 +139,7 @@ impl Applier {
                 ..Outcome::default()
             });
         }
-        let out = self.apply_now(action, pool);
+        let out = self.apply_now(action, ts_ns, pool);
         if out.as_ref().is_ok_and(|o| o.bytes > 0) {
             let dir = split_path(&action.target()).0.to_string();
             if self.chunks_out.claim_top_up(&dir) {
@@ -142,7 +151,7 @@ impl Applier {
     }
 
     /// `apply` without the file-id refill it may start.
-    fn apply_now(&self, action: &Action, pool: &rayon::ThreadPool) -> Result<Outcome> {
+    fn apply_now(&self, action: &Action, ts_ns: i64, pool: &rayon::ThreadPool) -> Result<Outcome> {
         match action {
             Action::Upsert {
                 dir,
@@ -187,7 +196,23 @@ impl Applier {
                 self.forget_dirs(&new_path);
                 // A folder's move is logged with one event per entry below
                 // it after its own; this process moved them all already.
-                let moved_along = self.dirs.lock().unwrap().moved_along(&old_path);
+                let (moved_along, trusted) = {
+                    let dirs = self.dirs.lock().unwrap();
+                    (
+                        dirs.moved_along(&old_path),
+                        ts_ns > dirs.moves_trusted_after_ns,
+                    )
+                };
+                if moved_along && !self.newer_target_wins && trusted {
+                    // One-way, the target's copy was the source's before the
+                    // folder moved and moved with it unchanged, as on the
+                    // source (unless a replayed version was skipped).
+                    log::debug!("{new_path} moved along with its folder");
+                    return Ok(Outcome {
+                        skipped: true,
+                        ..Outcome::default()
+                    });
+                }
                 if !moved_along && self.lookup_target(old_dir, old_name)?.is_some() {
                     self.ensure_parent(new_dir, parent(source), signatures)?;
                     let r = retry("AtomicRenameEntry", Policy::SHORT, || {
@@ -619,6 +644,27 @@ impl Applier {
         out.is_compressed = false;
         out.cipher_key.clear();
         Ok((out, bytes))
+    }
+
+    /// The pipeline skipped a replayed version the source has moved on from
+    /// (see `source_replaced`), leaving the target's copy behind: the event
+    /// that brings its successor may be one a folder's move logs for the
+    /// entries below it, so those are applied even where this process moved
+    /// the folder, until `trust_moves_after` names a time past the successor.
+    pub fn skipped_replayed(&self) {
+        self.trust_moves_after(i64::MAX);
+    }
+
+    /// Entries moved along with a folder are the source's again for events
+    /// after `ts_ns` (an earlier run's skips, from the state file; or this
+    /// run's, once the window that made them is done).
+    pub fn trust_moves_after(&self, ts_ns: i64) {
+        self.dirs.lock().unwrap().moves_trusted_after_ns = ts_ns;
+    }
+
+    /// True while a skip of a replayed version awaits its time bound.
+    pub fn skip_pending(&self) -> bool {
+        self.dirs.lock().unwrap().moves_trusted_after_ns == i64::MAX
     }
 
     /// True when the source no longer holds `entry` at `source_path` (it was

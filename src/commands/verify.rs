@@ -110,7 +110,7 @@ impl Pair {
                 },
                 _ => continue,
             };
-            if let Err(e) = applier.apply(&action, &self.chunks) {
+            if let Err(e) = applier.apply(&action, 0, &self.chunks) {
                 failed.push(format!("{target}: {e}"));
             }
         }

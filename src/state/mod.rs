@@ -61,6 +61,9 @@ const MIGRATIONS: &[&str] = &[
     // v4: which event the checkpoint stands on (its fingerprint; 0 unknown),
     // so that only that event is dropped when the filer serves it again.
     "ALTER TABLE checkpoints ADD COLUMN last_event INTEGER NOT NULL DEFAULT 0;",
+    // v5: events up to this time (source clock) may follow a replayed
+    // version that was skipped (see `Applier::skipped_replayed`).
+    "ALTER TABLE checkpoints ADD COLUMN replay_horizon_ns INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -106,6 +109,8 @@ pub struct Commit {
     pub bytes: u64,
     pub failures: Vec<Failure>,
     pub conflicts: Vec<Conflict>,
+    /// Raises the direction's replay horizon (0: leaves it).
+    pub replay_horizon_ns: i64,
 }
 
 /// One direction's row, for status displays.
@@ -321,6 +326,20 @@ impl State {
             .optional()?)
     }
 
+    /// Events up to this time may follow a replayed version a run skipped
+    /// (0: none did).
+    pub fn replay_horizon(&self, d: &Direction) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT replay_horizon_ns FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
     /// Sets the checkpoint outright (start-time overrides, operator tools).
     pub fn set_checkpoint(&mut self, d: &Direction, ts_ns: i64) -> Result<()> {
         self.commit(
@@ -338,12 +357,13 @@ impl State {
         let now = now_ns();
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied, last_event)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied, last_event, replay_horizon_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (source_sig, source_path, target_sig, target_path) DO UPDATE SET
                ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns, last_event = excluded.last_event,
                events_applied = events_applied + excluded.events_applied,
-               bytes_applied = bytes_applied + excluded.bytes_applied",
+               bytes_applied = bytes_applied + excluded.bytes_applied,
+               replay_horizon_ns = MAX(replay_horizon_ns, excluded.replay_horizon_ns)",
             params![
                 d.source_sig,
                 d.source_path,
@@ -353,7 +373,8 @@ impl State {
                 now,
                 c.events as i64,
                 c.bytes as i64,
-                c.last_event
+                c.last_event,
+                c.replay_horizon_ns
             ],
         )?;
         for f in &c.failures {
@@ -454,6 +475,25 @@ mod tests {
             target_sig: 7,
             target_path: "/b".into(),
         }
+    }
+
+    #[test]
+    fn the_replay_horizon_only_rises() {
+        let p = tmp("horizon");
+        let mut s = State::open(&p).unwrap();
+        assert_eq!(s.replay_horizon(&dir()).unwrap(), 0);
+        for (ts, horizon) in [(10, 0), (20, 500), (30, 0), (40, 300)] {
+            let c = Commit {
+                ts_ns: ts,
+                replay_horizon_ns: horizon,
+                ..Commit::default()
+            };
+            s.commit(&dir(), &c).unwrap();
+        }
+        drop(s);
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.replay_horizon(&dir()).unwrap(), 500);
+        assert_eq!(s.checkpoint(&dir()).unwrap(), Some(40));
     }
 
     #[test]
