@@ -182,7 +182,16 @@ fn mixed(
                 let inside = format!("{d}/");
                 dirs.retain(|x| !x.starts_with(&inside));
                 files.retain(|x| !x.starts_with(&inside));
-                ok(agent.delete(&format!("{}?recursive=true", url(&d))).call())
+                let good = ok(agent.delete(&format!("{}?recursive=true", url(&d))).call());
+                if dirs.is_empty() {
+                    // It held all the others: the next operations need one.
+                    let fresh = format!("{root}/d{n}");
+                    let made = ok(agent.post(&format!("{}/", url(&fresh))).send_empty());
+                    dirs.push(fresh);
+                    good && made
+                } else {
+                    good
+                }
             }
             _ => {
                 let parent = &dirs[rng.below(dirs.len() as u64) as usize];
