@@ -24,6 +24,7 @@ use crate::volume::{fid, ChunkSink, ChunkSource};
 use protobuf::Message;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 pub struct Applier {
     pub source: FilerClient,
@@ -40,10 +41,13 @@ pub struct Applier {
     /// The synced folder on the target: `ensure_parent` makes folders below
     /// it only (it and its ancestors are not the source's to describe).
     pub target_root: String,
+    /// Entries moved along with a folder are trusted to be the source's for
+    /// events after this time only (source clock; see `skipped_replayed`).
+    pub moves_trusted_after_ns: std::sync::atomic::AtomicI64,
 }
 
-/// Target folders seen by this process: hints that save lookups, never
-/// needed for correctness. A delete or rename forgets those at and below its
+/// Target folders seen by this process: hints that save lookups; forgetting
+/// them is always safe. A delete or rename forgets those at and below its
 /// paths; past `Dirs::MOST` folders all are forgotten, which bounds both the
 /// memory of a long follow and the scan each delete or rename makes.
 #[derive(Debug, Default)]
@@ -56,9 +60,6 @@ pub struct Dirs {
     /// Moved away on the target by this process, with all below them; until
     /// something is made below one again.
     moved: HashSet<String>,
-    /// Entries moved along are trusted to be the source's for events after
-    /// this time only (source clock; see `Applier::skipped_replayed`).
-    moves_trusted_after_ns: i64,
 }
 
 impl Dirs {
@@ -66,10 +67,7 @@ impl Dirs {
 
     fn bound(&mut self) {
         if self.known.len() + self.fresh.len() + self.moved.len() > Self::MOST {
-            *self = Dirs {
-                moves_trusted_after_ns: self.moves_trusted_after_ns,
-                ..Dirs::default()
-            };
+            *self = Dirs::default();
         }
     }
 
@@ -196,13 +194,8 @@ impl Applier {
                 self.forget_dirs(&new_path);
                 // A folder's move is logged with one event per entry below
                 // it after its own; this process moved them all already.
-                let (moved_along, trusted) = {
-                    let dirs = self.dirs.lock().unwrap();
-                    (
-                        dirs.moved_along(&old_path),
-                        ts_ns > dirs.moves_trusted_after_ns,
-                    )
-                };
+                let moved_along = self.dirs.lock().unwrap().moved_along(&old_path);
+                let trusted = ts_ns > self.moves_trusted_after_ns.load(Ordering::Relaxed);
                 if moved_along && !self.newer_target_wins && trusted {
                     // One-way, the target's copy was the source's before the
                     // folder moved and moved with it unchanged, as on the
@@ -659,12 +652,12 @@ impl Applier {
     /// after `ts_ns` (an earlier run's skips, from the state file; or this
     /// run's, once the window that made them is done).
     pub fn trust_moves_after(&self, ts_ns: i64) {
-        self.dirs.lock().unwrap().moves_trusted_after_ns = ts_ns;
+        self.moves_trusted_after_ns.store(ts_ns, Ordering::Relaxed);
     }
 
     /// True while a skip of a replayed version awaits its time bound.
     pub fn skip_pending(&self) -> bool {
-        self.dirs.lock().unwrap().moves_trusted_after_ns == i64::MAX
+        self.moves_trusted_after_ns.load(Ordering::Relaxed) == i64::MAX
     }
 
     /// True when the source no longer holds `entry` at `source_path` (it was

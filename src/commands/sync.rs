@@ -151,6 +151,7 @@ fn flow(
             newer_target_wins: !cfg.active_passive,
             dry_run: cfg.dry_run,
             dirs: Default::default(),
+            moves_trusted_after_ns: Default::default(),
             target_root: dst.path.clone(),
         },
         key,

@@ -84,6 +84,7 @@ impl Pair {
             newer_target_wins: false,
             dry_run: cfg.dry_run,
             dirs: Default::default(),
+            moves_trusted_after_ns: Default::default(),
             target_root: cfg.b.path.clone(),
         };
         // One action per path, in path order so that parents come first.

@@ -468,14 +468,7 @@ impl ChunkSink {
         let n = data.len() as u64;
         let t = &self.typical;
         let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
-            Some(
-                if avg == 0 {
-                    n.max(1)
-                } else {
-                    (avg * 7 + n) / 8
-                }
-                .max(1),
-            )
+            Some(if avg == 0 { n } else { (avg * 7 + n) / 8 }.max(1))
         });
         let lease = self.lease(path)?;
         let r = self.post(&lease, name, mime, data);
