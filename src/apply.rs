@@ -126,10 +126,22 @@ pub struct Outcome {
     pub conflict: Option<Conflict>,
 }
 
+/// How one apply moves chunk bytes.
+#[derive(Clone, Copy)]
+pub struct Transfer<'a> {
+    /// Where chunks are copied in parallel (owned by the pipeline).
+    pub pool: &'a rayon::ThreadPool,
+    /// Also read chunks the source has deleted: a volume serves their bytes
+    /// until it is vacuumed. Without it, such a chunk is `NotFound`: most
+    /// often the version was replaced or removed since (see
+    /// `source_replaced`), and its bytes need not travel.
+    pub deleted_too: bool,
+}
+
 impl Applier {
     /// Applies `action`, planned from an event at `ts_ns` (source clock; 0
-    /// for none); chunk transfers run on `pool` (owned by the pipeline).
-    pub fn apply(&self, action: &Action, ts_ns: i64, pool: &rayon::ThreadPool) -> Result<Outcome> {
+    /// for none), moving chunk bytes `via`.
+    pub fn apply(&self, action: &Action, ts_ns: i64, via: Transfer) -> Result<Outcome> {
         if self.dry_run {
             log::info!("dry-run: would {}", describe(action));
             return Ok(Outcome {
@@ -137,19 +149,19 @@ impl Applier {
                 ..Outcome::default()
             });
         }
-        let out = self.apply_now(action, ts_ns, pool);
+        let out = self.apply_now(action, ts_ns, via);
         if out.as_ref().is_ok_and(|o| o.bytes > 0) {
             let dir = split_path(&action.target()).0.to_string();
             if self.chunks_out.claim_top_up(&dir) {
                 let sink = self.chunks_out.clone();
-                pool.spawn(move || sink.refill(&dir));
+                via.pool.spawn(move || sink.refill(&dir));
             }
         }
         out
     }
 
     /// `apply` without the file-id refill it may start.
-    fn apply_now(&self, action: &Action, ts_ns: i64, pool: &rayon::ThreadPool) -> Result<Outcome> {
+    fn apply_now(&self, action: &Action, ts_ns: i64, via: Transfer) -> Result<Outcome> {
         match action {
             Action::Upsert {
                 dir,
@@ -159,12 +171,12 @@ impl Applier {
                 change,
             } => match change {
                 Change::Created if self.is_fresh(dir) => {
-                    self.write_unseen(dir, entry, signatures, source, pool, Write::Create)
+                    self.write_unseen(dir, entry, signatures, source, via, Write::Create)
                 }
                 Change::Rewritten if !self.newer_target_wins => {
-                    self.write_unseen(dir, entry, signatures, source, pool, Write::Update)
+                    self.write_unseen(dir, entry, signatures, source, via, Write::Update)
                 }
-                _ => self.upsert(dir, entry, signatures, source, pool, Vec::new()),
+                _ => self.upsert(dir, entry, signatures, source, via, Vec::new()),
             },
             Action::Delete {
                 dir,
@@ -230,7 +242,7 @@ impl Applier {
                 }
                 // The old entry is gone (moved by this rename or by its parent's):
                 // make sure the new one is exactly the source's.
-                self.upsert(new_dir, entry, signatures, source, pool, Vec::new())
+                self.upsert(new_dir, entry, signatures, source, via, Vec::new())
             }
         }
     }
@@ -332,11 +344,11 @@ impl Applier {
         src: &Entry,
         signatures: &[i32],
         source_path: &str,
-        pool: &rayon::ThreadPool,
+        via: Transfer,
         how: Write,
     ) -> Result<Outcome> {
         let path = join_path(dir, &src.name);
-        let (entry, bytes) = self.copy_entry(pool, src, &HashMap::new(), &path)?;
+        let (entry, bytes) = self.copy_entry(via, src, &HashMap::new(), &path)?;
         let copied = entry.chunks.clone();
         let written = match how {
             Write::Create => self.create(dir, entry, signatures, true),
@@ -358,7 +370,7 @@ impl Applier {
             }
             Err(e) if unexpected(e.kind()) => {
                 log::debug!("{path} is not on the target as its event implies ({e}); comparing before writing");
-                let out = self.upsert(dir, src, signatures, source_path, pool, copied.clone());
+                let out = self.upsert(dir, src, signatures, source_path, via, copied.clone());
                 let kept: HashSet<String> = match self.lookup_target(dir, &src.name) {
                     Ok(t) => t.iter().flat_map(chunk_ids).collect(),
                     // Unknown: keep them rather than free a chunk in use.
@@ -402,7 +414,7 @@ impl Applier {
         src: &Entry,
         signatures: &[i32],
         source_path: &str,
-        pool: &rayon::ThreadPool,
+        via: Transfer,
         spare: Vec<FileChunk>,
     ) -> Result<Outcome> {
         let existing = self.lookup_target(dir, &src.name)?;
@@ -459,7 +471,7 @@ impl Applier {
             .filter(|c| !c.source_file_id.is_empty())
             .map(|c| (c.source_file_id.clone(), c))
             .collect();
-        let (entry, bytes) = self.copy_entry(pool, src, &reuse, &path)?;
+        let (entry, bytes) = self.copy_entry(via, src, &reuse, &path)?;
         let type_changed = existing
             .as_ref()
             .is_some_and(|t| t.is_directory != src.is_directory);
@@ -485,7 +497,7 @@ impl Applier {
     /// The target version of `src`: its chunks mapped by `copy_chunks`.
     fn copy_entry(
         &self,
-        pool: &rayon::ThreadPool,
+        via: Transfer,
         src: &Entry,
         reuse: &HashMap<String, FileChunk>,
         path: &str,
@@ -495,7 +507,7 @@ impl Applier {
             .as_ref()
             .map(|a| a.mime.clone())
             .unwrap_or_default();
-        let (chunks, bytes) = self.copy_chunks(pool, &src.chunks, reuse, path, &src.name, &mime)?;
+        let (chunks, bytes) = self.copy_chunks(via, &src.chunks, reuse, path, &src.name, &mime)?;
         let mut entry = src.clone();
         entry.chunks = chunks;
         // Target chunks belong to this entry alone: hard links become copies.
@@ -505,17 +517,19 @@ impl Applier {
     }
 
     /// Maps every source chunk to a target chunk: reused when the target
-    /// already holds a copy of it, copied otherwise (in parallel).
+    /// already holds a copy of it, copied otherwise (in parallel). Should one
+    /// fail, the copies made here are freed.
     fn copy_chunks(
         &self,
-        pool: &rayon::ThreadPool,
+        via: Transfer,
         src: &[FileChunk],
         reuse: &HashMap<String, FileChunk>,
         path: &str,
         name: &str,
         mime: &str,
     ) -> Result<(Vec<FileChunk>, u64)> {
-        let one = |c: &FileChunk| -> Result<(FileChunk, u64)> {
+        // A chunk, its bytes copied, and whether it is a new copy.
+        let one = |c: &FileChunk| -> Result<(FileChunk, u64, bool)> {
             let id = fid::of_chunk(c);
             if let Some(t) = reuse
                 .get(&id)
@@ -527,29 +541,47 @@ impl Applier {
                 kept.source_file_id = id;
                 kept.source_fid = Default::default();
                 kept.is_compressed = t.is_compressed;
-                return Ok((kept, 0));
+                return Ok((kept, 0, false));
             }
-            if c.is_chunk_manifest {
-                self.copy_manifest(pool, c, path, name, mime)
+            let (copy, bytes) = if c.is_chunk_manifest {
+                self.copy_manifest(via, c, path, name, mime)?
             } else {
-                self.copy_chunk(c, path, name, mime)
-            }
+                self.copy_chunk(c, path, name, mime, via.deleted_too)?
+            };
+            Ok((copy, bytes, true))
         };
         // One chunk (most files) is copied right here: a hop to the chunk
         // pool would only add two thread switches.
-        let results: Vec<Result<(FileChunk, u64)>> = if src.len() <= 1 {
+        let results: Vec<Result<(FileChunk, u64, bool)>> = if src.len() <= 1 {
             src.iter().map(one).collect()
         } else {
-            pool.install(|| src.par_iter().map(one).collect())
+            via.pool.install(|| src.par_iter().map(one).collect())
         };
         let mut out = Vec::with_capacity(src.len());
         let mut bytes = 0;
+        let mut failed = None;
+        let mut copies = Vec::new();
         for r in results {
-            let (c, b) = r?;
-            out.push(c);
-            bytes += b;
+            match r {
+                Ok((c, b, copied)) => {
+                    if copied {
+                        copies.push(c.file_id.clone());
+                    }
+                    out.push(c);
+                    bytes += b;
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok((out, bytes))
+        match failed {
+            Some(e) => {
+                self.chunks_out.discard(&copies);
+                Err(e)
+            }
+            None => Ok((out, bytes)),
+        }
     }
 
     fn copy_chunk(
@@ -558,12 +590,14 @@ impl Applier {
         path: &str,
         name: &str,
         mime: &str,
+        deleted_too: bool,
     ) -> Result<(FileChunk, u64)> {
         let id = fid::of_chunk(c);
         // Encrypted chunks are stored as ciphertext (+28 bytes): copy them verbatim.
         let plain = c.cipher_key.is_empty();
         let data = retry(&format!("download {id}"), Policy::FOREVER, || {
-            self.chunks_in.download(&id, plain.then_some(c.size))
+            self.chunks_in
+                .download(&id, plain.then_some(c.size), deleted_too)
         })
         .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
         let new_id = retry(&format!("upload {id}"), Policy::FOREVER, || {
@@ -586,7 +620,7 @@ impl Applier {
     /// manifest that names the target copies.
     fn copy_manifest(
         &self,
-        pool: &rayon::ThreadPool,
+        via: Transfer,
         c: &FileChunk,
         path: &str,
         name: &str,
@@ -600,7 +634,7 @@ impl Applier {
             ));
         }
         let blob = retry(&format!("download manifest {id}"), Policy::FOREVER, || {
-            self.chunks_in.download(&id, None)
+            self.chunks_in.download(&id, None, via.deleted_too)
         })?;
         let manifest = FileChunkManifest::parse_from_bytes(&blob).map_err(|e| {
             Error::new(
@@ -609,7 +643,7 @@ impl Applier {
             )
         })?;
         let (children, bytes) =
-            self.copy_chunks(pool, &manifest.chunks, &HashMap::new(), path, name, mime)?;
+            self.copy_chunks(via, &manifest.chunks, &HashMap::new(), path, name, mime)?;
         let mut out_manifest = FileChunkManifest::new();
         out_manifest.chunks = children
             .into_iter()

@@ -70,9 +70,10 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
         match r {
             Ok(sum) => {
                 log::info!(
-                    "{} done: {} events, {} bytes copied, {} failed; checkpoint ts {}",
+                    "{} done: {} events ({} skipped: the source had replaced their version since), {} bytes copied, {} failed; checkpoint ts {}",
                     sum.name,
                     sum.events,
+                    sum.superseded,
                     sum.bytes,
                     sum.failures.len(),
                     sum.checkpoint_ns

@@ -7,7 +7,7 @@
 //! migration resumes from the same start: copying is idempotent.
 
 use super::json_str;
-use crate::apply::Applier;
+use crate::apply::{Applier, Transfer};
 use crate::cli::SyncConfig;
 use crate::error::Result;
 use crate::filer::{split_path, FilerClient};
@@ -111,7 +111,14 @@ impl Pair {
                 },
                 _ => continue,
             };
-            if let Err(e) = applier.apply(&action, 0, &self.chunks) {
+            if let Err(e) = applier.apply(
+                &action,
+                0,
+                Transfer {
+                    pool: &self.chunks,
+                    deleted_too: true,
+                },
+            ) {
                 failed.push(format!("{target}: {e}"));
             }
         }

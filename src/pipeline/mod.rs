@@ -11,7 +11,7 @@
 pub mod plan;
 pub mod stats;
 
-use crate::apply::Applier;
+use crate::apply::{Applier, Transfer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, FilerClient, StreamItem};
 use crate::pb::filer::SubscribeMetadataRequest;
@@ -57,6 +57,8 @@ pub struct Summary {
     pub events: u64,
     pub applied: u64,
     pub bytes: u64,
+    /// Events skipped because the source had moved on from their version.
+    pub superseded: u64,
     pub failures: Vec<Failure>,
     pub checkpoint_ns: i64,
 }
@@ -271,6 +273,7 @@ pub fn run(f: &Flow) -> Result<Summary> {
                 }
                 sum.events += commit.events;
                 sum.bytes += commit.bytes;
+                sum.superseded += commit.superseded;
                 sum.failures.extend(commit.failures.iter().cloned());
                 for fl in &commit.failures {
                     log::error!("{}: {} failed: {}", f.name, fl.path, fl.error);
@@ -593,6 +596,13 @@ fn apply_window(
 /// version the source no longer holds is skipped: applied again after
 /// later events had moved or removed it, it would bring back an entry (and
 /// its folders) that the source has not got; the later events follow.
+///
+/// Chunks are first read as live only: a chunk the source has deleted most
+/// often belongs to a version replaced or removed since (a catch-up over a
+/// busy tree meets many), whose bytes need not travel: its event is skipped
+/// once the source confirms it moved on, and the later events bring what
+/// came next. Should the source still hold that version, the action is
+/// applied again reading deleted chunks too, as the reference always does.
 fn apply_one(
     f: &Flow,
     chunks: &rayon::ThreadPool,
@@ -604,6 +614,7 @@ fn apply_one(
     if let (true, Action::Upsert { source, entry, .. }) = (replayed, a) {
         if f.applier.source_replaced(source, entry).unwrap_or(false) {
             f.applier.skipped_replayed();
+            c.superseded += 1;
             log::debug!(
                 "{}: {source} changed on the source since this replayed event; skipping it",
                 f.name
@@ -612,9 +623,32 @@ fn apply_one(
         }
     }
     let what = format!("{}: {}", f.name, a.target());
-    match retry(&what, Policy::FOREVER, || {
-        f.applier.apply(a, ev.ts_ns, chunks)
-    }) {
+    let attempt = |deleted_too| {
+        retry(&what, Policy::FOREVER, || {
+            let via = Transfer {
+                pool: chunks,
+                deleted_too,
+            };
+            f.applier.apply(a, ev.ts_ns, via)
+        })
+    };
+    let mut result = attempt(false);
+    if let (Err(e), Some((p, entry))) = (&result, a.source_version()) {
+        if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
+            if f.applier.source_replaced(p, entry).unwrap_or(false) {
+                c.superseded += 1;
+                log::debug!(
+                    "{}: {p} changed again on the source; skipping this version ({e})",
+                    f.name
+                );
+                return Ok(());
+            }
+            if e.kind() == ErrorKind::NotFound {
+                result = attempt(true);
+            }
+        }
+    }
+    match result {
         Ok(out) => {
             c.bytes += out.bytes;
             c.conflicts.extend(out.conflict);
@@ -630,17 +664,6 @@ fn apply_one(
         }
         Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
         Err(e) => {
-            if let Some((p, entry)) = a.source_version() {
-                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt)
-                    && f.applier.source_replaced(p, entry).unwrap_or(false)
-                {
-                    log::info!(
-                        "{}: {p} changed again on the source; skipping this version ({e})",
-                        f.name
-                    );
-                    return Ok(());
-                }
-            }
             c.failures.push(Failure {
                 event_ts_ns: ev.ts_ns,
                 path: a.target(),

@@ -111,6 +111,9 @@ pub struct Commit {
     pub conflicts: Vec<Conflict>,
     /// Raises the direction's replay horizon (0: leaves it).
     pub replay_horizon_ns: i64,
+    /// Events skipped because the source had moved on from their version
+    /// (counted for the run's summary, not stored).
+    pub superseded: u64,
 }
 
 /// One direction's row, for status displays.
@@ -130,6 +133,7 @@ impl Commit {
     pub fn merge(&mut self, other: Commit) {
         self.events += other.events;
         self.bytes += other.bytes;
+        self.superseded += other.superseded;
         self.failures.extend(other.failures);
         self.conflicts.extend(other.conflicts);
     }

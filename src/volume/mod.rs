@@ -97,8 +97,9 @@ impl ChunkSource {
         self
     }
 
-    /// The URLs to try for a file id, in order.
-    fn urls(&self, file_id: &str) -> Result<Vec<String>> {
+    /// The URLs to try for a file id, in order; with `deleted_too`, a
+    /// volume server serves the chunk even when it is marked deleted.
+    fn urls(&self, file_id: &str, deleted_too: bool) -> Result<Vec<String>> {
         if self.proxy {
             return Ok(vec![format!(
                 "http://{}/?proxyChunkId={file_id}",
@@ -124,9 +125,10 @@ impl ChunkSource {
                 hosts
             }
         };
+        let query = if deleted_too { "?readDeleted=true" } else { "" };
         Ok(hosts
             .iter()
-            .map(|h| format!("http://{h}/{file_id}?readDeleted=true"))
+            .map(|h| format!("http://{h}/{file_id}{query}"))
             .collect())
     }
 
@@ -136,11 +138,17 @@ impl ChunkSource {
         }
     }
 
-    /// Downloads a whole chunk, trying each location and resuming a cut body.
+    /// Downloads a whole chunk (one marked deleted only with `deleted_too`),
+    /// trying each location and resuming a cut body.
     /// `expected` is checked when given (not for encrypted chunks, whose
     /// stored size differs from the plaintext size).
-    pub fn download(&self, file_id: &str, expected: Option<u64>) -> Result<Vec<u8>> {
-        let urls = self.urls(file_id)?;
+    pub fn download(
+        &self,
+        file_id: &str,
+        expected: Option<u64>,
+        deleted_too: bool,
+    ) -> Result<Vec<u8>> {
+        let urls = self.urls(file_id, deleted_too)?;
         let mut last = Error::transient(format!("chunk {file_id}: no location"));
         for url in &urls {
             match self.get(url, file_id, expected) {
@@ -161,7 +169,11 @@ impl ChunkSource {
                 Err(e) => last = e.context(format!("GET {url}")),
             }
         }
-        self.forget(file_id);
+        // Every server said the chunk is not there live: most likely it was
+        // deleted, and the volume's locations still hold.
+        if deleted_too || last.kind() != ErrorKind::NotFound {
+            self.forget(file_id);
+        }
         Err(last)
     }
 
@@ -182,6 +194,12 @@ impl ChunkSource {
             }
             let mut resp = req.call()?;
             let status = resp.status().as_u16();
+            if !matches!(status, 200 | 206) {
+                // Read the short error body, so that the connection goes
+                // back to the pool instead of being closed (a deleted chunk
+                // answers 404, and a catch-up can meet thousands).
+                let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
+            }
             if !body.is_empty() {
                 let starts_right = resp
                     .headers()

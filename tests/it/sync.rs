@@ -148,6 +148,54 @@ fn changes_below_a_moved_folder_follow_it() {
     assert!(!err.contains("moved along"), "{err}");
 }
 
+/// A catch-up over versions the source has replaced or removed since copies
+/// only what the source still holds: a replaced version's chunks are deleted
+/// on the source's volume (a live read finds them gone) and the source
+/// confirms the entry moved on, so its bytes do not travel. A chunk deleted
+/// under an entry that still names it is copied all the same, from what its
+/// volume keeps until a vacuum.
+#[test]
+fn versions_the_source_replaced_since_are_not_copied() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..20 {
+        a.put(&format!("/v/f{i}.bin"), &bytes(i, 3000));
+    }
+    let first: Vec<String> = (0..15)
+        .map(|i| a.entry(&format!("/v/f{i}.bin")).chunks[0].file_id.clone())
+        .collect();
+    for i in 0..10 {
+        a.put(&format!("/v/f{i}.bin"), &bytes(100 + i, 5000));
+    }
+    for i in 10..15 {
+        a.delete(&format!("/v/f{i}.bin"));
+    }
+    a.put("/v/kept.bin", &bytes(7, 4000));
+    let kept = a.entry("/v/kept.bin").chunks[0].file_id.clone();
+    let on_volume = |id: &str| format!("http://127.0.0.1:{}/{id}", a.volume);
+    http().delete(&on_volume(&kept)).call().unwrap();
+    let live = |id: &str| http().get(&on_volume(id)).call().unwrap().status().as_u16();
+    eventually(30, "A's filer deleted the replaced chunks", || {
+        first.iter().chain([&kept]).all(|id| live(id) == 404)
+    });
+
+    let state = temp_state("replaced");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/v"), &b.tree("/v"));
+    assert_eq!(b.get("/v/kept.bin").unwrap(), bytes(7, 4000));
+    assert_eq!(b.get("/v/f3.bin").unwrap(), bytes(103, 5000));
+    // 10 first versions and 5 removed files skipped; copied: 10 second
+    // versions, 5 untouched files and the kept one.
+    let copied = 10 * 5000 + 5 * 3000 + 4000;
+    assert!(
+        err.contains(&format!(
+            "(15 skipped: the source had replaced their version since), {copied} bytes copied"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn encrypted_chunks_replicate() {
     let a = Cluster::with(Opts {

@@ -126,7 +126,7 @@ fn copy_first_chunk(proxy: bool) {
     let id = fid::of_chunk(chunk);
     let agent = filer_sync::volume::Http::new(Duration::from_secs(30));
     let src = ChunkSource::new(ca.clone(), proxy, agent.clone());
-    let got = src.download(&id, Some(chunk.size)).unwrap();
+    let got = src.download(&id, Some(chunk.size), false).unwrap();
     assert_eq!(got, data);
     let sink = ChunkSink::new(cb.clone(), proxy, agent, Placement::default());
     let new_id = sink.upload("/c/blob.bin", "blob.bin", "", &got).unwrap();
@@ -165,22 +165,36 @@ fn chunk_copies_through_filer_proxies() {
     copy_first_chunk(true);
 }
 
+/// A chunk no volume holds is `NotFound`; so is one its volume server has
+/// marked deleted (what a filer does to a replaced version's chunks), unless
+/// deleted chunks are asked for: the volume keeps their bytes until vacuumed.
 #[test]
-fn missing_chunk_is_not_found() {
+fn missing_and_deleted_chunks_are_not_found_unless_asked_for() {
     let a = Cluster::start();
-    a.put("/c/x", &bytes(1, 10_000));
+    let data = bytes(1, 10_000);
+    a.put("/c/x", &data);
     let ca = a.client();
     let entry = ca.lookup("/c", "x").unwrap().unwrap();
     let mut gone = entry.chunks[0].fid.clone().unwrap();
     gone.file_key += 1000;
-    let id = fid::format(&gone);
     let src = ChunkSource::new(
         ca,
         false,
         filer_sync::volume::Http::new(Duration::from_secs(10)),
     );
-    let e = src.download(&id, Some(10)).unwrap_err();
+    for deleted_too in [false, true] {
+        let e = src
+            .download(&fid::format(&gone), Some(10), deleted_too)
+            .unwrap_err();
+        assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
+    }
+    let id = fid::of_chunk(&entry.chunks[0]);
+    let url = format!("http://127.0.0.1:{}/{id}", a.volume);
+    let status = http().delete(&url).call().unwrap().status().as_u16();
+    assert!((200..300).contains(&status), "DELETE {url}: {status}");
+    let e = src.download(&id, Some(10_000), false).unwrap_err();
     assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
+    assert_eq!(src.download(&id, Some(10_000), true).unwrap(), data);
 }
 
 /// File ids come 16 to an AssignVolume; topping them up after an entry is
