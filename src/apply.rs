@@ -44,6 +44,8 @@ pub struct Applier {
     /// Entries moved along with a folder are trusted to be the source's for
     /// events after this time only (source clock; see `skipped_replayed`).
     pub moves_trusted_after_ns: std::sync::atomic::AtomicI64,
+    /// Source folders listed in this window for `source_replaced`.
+    pub source_view: std::sync::Mutex<SourceView>,
 }
 
 /// Target folders seen by this process: hints that save lookups; forgetting
@@ -109,6 +111,61 @@ impl Dirs {
             self.moved.retain(|m| !crate::replicate::is_under(path, m));
         }
     }
+}
+
+/// What the source holds in folders where this window asked about many
+/// versions (`source_replaced`): such a folder is listed once instead of
+/// looked up entry by entry. Valid in the window it was listed in only:
+/// every event of a window was logged before any listing made while it is
+/// applied, so a listing is at least as new as each of them, as a lookup
+/// made then would be. Hints: forgetting them is always safe.
+#[derive(Debug, Default)]
+pub struct SourceView {
+    /// Versions asked about per folder in this window.
+    asked: HashMap<String, u32>,
+    /// Listed folders: name → `version` of each entry; `None`: too big.
+    listed: HashMap<String, Option<HashMap<String, u64>>>,
+}
+
+impl SourceView {
+    /// A folder is listed once this many versions in it were asked about.
+    const LIST_AFTER: u32 = 4;
+    /// Folders with more entries than this are looked up entry by entry.
+    const MOST: u32 = 1000;
+
+    /// A new window: listings made before it may be older than its events.
+    pub fn new_window(&mut self) {
+        self.asked.clear();
+        self.listed.clear();
+    }
+
+    /// What the listing of `dir` says about `name`: `Some(None)` for not
+    /// there, `None` when `dir` is not listed.
+    fn known(&self, dir: &str, name: &str) -> Option<Option<u64>> {
+        let names = self.listed.get(dir)?.as_ref()?;
+        Some(names.get(name).copied())
+    }
+
+    /// Counts a question about `dir`; true when it is time to list it.
+    fn ask(&mut self, dir: &str) -> bool {
+        if self.listed.contains_key(dir) {
+            return false;
+        }
+        let n = self.asked.entry(dir.to_string()).or_default();
+        *n += 1;
+        *n == Self::LIST_AFTER
+    }
+}
+
+/// A version of an entry as `source_replaced` compares them: mtime, chunk
+/// ids and the content fingerprint, hashed.
+fn version(e: &Entry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    mtime_ns(e).hash(&mut h);
+    chunk_ids(e).hash(&mut h);
+    conflict::fingerprint(e).hash(&mut h);
+    h.finish()
 }
 
 /// How `write_unseen` writes.
@@ -689,6 +746,12 @@ impl Applier {
         self.moves_trusted_after_ns.store(ts_ns, Ordering::Relaxed);
     }
 
+    /// A new window begins: what was learnt of the source for the last one
+    /// may be older than the events of this one.
+    pub fn new_window(&self) {
+        self.source_view.lock().unwrap().new_window();
+    }
+
     /// True while a skip of a replayed version awaits its time bound.
     pub fn skip_pending(&self) -> bool {
         self.moves_trusted_after_ns.load(Ordering::Relaxed) == i64::MAX
@@ -699,17 +762,33 @@ impl Applier {
     /// carries what came next, so skipping this version loses nothing.
     pub fn source_replaced(&self, source_path: &str, entry: &Entry) -> Result<bool> {
         let (dir, name) = split_path(source_path);
+        let mut view = self.source_view.lock().unwrap();
+        if let Some(now) = view.known(dir, name) {
+            return Ok(now != Some(version(entry)));
+        }
+        if view.ask(dir) {
+            drop(view);
+            let listed = retry("ListEntries", Policy::SHORT, || {
+                self.source.list_at_most(dir, SourceView::MOST)
+            })?
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| (e.name.clone(), version(e)))
+                    .collect::<HashMap<_, _>>()
+            });
+            let mut view = self.source_view.lock().unwrap();
+            view.listed.insert(dir.to_string(), listed);
+            if let Some(now) = view.known(dir, name) {
+                return Ok(now != Some(version(entry)));
+            }
+        } else {
+            drop(view);
+        }
         let now = retry("LookupDirectoryEntry", Policy::SHORT, || {
             self.source.lookup(dir, name)
         })?;
-        Ok(match now {
-            None => true,
-            Some(now) => {
-                mtime_ns(&now) != mtime_ns(entry)
-                    || chunk_ids(&now) != chunk_ids(entry)
-                    || conflict::fingerprint(&now) != conflict::fingerprint(entry)
-            }
-        })
+        Ok(now.is_none_or(|now| version(&now) != version(entry)))
     }
 }
 
@@ -805,6 +884,51 @@ mod tests {
         // Something made below it (the filer makes /x again): no longer known.
         d.made("/x/new");
         assert!(!d.moved_along("/x/c"));
+    }
+
+    #[test]
+    fn a_folder_is_listed_once_asked_about_often_and_only_for_its_window() {
+        let mut v = SourceView::default();
+        for _ in 1..SourceView::LIST_AFTER {
+            assert!(!v.ask("/d"));
+        }
+        assert!(!v.ask("/e"), "counted per folder");
+        assert!(v.ask("/d"), "time to list /d");
+        assert_eq!(v.known("/d", "f"), None, "not listed yet");
+        let mut f = Entry::new();
+        f.name = "f".into();
+        f.attributes.mut_or_insert_default().mtime = 5;
+        v.listed
+            .insert("/d".into(), Some([("f".to_string(), version(&f))].into()));
+        assert!(!v.ask("/d"), "listed once");
+        assert_eq!(v.known("/d", "f"), Some(Some(version(&f))));
+        assert_eq!(v.known("/d", "g"), Some(None), "not there");
+        v.listed.insert("/big".into(), None);
+        assert_eq!(v.known("/big", "f"), None, "too big: looked up");
+        v.new_window();
+        assert_eq!(v.known("/d", "f"), None);
+        assert!(!v.ask("/d"), "counting starts again");
+    }
+
+    #[test]
+    fn a_version_is_its_mtime_chunks_and_content() {
+        let mut a = Entry::new();
+        a.name = "f".into();
+        a.attributes.mut_or_insert_default().mtime = 5;
+        let mut c = FileChunk::new();
+        c.file_id = "3,01ab".into();
+        a.chunks.push(c);
+        let same = a.clone();
+        assert_eq!(version(&a), version(&same));
+        let mut newer = a.clone();
+        newer.attributes.mut_or_insert_default().mtime_ns = 1;
+        let mut other_chunk = a.clone();
+        other_chunk.chunks[0].file_id = "3,01ac".into();
+        let mut xattr = a.clone();
+        xattr.extended.insert("k".into(), b"v".to_vec());
+        for b in [newer, other_chunk, xattr] {
+            assert_ne!(version(&a), version(&b));
+        }
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn flow(
             dry_run: cfg.dry_run,
             dirs: Default::default(),
             moves_trusted_after_ns: Default::default(),
+            source_view: Default::default(),
             target_root: dst.path.clone(),
         },
         key,

@@ -85,6 +85,7 @@ impl Pair {
             dry_run: cfg.dry_run,
             dirs: Default::default(),
             moves_trusted_after_ns: Default::default(),
+            source_view: Default::default(),
             target_root: cfg.b.path.clone(),
         };
         // One action per path, in path order so that parents come first.

@@ -152,6 +152,27 @@ impl FilerClient {
         }
     }
 
+    /// Lists one directory in a single request when it holds at most `most`
+    /// entries; `Ok(None)` when it holds more.
+    pub fn list_at_most(&self, directory: &str, most: u32) -> Result<Option<Vec<Entry>>> {
+        let mut req = ListEntriesRequest::new();
+        req.directory = directory.to_string();
+        req.limit = most + 1;
+        let stream = self
+            .client
+            .server_streaming(&rpc::LIST_ENTRIES, &req, self.opt())
+            .map_err(|e| self.wrap("ListEntries", e))?;
+        let mut out = Vec::new();
+        for item in futures::executor::block_on_stream(stream) {
+            let mut resp = item.map_err(|e| self.wrap("ListEntries", e))?;
+            out.extend(resp.entry.take());
+            if out.len() > most as usize {
+                return Ok(None);
+            }
+        }
+        Ok(Some(out))
+    }
+
     pub fn create(&self, req: &CreateEntryRequest) -> Result<()> {
         let r = self
             .client

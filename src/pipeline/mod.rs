@@ -542,6 +542,7 @@ fn apply_window(
     checked: usize,
     budget: &mut Option<DeleteBudget>,
 ) -> Result<Commit> {
+    f.applier.new_window();
     let planned: Vec<(Event, Vec<Action>)> = window
         .into_iter()
         .map(|ev| {
