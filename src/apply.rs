@@ -6,9 +6,9 @@
 //!
 //! Two writes skip the target lookup: a new source entry in a target folder
 //! this process made itself (a fresh folder) is created exclusively, and,
-//! one-way, a file written anew in place is updated outright. Should the
-//! target not be as the event implies (its own users wrote there), the write
-//! fails and the looked-up path decides, reusing the chunks already copied
+//! one-way, a file written anew in place is written over outright. Should
+//! the target not be as the event implies (its own users wrote there), the
+//! write fails and the looked-up path decides, reusing the chunks already copied
 //! and freeing those it does not keep. One-way, the events a folder's move
 //! logs for the entries below it are not applied at all once this process
 //! has moved the folder on the target: the entries went along unchanged.
@@ -171,8 +171,12 @@ fn version(e: &Entry) -> u64 {
 /// How `write_unseen` writes.
 #[derive(Clone, Copy)]
 enum Write {
+    /// CreateEntry with o_excl: fails when the entry is there.
     Create,
-    Update,
+    /// CreateEntry without o_excl: the filer makes the entry when it is
+    /// missing and replaces it when it is there (freeing the old chunks the
+    /// new entry does not name), as an UpdateEntry would.
+    Replace,
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -231,7 +235,7 @@ impl Applier {
                     self.write_unseen(dir, entry, signatures, source, via, Write::Create)
                 }
                 Change::Rewritten if !self.newer_target_wins => {
-                    self.write_unseen(dir, entry, signatures, source, via, Write::Update)
+                    self.write_unseen(dir, entry, signatures, source, via, Write::Replace)
                 }
                 _ => self.upsert(dir, entry, signatures, source, via, Vec::new()),
             },
@@ -391,10 +395,12 @@ impl Applier {
 
     /// Writes `src` without asking the target first: its chunks are copied
     /// and the entry created exclusively (a new entry in a fresh folder) or
-    /// updated (a file written anew, one-way: nothing to reuse, nothing to
-    /// weigh). Should the target not be as expected (it has the new entry,
-    /// or lacks the rewritten one), the looked-up path decides, with the
-    /// chunks copied here on offer; those it does not keep are freed.
+    /// written over (a file written anew, one-way: nothing to reuse, nothing
+    /// to weigh; whether the target has it or not, as when this run skipped
+    /// a version the source had replaced since). Should the target not be as
+    /// expected (it has the new entry, or a folder at its path), the
+    /// looked-up path decides, with the chunks copied here on offer; those
+    /// it does not keep are freed.
     fn write_unseen(
         &self,
         dir: &str,
@@ -409,13 +415,15 @@ impl Applier {
         let copied = entry.chunks.clone();
         let written = match how {
             Write::Create => self.create(dir, entry, signatures, true),
-            Write::Update => self.update(dir, entry, signatures),
+            Write::Replace => self
+                .ensure_parent(dir, parent(source_path), signatures)
+                .and_then(|()| self.create(dir, entry, signatures, false)),
         };
-        // Create: the target has it. Update: it lacks it, or refuses (the
-        // path holds a folder there, which the looked-up path replaces).
+        // Create: the target has it. Replace: the filer refuses (the path
+        // holds a folder there, which the looked-up path replaces).
         let unexpected = |k: ErrorKind| match how {
             Write::Create => k == ErrorKind::Exists,
-            Write::Update => k == ErrorKind::NotFound || k == ErrorKind::Remote,
+            Write::Replace => k == ErrorKind::Remote,
         };
         match written {
             Ok(()) => {
