@@ -62,13 +62,18 @@ pub struct Dirs {
     /// Moved away on the target by this process, with all below them; until
     /// something is made below one again.
     moved: HashSet<String>,
+    /// Entries of fresh folders whose first version this process skipped
+    /// (the source had replaced or removed it since): not on the target
+    /// until something is made there.
+    absent: HashSet<String>,
 }
 
 impl Dirs {
     const MOST: usize = 20_000;
 
     fn bound(&mut self) {
-        if self.known.len() + self.fresh.len() + self.moved.len() > Self::MOST {
+        let n = self.known.len() + self.fresh.len() + self.moved.len() + self.absent.len();
+        if n > Self::MOST {
             *self = Dirs::default();
         }
     }
@@ -94,6 +99,9 @@ impl Dirs {
     fn forget(&mut self, path: &str) {
         self.known.retain(|k| !crate::replicate::is_under(k, path));
         self.fresh.retain(|k| !crate::replicate::is_under(k, path));
+        if !self.absent.is_empty() {
+            self.absent.retain(|k| !crate::replicate::is_under(k, path));
+        }
     }
 
     /// `path` is below a folder this process moved away (so it is gone).
@@ -105,8 +113,10 @@ impl Dirs {
                 .any(|m| m != path && crate::replicate::is_under(path, m))
     }
 
-    /// Something was made at `path`: folders above it exist again.
+    /// Something was made at `path`: folders above it exist again, and so
+    /// does `path`.
     fn made(&mut self, path: &str) {
+        self.absent.remove(path);
         if !self.moved.is_empty() {
             self.moved.retain(|m| !crate::replicate::is_under(path, m));
         }
@@ -244,7 +254,16 @@ impl Applier {
                 name,
                 signatures,
             } => {
-                self.forget_dirs(&join_path(dir, name));
+                let path = join_path(dir, name);
+                let absent = self.dirs.lock().unwrap().absent.contains(&path);
+                self.forget_dirs(&path);
+                if absent && !self.newer_target_wins {
+                    log::debug!("{path} never reached the target: nothing to delete");
+                    return Ok(Outcome {
+                        skipped: true,
+                        ..Outcome::default()
+                    });
+                }
                 self.delete(dir, name, signatures)?;
                 Ok(Outcome::default())
             }
@@ -754,6 +773,25 @@ impl Applier {
         self.moves_trusted_after_ns.store(ts_ns, Ordering::Relaxed);
     }
 
+    /// The version `action` carries was skipped (the source had replaced or
+    /// removed it since). The first version of an entry in a fresh folder is
+    /// thus not on the target, and one-way, nobody else puts it there.
+    pub fn skipped_version(&self, action: &Action) {
+        if let Action::Upsert {
+            dir,
+            entry,
+            change: Change::Created,
+            ..
+        } = action
+        {
+            if !entry.is_directory && !self.newer_target_wins && self.is_fresh(dir) {
+                let mut dirs = self.dirs.lock().unwrap();
+                dirs.absent.insert(join_path(dir, &entry.name));
+                dirs.bound();
+            }
+        }
+    }
+
     /// A new window begins: what was learnt of the source for the last one
     /// may be older than the events of this one.
     pub fn new_window(&self) {
@@ -937,6 +975,21 @@ mod tests {
         for b in [newer, other_chunk, xattr] {
             assert_ne!(version(&a), version(&b));
         }
+    }
+
+    #[test]
+    fn a_skipped_first_version_is_absent_until_something_is_made_there() {
+        let mut d = Dirs::default();
+        d.absent.insert("/f/a".into());
+        d.absent.insert("/f/b".into());
+        d.absent.insert("/g/c".into());
+        d.made("/f/a");
+        assert!(!d.absent.contains("/f/a"), "made again");
+        d.made("/f/b2");
+        assert!(d.absent.contains("/f/b"), "only the path itself");
+        d.forget("/g");
+        assert!(!d.absent.contains("/g/c"), "forgotten below a moved folder");
+        assert!(d.absent.contains("/f/b"));
     }
 
     #[test]

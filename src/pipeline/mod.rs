@@ -637,6 +637,7 @@ fn apply_one(
     if let (Err(e), Some((p, entry))) = (&result, a.source_version()) {
         if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
             if f.applier.source_replaced(p, entry).unwrap_or(false) {
+                f.applier.skipped_version(a);
                 c.superseded += 1;
                 log::debug!(
                     "{}: {p} changed again on the source; skipping this version ({e})",

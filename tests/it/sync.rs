@@ -154,6 +154,7 @@ fn changes_below_a_moved_folder_follow_it() {
 /// confirms the entry moved on, so its bytes do not travel. A chunk deleted
 /// under an entry that still names it is copied all the same, from what its
 /// volume keeps until a vacuum.
+/// The deletes of files that thus never reached the target make no call.
 #[test]
 fn versions_the_source_replaced_since_are_not_copied() {
     let a = Cluster::start();
@@ -180,7 +181,8 @@ fn versions_the_source_replaced_since_are_not_copied() {
     });
 
     let state = temp_state("replaced");
-    let (code, err) = once(&a, &b, &state, &[]);
+    let debug = [("RUST_LOG", "info,filer_sync::apply=debug")];
+    let (code, err) = once_env(&a, &b, &state, &[], &debug);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/v"), &b.tree("/v"));
     assert_eq!(b.get("/v/kept.bin").unwrap(), bytes(7, 4000));
@@ -192,6 +194,13 @@ fn versions_the_source_replaced_since_are_not_copied() {
         err.contains(&format!(
             "(15 skipped: the source had replaced their version since), {copied} bytes copied"
         )),
+        "{err}"
+    );
+    // The removed files never reached B: their deletes have nothing to do.
+    assert_eq!(
+        err.matches("never reached the target: nothing to delete")
+            .count(),
+        5,
         "{err}"
     );
 }
