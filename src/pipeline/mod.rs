@@ -283,6 +283,8 @@ pub fn run(f: &Flow) -> Result<Summary> {
                     .fetch_add(commit.failures.len() as u64, Ordering::Relaxed);
                 st.conflicts
                     .fetch_add(commit.conflicts.len() as u64, Ordering::Relaxed);
+                st.superseded
+                    .fetch_add(commit.superseded, Ordering::Relaxed);
                 let (events, bytes) = (commit.events, commit.bytes);
                 state.commit(
                     &f.key,

@@ -19,6 +19,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     pub bytes: AtomicU64,
     pub conflicts: AtomicU64,
+    /// Events skipped: the source had replaced their version since.
+    pub superseded: AtomicU64,
     pub in_flight: AtomicU64,
     /// Last committed checkpoint (ns).
     pub checkpoint_ns: AtomicI64,
@@ -39,6 +41,7 @@ impl Stats {
             failed: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
+            superseded: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             checkpoint_ns: AtomicI64::new(0),
             source_ns: AtomicI64::new(0),
@@ -60,7 +63,7 @@ impl Stats {
 pub fn prometheus(all: &[std::sync::Arc<Stats>]) -> String {
     let mut out = String::new();
     type Read = fn(&Stats) -> f64;
-    let series: [(&str, &str, &str, Read); 9] = [
+    let series: [(&str, &str, &str, Read); 10] = [
         (
             "sync_offset",
             "gauge",
@@ -105,6 +108,12 @@ pub fn prometheus(all: &[std::sync::Arc<Stats>]) -> String {
             "counter",
             "same-path changes on both sides, resolved by last writer wins",
             |s| s.conflicts.load(Relaxed) as f64,
+        ),
+        (
+            "events_superseded_total",
+            "counter",
+            "events not applied because the source had replaced their version since",
+            |s| s.superseded.load(Relaxed) as f64,
         ),
         ("up", "gauge", "1 while the direction runs", |_| 1.0),
     ];
@@ -192,6 +201,7 @@ mod tests {
         ));
         s.received.store(10, Relaxed);
         s.applied.store(7, Relaxed);
+        s.superseded.store(3, Relaxed);
         s.checkpoint_ns.store(1_000_000_000, Relaxed);
         s.source_ns.store(3_500_000_000, Relaxed);
         let text = prometheus(&[s]);
@@ -200,7 +210,14 @@ mod tests {
             text.contains("SeaweedFS_filerSync_lag_seconds{") && text.contains("} 2.5\n"),
             "{text}"
         );
-        assert_eq!(text.matches("# TYPE").count(), 9);
+        assert!(
+            text.lines().any(
+                |l| l.starts_with("SeaweedFS_filerSync_events_superseded_total{")
+                    && l.ends_with("} 3")
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE").count(), 10);
     }
 
     #[test]
