@@ -255,8 +255,12 @@ impl Applier {
                 signatures,
             } => {
                 let path = join_path(dir, name);
-                let absent = self.dirs.lock().unwrap().absent.contains(&path);
-                self.forget_dirs(&path);
+                let absent = {
+                    let mut dirs = self.dirs.lock().unwrap();
+                    let absent = dirs.absent.contains(&path);
+                    dirs.forget(&path);
+                    absent
+                };
                 if absent && !self.newer_target_wins {
                     log::debug!("{path} never reached the target: nothing to delete");
                     return Ok(Outcome {
@@ -784,8 +788,8 @@ impl Applier {
             ..
         } = action
         {
-            if !entry.is_directory && !self.newer_target_wins && self.is_fresh(dir) {
-                let mut dirs = self.dirs.lock().unwrap();
+            let mut dirs = self.dirs.lock().unwrap();
+            if !entry.is_directory && !self.newer_target_wins && dirs.fresh.contains(dir) {
                 dirs.absent.insert(join_path(dir, &entry.name));
                 dirs.bound();
             }
@@ -808,12 +812,15 @@ impl Applier {
     /// carries what came next, so skipping this version loses nothing.
     pub fn source_replaced(&self, source_path: &str, entry: &Entry) -> Result<bool> {
         let (dir, name) = split_path(source_path);
-        let mut view = self.source_view.lock().unwrap();
-        if let Some(now) = view.known(dir, name) {
-            return Ok(now != Some(version(entry)));
-        }
-        if view.ask(dir) {
-            drop(view);
+        let asked = version(entry);
+        let list_now = {
+            let mut view = self.source_view.lock().unwrap();
+            if let Some(now) = view.known(dir, name) {
+                return Ok(now != Some(asked));
+            }
+            view.ask(dir)
+        };
+        if list_now {
             let listed = retry("ListEntries", Policy::SHORT, || {
                 self.source.list_at_most(dir, SourceView::MOST)
             })?
@@ -821,20 +828,18 @@ impl Applier {
                 entries
                     .iter()
                     .map(|e| (e.name.clone(), version(e)))
-                    .collect::<HashMap<_, _>>()
+                    .collect()
             });
             let mut view = self.source_view.lock().unwrap();
             view.listed.insert(dir.to_string(), listed);
             if let Some(now) = view.known(dir, name) {
-                return Ok(now != Some(version(entry)));
+                return Ok(now != Some(asked));
             }
-        } else {
-            drop(view);
         }
         let now = retry("LookupDirectoryEntry", Policy::SHORT, || {
             self.source.lookup(dir, name)
         })?;
-        Ok(now.is_none_or(|now| version(&now) != version(entry)))
+        Ok(now.is_none_or(|now| version(&now) != asked))
     }
 }
 

@@ -128,25 +128,13 @@ impl FilerClient {
         const PAGE: u32 = 1024;
         let mut start = String::new();
         loop {
-            let mut req = ListEntriesRequest::new();
-            req.directory = directory.to_string();
-            req.startFromFileName = start.clone();
-            req.inclusiveStartFrom = false;
-            req.limit = PAGE;
-            let stream = self
-                .client
-                .server_streaming(&rpc::LIST_ENTRIES, &req, self.opt())
-                .map_err(|e| self.wrap("ListEntries", e))?;
-            let mut n = 0;
-            for item in futures::executor::block_on_stream(stream) {
-                let mut resp = item.map_err(|e| self.wrap("ListEntries", e))?;
-                if let Some(entry) = resp.entry.take() {
-                    start = entry.name.clone();
-                    n += 1;
-                    f(entry)?;
-                }
+            let page = self.list_page(directory, &start, PAGE)?;
+            let n = page.len();
+            for entry in page {
+                start = entry.name.clone();
+                f(entry)?;
             }
-            if n < PAGE {
+            if n < PAGE as usize {
                 return Ok(());
             }
         }
@@ -155,9 +143,17 @@ impl FilerClient {
     /// Lists one directory in a single request when it holds at most `most`
     /// entries; `Ok(None)` when it holds more.
     pub fn list_at_most(&self, directory: &str, most: u32) -> Result<Option<Vec<Entry>>> {
+        let page = self.list_page(directory, "", most + 1)?;
+        Ok((page.len() <= most as usize).then_some(page))
+    }
+
+    /// Up to `limit` entries of `directory` after the name `start`.
+    fn list_page(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
         let mut req = ListEntriesRequest::new();
         req.directory = directory.to_string();
-        req.limit = most + 1;
+        req.startFromFileName = start.to_string();
+        req.inclusiveStartFrom = false;
+        req.limit = limit;
         let stream = self
             .client
             .server_streaming(&rpc::LIST_ENTRIES, &req, self.opt())
@@ -166,11 +162,8 @@ impl FilerClient {
         for item in futures::executor::block_on_stream(stream) {
             let mut resp = item.map_err(|e| self.wrap("ListEntries", e))?;
             out.extend(resp.entry.take());
-            if out.len() > most as usize {
-                return Ok(None);
-            }
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     pub fn create(&self, req: &CreateEntryRequest) -> Result<()> {

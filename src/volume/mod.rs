@@ -196,8 +196,7 @@ impl ChunkSource {
             let status = resp.status().as_u16();
             if !matches!(status, 200 | 206) {
                 // Read the short error body, so that the connection goes
-                // back to the pool instead of being closed (a deleted chunk
-                // answers 404, and a catch-up can meet thousands).
+                // back to the pool instead of being closed.
                 let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
             }
             if !body.is_empty() {
