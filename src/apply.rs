@@ -178,6 +178,18 @@ fn version(e: &Entry) -> u64 {
     h.finish()
 }
 
+/// What `Applier::replayed` makes of a replayed action.
+#[derive(Debug)]
+pub enum Replayed {
+    /// Apply it as planned.
+    AsPlanned,
+    /// Skip it: the source has moved on from the version it brings.
+    Moot,
+    /// A rename whose old entry on the target is not the one the source
+    /// moved: write the new entry alone (this upsert).
+    NewOnly(Box<Action>),
+}
+
 /// How `write_unseen` writes.
 #[derive(Clone, Copy)]
 enum Write {
@@ -278,6 +290,7 @@ impl Applier {
                 entry,
                 signatures,
                 source,
+                ..
             } => {
                 let mut req = AtomicRenameEntryRequest::new();
                 req.old_directory = old_dir.clone();
@@ -805,6 +818,56 @@ impl Applier {
     /// True while a skip of a replayed version awaits its time bound.
     pub fn skip_pending(&self) -> bool {
         self.moves_trusted_after_ns.load(Ordering::Relaxed) == i64::MAX
+    }
+
+    /// What to apply of `action`, replayed: a process that stopped before
+    /// its commit may have applied it and what followed, so the target may
+    /// be ahead of it. An upsert or a rename whose new version the source
+    /// has replaced, moved or removed since is moot (the later events bring
+    /// what came next): applied again, it would bring back the entry and
+    /// the folders above it (stand-ins, their source folders having moved
+    /// on), and the replayed move of such a folder would then find its
+    /// destination taken (found by `chaos_kill_9_at_random_moments`). A
+    /// rename moves the target's old entry only while that is the version
+    /// the source moved, or an older one (this is its first application);
+    /// a newer one was made there afterwards (a log rotated and written
+    /// again) and stays, and the new entry is written from the event.
+    pub fn replayed(&self, action: &Action) -> Result<Replayed> {
+        let Some((source, entry)) = action.source_version() else {
+            return Ok(Replayed::AsPlanned);
+        };
+        let moot = self.source_replaced(source, entry)?;
+        let Action::Rename {
+            old_dir,
+            old_name,
+            old_mtime_ns,
+            new_dir,
+            entry,
+            signatures,
+            source,
+        } = action
+        else {
+            return Ok(if moot {
+                Replayed::Moot
+            } else {
+                Replayed::AsPlanned
+            });
+        };
+        let old = self.lookup_target(old_dir, old_name)?;
+        if old.is_some_and(|t| mtime_ns(&t) <= *old_mtime_ns) {
+            return Ok(Replayed::AsPlanned);
+        }
+        Ok(if moot {
+            Replayed::Moot
+        } else {
+            Replayed::NewOnly(Box::new(Action::Upsert {
+                dir: new_dir.clone(),
+                entry: entry.clone(),
+                signatures: signatures.clone(),
+                source: source.clone(),
+                change: Change::Changed,
+            }))
+        })
     }
 
     /// True when the source no longer holds `entry` at `source_path` (it was

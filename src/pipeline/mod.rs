@@ -11,7 +11,7 @@
 pub mod plan;
 pub mod stats;
 
-use crate::apply::{Applier, Transfer};
+use crate::apply::{Applier, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, FilerClient, StreamItem};
 use crate::pb::filer::SubscribeMetadataRequest;
@@ -221,7 +221,7 @@ pub fn run(f: &Flow) -> Result<Summary> {
     // Resuming from a checkpoint: the previous process may have applied one
     // window past it before it stopped (a kill between apply and commit).
     // Replaying those events must not bring back what later ones moved or
-    // removed, so the first `batch_size` upserts are checked on the source.
+    // removed, so the first `batch_size` events are checked on the source.
     let mut careful = match state.position(&f.key)? {
         Some((since, _)) if since > 0 => f.batch_size,
         _ => 0,
@@ -595,10 +595,11 @@ fn apply_window(
 
 /// Applies one action, retrying passing faults until they pass (never
 /// skipping an event); a permanent failure is either superseded on the
-/// source (a lossless skip) or goes to the ledger. A `replayed` upsert whose
-/// version the source no longer holds is skipped: applied again after
-/// later events had moved or removed it, it would bring back an entry (and
-/// its folders) that the source has not got; the later events follow.
+/// source (a lossless skip) or goes to the ledger. A `replayed` upsert or
+/// rename whose version the source no longer holds is skipped (see
+/// `Applier::replayed`): applied again after later events had moved
+/// or removed it, it would bring back an entry (and its folders) that the
+/// source has not got; the later events follow.
 ///
 /// Chunks are first read as live only: a chunk the source has deleted most
 /// often belongs to a version replaced or removed since (a catch-up over a
@@ -614,17 +615,25 @@ fn apply_one(
     replayed: bool,
     c: &mut Commit,
 ) -> Result<()> {
-    if let (true, Action::Upsert { source, entry, .. }) = (replayed, a) {
-        if f.applier.source_replaced(source, entry).unwrap_or(false) {
+    let instead;
+    let a = match replayed.then(|| f.applier.replayed(a)) {
+        Some(Ok(Replayed::Moot)) => {
             f.applier.skipped_replayed();
             c.superseded += 1;
             log::debug!(
-                "{}: {source} changed on the source since this replayed event; skipping it",
-                f.name
+                "{}: {} changed on the source since this replayed event; skipping it",
+                f.name,
+                a.target()
             );
             return Ok(());
         }
-    }
+        Some(Ok(Replayed::NewOnly(upsert))) => {
+            instead = *upsert;
+            &instead
+        }
+        // Unknown: applied as planned, as it was before the stop.
+        _ => a,
+    };
     let what = format!("{}: {}", f.name, a.target());
     let attempt = |deleted_too| {
         retry(&what, Policy::FOREVER, || {

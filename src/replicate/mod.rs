@@ -47,6 +47,8 @@ pub enum Action {
     Rename {
         old_dir: String,
         old_name: String,
+        /// The mtime (ns) of the entry the source moved, as it was then.
+        old_mtime_ns: i64,
         new_dir: String,
         entry: Entry,
         signatures: Vec<i32>,
@@ -237,6 +239,7 @@ impl Scope {
                 vec![Action::Rename {
                     old_dir: old_dir.to_string(),
                     old_name: old_name.to_string(),
+                    old_mtime_ns: n.old_entry.as_ref().map_or(0, conflict::mtime_ns),
                     new_dir: new_dir.to_string(),
                     entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                     signatures,
