@@ -52,6 +52,12 @@ mins=$(( ($(date +%s) - t0) / 60 ))
   echo "  still needs it: the target filer made it with its own mode and clock, and active-active that"
   echo "  newer version won over the source's once the folder's move carried it along. Such a folder"
   echo "  now gets a stand-in dated at the epoch, which the source's version outranks."
+  echo "- Replayed renames were not checked: the move of a file inside a folder that had moved on"
+  echo "  since made that folder again on the target (as stand-ins), and the replayed move of the"
+  echo "  folder then found its destination taken, leaving the old folder behind on the target (CI,"
+  echo "  active-active). A replayed rename is now skipped when the source has moved on from its new"
+  echo "  version and the target lacks its old entry, and it moves the target's old entry only while"
+  echo "  that is the version the source moved (a log rotated and written anew stays where it is)."
 } > RELIABILITY.md
 rm -f "$report"
 echo "wrote RELIABILITY.md (exit $rc)"
