@@ -14,7 +14,13 @@ Workloads (sizes can be scaled down with BENCH_SCALE=0.1 for a quick look):
   3. mixed: creates, overwrites, directory renames, deletes (>= 20,000 events) -> events/s
   4. lag:   4 KiB files written to A at a steady rate while the sync runs -> p50/p95/p99
             (until B's filer logs each file's creation)
-  5. limit: the rate at which the target ingests the same data (filer HTTP writes)
+  5. limit: the rate at which a fresh target ingests the same data, written
+            straight into it on a quiet machine: through its filer (HTTP PUTs
+            from 16 kept-alive Python writers), with weed's own client from
+            local disk (`weed filer.copy -c 16`: assign, volume POST and
+            CreateEntry per file, what a sync does on the target side), and
+            into its volume servers alone (`weed benchmark -c 16`: assign and
+            POST, no metadata). Each client runs on the same 2 cores.
 Every server binds 127.0.0.1.
 """
 import http.client
@@ -114,6 +120,102 @@ class Writer:
 
     def put(self, path, body):
         self.req("PUT", path, body)
+
+
+def write_all(cluster, items, writers):
+    """PUTs every (path, body) of `items` into the cluster's filer from
+    `writers` kept-alive connections at once (a body may be a function that
+    makes it); returns the seconds it took."""
+    import threading
+    todo = iter(items)
+    lock = threading.Lock()
+    failed = []
+
+    def work():
+        try:
+            w = Writer(cluster)
+            while True:
+                with lock:
+                    item = next(todo, None)
+                if item is None:
+                    return
+                path, body = item
+                w.put(path, body() if callable(body) else body)
+        except Exception as e:  # reported below, on the caller's thread
+            failed.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(writers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise failed[0]
+    return time.monotonic() - t0
+
+
+def limits(items, n, size, filer_flags=()):
+    """Workload 5 for `items` (n files of `size` bytes): seconds to write
+    them into a fresh cluster through its filer, and to POST n blobs of that
+    size straight to its volume servers with `weed benchmark` (one assign
+    and one POST per blob, 16 at once, no filer: the data path alone)."""
+    c = Cluster(*filer_flags)
+    try:
+        via_filer = write_all(c, items, 16)
+    finally:
+        c.stop()
+    # The same files from local disk with weed's own Go client.
+    local = os.path.join(WORK, "copy")
+    for path, body in items:
+        os.makedirs(os.path.dirname(local + path), exist_ok=True)
+        with open(local + path, "wb") as f:
+            f.write(body() if callable(body) else body)
+    top = items[0][0].split("/")[1]
+    c = Cluster(*filer_flags)
+    try:
+        t0 = time.monotonic()
+        subprocess.run([WEED, "filer.copy", "-c=16", f"-maxMB={size >> 20 or 4}", os.path.join(local, top), f"http://{c.addr}/"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=c.dir, timeout=1800)
+        via_copy = time.monotonic() - t0
+        dirs = sorted({os.path.dirname(path) for path, _ in items})
+        if count_files(c, dirs) != len(items):
+            raise RuntimeError(f"weed filer.copy did not write all {len(items)} files")
+    finally:
+        c.stop()
+        shutil.rmtree(local, ignore_errors=True)
+    c = Cluster(*filer_flags)
+    try:
+        with open(os.path.join(c.dir, "ports")) as f:
+            master = f"127.0.0.1:{f.readline().strip()}"
+        # Volumes for its collection made beforehand, as a target's would be.
+        h = http.client.HTTPConnection(*master.split(":"), timeout=60)
+        h.request("GET", "/vol/grow?collection=benchmark&count=4&replication=000")
+        h.getresponse().read()
+        out = subprocess.run([WEED, "benchmark", f"-master={master}", "-c=16", f"-n={n}", f"-size={size}",
+                              "-writeOnly", f"-list={os.path.join(c.dir, 'fids.txt')}"],
+                             check=True, capture_output=True, text=True, cwd=c.dir, timeout=1800).stdout
+        stat = lambda key: next(l.split(":", 1)[1].split()[0] for l in out.splitlines() if l.startswith(key))
+        if int(stat("Failed requests")) or int(stat("Completed requests")) != n:
+            raise RuntimeError(f"weed benchmark did not write all {n} blobs:\n{out[-2000:]}")
+        via_volumes = float(stat("Time taken for tests"))
+    finally:
+        c.stop()
+    log(f"  limit: {len(items)} files through the filer's HTTP {via_filer:.2f} s, with weed filer.copy {via_copy:.2f} s; "
+        f"{n} x {size} B straight to the volume servers {via_volumes:.2f} s")
+    return via_filer, via_copy, via_volumes
+
+
+def limit_rows(rows, unit, amount, tools, via_filer, via_copy, via_volumes):
+    """The limits in `unit`/s (`amount` units written), and each tool's
+    rate as a share of the filer.copy one: how close a sync comes to what
+    weed's own client writes into the target (assign, volume POST,
+    CreateEntry per file, as a sync's target side does)."""
+    f, c, v = amount / via_filer, amount / via_copy, amount / via_volumes
+    rows.append((f"5. limit: target ingest via filer HTTP PUTs (16 Python writers), {unit}/s", f, f, "(same)"))
+    rows.append((f"5. limit: target ingest with weed filer.copy -c 16 from local disk, {unit}/s", c, c, "(same)"))
+    rows.append((f"5. limit: direct volume POSTs, no metadata (weed benchmark -c 16), {unit}/s", v, v, "(same)"))
+    rows.append(("   each tool's rate / the filer.copy limit", tools["weed"] / c, tools["filer-sync"] / c, ""))
 
 
 def run_tool(tool, a, b, seen, complete, state):
@@ -234,14 +336,14 @@ def small(rows):
     a = Cluster()
     try:
         w = Writer(a)
-        t0 = time.monotonic()
-        for i in range(n):
-            w.put(f"/small/d{i % n_dirs}/f{i}.bin", os.urandom(4096))
-        ingest = n / (time.monotonic() - t0)
+        items = [(f"/small/d{i % n_dirs}/f{i}.bin", os.urandom(4096)) for i in range(n)]
+        for path, body in items:
+            w.put(path, body)
         dirs = [f"/small/d{d}" for d in range(n_dirs)]
         res = catch_up("small", a, "/small", dirs, n, f"/small/d{(n - 1) % n_dirs}/f{n - 1}.bin")
     finally:
         a.stop()
+    ingest = limits(items, n, 4096)
     fs = {t: med([n / m[0] for m in v]) for t, v in res.items()}
     cpu = {t: med([m[1] / n * 1000 for m in v]) for t, v in res.items()}
     rss = {t: med([m[2] for m in v]) for t, v in res.items()}
@@ -250,7 +352,7 @@ def small(rows):
     rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync"], "<= 0.25"))
     rows.append(("   CPU ms per file (both clusters' servers)", servers["weed"], servers["filer-sync"], ""))
     rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], ""))
-    rows.append(("5. limit: target ingest via filer HTTP, files/s", ingest, ingest, "(same)"))
+    limit_rows(rows, "files", n, fs, *ingest)
 
 
 def large(rows):
@@ -259,18 +361,20 @@ def large(rows):
     try:
         w = Writer(a)
         blob = os.urandom(size)
-        t0 = time.monotonic()
-        for i in range(n):
-            w.put(f"/large/f{i}.bin", blob[i:] + blob[:i])
-        ingest = n * size / (time.monotonic() - t0) / 1e6
+        items = [(f"/large/f{i}.bin", lambda i=i: blob[i:] + blob[:i]) for i in range(n)]
+        for path, body in items:
+            w.put(path, body())
         res = catch_up("large", a, "/large", ["/large"], n, f"/large/f{n - 1}.bin", ("-maxMB=4",))
     finally:
         a.stop()
+    # The volume servers take the large files as the filer stores them: 4 MiB chunks.
+    chunk = 4 << 20
+    ingest = limits(items, n * size // chunk, chunk, ("-maxMB=4",))
     mbs = {t: med([n * size / m[0] / 1e6 for m in v]) for t, v in res.items()}
     rss = {t: med([m[2] for m in v]) for t, v in res.items()}
     rows.append((f"2. catch-up {n} x 50 MiB: MB/s", mbs["weed"], mbs["filer-sync"], ">= 1.0"))
     rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], "<= 0.125"))
-    rows.append(("5. limit: target ingest via filer HTTP, MB/s", ingest, ingest, "(same)"))
+    limit_rows(rows, "MB", n * size / 1e6, mbs, *ingest)
 
 
 def mixed(rows):

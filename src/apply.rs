@@ -854,7 +854,8 @@ impl Applier {
             });
         };
         let old = self.lookup_target(old_dir, old_name)?;
-        if old.is_some_and(|t| mtime_ns(&t) <= *old_mtime_ns) {
+        // (An event without the old entry's mtime moves what is there, as before.)
+        if old.is_some_and(|t| *old_mtime_ns == 0 || mtime_ns(&t) <= *old_mtime_ns) {
             return Ok(Replayed::AsPlanned);
         }
         Ok(if moot {
