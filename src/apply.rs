@@ -280,6 +280,11 @@ impl Applier {
                         ..Outcome::default()
                     });
                 }
+                if self.newer_target_wins {
+                    if let Some(kept) = self.written_since_deleted(dir, name, signatures, ts_ns)? {
+                        return Ok(kept);
+                    }
+                }
                 self.delete(dir, name, signatures)?;
                 Ok(Outcome::default())
             }
@@ -342,6 +347,49 @@ impl Applier {
                 self.upsert(new_dir, entry, signatures, source, via, Vec::new())
             }
         }
+    }
+
+    /// Active-active, a delete the source logged at `ts_ns` (its clock) meets
+    /// a target entry written after it: the newer write wins, as between two
+    /// writes, and its own event carries it to the source, so both clusters
+    /// keep it (deleting it here while that event re-creates it there left
+    /// them different). Returns the outcome of keeping it, or `None` to
+    /// delete (a target entry not newer than the delete, or none: then there
+    /// is nothing to do either, and the outcome says so).
+    fn written_since_deleted(
+        &self,
+        dir: &str,
+        name: &str,
+        signatures: &[i32],
+        ts_ns: i64,
+    ) -> Result<Option<Outcome>> {
+        let Some(t) = self.lookup_target(dir, name)? else {
+            return Ok(Some(Outcome {
+                skipped: true,
+                ..Outcome::default()
+            }));
+        };
+        if ts_ns <= 0 || mtime_ns(&t) <= ts_ns {
+            return Ok(None);
+        }
+        let path = join_path(dir, name);
+        log::warn!(
+            "conflict at {path}: the target's version wins over the source's delete (deleted at {ts_ns} ns, target mtime {} ns)",
+            mtime_ns(&t)
+        );
+        Ok(Some(Outcome {
+            skipped: true,
+            bytes: 0,
+            conflict: Some(Conflict {
+                path,
+                source_mtime_ns: ts_ns,
+                source_size: 0,
+                source_origin: signatures.first().copied().unwrap_or(0),
+                target_mtime_ns: mtime_ns(&t),
+                target_size: size(&t),
+                source_won: false,
+            }),
+        }))
     }
 
     /// Deletes a target entry with everything below it and its chunks (the

@@ -325,3 +325,43 @@ fn mixed_deployment_with_weed_filer_sync_does_not_loop() {
         }
     }
 }
+
+/// Both ways, a file deleted on A and written again on B after the delete,
+/// before the sync sees either: the newer write wins, as between two writes,
+/// and both clusters keep it. (Deleting B's copy while B's own event carried
+/// it to A left the clusters different, or lost the write on both, by which
+/// direction ran first.) A delete newer than the target's version still
+/// deletes it.
+#[test]
+fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/dw/rewritten.txt", b"the first version, on both");
+    a.put("/dw/gone.txt", b"deleted on A, untouched on B");
+    let state = temp_state("delete-write");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/dw"), &b.tree("/dw"));
+    a.delete("/dw/rewritten.txt");
+    a.delete("/dw/gone.txt");
+    std::thread::sleep(Duration::from_millis(20));
+    b.put("/dw/rewritten.txt", b"written on B after A deleted it");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/dw"), &b.tree("/dw"));
+    for c in [&a, &b] {
+        assert_eq!(
+            c.get("/dw/rewritten.txt").as_deref(),
+            Some(&b"written on B after A deleted it"[..])
+        );
+        assert_eq!(c.get("/dw/gone.txt"), None);
+    }
+    let s = filer_sync::state::State::open(std::path::Path::new(&state)).unwrap();
+    let conflicts = s.conflicts().unwrap();
+    assert!(
+        conflicts
+            .iter()
+            .any(|c| c.path == "/dw/rewritten.txt" && !c.source_won),
+        "the kept write is ledgered: {conflicts:?}"
+    );
+}
