@@ -265,6 +265,7 @@ impl Applier {
                 dir,
                 name,
                 signatures,
+                old_mtime_ns,
             } => {
                 let path = join_path(dir, name);
                 let absent = {
@@ -281,7 +282,10 @@ impl Applier {
                     });
                 }
                 if self.newer_target_wins {
-                    if let Some(kept) = self.written_since_deleted(dir, name, signatures, ts_ns)? {
+                    let deleted = (ts_ns, *old_mtime_ns);
+                    if let Some(kept) =
+                        self.written_since_deleted(dir, name, signatures, deleted)?
+                    {
                         return Ok(kept);
                     }
                 }
@@ -349,19 +353,21 @@ impl Applier {
         }
     }
 
-    /// Active-active, a delete the source logged at `ts_ns` (its clock) meets
-    /// a target entry written after it: the newer write wins, as between two
-    /// writes, and its own event carries it to the source, so both clusters
-    /// keep it (deleting it here while that event re-creates it there left
-    /// them different). Returns the outcome of keeping it, or `None` to
-    /// delete (a target entry not newer than the delete, or none: then there
-    /// is nothing to do either, and the outcome says so).
+    /// Active-active, a delete the source logged at `ts_ns` (its clock) of a
+    /// version with mtime `old_mtime_ns` meets a target entry written after
+    /// it: the newer write wins, as between two writes, and its own event
+    /// carries it to the source, so both clusters keep it (deleting it here
+    /// while that event re-creates it there left them different). A copy of
+    /// the deleted version itself (its mtime, even one in the future) is
+    /// deleted. Returns the outcome of keeping it, or `None` to delete; a
+    /// target lacking the entry has nothing to delete, and the outcome says
+    /// so.
     fn written_since_deleted(
         &self,
         dir: &str,
         name: &str,
         signatures: &[i32],
-        ts_ns: i64,
+        (ts_ns, old_mtime_ns): (i64, i64),
     ) -> Result<Option<Outcome>> {
         let Some(t) = self.lookup_target(dir, name)? else {
             return Ok(Some(Outcome {
@@ -369,7 +375,7 @@ impl Applier {
                 ..Outcome::default()
             }));
         };
-        if ts_ns <= 0 || mtime_ns(&t) <= ts_ns {
+        if ts_ns <= 0 || mtime_ns(&t) <= ts_ns || mtime_ns(&t) == old_mtime_ns {
             return Ok(None);
         }
         let path = join_path(dir, name);

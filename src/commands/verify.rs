@@ -109,6 +109,7 @@ impl Pair {
                     dir: dir.to_string(),
                     name: name.to_string(),
                     signatures: vec![self.sig_a],
+                    old_mtime_ns: 0,
                 },
                 _ => continue,
             };

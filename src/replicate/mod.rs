@@ -42,6 +42,9 @@ pub enum Action {
         dir: String,
         name: String,
         signatures: Vec<i32>,
+        /// The mtime (ns) of the entry the source deleted, as it was then
+        /// (0: unknown).
+        old_mtime_ns: i64,
     },
     /// Move the target entry; if the old one is missing, upsert the new one.
     Rename {
@@ -218,6 +221,7 @@ impl Scope {
                     dir: dir.to_string(),
                     name: name.to_string(),
                     signatures,
+                    old_mtime_ns: n.old_entry.as_ref().map_or(0, conflict::mtime_ns),
                 }]
             }
             (Some(o), Some(p)) if o == p => {

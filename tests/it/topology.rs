@@ -331,19 +331,26 @@ fn mixed_deployment_with_weed_filer_sync_does_not_loop() {
 /// and both clusters keep it. (Deleting B's copy while B's own event carried
 /// it to A left the clusters different, or lost the write on both, by which
 /// direction ran first.) A delete newer than the target's version still
-/// deletes it.
+/// deletes it, and so does the delete of a version dated in the future.
 #[test]
 fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
     let a = Cluster::start();
     let b = Cluster::start();
     a.put("/dw/rewritten.txt", b"the first version, on both");
     a.put("/dw/gone.txt", b"deleted on A, untouched on B");
+    // A copy of the deleted version is deleted, even when its mtime is in
+    // the future (a file restored from a host whose clock ran ahead).
+    a.put("/dw/future.txt", b"dated a day ahead");
+    a.edit("/dw/future.txt", |e| {
+        e.attributes.as_mut().unwrap().mtime += 86_400;
+    });
     let state = temp_state("delete-write");
     let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/dw"), &b.tree("/dw"));
     a.delete("/dw/rewritten.txt");
     a.delete("/dw/gone.txt");
+    a.delete("/dw/future.txt");
     std::thread::sleep(Duration::from_millis(20));
     b.put("/dw/rewritten.txt", b"written on B after A deleted it");
     let (code, err) = both_ways(&a, &b, &state, &[]);
@@ -355,6 +362,7 @@ fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
             Some(&b"written on B after A deleted it"[..])
         );
         assert_eq!(c.get("/dw/gone.txt"), None);
+        assert_eq!(c.get("/dw/future.txt"), None);
     }
     let s = filer_sync::state::State::open(std::path::Path::new(&state)).unwrap();
     let conflicts = s.conflicts().unwrap();
