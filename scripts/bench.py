@@ -122,6 +122,11 @@ class Writer:
         self.req("PUT", path, body)
 
 
+def payload(body):
+    """A workload body: bytes, or a function that makes them (large files)."""
+    return body() if callable(body) else body
+
+
 def write_all(cluster, items, writers):
     """PUTs every (path, body) of `items` into the cluster's filer from
     `writers` kept-alive connections at once (a body may be a function that
@@ -140,7 +145,7 @@ def write_all(cluster, items, writers):
                 if item is None:
                     return
                 path, body = item
-                w.put(path, body() if callable(body) else body)
+                w.put(path, payload(body))
         except Exception as e:  # reported below, on the caller's thread
             failed.append(e)
 
@@ -156,10 +161,12 @@ def write_all(cluster, items, writers):
 
 
 def limits(items, n, size, filer_flags=()):
-    """Workload 5 for `items` (n files of `size` bytes): seconds to write
-    them into a fresh cluster through its filer, and to POST n blobs of that
-    size straight to its volume servers with `weed benchmark` (one assign
-    and one POST per blob, 16 at once, no filer: the data path alone)."""
+    """Workload 5 for `items` (stored as n chunks of `size` bytes): seconds
+    to write them into a fresh cluster through its filer's HTTP (16 Python
+    writers), with `weed filer.copy -c 16` from local disk (assign, volume
+    POST, CreateEntry per file), and to POST n blobs of `size` straight to
+    its volume servers with `weed benchmark -c 16` (no filer: the data path
+    alone). Each runs on a cluster of its own."""
     c = Cluster(*filer_flags)
     try:
         via_filer = write_all(c, items, 16)
@@ -170,7 +177,7 @@ def limits(items, n, size, filer_flags=()):
     for path, body in items:
         os.makedirs(os.path.dirname(local + path), exist_ok=True)
         with open(local + path, "wb") as f:
-            f.write(body() if callable(body) else body)
+            f.write(payload(body))
     top = items[0][0].split("/")[1]
     c = Cluster(*filer_flags)
     try:

@@ -887,42 +887,41 @@ impl Applier {
     /// a newer one was made there afterwards (a log rotated and written
     /// again) and stays, and the new entry is written from the event.
     pub fn replayed(&self, action: &Action) -> Result<Replayed> {
-        let Some((source, entry)) = action.source_version() else {
-            return Ok(Replayed::AsPlanned);
-        };
-        let moot = self.source_replaced(source, entry)?;
-        let Action::Rename {
-            old_dir,
-            old_name,
-            old_mtime_ns,
-            new_dir,
-            entry,
-            signatures,
-            source,
-        } = action
-        else {
-            return Ok(if moot {
+        let moot = |source: &str, entry: &Entry| self.source_replaced(source, entry);
+        match action {
+            Action::Upsert { source, entry, .. } => Ok(if moot(source, entry)? {
                 Replayed::Moot
             } else {
                 Replayed::AsPlanned
-            });
-        };
-        let old = self.lookup_target(old_dir, old_name)?;
-        // (An event without the old entry's mtime moves what is there, as before.)
-        if old.is_some_and(|t| *old_mtime_ns == 0 || mtime_ns(&t) <= *old_mtime_ns) {
-            return Ok(Replayed::AsPlanned);
+            }),
+            Action::Rename {
+                old_dir,
+                old_name,
+                old_mtime_ns,
+                new_dir,
+                entry,
+                signatures,
+                source,
+            } => {
+                // (An event without the old entry's mtime moves what is
+                // there, as before.)
+                let old = self.lookup_target(old_dir, old_name)?;
+                if old.is_some_and(|t| *old_mtime_ns == 0 || mtime_ns(&t) <= *old_mtime_ns) {
+                    return Ok(Replayed::AsPlanned);
+                }
+                if moot(source, entry)? {
+                    return Ok(Replayed::Moot);
+                }
+                Ok(Replayed::NewOnly(Box::new(Action::Upsert {
+                    dir: new_dir.clone(),
+                    entry: entry.clone(),
+                    signatures: signatures.clone(),
+                    source: source.clone(),
+                    change: Change::Changed,
+                })))
+            }
+            Action::Delete { .. } => Ok(Replayed::AsPlanned),
         }
-        Ok(if moot {
-            Replayed::Moot
-        } else {
-            Replayed::NewOnly(Box::new(Action::Upsert {
-                dir: new_dir.clone(),
-                entry: entry.clone(),
-                signatures: signatures.clone(),
-                source: source.clone(),
-                change: Change::Changed,
-            }))
-        })
     }
 
     /// True when the source no longer holds `entry` at `source_path` (it was

@@ -197,6 +197,8 @@ impl Scope {
             .map(|e| join_path(new_dir, &e.name))
             .filter(|p| self.contains(p));
         let signatures = n.signatures.clone();
+        // The version a delete or a rename took away, by its mtime.
+        let old_mtime_ns = n.old_entry.as_ref().map_or(0, conflict::mtime_ns);
         let upsert = |path: &str, change: Change| {
             let target = self.map(path);
             let (dir, _) = crate::filer::split_path(&target);
@@ -221,7 +223,7 @@ impl Scope {
                     dir: dir.to_string(),
                     name: name.to_string(),
                     signatures,
-                    old_mtime_ns: n.old_entry.as_ref().map_or(0, conflict::mtime_ns),
+                    old_mtime_ns,
                 }]
             }
             (Some(o), Some(p)) if o == p => {
@@ -243,7 +245,7 @@ impl Scope {
                 vec![Action::Rename {
                     old_dir: old_dir.to_string(),
                     old_name: old_name.to_string(),
-                    old_mtime_ns: n.old_entry.as_ref().map_or(0, conflict::mtime_ns),
+                    old_mtime_ns,
                     new_dir: new_dir.to_string(),
                     entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                     signatures,
