@@ -8,12 +8,13 @@
 
 use filer_sync::filer::{join_path, FilerAddr, FilerClient};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub fn weed() -> PathBuf {
@@ -530,6 +531,18 @@ pub fn run_sync(args: &[&str], limit: Duration) -> (i32, String) {
 
 /// As `run_sync`, with extra environment variables.
 pub fn run_sync_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String) {
+    run_sync_watched(args, env, limit, None).expect("no silence limit")
+}
+
+/// As `run_sync_env`; with `silent` set, a run that has printed nothing
+/// after that long has its threads' stacks printed (gdb, if installed), is
+/// killed, and gives `None`.
+pub fn run_sync_watched(
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+    silent: Option<Duration>,
+) -> Option<(i32, String)> {
     let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "info")
@@ -538,33 +551,62 @@ pub fn run_sync_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i3
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn filer-sync");
+    // Each pipe is read as it fills, so that silence can be told.
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let reader = std::thread::spawn(move || {
+            let Some(mut r) = r else { return };
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = r.read(&mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
             }
-            s
-        })
+        });
+        (buf, reader)
     };
-    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let (err, err_reader) = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let (out, out_reader) = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
     let start = Instant::now();
     let code = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st.code().unwrap_or(-1);
         }
+        let quiet = silent.filter(|s| start.elapsed() > *s && err.lock().unwrap().is_empty());
+        if let Some(s) = quiet {
+            eprintln!(
+                "filer-sync {args:?} printed nothing in {s:?}; its threads:\n{}",
+                stacks(child.id())
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "filer-sync {args:?} ran past {limit:?}:\n{}",
-                err.join().unwrap()
-            );
+            let _ = err_reader.join();
+            panic!("filer-sync {args:?} ran past {limit:?}:\n{}", text(&err));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    (code, err.join().unwrap() + &out.join().unwrap())
+    let _ = (err_reader.join(), out_reader.join());
+    Some((code, text(&err) + &text(&out)))
+}
+
+/// Every thread's backtrace in process `pid`, from gdb when it is installed.
+fn stacks(pid: u32) -> String {
+    Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(no gdb: {e})"))
 }
 
 pub fn temp_state(name: &str) -> String {
