@@ -354,14 +354,17 @@ impl Applier {
     }
 
     /// Active-active, a delete the source logged at `ts_ns` (its clock) of a
-    /// version with mtime `old_mtime_ns` meets a target entry written after
-    /// it: the newer write wins, as between two writes, and its own event
-    /// carries it to the source, so both clusters keep it (deleting it here
-    /// while that event re-creates it there left them different). A copy of
-    /// the deleted version itself (its mtime, even one in the future) is
-    /// deleted. Returns the outcome of keeping it, or `None` to delete; a
-    /// target lacking the entry has nothing to delete, and the outcome says
-    /// so.
+    /// version with mtime `old_mtime_ns` meets a target file written after
+    /// that version: a write the deleting side never saw, made after the
+    /// delete or before it but not yet replicated. The write wins over the
+    /// delete (a change wins over a removal, as in Syncthing) and its own
+    /// event carries it to the source, so both clusters keep it; deleting it
+    /// here while that event re-created it there left them different. A copy
+    /// of the deleted version itself (its mtime, even one in the future), or
+    /// an older one, is deleted. A folder yields only to a write after the
+    /// delete: its mtime is not its content's. Returns the outcome of
+    /// keeping it, or `None` to delete; a target lacking the entry has
+    /// nothing to delete, and the outcome says so.
     fn written_since_deleted(
         &self,
         dir: &str,
@@ -375,12 +378,17 @@ impl Applier {
                 ..Outcome::default()
             }));
         };
-        if ts_ns <= 0 || mtime_ns(&t) <= ts_ns || mtime_ns(&t) == old_mtime_ns {
+        let since = if old_mtime_ns > 0 && !t.is_directory {
+            old_mtime_ns
+        } else {
+            ts_ns
+        };
+        if since <= 0 || mtime_ns(&t) <= since || mtime_ns(&t) == old_mtime_ns {
             return Ok(None);
         }
         let path = join_path(dir, name);
         log::warn!(
-            "conflict at {path}: the target's version wins over the source's delete (deleted at {ts_ns} ns, target mtime {} ns)",
+            "conflict at {path}: the target's version wins over the source's delete (deleted at {ts_ns} ns, of the version of mtime {old_mtime_ns} ns; target mtime {} ns)",
             mtime_ns(&t)
         );
         Ok(Some(Outcome {

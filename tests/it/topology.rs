@@ -326,12 +326,13 @@ fn mixed_deployment_with_weed_filer_sync_does_not_loop() {
     }
 }
 
-/// Both ways, a file deleted on A and written again on B after the delete,
-/// before the sync sees either: the newer write wins, as between two writes,
-/// and both clusters keep it. (Deleting B's copy while B's own event carried
-/// it to A left the clusters different, or lost the write on both, by which
-/// direction ran first.) A delete newer than the target's version still
-/// deletes it, and so does the delete of a version dated in the future.
+/// Both ways, a file deleted on A and changed on B without A having seen
+/// the change (written after the delete, or before it but not yet on A),
+/// before the sync sees either: the change wins, as between two writes, and
+/// both clusters keep it. (Deleting B's copy while B's own event carried it
+/// to A left the clusters different, or lost the write on both, by which
+/// direction ran first.) The delete of the version B has still deletes it,
+/// even one dated in the future.
 #[test]
 fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
     let a = Cluster::start();
@@ -345,9 +346,15 @@ fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
         e.attributes.as_mut().unwrap().mtime += 86_400;
     });
     let state = temp_state("delete-write");
+    a.put("/dw/raced.txt", b"the first version, on both");
     let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/dw"), &b.tree("/dw"));
+    // Written on B before A deleted it, and not yet on A when it did: A
+    // deleted the version it had, not B's.
+    b.put("/dw/raced.txt", b"written on B before A deleted its copy");
+    std::thread::sleep(Duration::from_millis(20));
+    a.delete("/dw/raced.txt");
     a.delete("/dw/rewritten.txt");
     a.delete("/dw/gone.txt");
     a.delete("/dw/future.txt");
@@ -361,6 +368,10 @@ fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
             c.get("/dw/rewritten.txt").as_deref(),
             Some(&b"written on B after A deleted it"[..])
         );
+        assert_eq!(
+            c.get("/dw/raced.txt").as_deref(),
+            Some(&b"written on B before A deleted its copy"[..])
+        );
         assert_eq!(c.get("/dw/gone.txt"), None);
         assert_eq!(c.get("/dw/future.txt"), None);
     }
@@ -369,7 +380,9 @@ fn a_write_after_a_delete_on_the_other_cluster_wins_over_it() {
     assert!(
         conflicts
             .iter()
-            .any(|c| c.path == "/dw/rewritten.txt" && !c.source_won),
+            .filter(|c| c.path.starts_with("/dw/r") && !c.source_won)
+            .count()
+            == 2,
         "the kept write is ledgered: {conflicts:?}"
     );
 }
