@@ -283,9 +283,7 @@ impl Applier {
                 }
                 if self.newer_target_wins {
                     let deleted = (ts_ns, *old_mtime_ns);
-                    if let Some(kept) =
-                        self.written_since_deleted(dir, name, signatures, deleted)?
-                    {
+                    if let Some(kept) = self.kept_over_delete(dir, name, signatures, deleted)? {
                         return Ok(kept);
                     }
                 }
@@ -353,19 +351,14 @@ impl Applier {
         }
     }
 
-    /// Active-active, a delete the source logged at `ts_ns` (its clock) of a
-    /// version with mtime `old_mtime_ns` meets a target file written after
-    /// that version: a write the deleting side never saw, made after the
-    /// delete or before it but not yet replicated. The write wins over the
-    /// delete (a change wins over a removal, as in Syncthing) and its own
-    /// event carries it to the source, so both clusters keep it; deleting it
-    /// here while that event re-created it there left them different. A copy
-    /// of the deleted version itself (its mtime, even one in the future), or
-    /// an older one, is deleted. A folder yields only to a write after the
-    /// delete: its mtime is not its content's. Returns the outcome of
-    /// keeping it, or `None` to delete; a target lacking the entry has
-    /// nothing to delete, and the outcome says so.
-    fn written_since_deleted(
+    /// Active-active, a delete meets the target's entry: a change the
+    /// deleting side never saw wins over the removal (`delete_yields_to`)
+    /// and its own event carries it to the source, so both clusters keep it;
+    /// deleting it here while that event re-created it there left them
+    /// different. Returns the outcome of keeping it, or `None` to delete; a
+    /// target lacking the entry has nothing to delete, and the outcome says
+    /// so.
+    fn kept_over_delete(
         &self,
         dir: &str,
         name: &str,
@@ -378,12 +371,7 @@ impl Applier {
                 ..Outcome::default()
             }));
         };
-        let since = if old_mtime_ns > 0 && !t.is_directory {
-            old_mtime_ns
-        } else {
-            ts_ns
-        };
-        if since <= 0 || mtime_ns(&t) <= since || mtime_ns(&t) == old_mtime_ns {
+        if !conflict::delete_yields_to(&t, ts_ns, old_mtime_ns) {
             return Ok(None);
         }
         let path = join_path(dir, name);

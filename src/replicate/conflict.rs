@@ -4,7 +4,8 @@
 //! inline content, mode, owner, mime, symlink, extended attributes — never
 //! cluster-local file ids). Each direction compares the same two versions, so
 //! both pick the same winner and equal-mtime writes cannot end up swapped.
-//! Pure.
+//! Also whether a delete yields to the target's version (a change the
+//! deleting side never saw wins over the removal). Pure.
 
 use crate::pb::filer::Entry;
 use std::cmp::Ordering;
@@ -87,6 +88,22 @@ pub fn resolve(src: &Entry, target: &Entry) -> Resolution {
     Resolution { verdict, conflict }
 }
 
+/// Active-active, a delete the source logged at `ts_ns` (its clock) of the
+/// version with mtime `old_mtime_ns` meets `target`: true when the target
+/// keeps it. A file yields to a version newer than the deleted one, a change
+/// the deleting side never saw (made before the delete or after it); a copy
+/// of the deleted version (its mtime, even one in the future) or an older one
+/// is deleted. A folder's mtime is not its content's: it yields only to a
+/// write after the delete. Unknown times (0) never keep the target.
+pub fn delete_yields_to(target: &Entry, ts_ns: i64, old_mtime_ns: i64) -> bool {
+    let since = if old_mtime_ns > 0 && !target.is_directory {
+        old_mtime_ns
+    } else {
+        ts_ns
+    };
+    since > 0 && mtime_ns(target) > since && mtime_ns(target) != old_mtime_ns
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +144,32 @@ mod tests {
                 },
                 "case {i}"
             );
+        }
+    }
+
+    #[test]
+    fn deletes_yield_to_changes_the_deleting_side_never_saw() {
+        const S: i64 = 1_000_000_000;
+        let dir = |mtime: i64| {
+            let mut e = file(mtime, 0, "");
+            e.is_directory = true;
+            e
+        };
+        let cases = [
+            // (target, delete ts, deleted version's mtime, target kept)
+            (file(10, 0, "x"), 20 * S, 10 * S, false), // the deleted version
+            (file(9, 0, "x"), 20 * S, 10 * S, false),  // older than it
+            (file(15, 0, "y"), 20 * S, 10 * S, true),  // changed before the delete
+            (file(25, 0, "y"), 20 * S, 10 * S, true),  // changed after it
+            (file(90, 0, "x"), 20 * S, 90 * S, false), // deleted version dated ahead
+            (file(25, 0, "y"), 20 * S, 0, true),       // old mtime unknown: by time
+            (file(15, 0, "y"), 20 * S, 0, false),
+            (file(25, 0, "y"), 0, 0, false),  // nothing known: delete
+            (dir(15), 20 * S, 10 * S, false), // a folder: by the delete's time
+            (dir(25), 20 * S, 10 * S, true),
+        ];
+        for (i, (t, ts, old, kept)) in cases.iter().enumerate() {
+            assert_eq!(delete_yields_to(t, *ts, *old), *kept, "case {i}");
         }
     }
 
