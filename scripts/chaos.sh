@@ -62,6 +62,11 @@ mins=$(( ($(date +%s) - t0) / 60 ))
   echo "  194 runs here, before the sync's first line: under the preloaded clock gRPC's timers wait in"
   echo "  the kernel for deadlines reckoned by the faked clock, and its first call never completed."
   echo "  Such a silent run is now retried with its stacks printed; the sync's own logic was not at fault."
+  echo "- A SIGKILLed source filer loses the events still in its in-memory metadata log (probed: events"
+  echo "  written 3 s before a kill are gone from the log though in its store; a SIGTERM stop flushes"
+  echo "  them). In the filer-restart scenario a mkdir the sync had not yet received so never reached"
+  echo "  it (CI: a folder left on B as a stand-in). No log follower can recover such an event; the"
+  echo "  scenario now stops the source with SIGTERM, as an operator would, and the README says so."
 } > RELIABILITY.md
 rm -f "$report"
 echo "wrote RELIABILITY.md (exit $rc)"

@@ -395,8 +395,12 @@ fn follow_under(
     out.check(&[(&a.tree(root), &b.tree(root))]);
 }
 
-/// Follows A while the target filer is restarted mid-window and the source
-/// filer is restarted (the stream is lost), over and over.
+/// Follows A while the target filer is killed (SIGKILL) and restarted
+/// mid-window and the source filer is restarted (the stream is lost), over
+/// and over. The source is stopped with SIGTERM: a SIGKILLed filer loses the
+/// events still in its in-memory log, and a mkdir the sync had not yet
+/// received then never reaches it (most likely CI's failure once: a folder
+/// left on B as a stand-in, its mkdir never served).
 #[test]
 fn chaos_filer_restarts_mid_window() {
     let (mut a, mut b) = (Cluster::start(), Cluster::start());
@@ -414,7 +418,7 @@ fn chaos_filer_restarts_mid_window() {
                 std::thread::sleep(rng.millis(1000, 4000));
                 b.restart_filer();
                 std::thread::sleep(rng.millis(1000, 4000));
-                a.restart_filer();
+                a.restart_filer_gracefully();
             }
             2 * rounds
         },

@@ -278,6 +278,28 @@ impl Cluster {
         self.wait_filer().unwrap();
     }
 
+    /// Restarts the filer as an operator or a supervisor would: SIGTERM,
+    /// then SIGKILL if it has not exited within 20 s (4.48 takes 15 s). A
+    /// filer stopped so flushes its metadata log; a SIGKILLed one loses the
+    /// part still in memory (probed: events written 3 s before a kill were
+    /// gone from the log, though in the store), which no log follower can
+    /// recover.
+    pub fn restart_filer_gracefully(&mut self) {
+        if let Some(i) = self.procs.iter().position(|(n, _)| n == "filer") {
+            let (_, mut child) = self.procs.remove(i);
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let t = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if t.elapsed() > Duration::from_secs(20) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.spawn_filer();
+        self.wait_filer().unwrap();
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.filer)
     }
