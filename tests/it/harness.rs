@@ -252,6 +252,26 @@ impl Cluster {
         }
     }
 
+    /// Stops one process as an operator or a supervisor would: SIGTERM, then
+    /// SIGKILL if it is still running after 20 s (a 4.48 filer takes 15 s).
+    /// A filer stopped so flushes its metadata log; a SIGKILLed one loses the
+    /// part still in memory (probed: events written 3 s before a kill were
+    /// gone from the log, though in the store), which no log follower can
+    /// recover.
+    pub fn stop_gracefully(&mut self, name: &str) {
+        if let Some(i) = self.procs.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.procs.remove(i);
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let t = Instant::now();
+            while child.try_wait().ok().flatten().is_none() && t.elapsed() < Duration::from_secs(20)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the volume server again (after `stop("volume")`) on the same
     /// port and folder, and waits until the master lists it.
     pub fn start_volume(&mut self) {
@@ -278,24 +298,10 @@ impl Cluster {
         self.wait_filer().unwrap();
     }
 
-    /// Restarts the filer as an operator or a supervisor would: SIGTERM,
-    /// then SIGKILL if it has not exited within 20 s (4.48 takes 15 s). A
-    /// filer stopped so flushes its metadata log; a SIGKILLed one loses the
-    /// part still in memory (probed: events written 3 s before a kill were
-    /// gone from the log, though in the store), which no log follower can
-    /// recover.
+    /// Restarts the filer after stopping it as an operator would (see
+    /// `stop_gracefully`).
     pub fn restart_filer_gracefully(&mut self) {
-        if let Some(i) = self.procs.iter().position(|(n, _)| n == "filer") {
-            let (_, mut child) = self.procs.remove(i);
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let t = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if t.elapsed() > Duration::from_secs(20) {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        self.stop_gracefully("filer");
         self.spawn_filer();
         self.wait_filer().unwrap();
     }
@@ -652,9 +658,21 @@ pub fn sync_once_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (i32, String) {
+    sync_once_watched(a, b, state, extra, env, None).expect("no silence limit")
+}
+
+/// `sync_once_env`, with `silent` as in `run_sync_watched`.
+pub fn sync_once_watched(
+    a: &str,
+    b: &str,
+    state: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    silent: Option<Duration>,
+) -> Option<(i32, String)> {
     let mut args = vec!["sync", "-a", a, "-b", b, "--once", "--state", state];
     args.extend_from_slice(extra);
-    run_sync_env(&args, env, Duration::from_secs(300))
+    run_sync_watched(&args, env, Duration::from_secs(300), silent)
 }
 
 /// `filer-sync sync --active-passive --once` from A to B with `extra` flags.

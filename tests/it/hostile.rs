@@ -165,17 +165,6 @@ fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, Str
         "faketime did not move the clock"
     );
     let (a, b) = (a.addr(), b.addr());
-    let args = [
-        "sync",
-        "-a",
-        &a,
-        "-b",
-        &b,
-        "--once",
-        "--state",
-        state,
-        "--active-passive",
-    ];
     // Now and then (once in CI, once in 194 runs under load here) the
     // preloaded clock hangs the process in its first gRPC call, before its
     // first line: gRPC's timers wait in the kernel (futex, epoll), whose
@@ -187,9 +176,9 @@ fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, Str
     // connections made) and then hung still fails the test.
     for _ in 0..3 {
         let t = Instant::now();
-        let limit = Duration::from_secs(300);
         let silent = Some(Duration::from_secs(30));
-        if let Some((code, err)) = run_sync_watched(&args, &env, limit, silent) {
+        let passive = ["--active-passive"];
+        if let Some((code, err)) = sync_once_watched(&a, &b, state, &passive, &env, silent) {
             return (code, err, t.elapsed());
         }
     }
