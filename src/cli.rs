@@ -147,9 +147,12 @@ pub struct SyncArgs {
     /// catch up to the sources' time at start, commit, and exit (cron mode)
     #[argh(switch)]
     pub once: bool,
-    /// log what would be done and change nothing on the targets
+    /// print the changes a sync would make (one line each, then a summary) and change nothing: neither the targets nor the state file
     #[argh(switch)]
     pub dry_run: bool,
+    /// with --dry-run: print the plan as JSON lines
+    #[argh(switch)]
+    pub json: bool,
     /// pause a direction instead of deleting more than N entries on its target within a minute
     #[argh(option)]
     pub max_delete: Option<u64>,
@@ -300,6 +303,7 @@ impl SyncArgs {
             state: None,
             once: true,
             dry_run: false,
+            json: false,
             max_delete: None,
             bwlimit: None,
             timeout_secs: 10,
@@ -551,6 +555,8 @@ pub struct SyncConfig {
     pub state: PathBuf,
     pub once: bool,
     pub dry_run: bool,
+    /// The dry run's plan as JSON lines.
+    pub json: bool,
     pub max_delete: Option<u64>,
     /// Bytes per second.
     pub bwlimit: Option<u64>,
@@ -696,6 +702,11 @@ impl SyncArgs {
                 return Err(Error::usage(format!("{name} {v}: give 1 to {max}")));
             }
         }
+        if self.json && !self.dry_run {
+            return Err(Error::usage(
+                "--json shapes the plan of --dry-run; add --dry-run, or drop --json",
+            ));
+        }
         if self.batch_window_ms > 60_000 {
             return Err(Error::usage(format!(
                 "--batch-window-ms {}: give at most 60000",
@@ -733,6 +744,7 @@ impl SyncArgs {
             state,
             once: self.once,
             dry_run: self.dry_run,
+            json: self.json,
             max_delete: self.max_delete,
             bwlimit: self
                 .bwlimit
@@ -894,6 +906,14 @@ mod tests {
         .unwrap();
         assert!(c.active_passive && c.origin_only && c.once && c.dry_run && c.a.proxy && c.b.debug);
         assert!(!c.b.deletes && c.a.deletes && !c.b.proxy && !c.a.debug);
+    }
+
+    #[test]
+    fn json_shapes_the_dry_run_plan_only() {
+        assert!(cfg(&with(&["--dry-run", "--json"])).unwrap().json);
+        let e = cfg(&with(&["--json"])).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
+        assert!(e.to_string().contains("--dry-run"), "{e}");
     }
 
     #[test]

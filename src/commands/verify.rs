@@ -7,7 +7,7 @@
 //! migration resumes from the same start: copying is idempotent.
 
 use super::json_str;
-use crate::apply::{Applier, Transfer};
+use crate::apply::{Applier, Mode, Transfer};
 use crate::cli::SyncConfig;
 use crate::error::Result;
 use crate::filer::{split_path, FilerClient};
@@ -70,24 +70,24 @@ impl Pair {
     /// Copies A's version over every differing path (parents first); with
     /// `delete_extra`, removes what exists only on B. Returns what failed.
     fn repair(&self, cfg: &SyncConfig, diffs: &[Diff], delete_extra: bool) -> Vec<String> {
-        let applier = Applier {
-            source: self.a.clone(),
-            target: self.b.clone(),
-            chunks_in: ChunkSource::new(self.a.clone(), cfg.a.proxy, self.http.clone())
-                .with_read_signer(cfg.a.security.read.clone()),
-            chunks_out: std::sync::Arc::new(ChunkSink::new(
+        let applier = Applier::new(
+            (
+                self.a.clone(),
+                ChunkSource::new(self.a.clone(), cfg.a.proxy, self.http.clone())
+                    .with_read_signer(cfg.a.security.read.clone()),
+            ),
+            (
                 self.b.clone(),
-                cfg.b.proxy,
-                self.http.clone(),
-                cfg.b.placement.clone(),
-            )),
-            newer_target_wins: false,
-            dry_run: cfg.dry_run,
-            dirs: Default::default(),
-            moves_trusted_after_ns: Default::default(),
-            source_view: Default::default(),
-            target_root: cfg.b.path.clone(),
-        };
+                ChunkSink::new(
+                    self.b.clone(),
+                    cfg.b.proxy,
+                    self.http.clone(),
+                    cfg.b.placement.clone(),
+                ),
+            ),
+            &cfg.b.path,
+            Mode::Follow,
+        );
         // One action per path, in path order so that parents come first.
         let mut by_path: BTreeMap<&str, &Diff> = BTreeMap::new();
         for d in diffs {

@@ -11,9 +11,9 @@
 pub mod plan;
 pub mod stats;
 
-use crate::apply::{Applier, Replayed, Transfer};
+use crate::apply::{Applier, Planned, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::filer::{Event, FilerClient, StreamItem};
+use crate::filer::{Event, StreamItem};
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
 use crate::retry::{self, retry, sleep_unless_stopped, Policy};
@@ -28,11 +28,15 @@ use std::time::{Duration, Instant};
 pub struct Flow {
     /// "A→B", for logs.
     pub name: String,
-    pub source: FilerClient,
     pub scope: Scope,
     pub applier: Applier,
     pub key: Direction,
     pub state_path: PathBuf,
+    /// Start reading the log here (source clock, ns), replacing the checkpoint.
+    pub from_ns: Option<i64>,
+    /// Plan only: the state file is read, never written (the run commits to
+    /// a private copy in memory), and nothing is written to the target.
+    pub dry_run: bool,
     pub batch_size: usize,
     pub window: Duration,
     pub workers: usize,
@@ -79,9 +83,20 @@ pub struct Reporting {
     pub terminal: bool,
 }
 
+/// What the engine tells its caller as it runs; the caller renders it (the
+/// engine itself prints nothing).
+pub trait Observer: Sync {
+    /// A dry run's window: the changes it would make, in log order.
+    fn planned(&self, flow: &str, changes: &[Planned]);
+}
+
 /// Runs several directions side by side until each ends (cron mode) or a stop
 /// is requested; returns their summaries in the same order.
-pub fn run_all(flows: Vec<Flow>, reporting: Reporting) -> Vec<Result<Summary>> {
+pub fn run_all(
+    flows: Vec<Flow>,
+    reporting: Reporting,
+    observer: &dyn Observer,
+) -> Vec<Result<Summary>> {
     let all: Vec<std::sync::Arc<stats::Stats>> = flows.iter().map(|f| f.stats.clone()).collect();
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -94,7 +109,7 @@ pub fn run_all(flows: Vec<Flow>, reporting: Reporting) -> Vec<Result<Summary>> {
             let (every, terminal) = (reporting.every, reporting.terminal);
             s.spawn(move || report_progress(all, done, every, terminal));
         }
-        let results = run_directions(s, flows);
+        let results = run_directions(s, flows, observer);
         done.store(true, Ordering::SeqCst);
         results
     })
@@ -159,14 +174,18 @@ fn serve_metrics(
     }
 }
 
-fn run_directions<'s>(s: &'s std::thread::Scope<'s, '_>, flows: Vec<Flow>) -> Vec<Result<Summary>> {
+fn run_directions<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    flows: Vec<Flow>,
+    observer: &'s dyn Observer,
+) -> Vec<Result<Summary>> {
     let handles: Vec<_> = flows
         .into_iter()
         .map(|f| {
             std::thread::Builder::new()
                 .name(format!("dir {}", f.name))
                 .spawn_scoped(s, move || {
-                    let r = run(&f);
+                    let r = run(&f, observer);
                     match &r {
                         // A paused direction stops alone; the others go on.
                         Err(e) if e.kind() == ErrorKind::Paused => log::error!("{e}"),
@@ -190,13 +209,20 @@ fn run_directions<'s>(s: &'s std::thread::Scope<'s, '_>, flows: Vec<Flow>) -> Ve
 
 /// Runs one direction: subscribe from the checkpoint, apply windows, commit,
 /// and re-subscribe from the checkpoint whenever the stream breaks.
-pub fn run(f: &Flow) -> Result<Summary> {
-    let mut state = State::open(&f.state_path)?;
+pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
+    let mut state = if f.dry_run {
+        State::open_dry(&f.state_path)?
+    } else {
+        State::open(&f.state_path)?
+    };
+    if let Some(ts) = f.from_ns {
+        state.set_checkpoint(&f.key, ts)?;
+    }
     // "Caught up" is judged against the source's clock, never this host's:
     // with skewed clocks a local time would stop too early or never.
     let start_ns = if f.once {
         let source_now = retry(&format!("{}: source clock", f.name), Policy::SHORT, || {
-            f.source.now_ns()
+            f.applier.source().now_ns()
         })?;
         let skew_ms = (source_now - state::now_ns()) / 1_000_000;
         if skew_ms.abs() > 2_000 {
@@ -237,7 +263,7 @@ pub fn run(f: &Flow) -> Result<Summary> {
         log::info!(
             "{}: following {} {} from {} into {}",
             f.name,
-            f.source.addr(),
+            f.applier.source().addr(),
             f.scope.source_path,
             describe_ts(since),
             f.scope.target_path
@@ -266,7 +292,10 @@ pub fn run(f: &Flow) -> Result<Summary> {
                     began.elapsed().as_secs_f64() * 1000.0
                 );
                 f.stats.in_flight.store(0, Ordering::Relaxed);
-                let mut commit = commit?;
+                let (mut commit, planned) = commit?;
+                if !planned.is_empty() {
+                    observer.planned(&f.name, &planned);
+                }
                 if f.applier.skip_pending() {
                     commit.replay_horizon_ns = replay_horizon(f);
                     f.applier.trust_moves_after(commit.replay_horizon_ns);
@@ -373,7 +402,7 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     req.client_supports_batching = true;
     req.client_supports_idle_heartbeat = true;
     let stream = retry("SubscribeMetadata", Policy::FOREVER, || {
-        f.source.subscribe(&req)
+        f.applier.source().subscribe(&req)
     })?;
     let (tx, rx) = bounded(f.batch_size.max(16) * 2);
     std::thread::Builder::new()
@@ -523,7 +552,7 @@ fn collect_window(
 fn replay_horizon(f: &Flow) -> i64 {
     const MINUTE: i64 = 60_000_000_000;
     match retry(&format!("{}: source clock", f.name), Policy::SHORT, || {
-        f.source.now_ns()
+        f.applier.source().now_ns()
     }) {
         Ok(now) => now + MINUTE,
         Err(e) => {
@@ -533,17 +562,33 @@ fn replay_horizon(f: &Flow) -> i64 {
     }
 }
 
-/// Applies a window level by level (see `plan`); returns what to commit. Fails only when a
-/// stop was requested mid-window (nothing is committed then). The first
-/// `checked` events may have been applied by a process that stopped before
-/// committing them: see `apply_one`.
+/// What applying part of a window did: what to commit, and what a dry run
+/// would have changed.
+#[derive(Default)]
+struct Done {
+    commit: Commit,
+    planned: Vec<Planned>,
+}
+
+impl Done {
+    fn merge(&mut self, other: Done) {
+        self.commit.merge(other.commit);
+        self.planned.extend(other.planned);
+    }
+}
+
+/// Applies a window level by level (see `plan`); returns what to commit and
+/// what a dry run planned. Fails only when a stop was requested mid-window
+/// (nothing is committed then). The first `checked` events may have been
+/// applied by a process that stopped before committing them: see
+/// `apply_one`.
 fn apply_window(
     f: &Flow,
     pools: &Pools,
     window: Vec<Event>,
     checked: usize,
     budget: &mut Option<DeleteBudget>,
-) -> Result<Commit> {
+) -> Result<(Commit, Vec<Planned>)> {
     f.applier.new_window();
     let planned: Vec<(Event, Vec<Action>)> = window
         .into_iter()
@@ -570,19 +615,19 @@ fn apply_window(
         }
     }
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
-    let mut total = Commit::default();
+    let mut total = Done::default();
     for level in plan::levels(&paths) {
-        let results: Vec<Result<Commit>> = pools.events.install(|| {
+        let results: Vec<Result<Done>> = pools.events.install(|| {
             level
                 .par_iter()
                 .map(|&i| {
-                    let mut c = Commit::default();
+                    let mut d = Done::default();
                     let (ev, actions) = &planned[i];
-                    c.events += 1;
+                    d.commit.events += 1;
                     for a in actions {
-                        apply_one(f, &pools.chunks, ev, a, i < checked, &mut c)?;
+                        apply_one(f, &pools.chunks, ev, a, i < checked, &mut d)?;
                     }
-                    Ok(c)
+                    Ok(d)
                 })
                 .collect()
         });
@@ -590,7 +635,7 @@ fn apply_window(
             total.merge(r?);
         }
     }
-    Ok(total)
+    Ok((total.commit, total.planned))
 }
 
 /// Applies one action, retrying passing faults until they pass (never
@@ -613,8 +658,9 @@ fn apply_one(
     ev: &Event,
     a: &Action,
     replayed: bool,
-    c: &mut Commit,
+    done: &mut Done,
 ) -> Result<()> {
+    let c = &mut done.commit;
     let instead;
     let a = match replayed.then(|| f.applier.replayed(a)) {
         Some(Ok(Replayed::Moot)) => {
@@ -665,6 +711,7 @@ fn apply_one(
         Ok(out) => {
             c.bytes += out.bytes;
             c.conflicts.extend(out.conflict);
+            done.planned.extend(out.planned);
             if f.debug_actions {
                 log::info!(
                     "{}: {} {}",

@@ -103,6 +103,27 @@ impl Action {
         }
     }
 
+    /// A rename's new entry as an upsert of its own (written from the
+    /// event when there is nothing to move); other actions as they are.
+    pub fn new_entry_only(&self) -> Action {
+        match self {
+            Action::Rename {
+                new_dir,
+                entry,
+                signatures,
+                source,
+                ..
+            } => Action::Upsert {
+                dir: new_dir.clone(),
+                entry: entry.clone(),
+                signatures: signatures.clone(),
+                source: source.clone(),
+                change: Change::Changed,
+            },
+            other => other.clone(),
+        }
+    }
+
     /// The target path the action ends at (for logs and the failure ledger).
     pub fn target(&self) -> String {
         match self {

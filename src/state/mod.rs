@@ -151,6 +151,16 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// A file that is not SQLite is bad input (exit 2), not a passing fault.
+fn not_a_state_file(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+    move |e| {
+        Error::usage(format!(
+            "state file {}: {e} (is it a filer-sync state file? move it away or pass another --state)",
+            path.display()
+        ))
+    }
+}
+
 impl State {
     pub fn open(path: &Path) -> Result<State> {
         Self::open_at(path, SCHEMA_VERSION)
@@ -158,13 +168,7 @@ impl State {
 
     /// Opens (creating if needed) and upgrades the file to `version`.
     fn open_at(path: &Path, version: usize) -> Result<State> {
-        // A file that is not SQLite is bad input (exit 2), not a passing fault.
-        let ctx = |e: rusqlite::Error| {
-            Error::usage(format!(
-                "state file {}: {e} (is it a filer-sync state file? move it away or pass another --state)",
-                path.display()
-            ))
-        };
+        let ctx = not_a_state_file(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::state(format!("state directory {}: {e}", dir.display())))?;
@@ -182,6 +186,26 @@ impl State {
         };
         state
             .migrate(version)
+            .map_err(|e| e.context(path.display()))?;
+        Ok(state)
+    }
+
+    /// A private copy of the state file in memory, for a dry run: it reads
+    /// as the file does (an absent file reads as a new one) and takes every
+    /// commit, and the file itself stays as it was.
+    pub fn open_dry(path: &Path) -> Result<State> {
+        let ctx = not_a_state_file(path);
+        let mut conn = Connection::open_in_memory().map_err(ctx)?;
+        if path.is_file() {
+            conn.restore(rusqlite::MAIN_DB, path, rusqlite::backup::NO_PROGRESS)
+                .map_err(ctx)?;
+        }
+        let mut state = State {
+            conn,
+            path: path.to_path_buf(),
+        };
+        state
+            .migrate(SCHEMA_VERSION)
             .map_err(|e| e.context(path.display()))?;
         Ok(state)
     }

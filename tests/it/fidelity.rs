@@ -1,7 +1,8 @@
 //! What one-way replication must carry exactly: attributes (mode, uid, gid,
 //! mtime with ns, crtime, mime, symlink target, extended attributes),
 //! appends and truncates, chunk manifests, deletes kept with --b-no-delete,
-//! the failure ledger for a chunk that is gone for good, and --dry-run.
+//! the failure ledger for a chunk that is gone for good, and --dry-run
+//! (a plan on stdout, nothing written: not the target, not the state file).
 
 use crate::harness::*;
 use filer_sync::pb::filer::*;
@@ -163,19 +164,132 @@ fn no_delete_keeps_target_entries() {
     assert_eq!(b.get("/nd/new-name.txt").unwrap(), b"renamed on A later");
 }
 
+/// What a state file holds of each direction (checkpoint, when it was
+/// committed, counters, ledgers), to tell that a run left it as it was.
+fn positions(state: &str) -> Vec<String> {
+    State::open_existing(std::path::Path::new(state))
+        .unwrap()
+        .directions()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{:?} ts {} at {} events {} bytes {} failures {} conflicts {}",
+                d.key, d.ts_ns, d.updated_ns, d.events, d.bytes, d.failures, d.conflicts
+            )
+        })
+        .collect()
+}
+
+/// The plan lines of a dry run's output (stdout), whatever RUST_LOG says.
+fn dry_run(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--dry-run"];
+    args.extend_from_slice(extra);
+    let (code, out) = once_env(a, b, state, &args, &[("RUST_LOG", "off")]);
+    assert_eq!(code, 0, "{out}");
+    out
+}
+
 #[test]
-fn dry_run_leaves_the_target_untouched() {
+fn a_dry_run_changes_nothing_and_the_real_run_then_copies_everything() {
     let a = Cluster::start();
     let b = Cluster::start();
-    a.put("/dr/a.txt", b"a");
+    for i in 0..20 {
+        a.put(&format!("/dr/f{i}.txt"), format!("file {i}").as_bytes());
+    }
     a.put("/dr/sub/b.bin", &bytes(3, 100_000));
     b.put("/dr/only-on-b.txt", b"b");
     let before = b.tree("/");
     let state = temp_state("dryrun");
-    let (code, err) = once(&a, &b, &state, &["--dry-run"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("dry-run: would write /dr/sub/b.bin"), "{err}");
+
+    // A first run, dry: the plan reaches stdout with logging off, the
+    // target and the state file stay as they were (none was there).
+    let out = dry_run(&a, &b, &state, &[]);
+    for i in 0..20 {
+        let line = format!(
+            "A→B create /dr/f{i}.txt ({} bytes)",
+            format!("file {i}").len()
+        );
+        assert!(out.contains(&line), "{line} missing from:\n{out}");
+    }
+    assert!(
+        out.contains("A→B create /dr/sub/b.bin (100000 bytes)"),
+        "{out}"
+    );
+    assert!(out.contains("A→B create /dr/sub/ (0 bytes)"), "{out}");
+    // B made /dr itself (for its own file): A's folder attributes go over it.
+    assert!(out.contains("A→B update /dr/ (0 bytes)"), "{out}");
+    assert!(
+        out.contains("A→B dry run: would 22 create, 1 update, 0 delete, 0 move (100130 bytes to copy); nothing was changed"),
+        "{out}"
+    );
+    let json = dry_run(&a, &b, &state, &["--json"]);
+    assert!(
+        json.lines().any(|l| l == r#"{"direction":"A→B","op":"create","path":"/dr/sub/b.bin","size":100000,"dir":false}"#),
+        "{json}"
+    );
+    assert!(
+        json.lines().all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{json}"
+    );
     assert_eq!(b.tree("/"), before);
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "a dry run made the state file"
+    );
+
+    // The real run after it copies everything.
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    for i in 0..20 {
+        let want = format!("file {i}");
+        assert_eq!(b.get(&format!("/dr/f{i}.txt")).unwrap(), want.as_bytes());
+    }
+    assert_eq!(b.get("/dr/sub/b.bin").unwrap(), bytes(3, 100_000));
+
+    // A dry run over a checkpoint plans the changes since and leaves the
+    // checkpoint, the counters and the target where they were.
+    a.put("/dr/new.txt", b"new");
+    a.delete("/dr/f0.txt");
+    a.mv("/dr/f1.txt", "/dr/g1.txt");
+    a.put("/dr/f2.txt", b"rewritten");
+    let (kept, on_b) = (positions(&state), b.tree("/"));
+    let out = dry_run(&a, &b, &state, &[]);
+    for line in [
+        "A→B create /dr/new.txt (3 bytes)",
+        "A→B delete /dr/f0.txt (6 bytes)",
+        "A→B move   /dr/f1.txt -> /dr/g1.txt (6 bytes)",
+        "A→B update /dr/f2.txt (9 bytes)",
+        "A→B dry run: would 1 create, 1 update, 1 delete, 1 move (12 bytes to copy); nothing was changed",
+    ] {
+        assert!(out.contains(line), "{line} missing from:\n{out}");
+    }
+    assert_eq!(positions(&state), kept, "the dry run moved the state");
+    assert_eq!(b.tree("/"), on_b);
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.get("/dr/new.txt").unwrap(), b"new");
+    assert_eq!(b.get("/dr/f0.txt"), None);
+    assert_eq!(b.get("/dr/f1.txt"), None);
+    assert_eq!(b.get("/dr/g1.txt").unwrap(), b"file 1");
+    assert_eq!(b.get("/dr/f2.txt").unwrap(), b"rewritten");
+    assert_ne!(positions(&state), kept, "the real run commits");
+
+    // Both ways, each direction plans its own changes; neither side moves.
+    let (on_a, on_b) = (a.tree("/"), b.tree("/"));
+    let two = temp_state("dryrun-two-way");
+    let args = ["--dry-run", "--json"];
+    let (code, out) = sync_once_env(&a.addr(), &b.addr(), &two, &args, &[("RUST_LOG", "off")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            r#"{"direction":"B→A","op":"create","path":"/dr/only-on-b.txt","size":1,"dir":false}"#
+        ),
+        "{out}"
+    );
+    assert!(out.contains(r#"{"direction":"A→B","summary":{"#), "{out}");
+    assert!(out.contains(r#"{"direction":"B→A","summary":{"#), "{out}");
+    assert_eq!((a.tree("/"), b.tree("/")), (on_a, on_b));
 }
 
 #[test]

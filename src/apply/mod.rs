@@ -13,6 +13,10 @@
 //! logs for the entries below it are not applied at all once this process
 //! has moved the folder on the target: the entries went along unchanged.
 
+mod dry_run;
+
+pub use dry_run::{Op, Planned};
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{join_path, split_path, FilerClient};
 use crate::pb::filer::*;
@@ -27,25 +31,52 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 pub struct Applier {
-    pub source: FilerClient,
-    pub target: FilerClient,
-    pub chunks_in: ChunkSource,
+    source: FilerClient,
+    target: FilerClient,
+    chunks_in: ChunkSource,
     /// Shared with the file-id refills `apply` starts on the chunk pool.
-    pub chunks_out: std::sync::Arc<ChunkSink>,
+    chunks_out: std::sync::Arc<ChunkSink>,
     /// Active-active: the target keeps its version when it wins by
     /// `conflict::resolve` (newer mtime, ties broken the same on both sides).
-    pub newer_target_wins: bool,
-    pub dry_run: bool,
+    newer_target_wins: bool,
+    /// Only plan: look, and write nothing (see `dry_run`).
+    dry_run: bool,
+    /// What a dry run has planned so far.
+    dry_plan: dry_run::Overlay,
     /// Target folders known to exist and those this process made.
-    pub dirs: std::sync::Mutex<Dirs>,
+    dirs: std::sync::Mutex<Dirs>,
     /// The synced folder on the target: `ensure_parent` makes folders below
     /// it only (it and its ancestors are not the source's to describe).
-    pub target_root: String,
+    target_root: String,
     /// Entries moved along with a folder are trusted to be the source's for
     /// events after this time only (source clock; see `skipped_replayed`).
-    pub moves_trusted_after_ns: std::sync::atomic::AtomicI64,
+    moves_trusted_after_ns: std::sync::atomic::AtomicI64,
     /// Source folders listed in this window for `source_replaced`.
-    pub source_view: std::sync::Mutex<SourceView>,
+    source_view: std::sync::Mutex<SourceView>,
+}
+
+/// How an `Applier` treats the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One-way: the target becomes the source's copy.
+    Follow,
+    /// Active-active: the target's own newer versions win (`conflict`).
+    TwoWay,
+    /// Look only: plan what `Follow` would do and write nothing.
+    DryRun,
+    /// Look only: plan what `TwoWay` would do and write nothing.
+    DryRunTwoWay,
+}
+
+impl Mode {
+    pub fn of(two_way: bool, dry_run: bool) -> Mode {
+        match (two_way, dry_run) {
+            (false, false) => Mode::Follow,
+            (true, false) => Mode::TwoWay,
+            (false, true) => Mode::DryRun,
+            (true, true) => Mode::DryRunTwoWay,
+        }
+    }
 }
 
 /// Target folders seen by this process: hints that save lookups; forgetting
@@ -207,6 +238,8 @@ pub struct Outcome {
     pub bytes: u64,
     pub skipped: bool,
     pub conflict: Option<Conflict>,
+    /// Dry run: the change it would have made.
+    pub planned: Option<Planned>,
 }
 
 /// How one apply moves chunk bytes.
@@ -222,13 +255,42 @@ pub struct Transfer<'a> {
 }
 
 impl Applier {
+    /// An applier from `source` (its chunks read through `chunks_in`) onto
+    /// the folder `target_root` of `target` (chunks written by `chunks_out`).
+    pub fn new(
+        (source, chunks_in): (FilerClient, ChunkSource),
+        (target, chunks_out): (FilerClient, ChunkSink),
+        target_root: &str,
+        mode: Mode,
+    ) -> Applier {
+        Applier {
+            source,
+            target,
+            chunks_in,
+            chunks_out: std::sync::Arc::new(chunks_out),
+            newer_target_wins: matches!(mode, Mode::TwoWay | Mode::DryRunTwoWay),
+            dry_run: matches!(mode, Mode::DryRun | Mode::DryRunTwoWay),
+            dry_plan: Default::default(),
+            dirs: Default::default(),
+            target_root: target_root.to_string(),
+            moves_trusted_after_ns: Default::default(),
+            source_view: Default::default(),
+        }
+    }
+
+    /// The source filer this applier reads from.
+    pub fn source(&self) -> &FilerClient {
+        &self.source
+    }
+
     /// Applies `action`, planned from an event at `ts_ns` (source clock; 0
-    /// for none), moving chunk bytes `via`.
+    /// for none), moving chunk bytes `via`. A dry run changes nothing and
+    /// says what it would have changed (`Outcome::planned`).
     pub fn apply(&self, action: &Action, ts_ns: i64, via: Transfer) -> Result<Outcome> {
         if self.dry_run {
-            log::info!("dry-run: would {}", describe(action));
             return Ok(Outcome {
                 skipped: true,
+                planned: self.plan_dry(action, ts_ns)?,
                 ..Outcome::default()
             });
         }
@@ -391,6 +453,7 @@ impl Applier {
                 target_size: size(&t),
                 source_won: false,
             }),
+            ..Outcome::default()
         }))
     }
 
@@ -610,6 +673,7 @@ impl Applier {
                         skipped: true,
                         bytes: 0,
                         conflict: record,
+                        ..Outcome::default()
                     });
                 }
                 conflict_seen = record;
@@ -640,8 +704,8 @@ impl Applier {
         }
         Ok(Outcome {
             bytes,
-            skipped: false,
             conflict: conflict_seen,
+            ..Outcome::default()
         })
     }
 
@@ -894,10 +958,9 @@ impl Applier {
                 old_dir,
                 old_name,
                 old_mtime_ns,
-                new_dir,
                 entry,
-                signatures,
                 source,
+                ..
             } => {
                 // (An event without the old entry's mtime moves what is
                 // there, as before.)
@@ -908,13 +971,7 @@ impl Applier {
                 if moot(source, entry)? {
                     return Ok(Replayed::Moot);
                 }
-                Ok(Replayed::NewOnly(Box::new(Action::Upsert {
-                    dir: new_dir.clone(),
-                    entry: entry.clone(),
-                    signatures: signatures.clone(),
-                    source: source.clone(),
-                    change: Change::Changed,
-                })))
+                Ok(Replayed::NewOnly(Box::new(action.new_entry_only())))
             }
             Action::Delete { .. } => Ok(Replayed::AsPlanned),
         }
@@ -1018,16 +1075,6 @@ pub fn same_entry(src: &Entry, t: &Entry) -> bool {
         && src.content == t.content
         && src.extended == t.extended
         && src_chunks == t_chunks
-}
-
-fn describe(a: &Action) -> String {
-    match a {
-        Action::Upsert { .. } => format!("write {}", a.target()),
-        Action::Delete { .. } => format!("delete {}", a.target()),
-        Action::Rename {
-            old_dir, old_name, ..
-        } => format!("rename {} to {}", join_path(old_dir, old_name), a.target()),
-    }
 }
 
 #[cfg(test)]
