@@ -1,9 +1,11 @@
 //! Command-line flags (argh) and their validation into plain config values.
 //! The only module that knows argh. Validation never touches the network.
 
+use crate::config::{CheckpointAction, CheckpointConfig, Pair, Side, SyncConfig, VerifyOptions};
 use crate::error::{Error, Result};
 use crate::filer::FilerAddr;
-use crate::replicate::normalize_folder;
+use crate::paths::{is_under, normalize_folder};
+use crate::volume::Placement;
 use argh::FromArgs;
 use std::path::PathBuf;
 
@@ -260,82 +262,48 @@ pub struct MigrateArgs {
 }
 
 impl SyncArgs {
-    /// The flags of `sync` with everything at its default, for the
-    /// subcommands that reuse its validation.
-    fn one_way(a: &str, b: &str, a_path: &str, b_path: &str) -> SyncArgs {
-        SyncArgs {
-            a: a.into(),
-            b: b.into(),
-            active_passive: true,
-            origin_only: false,
-            a_path: a_path.into(),
-            b_path: b_path.into(),
-            a_exclude: vec![],
-            b_exclude: vec![],
-            a_filer_proxy: false,
-            b_filer_proxy: false,
-            a_debug: false,
-            b_debug: false,
-            a_security: None,
-            b_security: None,
-            a_grpc_ca: None,
-            a_grpc_cert: None,
-            a_grpc_key: None,
-            b_grpc_ca: None,
-            b_grpc_cert: None,
-            b_grpc_key: None,
-            a_collection: String::new(),
-            b_collection: String::new(),
-            a_replication: String::new(),
-            b_replication: String::new(),
-            a_ttl_sec: 0,
-            b_ttl_sec: 0,
-            a_disk: String::new(),
-            b_disk: String::new(),
-            a_no_delete: false,
-            b_no_delete: false,
-            a_from_ts_ms: 0,
-            b_from_ts_ms: 0,
-            workers: 32,
-            chunk_workers: 8,
-            batch_size: 1000,
-            batch_window_ms: 0,
-            state: None,
-            once: true,
-            dry_run: false,
-            json: false,
-            max_delete: None,
-            bwlimit: None,
-            timeout_secs: 10,
-            metrics_port: None,
-            metrics_ip: "127.0.0.1".into(),
-            progress_secs: None,
-        }
+    /// The flags of `sync` for A's folder onto B's, one way, everything else
+    /// at argh's defaults (parsed, so that the defaults have one home), for
+    /// the subcommands that reuse its validation.
+    fn one_way(a: &str, b: &str, a_path: &str, b_path: &str) -> Result<SyncArgs> {
+        let flags = [
+            "-a",
+            a,
+            "-b",
+            b,
+            "--a-path",
+            a_path,
+            "--b-path",
+            b_path,
+            "--active-passive",
+            "--once",
+        ];
+        SyncArgs::from_args(&["sync"], &flags)
+            .map_err(|e| Error::usage(e.output.trim_end().to_string()))
     }
 }
 
 impl VerifyArgs {
-    pub fn validate(&self) -> Result<(SyncConfig, crate::commands::verify::Options)> {
-        let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path);
+    pub fn validate(&self) -> Result<(Pair, VerifyOptions)> {
+        let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path)?;
         s.a_filer_proxy = self.a_filer_proxy;
         s.b_filer_proxy = self.b_filer_proxy;
         s.a_security = self.a_security.clone();
         s.b_security = self.b_security.clone();
         s.timeout_secs = self.timeout_secs;
         s.workers = self.workers;
-        s.state = Some(PathBuf::from("/dev/null"));
-        let opts = crate::commands::verify::Options {
+        let opts = VerifyOptions {
             checksum: self.checksum,
             json: self.json,
             repair: self.repair,
         };
-        Ok((s.validate()?, opts))
+        Ok((s.pair()?, opts))
     }
 }
 
 impl MigrateArgs {
     pub fn validate(&self) -> Result<SyncConfig> {
-        let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path);
+        let mut s = SyncArgs::one_way(&self.a, &self.b, &self.a_path, &self.b_path)?;
         s.a_filer_proxy = self.a_filer_proxy;
         s.b_filer_proxy = self.b_filer_proxy;
         s.a_security = self.a_security.clone();
@@ -421,29 +389,9 @@ pub struct CheckpointArgs {
     /// the state file (default: as `sync` derives it from -a/-b and the folders)
     #[argh(option)]
     pub state: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointAction {
-    Show,
-    Set,
-    Reset,
-    Import,
-    Export,
-}
-
-#[derive(Debug, Clone)]
-pub struct CheckpointConfig {
-    pub action: CheckpointAction,
-    pub a: Option<FilerAddr>,
-    pub b: Option<FilerAddr>,
-    pub a_path: String,
-    pub b_path: String,
-    pub from: char,
-    pub ts_ms: i64,
-    pub state: PathBuf,
-    pub a_security: crate::security::Security,
-    pub b_security: crate::security::Security,
+    /// seconds before a gRPC call is given up (default 10)
+    #[argh(option, default = "10")]
+    pub timeout_secs: u64,
 }
 
 impl CheckpointArgs {
@@ -522,59 +470,25 @@ impl CheckpointArgs {
                 file: self.b_security.as_deref(),
                 ..Default::default()
             })?,
+            timeout_secs: match self.timeout_secs {
+                t @ 1..=3600 => t,
+                t => return Err(Error::usage(format!("--timeout-secs {t}: give 1 to 3600"))),
+            },
         })
     }
 }
 
-/// One side as the user described it.
-#[derive(Debug, Clone)]
-pub struct Side {
-    pub label: char,
-    pub addr: FilerAddr,
-    pub path: String,
-    pub excludes: Vec<String>,
-    pub proxy: bool,
-    pub debug: bool,
-    pub placement: crate::volume::Placement,
-    pub deletes: bool,
-    pub from_ts_ms: i64,
-    pub security: crate::security::Security,
-}
-
-/// The validated `sync` configuration.
-#[derive(Debug, Clone)]
-pub struct SyncConfig {
-    pub a: Side,
-    pub b: Side,
-    pub active_passive: bool,
-    pub origin_only: bool,
-    pub workers: usize,
-    pub chunk_workers: usize,
-    pub batch_size: usize,
-    pub batch_window_ms: u64,
-    pub state: PathBuf,
-    pub once: bool,
-    pub dry_run: bool,
-    /// The dry run's plan as JSON lines.
-    pub json: bool,
-    pub max_delete: Option<u64>,
-    /// Bytes per second.
-    pub bwlimit: Option<u64>,
-    pub timeout_secs: u64,
-    /// Where to serve metrics, if anywhere.
-    pub metrics: Option<std::net::SocketAddr>,
-    pub progress_secs: Option<u64>,
-}
-
 impl SyncArgs {
-    pub fn validate(&self) -> Result<SyncConfig> {
+    /// The two sides and the limits that every command on a pair of
+    /// folders shares (sync, verify, migrate).
+    fn pair(&self) -> Result<Pair> {
         let side = |label: char,
                     addr: &str,
                     path: &str,
                     excludes: &[String],
                     proxy,
                     debug,
-                    placement: crate::volume::Placement,
+                    placement: Placement,
                     no_delete: bool,
                     from: i64,
                     security: crate::security::Given|
@@ -598,7 +512,7 @@ impl SyncArgs {
                         "--{flag}-exclude {x:?}: give an absolute path or glob like /data/tmp or /data/**.tmp"
                     ))
                 })?;
-                if !crate::replicate::glob::is_glob(&n) && crate::replicate::is_under(&path, &n) {
+                if !crate::replicate::glob::is_glob(&n) && is_under(&path, &n) {
                     return Err(Error::usage(format!(
                         "--{flag}-exclude {x:?} covers the whole synced folder {path}: nothing would replicate"
                     )));
@@ -636,7 +550,7 @@ impl SyncArgs {
             &self.a_exclude,
             self.a_filer_proxy,
             self.a_debug,
-            crate::volume::Placement {
+            Placement {
                 collection: self.a_collection.clone(),
                 replication: self.a_replication.clone(),
                 ttl_sec: self.a_ttl_sec,
@@ -659,7 +573,7 @@ impl SyncArgs {
             &self.b_exclude,
             self.b_filer_proxy,
             self.b_debug,
-            crate::volume::Placement {
+            Placement {
                 collection: self.b_collection.clone(),
                 replication: self.b_replication.clone(),
                 ttl_sec: self.b_ttl_sec,
@@ -675,6 +589,37 @@ impl SyncArgs {
                 key: self.b_grpc_key.as_deref(),
             },
         )?;
+        for (name, v) in [
+            ("--workers", self.workers),
+            ("--chunk-workers", self.chunk_workers),
+        ] {
+            if v == 0 || v > 1024 {
+                return Err(Error::usage(format!("{name} {v}: give 1 to 1024")));
+            }
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 3600 {
+            return Err(Error::usage(format!(
+                "--timeout-secs {}: give 1 to 3600",
+                self.timeout_secs
+            )));
+        }
+        if a.addr == b.addr && (is_under(&a.path, &b.path) || is_under(&b.path, &a.path)) {
+            return Err(Error::usage(format!(
+                "-a and -b are the same filer {} with overlapping folders {} and {}: it would sync into itself",
+                a.addr, a.path, b.path
+            )));
+        }
+        Ok(Pair {
+            a,
+            b,
+            timeout_secs: self.timeout_secs,
+            workers: self.workers,
+            chunk_workers: self.chunk_workers,
+        })
+    }
+
+    pub fn validate(&self) -> Result<SyncConfig> {
+        let Pair { a, b, .. } = self.pair()?;
         if self.active_passive {
             // B is only a target: flags about B as a source, or about A as
             // a target, would silently do nothing.
@@ -693,14 +638,11 @@ impl SyncArgs {
                 )));
             }
         }
-        for (name, v, max) in [
-            ("--workers", self.workers, 1024),
-            ("--chunk-workers", self.chunk_workers, 1024),
-            ("--batch-size", self.batch_size, 100_000),
-        ] {
-            if v == 0 || v > max {
-                return Err(Error::usage(format!("{name} {v}: give 1 to {max}")));
-            }
+        if self.batch_size == 0 || self.batch_size > 100_000 {
+            return Err(Error::usage(format!(
+                "--batch-size {}: give 1 to 100000",
+                self.batch_size
+            )));
         }
         if self.json && !self.dry_run {
             return Err(Error::usage(
@@ -711,21 +653,6 @@ impl SyncArgs {
             return Err(Error::usage(format!(
                 "--batch-window-ms {}: give at most 60000",
                 self.batch_window_ms
-            )));
-        }
-        if self.timeout_secs == 0 || self.timeout_secs > 3600 {
-            return Err(Error::usage(format!(
-                "--timeout-secs {}: give 1 to 3600",
-                self.timeout_secs
-            )));
-        }
-        if a.addr == b.addr
-            && (crate::replicate::is_under(&a.path, &b.path)
-                || crate::replicate::is_under(&b.path, &a.path))
-        {
-            return Err(Error::usage(format!(
-                "-a and -b are the same filer {} with overlapping folders {} and {}: it would sync into itself",
-                a.addr, a.path, b.path
             )));
         }
         let state = match &self.state {

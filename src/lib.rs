@@ -4,13 +4,16 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod error;
 pub mod filer;
+pub mod paths;
 pub mod pb;
 pub mod pipeline;
 pub mod replicate;
 pub mod retry;
 pub mod security;
 pub mod state;
+pub mod util;
 pub mod verify;
 pub mod volume;

@@ -42,10 +42,10 @@ fn main() -> ExitCode {
         }),
         Command::Verify(args) => args
             .validate()
-            .and_then(|(cfg, opts)| commands::verify::verify(&cfg, opts)),
+            .and_then(|(pair, opts)| commands::verify::verify(&pair, opts)),
         Command::Migrate(args) => args.validate().and_then(|cfg| {
             let _ = ctrlc::set_handler(retry::request_stop);
-            commands::verify::migrate(&cfg)
+            commands::migrate::migrate(&cfg)
         }),
         Command::Status(args) => args
             .validate()

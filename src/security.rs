@@ -48,7 +48,7 @@ impl ReadSigner {
         let claims = format!(
             "{{\"exp\":{},\"fid\":{}}}",
             now_secs + self.expires_secs,
-            crate::commands::json_str(fid)
+            crate::util::json_str(fid)
         );
         let signing_input = format!("{header}.{}", b64url(claims.as_bytes()));
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("any key length");

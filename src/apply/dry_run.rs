@@ -5,12 +5,13 @@
 //! the plan would have left it rather than as it still is. Writes nothing,
 //! anywhere: no target call but lookups, no chunk moved.
 
-use super::{same_entry, size, version, Applier};
+use super::{same_entry, version, Applier};
 use crate::error::Result;
-use crate::filer::{join_path, split_path};
+use crate::paths::is_under;
+use crate::paths::{join_path, split_path};
 use crate::pb::filer::Entry;
-use crate::replicate::conflict::{self, Verdict};
-use crate::replicate::{is_under, Action};
+use crate::replicate::conflict::{self, size, Verdict};
+use crate::replicate::Action;
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -18,9 +18,10 @@ mod dry_run;
 pub use dry_run::{Op, Planned};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::filer::{join_path, split_path, FilerClient};
+use crate::filer::FilerClient;
+use crate::paths::{join_path, parent, split_path};
 use crate::pb::filer::*;
-use crate::replicate::conflict::{self, mtime_ns, Verdict};
+use crate::replicate::conflict::{self, mtime_ns, size, Verdict};
 use crate::replicate::{Action, Change};
 use crate::retry::{retry, Policy};
 use crate::state::Conflict;
@@ -128,10 +129,10 @@ impl Dirs {
 
     /// `path` was deleted or moved: folders at and below it are unknown.
     fn forget(&mut self, path: &str) {
-        self.known.retain(|k| !crate::replicate::is_under(k, path));
-        self.fresh.retain(|k| !crate::replicate::is_under(k, path));
+        self.known.retain(|k| !crate::paths::is_under(k, path));
+        self.fresh.retain(|k| !crate::paths::is_under(k, path));
         if !self.absent.is_empty() {
-            self.absent.retain(|k| !crate::replicate::is_under(k, path));
+            self.absent.retain(|k| !crate::paths::is_under(k, path));
         }
     }
 
@@ -141,7 +142,7 @@ impl Dirs {
             && self
                 .moved
                 .iter()
-                .any(|m| m != path && crate::replicate::is_under(path, m))
+                .any(|m| m != path && crate::paths::is_under(path, m))
     }
 
     /// Something was made at `path`: folders above it exist again, and so
@@ -149,7 +150,7 @@ impl Dirs {
     fn made(&mut self, path: &str) {
         self.absent.remove(path);
         if !self.moved.is_empty() {
-            self.moved.retain(|m| !crate::replicate::is_under(path, m));
+            self.moved.retain(|m| !crate::paths::is_under(path, m));
         }
     }
 }
@@ -484,7 +485,7 @@ impl Applier {
     /// carry the filer's clock, and active-active that newer version would
     /// win over the source's once the folder's own move brought it along.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
-        let inside = dir != self.target_root && crate::replicate::is_under(dir, &self.target_root);
+        let inside = dir != self.target_root && crate::paths::is_under(dir, &self.target_root);
         if !inside || source_dir == "/" || self.dirs.lock().unwrap().known.contains(dir) {
             return Ok(());
         }
@@ -1022,21 +1023,12 @@ fn stand_in_folder() -> Entry {
     e.is_directory = true;
     let a = e.attributes.mut_or_insert_default();
     a.file_mode = (1 << 31) | 0o771;
-    a.crtime = crate::state::now_ns() / 1_000_000_000;
+    a.crtime = crate::util::now_ns() / 1_000_000_000;
     e
-}
-
-/// The parent folder of an absolute path ("/" for "/" and top-level names).
-fn parent(path: &str) -> &str {
-    split_path(path).0
 }
 
 fn chunk_ids(e: &Entry) -> Vec<String> {
     e.chunks.iter().map(fid::of_chunk).collect()
-}
-
-fn size(e: &Entry) -> u64 {
-    e.attributes.as_ref().map(|a| a.file_size).unwrap_or(0)
 }
 
 /// The target entry already is a copy of the source entry: same kind,

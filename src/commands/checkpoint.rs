@@ -4,9 +4,9 @@
 //! in its format, so an operator can switch tools either way without
 //! re-bootstrapping.
 
-use crate::cli::{CheckpointAction, CheckpointConfig};
+use super::Peers;
+use crate::config::{CheckpointAction, CheckpointConfig};
 use crate::error::{Error, Result};
-use crate::filer::FilerClient;
 use crate::state::{reference, Direction, State};
 use std::time::Duration;
 
@@ -22,19 +22,20 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
             ))
         }
     };
-    let timeout = Duration::from_secs(10);
-    let ca = FilerClient::connect_with(a, &cfg.a_security, timeout);
-    let cb = FilerClient::connect_with(b, &cfg.b_security, timeout);
-    let sig_a = ca.configuration()?.signature;
-    let sig_b = cb.configuration()?.signature;
+    let peers = Peers::connect(
+        (a, &cfg.a_security),
+        (b, &cfg.b_security),
+        Duration::from_secs(cfg.timeout_secs),
+    )?;
+    let (sig_a, sig_b) = (peers.sig_a(), peers.sig_b());
+    let (ca, cb) = (&peers.a, &peers.b);
     let _lock = crate::state::lock::acquire(&cfg.state)?;
     let mut st = State::open(&cfg.state)?;
-    st.check_side(&a.to_string(), sig_a)?;
-    st.check_side(&b.to_string(), sig_b)?;
+    peers.check(&st)?;
     let (src_sig, src_path, dst_sig, dst_path, target) = if cfg.from == 'a' {
-        (sig_a, &cfg.a_path, sig_b, &cfg.b_path, &cb)
+        (sig_a, &cfg.a_path, sig_b, &cfg.b_path, cb)
     } else {
-        (sig_b, &cfg.b_path, sig_a, &cfg.a_path, &ca)
+        (sig_b, &cfg.b_path, sig_a, &cfg.a_path, ca)
     };
     let key = Direction {
         source_sig: src_sig,
@@ -52,7 +53,7 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         CheckpointAction::Set => {
             let ts = cfg.ts_ms.saturating_mul(1_000_000);
             st.set_checkpoint(&key, ts)?;
-            println!("{dir}: checkpoint set to {}", super::utc(ts));
+            println!("{dir}: checkpoint set to {}", crate::util::utc(ts));
         }
         CheckpointAction::Reset => {
             let had = st.reset_checkpoint(&key)?;
@@ -78,7 +79,7 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
             st.set_checkpoint(&key, ts)?;
             println!(
                 "{dir}: imported weed filer.sync's checkpoint {} ({ts})",
-                super::utc(ts)
+                crate::util::utc(ts)
             );
         }
         CheckpointAction::Export => {
@@ -91,7 +92,7 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
             )?;
             println!(
                 "{dir}: exported checkpoint {} ({ts}) for weed filer.sync",
-                super::utc(ts)
+                crate::util::utc(ts)
             );
         }
     }

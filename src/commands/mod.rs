@@ -1,74 +1,63 @@
 //! One module per subcommand, each turning a validated config into work and
 //! an outcome (`Ok(true)` done, `Ok(false)` done with failures or
-//! differences). Shared here: how times and JSON strings are written.
+//! differences). Shared here: connecting to both filers of a pair and
+//! checking them against a state file, the way every command does it.
 
 pub mod checkpoint;
+pub mod migrate;
 pub mod status;
 pub mod sync;
 pub mod verify;
 
 pub use sync::sync;
 
-/// Formats ns since the epoch as UTC `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn utc(ts_ns: i64) -> String {
-    if ts_ns <= 0 {
-        return "never".into();
-    }
-    let secs = ts_ns.div_euclid(1_000_000_000);
-    let ms = ts_ns.rem_euclid(1_000_000_000) / 1_000_000;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+use crate::error::Result;
+use crate::filer::{FilerAddr, FilerClient};
+use crate::pb::filer::GetFilerConfigurationResponse;
+use crate::security::Security;
+use crate::state::State;
+use std::time::Duration;
+
+/// Both filers of a pair, connected, and what each says of itself.
+pub struct Peers {
+    pub a: FilerClient,
+    pub b: FilerClient,
+    pub conf_a: GetFilerConfigurationResponse,
+    pub conf_b: GetFilerConfigurationResponse,
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats() {
-        assert_eq!(utc(0), "never");
-        assert_eq!(utc(1), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(1_700_000_000_123_000_000), "2023-11-14T22:13:20.123Z");
-        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+impl Peers {
+    /// Connects to A and B (a deadline of `timeout` on every call) and asks
+    /// each for its configuration: an unreachable filer fails here, before
+    /// anything is read or written.
+    pub fn connect(
+        (a, a_sec): (&FilerAddr, &Security),
+        (b, b_sec): (&FilerAddr, &Security),
+        timeout: Duration,
+    ) -> Result<Peers> {
+        let a = FilerClient::connect_with(a, a_sec, timeout);
+        let b = FilerClient::connect_with(b, b_sec, timeout);
+        let (conf_a, conf_b) = (a.configuration()?, b.configuration()?);
+        Ok(Peers {
+            a,
+            b,
+            conf_a,
+            conf_b,
+        })
     }
 
-    #[test]
-    fn json_strings_escape() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    pub fn sig_a(&self) -> i32 {
+        self.conf_a.signature
+    }
+
+    pub fn sig_b(&self) -> i32 {
+        self.conf_b.signature
+    }
+
+    /// Records both filers' signatures in `state`, or refuses a state file
+    /// that knows one of these addresses as another cluster.
+    pub fn check(&self, state: &State) -> Result<()> {
+        state.check_side(&self.a.addr().to_string(), self.sig_a())?;
+        state.check_side(&self.b.addr().to_string(), self.sig_b())
     }
 }

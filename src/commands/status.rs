@@ -2,9 +2,9 @@
 //! checkpoint and lag, events and bytes applied, failures, conflicts, and
 //! whether a process is running on it now. Reads only the state files.
 
-use super::{json_str, utc};
 use crate::error::Result;
 use crate::state::{self, lock, DirectionStatus, State};
+use crate::util::{json_str, utc};
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ struct Row {
 
 /// Prints the status of each state file; Ok(false) if any direction has failures.
 pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
-    let now = state::now_ns();
+    let now = crate::util::now_ns();
     let mut clean = true;
     let mut out = String::new();
     let mut docs = Vec::new();

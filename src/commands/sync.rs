@@ -2,14 +2,15 @@
 //! → a summary and exit code. Talks to the network only after the config is
 //! valid, and checks both filers before writing anything.
 
-use super::json_str;
+use super::Peers;
 use crate::apply::{Applier, Mode, Op, Planned};
-use crate::cli::{Side, SyncConfig};
+use crate::config::{Side, SyncConfig};
 use crate::error::{Error, Result};
 use crate::filer::FilerClient;
 use crate::pipeline::{self, Flow};
 use crate::replicate::Scope;
 use crate::state::{Direction, State};
+use crate::util::json_str;
 use crate::volume::{self, ChunkSink, ChunkSource};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,14 +20,15 @@ use std::time::Duration;
 /// Runs `sync`; Ok(true) when everything was applied, Ok(false) when some
 /// events failed for good (listed in the log and the state file).
 pub fn sync(cfg: &SyncConfig) -> Result<bool> {
-    let timeout = Duration::from_secs(cfg.timeout_secs);
-    let a = FilerClient::connect_with(&cfg.a.addr, &cfg.a.security, timeout);
-    let b = FilerClient::connect_with(&cfg.b.addr, &cfg.b.security, timeout);
-    let (conf_a, conf_b) = (a.configuration()?, b.configuration()?);
-    let (sig_a, sig_b) = (conf_a.signature, conf_b.signature);
+    let peers = Peers::connect(
+        (&cfg.a.addr, &cfg.a.security),
+        (&cfg.b.addr, &cfg.b.security),
+        Duration::from_secs(cfg.timeout_secs),
+    )?;
+    let (sig_a, sig_b) = (peers.sig_a(), peers.sig_b());
     if sig_a == sig_b
-        && (crate::replicate::is_under(&cfg.a.path, &cfg.b.path)
-            || crate::replicate::is_under(&cfg.b.path, &cfg.a.path))
+        && (crate::paths::is_under(&cfg.a.path, &cfg.b.path)
+            || crate::paths::is_under(&cfg.b.path, &cfg.a.path))
     {
         return Err(Error::usage(format!(
             "-a {} and -b {} are the same filer store (signature {sig_a}) with overlapping folders {} and {}: it would sync into itself",
@@ -39,8 +41,7 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     } else {
         State::open(&cfg.state)?
     };
-    state.check_side(&cfg.a.addr.to_string(), sig_a)?;
-    state.check_side(&cfg.b.addr.to_string(), sig_b)?;
+    peers.check(&state)?;
     log::info!(
         "filer A {} (signature {sig_a}) {}, filer B {} (signature {sig_b}) {}; state {}",
         cfg.a.addr,
@@ -52,8 +53,8 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     let throttle = cfg
         .bwlimit
         .map(|r| std::sync::Arc::new(crate::volume::throttle::Throttle::new(r)));
-    let pa = (&cfg.a, &a, sig_a, conf_a.dir_buckets.as_str());
-    let pb = (&cfg.b, &b, sig_b, conf_b.dir_buckets.as_str());
+    let pa = (&cfg.a, &peers.a, sig_a, peers.conf_a.dir_buckets.as_str());
+    let pb = (&cfg.b, &peers.b, sig_b, peers.conf_b.dir_buckets.as_str());
     let mut flows = vec![flow(cfg, pa, pb, &throttle)];
     if !cfg.active_passive {
         flows.push(flow(cfg, pb, pa, &throttle));

@@ -1,134 +1,125 @@
-//! `filer-sync verify` and `filer-sync migrate`. Verify walks both folders
-//! and reports every difference by class (`--repair` then copies A's version
-//! over each one, deletes what is only on B, and verifies again). Migrate is
-//! a one-shot copy that does not need the metadata log's past: it records its
-//! start as the A→B checkpoint, copies the whole tree, replays the log from
-//! that start to catch what changed meanwhile, and verifies. A killed
-//! migration resumes from the same start: copying is idempotent.
+//! `filer-sync verify`: walks both folders and reports every difference by
+//! class; `--repair` then copies A's version over each one, deletes what is
+//! only on B, and verifies again. `Compare` (connect, walk, repair) also
+//! serves `migrate`.
 
-use super::json_str;
+use super::Peers;
 use crate::apply::{Applier, Mode, Transfer};
-use crate::cli::SyncConfig;
+use crate::config::{Pair, VerifyOptions};
 use crate::error::Result;
-use crate::filer::{split_path, FilerClient};
+use crate::paths::{split_path, under};
 use crate::replicate::Action;
-use crate::state::{Direction, State};
+use crate::util::json_str;
 use crate::verify::{Class, Diff, Walk};
 use crate::volume::{self, ChunkSink, ChunkSource};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// What verify may do besides reporting.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    pub checksum: bool,
-    pub json: bool,
-    pub repair: bool,
-}
-
-struct Pair {
-    a: FilerClient,
-    b: FilerClient,
-    sig_a: i32,
-    sig_b: i32,
+/// A pair of folders, connected, ready to walk and repair.
+pub(super) struct Compare<'p> {
+    pub pair: &'p Pair,
+    pub peers: Peers,
     http: volume::Http,
+    /// Lists folders of a level in parallel, and repairs in parallel.
     walkers: rayon::ThreadPool,
     chunks: rayon::ThreadPool,
 }
 
-fn connect(cfg: &SyncConfig) -> Result<Pair> {
-    let timeout = Duration::from_secs(cfg.timeout_secs);
-    let a = FilerClient::connect_with(&cfg.a.addr, &cfg.a.security, timeout);
-    let b = FilerClient::connect_with(&cfg.b.addr, &cfg.b.security, timeout);
-    let sig_a = a.configuration()?.signature;
-    let sig_b = b.configuration()?.signature;
-    Ok(Pair {
-        a,
-        b,
-        sig_a,
-        sig_b,
-        http: volume::Http::new(Duration::from_secs(cfg.timeout_secs.max(30))),
-        walkers: crate::pipeline::pool("verify", "walk", cfg.workers.min(16))?,
-        chunks: crate::pipeline::pool("verify", "chunk", cfg.chunk_workers)?,
-    })
-}
+impl Compare<'_> {
+    pub fn connect(pair: &Pair) -> Result<Compare<'_>> {
+        let timeout = Duration::from_secs(pair.timeout_secs);
+        Ok(Compare {
+            peers: Peers::connect(
+                (&pair.a.addr, &pair.a.security),
+                (&pair.b.addr, &pair.b.security),
+                timeout,
+            )?,
+            pair,
+            http: volume::Http::new(Duration::from_secs(pair.timeout_secs.max(30))),
+            walkers: crate::pipeline::pool("verify", "walk", pair.workers.min(16))?,
+            chunks: crate::pipeline::pool("verify", "chunk", pair.chunk_workers)?,
+        })
+    }
 
-impl Pair {
-    fn diffs(&self, cfg: &SyncConfig, checksum: bool) -> Result<Vec<Diff>> {
+    pub fn walk(&self, checksum: bool) -> Walk<'_> {
         Walk {
-            a: &self.a,
-            b: &self.b,
-            a_path: &cfg.a.path,
-            b_path: &cfg.b.path,
+            a: &self.peers.a,
+            b: &self.peers.b,
+            a_path: &self.pair.a.path,
+            b_path: &self.pair.b.path,
             checksum,
             http: &self.http,
             pool: &self.walkers,
         }
-        .diffs()
     }
 
-    /// Copies A's version over every differing path (parents first); with
-    /// `delete_extra`, removes what exists only on B. Returns what failed.
-    fn repair(&self, cfg: &SyncConfig, diffs: &[Diff], delete_extra: bool) -> Vec<String> {
-        let applier = Applier::new(
+    /// Writes onto B's folder what A's holds, one way.
+    pub fn applier(&self) -> Applier {
+        let (a, b) = (&self.pair.a, &self.pair.b);
+        Applier::new(
             (
-                self.a.clone(),
-                ChunkSource::new(self.a.clone(), cfg.a.proxy, self.http.clone())
-                    .with_read_signer(cfg.a.security.read.clone()),
+                self.peers.a.clone(),
+                ChunkSource::new(self.peers.a.clone(), a.proxy, self.http.clone())
+                    .with_read_signer(a.security.read.clone()),
             ),
             (
-                self.b.clone(),
+                self.peers.b.clone(),
                 ChunkSink::new(
-                    self.b.clone(),
-                    cfg.b.proxy,
+                    self.peers.b.clone(),
+                    b.proxy,
                     self.http.clone(),
-                    cfg.b.placement.clone(),
+                    b.placement.clone(),
                 ),
             ),
-            &cfg.b.path,
+            &b.path,
             Mode::Follow,
-        );
-        // One action per path, in path order so that parents come first.
-        let mut by_path: BTreeMap<&str, &Diff> = BTreeMap::new();
+        )
+    }
+
+    /// Copies A's version over every differing path, in parallel (a
+    /// level's paths are independent: `Walk::levels` hands over folders
+    /// before what is in them); with `delete_extra`, removes what exists
+    /// only on B. Returns what failed.
+    pub fn repair(&self, applier: &Applier, diffs: Vec<Diff>, delete_extra: bool) -> Vec<String> {
+        // One action per path.
+        let mut by_path: BTreeMap<String, Diff> = BTreeMap::new();
         for d in diffs {
-            by_path.entry(d.rel.as_str()).or_insert(d);
+            by_path.entry(d.rel.clone()).or_insert(d);
         }
-        let mut failed = Vec::new();
-        for (rel, d) in by_path {
-            let target = Walk::full(&cfg.b.path, rel);
+        let (a, b, sig_a) = (&self.pair.a, &self.pair.b, self.peers.sig_a());
+        let one = |(rel, d): (String, Diff)| -> Option<String> {
+            let target = under(&b.path, &rel);
             let (dir, name) = split_path(&target);
-            let action = match (&d.a, d.class) {
+            let action = match (d.a, d.class) {
                 (Some(entry), _) => Action::Upsert {
                     dir: dir.to_string(),
-                    entry: entry.clone(),
-                    signatures: vec![self.sig_a],
-                    source: Walk::full(&cfg.a.path, rel),
+                    entry,
+                    signatures: vec![sig_a],
+                    source: under(&a.path, &rel),
                     change: crate::replicate::Change::Changed,
                 },
                 (None, Class::OnlyOnB) if delete_extra => Action::Delete {
                     dir: dir.to_string(),
                     name: name.to_string(),
-                    signatures: vec![self.sig_a],
+                    signatures: vec![sig_a],
                     old_mtime_ns: 0,
                 },
-                _ => continue,
+                _ => return None,
             };
-            if let Err(e) = applier.apply(
-                &action,
-                0,
-                Transfer {
-                    pool: &self.chunks,
-                    deleted_too: true,
-                },
-            ) {
-                failed.push(format!("{target}: {e}"));
-            }
-        }
-        failed
+            let via = Transfer {
+                pool: &self.chunks,
+                deleted_too: true,
+            };
+            let r = applier.apply(&action, 0, via);
+            r.err().map(|e| format!("{target}: {e}"))
+        };
+        self.walkers
+            .install(|| by_path.into_par_iter().filter_map(one).collect())
     }
 }
 
-fn report(diffs: &[Diff], json: bool) {
+pub(super) fn report(diffs: &[Diff], json: bool) {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for d in diffs {
         *counts.entry(d.class.name()).or_default() += 1;
@@ -168,59 +159,29 @@ fn report(diffs: &[Diff], json: bool) {
 }
 
 /// `verify`: Ok(true) when the folders are equal (after repair, if asked).
-pub fn verify(cfg: &SyncConfig, opts: Options) -> Result<bool> {
-    let pair = connect(cfg)?;
-    let diffs = pair.diffs(cfg, opts.checksum)?;
+pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
+    let cmp = Compare::connect(pair)?;
+    let diffs = cmp.walk(opts.checksum).diffs()?;
     if !opts.repair || diffs.is_empty() {
         report(&diffs, opts.json);
         return Ok(diffs.is_empty());
     }
     log::info!("{} differences; repairing", diffs.len());
-    for f in pair.repair(cfg, &diffs, true) {
-        log::error!("repair failed: {f}");
+    let applier = cmp.applier();
+    // Parents first: a level at a time, shallowest first.
+    let mut by_depth: BTreeMap<usize, Vec<Diff>> = BTreeMap::new();
+    for d in diffs {
+        by_depth
+            .entry(d.rel.matches('/').count())
+            .or_default()
+            .push(d);
     }
-    let after = pair.diffs(cfg, opts.checksum)?;
+    for (_, level) in by_depth {
+        for f in cmp.repair(&applier, level, true) {
+            log::error!("repair failed: {f}");
+        }
+    }
+    let after = cmp.walk(opts.checksum).diffs()?;
     report(&after, opts.json);
     Ok(after.is_empty())
-}
-
-/// `migrate`: Ok(true) when B's folder equals A's at the end.
-pub fn migrate(cfg: &SyncConfig) -> Result<bool> {
-    let pair = connect(cfg)?;
-    let key = Direction {
-        source_sig: pair.sig_a,
-        source_path: cfg.a.path.clone(),
-        target_sig: pair.sig_b,
-        target_path: cfg.b.path.clone(),
-    };
-    {
-        let _lock = crate::state::lock::acquire(&cfg.state)?;
-        let mut st = State::open(&cfg.state)?;
-        st.check_side(&cfg.a.addr.to_string(), pair.sig_a)?;
-        st.check_side(&cfg.b.addr.to_string(), pair.sig_b)?;
-        match st.checkpoint(&key)? {
-            Some(ts) => log::info!("resuming the migration started at {}", super::utc(ts)),
-            None => {
-                let start = crate::state::now_ns();
-                st.set_checkpoint(&key, start)?;
-                log::info!(
-                    "migration starts at {}: copying the tree",
-                    super::utc(start)
-                );
-            }
-        }
-        let diffs = pair.diffs(cfg, false)?;
-        log::info!(
-            "{} entries to copy",
-            diffs.iter().filter(|d| d.a.is_some()).count()
-        );
-        for f in pair.repair(cfg, &diffs, false) {
-            log::error!("copy failed: {f}");
-        }
-    }
-    log::info!("tree copied; replaying what changed since the start");
-    let replay_ok = super::sync(cfg)?;
-    let diffs = pair.diffs(cfg, false)?;
-    report(&diffs, false);
-    Ok(replay_ok && diffs.is_empty())
 }

@@ -327,34 +327,3 @@ fn channel(addr: &FilerAddr, tls: Option<&crate::security::Tls>) -> grpcio::Chan
         None => b.connect(&addr.grpc()),
     }
 }
-
-/// Splits a full path into (parent directory, name): "/a/b" → ("/a", "b"), "/a" → ("/", "a").
-pub fn split_path(full: &str) -> (&str, &str) {
-    match full.rfind('/') {
-        Some(0) => ("/", &full[1..]),
-        Some(i) => (&full[..i], &full[i + 1..]),
-        None => ("/", full),
-    }
-}
-
-/// Joins a directory and a name into a full path without doubling slashes.
-pub fn join_path(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_split_and_join() {
-        assert_eq!(split_path("/a/b"), ("/a", "b"));
-        assert_eq!(split_path("/a"), ("/", "a"));
-        assert_eq!(join_path("/", "a"), "/a");
-        assert_eq!(join_path("/a", "b"), "/a/b");
-    }
-}

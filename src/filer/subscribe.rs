@@ -25,11 +25,10 @@ impl Event {
         let n = &self.notification;
         let (old, new) = (n.old_entry.as_ref(), n.new_entry.as_ref());
         let attr = new.and_then(|e| e.attributes.as_ref());
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = crate::util::Fnv::default();
         let mut eat = |bytes: &[u8]| {
-            for b in bytes.iter().chain(&[0xff]) {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
+            h.write(bytes);
+            h.write(&[0xff]);
         };
         eat(&self.ts_ns.to_le_bytes());
         eat(self.directory.as_bytes());
@@ -39,10 +38,9 @@ impl Event {
         eat(&attr.map_or(0, |a| a.mtime).to_le_bytes());
         eat(&attr.map_or(0, |a| a.mtime_ns).to_le_bytes());
         eat(&attr.map_or(0, |a| a.file_size).to_le_bytes());
-        if h == 0 {
-            1
-        } else {
-            h as i64
+        match h.finish() {
+            0 => 1,
+            h => h as i64,
         }
     }
 }

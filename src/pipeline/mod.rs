@@ -17,7 +17,7 @@ use crate::filer::{Event, StreamItem};
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
 use crate::retry::{self, retry, sleep_unless_stopped, Policy};
-use crate::state::{self, Commit, Direction, Failure, State};
+use crate::state::{Commit, Direction, Failure, State};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -70,7 +70,7 @@ pub struct Summary {
 static EPOCH: AtomicI32 = AtomicI32::new(0);
 
 fn client_id() -> i32 {
-    let t = state::now_ns() as u64;
+    let t = crate::util::now_ns() as u64;
     ((t ^ (u64::from(std::process::id()) << 20)) & 0x7fff_ffff) as i32
 }
 
@@ -224,7 +224,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         let source_now = retry(&format!("{}: source clock", f.name), Policy::SHORT, || {
             f.applier.source().now_ns()
         })?;
-        let skew_ms = (source_now - state::now_ns()) / 1_000_000;
+        let skew_ms = (source_now - crate::util::now_ns()) / 1_000_000;
         if skew_ms.abs() > 2_000 {
             log::warn!(
                 "{}: the source filer's clock is {skew_ms} ms off this host's; caught-up is judged by the source's",
@@ -233,7 +233,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         }
         source_now
     } else {
-        state::now_ns()
+        crate::util::now_ns()
     };
     let mut sum = Summary {
         name: f.name.clone(),
@@ -557,7 +557,7 @@ fn replay_horizon(f: &Flow) -> i64 {
         Ok(now) => now + MINUTE,
         Err(e) => {
             log::warn!("{}: source clock unknown ({e}); using this host's", f.name);
-            state::now_ns() + 60 * MINUTE
+            crate::util::now_ns() + 60 * MINUTE
         }
     }
 }

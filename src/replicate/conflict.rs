@@ -26,6 +26,11 @@ pub struct Resolution {
     pub conflict: bool,
 }
 
+/// An entry's file size as its attributes give it (0 without them).
+pub fn size(e: &Entry) -> u64 {
+    e.attributes.as_ref().map(|a| a.file_size).unwrap_or(0)
+}
+
 pub fn mtime_ns(e: &Entry) -> i64 {
     e.attributes
         .as_ref()

@@ -6,7 +6,8 @@
 pub mod conflict;
 pub mod glob;
 
-use crate::filer::{join_path, Event};
+use crate::filer::Event;
+use crate::paths::{is_under, join_path};
 use crate::pb::filer::Entry;
 
 /// What one direction replicates and how.
@@ -138,22 +139,6 @@ impl Action {
     }
 }
 
-/// Normalises a folder flag: absolute, no trailing slash except for "/".
-pub fn normalize_folder(p: &str) -> Option<String> {
-    if !p.starts_with('/') || p.contains("//") || p.split('/').any(|s| s == ".." || s == ".") {
-        return None;
-    }
-    let t = p.trim_end_matches('/');
-    Some(if t.is_empty() { "/".into() } else { t.into() })
-}
-
-/// True when `path` is `dir` itself or below it.
-pub fn is_under(path: &str, dir: &str) -> bool {
-    dir == "/"
-        || path == dir
-        || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
-}
-
 impl Scope {
     /// A source path replicates when it is strictly below the source folder
     /// (the folder itself is the target's root) and neither it nor an
@@ -222,7 +207,7 @@ impl Scope {
         let old_mtime_ns = n.old_entry.as_ref().map_or(0, conflict::mtime_ns);
         let upsert = |path: &str, change: Change| {
             let target = self.map(path);
-            let (dir, _) = crate::filer::split_path(&target);
+            let (dir, _) = crate::paths::split_path(&target);
             Action::Upsert {
                 dir: dir.to_string(),
                 entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
@@ -239,7 +224,7 @@ impl Scope {
                     return vec![];
                 }
                 let target = self.map(&p);
-                let (dir, name) = crate::filer::split_path(&target);
+                let (dir, name) = crate::paths::split_path(&target);
                 vec![Action::Delete {
                     dir: dir.to_string(),
                     name: name.to_string(),
@@ -260,9 +245,9 @@ impl Scope {
                     return vec![upsert(&p, Change::Created)];
                 }
                 let old_target = self.map(&o);
-                let (old_dir, old_name) = crate::filer::split_path(&old_target);
+                let (old_dir, old_name) = crate::paths::split_path(&old_target);
                 let new_target = self.map(&p);
-                let (new_dir, _) = crate::filer::split_path(&new_target);
+                let (new_dir, _) = crate::paths::split_path(&new_target);
                 vec![Action::Rename {
                     old_dir: old_dir.to_string(),
                     old_name: old_name.to_string(),

@@ -14,12 +14,12 @@ fn ev(old: Option<&str>, new: Option<&str>, sigs: &[i32]) -> Event {
     let mut n = EventNotification::new();
     let mut directory = String::new();
     if let Some(o) = old {
-        let (d, name) = crate::filer::split_path(o);
+        let (d, name) = crate::paths::split_path(o);
         directory = d.into();
         n.old_entry = Some(entry(name)).into();
     }
     if let Some(p) = new {
-        let (d, name) = crate::filer::split_path(p);
+        let (d, name) = crate::paths::split_path(p);
         if directory.is_empty() {
             directory = d.into();
         } else if directory != d {
@@ -143,15 +143,6 @@ fn signatures_are_forwarded() {
     match &s.plan(&ev(None, Some("/p/a"), &[4]))[..] {
         [Action::Upsert { signatures, .. }] => assert_eq!(signatures, &[4]),
         other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn folders_normalise() {
-    assert_eq!(normalize_folder("/").as_deref(), Some("/"));
-    assert_eq!(normalize_folder("/a/b/").as_deref(), Some("/a/b"));
-    for bad in ["", "a", "/a//b", "/a/../b", "./a"] {
-        assert_eq!(normalize_folder(bad), None, "{bad}");
     }
 }
 

@@ -144,13 +144,6 @@ pub struct State {
     path: PathBuf,
 }
 
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// A file that is not SQLite is bad input (exit 2), not a passing fault.
 fn not_a_state_file(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
     move |e| {
@@ -331,7 +324,7 @@ impl State {
             None => {
                 self.conn.execute(
                     "INSERT INTO sides (address, signature, first_seen_ns) VALUES (?1, ?2, ?3)",
-                    params![address, signature, now_ns()],
+                    params![address, signature, crate::util::now_ns()],
                 )?;
                 Ok(())
             }
@@ -382,7 +375,7 @@ impl State {
     /// Moves the direction's checkpoint to `c.ts_ns`, adds the counters and
     /// records failures, all in one transaction.
     pub fn commit(&mut self, d: &Direction, c: &Commit) -> Result<()> {
-        let now = now_ns();
+        let now = crate::util::now_ns();
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied, last_event, replay_horizon_ns)

@@ -4,9 +4,11 @@
 //! only lists and hashes.
 
 use crate::error::Result;
-use crate::filer::{join_path, FilerClient};
+use crate::filer::FilerClient;
+use crate::paths::join_path;
 use crate::pb::filer::Entry;
-use crate::replicate::conflict::mtime_ns;
+use crate::replicate::conflict::{mtime_ns, size};
+use crate::retry::{retry, Policy};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -44,10 +46,6 @@ pub struct Diff {
     pub rel: String,
     /// A's entry (when there is one), for repairs.
     pub a: Option<Entry>,
-}
-
-fn size(e: &Entry) -> u64 {
-    e.attributes.as_ref().map(|a| a.file_size).unwrap_or(0)
 }
 
 /// A version tag comparable across clusters: md5 when the filer kept one,
@@ -139,55 +137,62 @@ pub struct Walk<'a> {
     pub pool: &'a rayon::ThreadPool,
 }
 
+/// One folder's entries by name, retried as every listing is.
 fn list(c: &FilerClient, dir: &str) -> Result<BTreeMap<String, Entry>> {
-    let mut m = BTreeMap::new();
-    match c.list(dir, |e| {
-        m.insert(e.name.clone(), e);
-        Ok(())
-    }) {
-        Ok(()) => Ok(m),
-        // A directory missing on one side lists as empty.
-        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(m),
-        Err(e) => Err(e),
-    }
+    retry(&format!("ListEntries {dir}"), Policy::SHORT, || {
+        let mut m = BTreeMap::new();
+        match c.list(dir, |e| {
+            m.insert(e.name.clone(), e);
+            Ok(())
+        }) {
+            Ok(()) => Ok(m),
+            // A directory missing on one side lists as empty.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(m),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 impl Walk<'_> {
     /// Every difference, in path order.
     pub fn diffs(&self) -> Result<Vec<Diff>> {
         let mut out = Vec::new();
+        self.levels(|d| {
+            out.extend(d);
+            Ok(())
+        })?;
+        out.sort_by(|x, y| x.rel.cmp(&y.rel).then(x.class.cmp(&y.class)));
+        Ok(out)
+    }
+
+    /// Hands the differences to `each` one depth at a time, shallowest
+    /// first (so a folder comes before what is in it), holding one depth's
+    /// differences in memory, not the tree's.
+    pub fn levels(&self, mut each: impl FnMut(Vec<Diff>) -> Result<()>) -> Result<()> {
         let mut level = vec![String::new()];
         while !level.is_empty() {
             let results: Vec<Result<(Vec<Diff>, Vec<String>)>> = self
                 .pool
                 .install(|| level.par_iter().map(|rel| self.dir(rel)).collect());
             let mut next = Vec::new();
+            let mut diffs = Vec::new();
             for r in results {
                 let (d, sub) = r?;
-                out.extend(d);
+                diffs.extend(d);
                 next.extend(sub);
+            }
+            if !diffs.is_empty() {
+                each(diffs)?;
             }
             level = next;
         }
-        out.sort_by(|x, y| x.rel.cmp(&y.rel).then(x.class.cmp(&y.class)));
-        Ok(out)
-    }
-
-    /// A path relative to a compared folder, made absolute under `root`.
-    pub fn full(root: &str, rel: &str) -> String {
-        if rel.is_empty() {
-            root.to_string()
-        } else if root == "/" {
-            rel.to_string()
-        } else {
-            format!("{root}{rel}")
-        }
+        Ok(())
     }
 
     /// Compares one directory; returns its differences and the subdirectories to walk.
     fn dir(&self, rel: &str) -> Result<(Vec<Diff>, Vec<String>)> {
-        let la = list(self.a, &Self::full(self.a_path, rel))?;
-        let lb = list(self.b, &Self::full(self.b_path, rel))?;
+        let la = list(self.a, &crate::paths::under(self.a_path, rel))?;
+        let lb = list(self.b, &crate::paths::under(self.b_path, rel))?;
         let mut diffs = Vec::new();
         let mut sub = Vec::new();
         let names: std::collections::BTreeSet<&String> = la.keys().chain(lb.keys()).collect();
@@ -196,8 +201,8 @@ impl Walk<'_> {
             let child = join_path(if rel.is_empty() { "/" } else { rel }, name);
             let mut classes = classify(ea, eb);
             if classes.is_empty() && self.checksum && ea.is_some_and(|e| !e.is_directory) {
-                let ha = self.hash(self.a, &Self::full(self.a_path, &child))?;
-                let hb = self.hash(self.b, &Self::full(self.b_path, &child))?;
+                let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
+                let hb = self.hash(self.b, &crate::paths::under(self.b_path, &child))?;
                 if ha != hb {
                     classes.push(Class::Content);
                 }
@@ -229,18 +234,15 @@ impl Walk<'_> {
             return Err(crate::error::Error::from(ureq::Error::StatusCode(status))
                 .context(format!("GET {url}")));
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = crate::util::Fnv::default();
         let mut r = resp.body_mut().as_reader();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = std::io::Read::read(&mut r, &mut buf)?;
             if n == 0 {
-                return Ok(h);
+                return Ok(h.finish());
             }
-            for b in &buf[..n] {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
+            h.write(&buf[..n]);
         }
     }
 }

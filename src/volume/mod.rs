@@ -183,7 +183,7 @@ impl ChunkSource {
         loop {
             let mut req = self.http.agent().get(url);
             if let Some(s) = self.signer.as_ref().filter(|_| !self.proxy) {
-                let now = crate::state::now_ns() / 1_000_000_000;
+                let now = crate::util::now_ns() / 1_000_000_000;
                 req = req.header(
                     "Authorization",
                     format!("Bearer {}", s.token(file_id, now as u64)),
@@ -361,7 +361,7 @@ impl ChunkSink {
     /// next needle keys with the same cookie, kept in plain form: `fid::nth`),
     /// which cuts master round trips for small files.
     fn lease(&self, path: &str) -> Result<Lease> {
-        let pool = self.pool_of(crate::filer::split_path(path).0);
+        let pool = self.pool_of(crate::paths::split_path(path).0);
         if let Some(l) = self
             .leases
             .lock()
@@ -405,7 +405,7 @@ impl ChunkSink {
             self.look_at_rules();
         }
         let base = if pool.is_empty() { "/" } else { pool.as_str() };
-        let probe = crate::filer::join_path(base, ".filer-sync-lease");
+        let probe = crate::paths::join_path(base, ".filer-sync-lease");
         match self.assign(&probe) {
             Ok(first) => {
                 if let Some(q) = self.leases.lock().unwrap().get_mut(&self.pool_of(dir)) {
@@ -431,7 +431,7 @@ impl ChunkSink {
     /// announced at the typical upload size (`upload` counts every upload
     /// before it asks), and the batch covers at most `BATCH_BYTES` of them.
     fn assign(&self, path: &str) -> Result<Lease> {
-        let pool = self.pool_of(crate::filer::split_path(path).0);
+        let pool = self.pool_of(crate::paths::split_path(path).0);
         let mut req = AssignVolumeRequest::new();
         req.count = self.batch();
         req.collection = self.placement.collection.clone();

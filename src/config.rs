@@ -1,0 +1,110 @@
+//! The validated configuration of every subcommand: plain values that the
+//! commands and the engine read and that `cli` (the only module that knows
+//! argh) produces. It sits below both, so that neither imports the other.
+
+use crate::filer::FilerAddr;
+use crate::security::Security;
+use crate::volume::Placement;
+use std::path::PathBuf;
+
+/// One side as the user described it.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub label: char,
+    pub addr: FilerAddr,
+    pub path: String,
+    pub excludes: Vec<String>,
+    pub proxy: bool,
+    pub debug: bool,
+    pub placement: Placement,
+    pub deletes: bool,
+    pub from_ts_ms: i64,
+    pub security: Security,
+}
+
+/// The validated `sync` configuration.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub a: Side,
+    pub b: Side,
+    pub active_passive: bool,
+    pub origin_only: bool,
+    pub workers: usize,
+    pub chunk_workers: usize,
+    pub batch_size: usize,
+    pub batch_window_ms: u64,
+    pub state: PathBuf,
+    pub once: bool,
+    pub dry_run: bool,
+    /// The dry run's plan as JSON lines.
+    pub json: bool,
+    pub max_delete: Option<u64>,
+    /// Bytes per second.
+    pub bwlimit: Option<u64>,
+    pub timeout_secs: u64,
+    /// Where to serve metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
+    pub progress_secs: Option<u64>,
+}
+
+impl SyncConfig {
+    /// The two folders this sync joins, as verify compares them.
+    pub fn pair(&self) -> Pair {
+        Pair {
+            a: self.a.clone(),
+            b: self.b.clone(),
+            timeout_secs: self.timeout_secs,
+            workers: self.workers,
+            chunk_workers: self.chunk_workers,
+        }
+    }
+}
+
+/// Two filers and a folder on each: what `verify` compares (and repairs) and
+/// what `migrate` copies.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub a: Side,
+    pub b: Side,
+    /// Seconds before a gRPC call is given up.
+    pub timeout_secs: u64,
+    /// Directories listed in parallel.
+    pub workers: usize,
+    /// Chunk transfers in parallel while repairing.
+    pub chunk_workers: usize,
+}
+
+/// What `verify` may do besides reporting.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    pub checksum: bool,
+    pub json: bool,
+    pub repair: bool,
+}
+
+/// What `checkpoint` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointAction {
+    Show,
+    Set,
+    Reset,
+    Import,
+    Export,
+}
+
+/// The validated `checkpoint` configuration.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    pub action: CheckpointAction,
+    pub a: Option<FilerAddr>,
+    pub b: Option<FilerAddr>,
+    pub a_path: String,
+    pub b_path: String,
+    pub from: char,
+    pub ts_ms: i64,
+    pub state: PathBuf,
+    pub a_security: Security,
+    pub b_security: Security,
+    /// Seconds before a gRPC call is given up.
+    pub timeout_secs: u64,
+}
