@@ -12,10 +12,33 @@ use std::path::PathBuf;
 #[derive(FromArgs, Debug)]
 /// filer-sync: keep SeaweedFS clusters in sync through their filers.
 /// Exit codes: 0 success, 1 failure (or differences found), 2 usage error,
-/// 3 another filer-sync holds the state file.
+/// 3 another filer-sync holds the state file, 4 a direction paused by
+/// --max-delete.
 pub struct Cli {
+    /// log lines as text (default) or json (one object per line: time, level, target, direction, message)
+    #[argh(option, default = "String::from(\"text\")")]
+    pub log_format: String,
     #[argh(subcommand)]
     pub cmd: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    pub fn log_format(&self) -> Result<LogFormat> {
+        match self.log_format.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(Error::usage(format!(
+                "--log-format {other:?}: give text or json"
+            ))),
+        }
+    }
 }
 
 #[derive(FromArgs, Debug)]

@@ -4,7 +4,7 @@
 //! 3 another process holds the state file (nothing done).
 
 use argh::FromArgs;
-use filer_sync::cli::{Cli, Command};
+use filer_sync::cli::{Cli, Command, LogFormat};
 use filer_sync::error::ErrorKind;
 use filer_sync::{commands, retry};
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(early) => {
             return if early.status.is_ok() {
-                println!("{}", early.output);
+                filer_sync::util::say(&early.output);
                 ExitCode::SUCCESS
             } else {
                 eprintln!("{}", early.output.trim_end());
@@ -25,27 +25,45 @@ fn main() -> ExitCode {
             };
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let format = match cli.log_format() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("filer-sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger
         .format_timestamp_millis()
         // The HTTP client traces raw request bytes, write tokens included,
         // and its chatter helps no operator: warnings only, whatever RUST_LOG says.
         .filter_module("ureq", log::LevelFilter::Warn)
-        .filter_module("ureq_proto", log::LevelFilter::Warn)
-        .init();
+        .filter_module("ureq_proto", log::LevelFilter::Warn);
+    if format == LogFormat::Json {
+        logger.format(|buf, record| {
+            use std::io::Write;
+            writeln!(buf, "{}", filer_sync::util::json_log_line(record))
+        });
+    }
+    logger.init();
+    // SIGINT/SIGTERM cancel this; every run below takes a child of it.
+    let stop = retry::Cancel::new();
+    let on_signal = stop.clone();
     let result = match &cli.cmd {
         Command::Sync(args) => args.validate().and_then(|cfg| {
-            let _ = ctrlc::set_handler(|| {
+            let _ = ctrlc::set_handler(move || {
                 log::warn!("stop requested: finishing the window in flight");
-                retry::request_stop();
+                on_signal.cancel();
             });
-            commands::sync(&cfg)
+            commands::sync(&cfg, &stop)
         }),
         Command::Verify(args) => args
             .validate()
             .and_then(|(pair, opts)| commands::verify::verify(&pair, opts)),
         Command::Migrate(args) => args.validate().and_then(|cfg| {
-            let _ = ctrlc::set_handler(retry::request_stop);
-            commands::migrate::migrate(&cfg)
+            let _ = ctrlc::set_handler(move || on_signal.cancel());
+            commands::migrate::migrate(&cfg, &stop)
         }),
         Command::Status(args) => args
             .validate()
@@ -62,6 +80,7 @@ fn main() -> ExitCode {
             ExitCode::from(match e.kind() {
                 ErrorKind::Usage => 2,
                 ErrorKind::Busy => 3,
+                ErrorKind::Paused => 4,
                 _ => 1,
             })
         }

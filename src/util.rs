@@ -56,6 +56,35 @@ pub fn json_str(s: &str) -> String {
     out
 }
 
+/// Writes `text` and a newline to stdout. A reader that went away (`| head`)
+/// ends the process quietly with the status a Unix tool killed by SIGPIPE
+/// has (141), instead of a panic: what was asked is done by then.
+pub fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(141);
+    }
+}
+
+/// A log record as one JSON object: time (UTC), level, target, the
+/// direction when the message starts with one ("A→B: …"), and the message.
+pub fn json_log_line(record: &log::Record) -> String {
+    let msg = record.args().to_string();
+    let direction = msg
+        .split_once(": ")
+        .filter(|(d, _)| d.contains('→') && !d.contains(' '))
+        .map(|(d, _)| format!(",\"direction\":{}", json_str(d)))
+        .unwrap_or_default();
+    format!(
+        "{{\"time\":{},\"level\":{},\"target\":{}{direction},\"message\":{}}}",
+        json_str(&utc(now_ns())),
+        json_str(record.level().as_str()),
+        json_str(record.target()),
+        json_str(&msg)
+    )
+}
+
 /// FNV-1a, 64 bits: a fast hash that is the same on every host and run.
 #[derive(Debug, Clone, Copy)]
 pub struct Fnv(u64);
@@ -93,6 +122,26 @@ mod tests {
     #[test]
     fn json_strings_escape() {
         assert_eq!(json_str("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+
+    #[test]
+    fn log_records_are_json_objects_with_their_direction() {
+        let line = |msg: std::fmt::Arguments| {
+            json_log_line(
+                &log::Record::builder()
+                    .args(msg)
+                    .level(log::Level::Warn)
+                    .target("filer_sync::pipeline")
+                    .build(),
+            )
+        };
+        let l = line(format_args!("A→B: stream lost (\"x\")"));
+        assert!(l.starts_with("{\"time\":\"20"), "{l}");
+        assert!(
+            l.ends_with(r#","level":"WARN","target":"filer_sync::pipeline","direction":"A→B","message":"A→B: stream lost (\"x\")"}"#),
+            "{l}"
+        );
+        assert!(!line(format_args!("conflict at /a: x")).contains("direction"));
     }
 
     #[test]

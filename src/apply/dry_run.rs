@@ -5,7 +5,8 @@
 //! the plan would have left it rather than as it still is. Writes nothing,
 //! anywhere: no target call but lookups, no chunk moved.
 
-use super::{same_entry, version, Applier};
+use super::source::version;
+use super::{same_entry, Applier};
 use crate::error::Result;
 use crate::paths::is_under;
 use crate::paths::{join_path, split_path};
@@ -123,7 +124,9 @@ impl Applier {
     pub(super) fn plan_dry(&self, action: &Action, ts_ns: i64) -> Result<Option<Planned>> {
         let plan = &self.dry_plan;
         match action {
-            Action::Upsert { dir, entry, .. } => {
+            Action::Upsert {
+                dir, entry, base, ..
+            } => {
                 let path = join_path(dir, &entry.name);
                 let found = self.found(dir, &entry.name)?;
                 let op = match &found {
@@ -132,7 +135,8 @@ impl Applier {
                     Found::Target(t) if same_entry(entry, t) => None,
                     Found::Target(t)
                         if self.newer_target_wins
-                            && conflict::resolve(entry, t).verdict == Verdict::Target =>
+                            && conflict::weigh(entry, base.as_deref(), t).verdict
+                                == Verdict::Target =>
                     {
                         None
                     }
@@ -153,6 +157,7 @@ impl Applier {
                 dir,
                 name,
                 old_mtime_ns,
+                base,
                 ..
             } => {
                 let path = join_path(dir, name);
@@ -160,7 +165,12 @@ impl Applier {
                 let kept = match &found {
                     Found::Target(t) => {
                         self.newer_target_wins
-                            && conflict::delete_yields_to(t, ts_ns, *old_mtime_ns)
+                            && conflict::delete_keeps(
+                                t,
+                                base.as_deref(),
+                                false,
+                                (ts_ns, *old_mtime_ns),
+                            )
                     }
                     _ => false,
                 };

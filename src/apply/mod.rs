@@ -13,22 +13,33 @@
 //! logs for the entries below it are not applied at all once this process
 //! has moved the folder on the target: the entries went along unchanged.
 
+mod copy;
+mod dirs;
 mod dry_run;
+mod route;
+mod source;
 
+pub use copy::Transfer;
+
+use copy::Copied;
 pub use dry_run::{Op, Planned};
+pub use source::Replayed;
 
-use crate::error::{Error, ErrorKind, Result};
+use dirs::Dirs;
+use route::{route, Known, Route};
+use source::SourceView;
+
+use crate::error::{ErrorKind, Result};
 use crate::filer::FilerClient;
 use crate::paths::{join_path, parent, split_path};
 use crate::pb::filer::*;
 use crate::replicate::conflict::{self, mtime_ns, size, Verdict};
-use crate::replicate::{Action, Change};
-use crate::retry::{retry, Policy};
+use crate::replicate::Action;
+use crate::retry::retry;
+use crate::retry::{Cancel, Policy};
 use crate::state::Conflict;
 use crate::volume::{fid, ChunkSink, ChunkSource};
-use protobuf::Message;
-use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 pub struct Applier {
@@ -54,6 +65,12 @@ pub struct Applier {
     moves_trusted_after_ns: std::sync::atomic::AtomicI64,
     /// Source folders listed in this window for `source_replaced`.
     source_view: std::sync::Mutex<SourceView>,
+    /// How every remote call is retried: here, at the call, and nowhere
+    /// above (a whole action is never tried again, so chunks are copied
+    /// once).
+    calls: Policy,
+    /// Ends the retries when the run winds down.
+    cancel: Cancel,
 }
 
 /// How an `Applier` treats the target.
@@ -80,148 +97,6 @@ impl Mode {
     }
 }
 
-/// Target folders seen by this process: hints that save lookups; forgetting
-/// them is always safe. A delete or rename forgets those at and below its
-/// paths; past `Dirs::MOST` folders all are forgotten, which bounds both the
-/// memory of a long follow and the scan each delete or rename makes.
-#[derive(Debug, Default)]
-pub struct Dirs {
-    /// Known to exist on the target (see `ensure_parent`).
-    known: HashSet<String>,
-    /// Made on the target by this process: it holds only what this process
-    /// wrote into it, unless someone else wrote there meanwhile.
-    fresh: HashSet<String>,
-    /// Moved away on the target by this process, with all below them; until
-    /// something is made below one again.
-    moved: HashSet<String>,
-    /// Entries of fresh folders whose first version this process skipped
-    /// (the source had replaced or removed it since): not on the target
-    /// until something is made there.
-    absent: HashSet<String>,
-}
-
-impl Dirs {
-    const MOST: usize = 20_000;
-
-    fn bound(&mut self) {
-        let n = self.known.len() + self.fresh.len() + self.moved.len() + self.absent.len();
-        if n > Self::MOST {
-            *self = Dirs::default();
-        }
-    }
-
-    fn remember_known(&mut self, dir: &str) {
-        self.known.insert(dir.to_string());
-        self.bound();
-    }
-
-    /// `dir` was made by this process: it exists and is fresh.
-    fn remember_made(&mut self, dir: &str) {
-        self.known.insert(dir.to_string());
-        self.fresh.insert(dir.to_string());
-        self.bound();
-    }
-
-    fn remember_moved(&mut self, dir: String) {
-        self.moved.insert(dir);
-        self.bound();
-    }
-
-    /// `path` was deleted or moved: folders at and below it are unknown.
-    fn forget(&mut self, path: &str) {
-        self.known.retain(|k| !crate::paths::is_under(k, path));
-        self.fresh.retain(|k| !crate::paths::is_under(k, path));
-        if !self.absent.is_empty() {
-            self.absent.retain(|k| !crate::paths::is_under(k, path));
-        }
-    }
-
-    /// `path` is below a folder this process moved away (so it is gone).
-    fn moved_along(&self, path: &str) -> bool {
-        !self.moved.is_empty()
-            && self
-                .moved
-                .iter()
-                .any(|m| m != path && crate::paths::is_under(path, m))
-    }
-
-    /// Something was made at `path`: folders above it exist again, and so
-    /// does `path`.
-    fn made(&mut self, path: &str) {
-        self.absent.remove(path);
-        if !self.moved.is_empty() {
-            self.moved.retain(|m| !crate::paths::is_under(path, m));
-        }
-    }
-}
-
-/// What the source holds in folders where this window asked about many
-/// versions (`source_replaced`): such a folder is listed once instead of
-/// looked up entry by entry. Valid in the window it was listed in only:
-/// every event of a window was logged before any listing made while it is
-/// applied, so a listing is at least as new as each of them, as a lookup
-/// made then would be. Hints: forgetting them is always safe.
-#[derive(Debug, Default)]
-pub struct SourceView {
-    /// Versions asked about per folder in this window.
-    asked: HashMap<String, u32>,
-    /// Listed folders: name → `version` of each entry; `None`: too big.
-    listed: HashMap<String, Option<HashMap<String, u64>>>,
-}
-
-impl SourceView {
-    /// A folder is listed once this many versions in it were asked about.
-    const LIST_AFTER: u32 = 4;
-    /// Folders with more entries than this are looked up entry by entry.
-    const MOST: u32 = 1000;
-
-    /// A new window: listings made before it may be older than its events.
-    pub fn new_window(&mut self) {
-        self.asked.clear();
-        self.listed.clear();
-    }
-
-    /// What the listing of `dir` says about `name`: `Some(None)` for not
-    /// there, `None` when `dir` is not listed.
-    fn known(&self, dir: &str, name: &str) -> Option<Option<u64>> {
-        let names = self.listed.get(dir)?.as_ref()?;
-        Some(names.get(name).copied())
-    }
-
-    /// Counts a question about `dir`; true when it is time to list it.
-    fn ask(&mut self, dir: &str) -> bool {
-        if self.listed.contains_key(dir) {
-            return false;
-        }
-        let n = self.asked.entry(dir.to_string()).or_default();
-        *n += 1;
-        *n == Self::LIST_AFTER
-    }
-}
-
-/// A version of an entry as `source_replaced` compares them: mtime, chunk
-/// ids and the content fingerprint, hashed.
-fn version(e: &Entry) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    mtime_ns(e).hash(&mut h);
-    chunk_ids(e).hash(&mut h);
-    conflict::fingerprint(e).hash(&mut h);
-    h.finish()
-}
-
-/// What `Applier::replayed` makes of a replayed action.
-#[derive(Debug)]
-pub enum Replayed {
-    /// Apply it as planned.
-    AsPlanned,
-    /// Skip it: the source has moved on from the version it brings.
-    Moot,
-    /// A rename whose old entry on the target is not the one the source
-    /// moved: write the new entry alone (this upsert).
-    NewOnly(Box<Action>),
-}
-
 /// How `write_unseen` writes.
 #[derive(Clone, Copy)]
 enum Write {
@@ -231,6 +106,19 @@ enum Write {
     /// missing and replaces it when it is there (freeing the old chunks the
     /// new entry does not name), as an UpdateEntry would.
     Replace,
+}
+
+/// A delete as `conflict::delete_keeps` weighs it against the target.
+#[derive(Clone, Copy)]
+struct Deleted<'a> {
+    /// The entry the source deleted, as it had it.
+    base: Option<&'a Entry>,
+    /// The target's version is one the source had replaced.
+    behind: bool,
+    /// When the source logged the delete (its clock).
+    ts_ns: i64,
+    /// The deleted entry's mtime (0: unknown).
+    old_mtime_ns: i64,
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -243,18 +131,6 @@ pub struct Outcome {
     pub planned: Option<Planned>,
 }
 
-/// How one apply moves chunk bytes.
-#[derive(Clone, Copy)]
-pub struct Transfer<'a> {
-    /// Where chunks are copied in parallel (owned by the pipeline).
-    pub pool: &'a rayon::ThreadPool,
-    /// Also read chunks the source has deleted: a volume serves their bytes
-    /// until it is vacuumed. Without it, such a chunk is `NotFound`: most
-    /// often the version was replaced or removed since (see
-    /// `source_replaced`), and its bytes need not travel.
-    pub deleted_too: bool,
-}
-
 impl Applier {
     /// An applier from `source` (its chunks read through `chunks_in`) onto
     /// the folder `target_root` of `target` (chunks written by `chunks_out`).
@@ -263,6 +139,7 @@ impl Applier {
         (target, chunks_out): (FilerClient, ChunkSink),
         target_root: &str,
         mode: Mode,
+        cancel: Cancel,
     ) -> Applier {
         Applier {
             source,
@@ -276,6 +153,17 @@ impl Applier {
             target_root: target_root.to_string(),
             moves_trusted_after_ns: Default::default(),
             source_view: Default::default(),
+            calls: Policy::FOREVER,
+            cancel,
+        }
+    }
+
+    /// Gives a remote call up after a few tries instead of waiting for the
+    /// remote to come back (a one-shot repair reports what failed).
+    pub fn giving_up(self) -> Applier {
+        Applier {
+            calls: Policy::SHORT,
+            ..self
         }
     }
 
@@ -308,44 +196,60 @@ impl Applier {
 
     /// `apply` without the file-id refill it may start.
     fn apply_now(&self, action: &Action, ts_ns: i64, via: Transfer) -> Result<Outcome> {
+        let known = self.known_for(action, ts_ns);
+        let way = route(route::Kind::of(action), known, self.newer_target_wins);
+        let skipped = || {
+            Ok(Outcome {
+                skipped: true,
+                ..Outcome::default()
+            })
+        };
         match action {
             Action::Upsert {
                 dir,
                 entry,
                 signatures,
                 source,
-                change,
-            } => match change {
-                Change::Created if self.is_fresh(dir) => {
+                base,
+                ..
+            } => match way {
+                Route::Create => {
                     self.write_unseen(dir, entry, signatures, source, via, Write::Create)
                 }
-                Change::Rewritten if !self.newer_target_wins => {
+                Route::Replace => {
                     self.write_unseen(dir, entry, signatures, source, via, Write::Replace)
                 }
-                _ => self.upsert(dir, entry, signatures, source, via, Vec::new()),
+                _ => self.upsert(
+                    dir,
+                    entry,
+                    base.as_deref(),
+                    signatures,
+                    source,
+                    via,
+                    Vec::new(),
+                ),
             },
             Action::Delete {
                 dir,
                 name,
                 signatures,
                 old_mtime_ns,
+                base,
             } => {
-                let path = join_path(dir, name);
-                let absent = {
-                    let mut dirs = self.dirs.lock().unwrap();
-                    let absent = dirs.absent.contains(&path);
-                    dirs.forget(&path);
-                    absent
-                };
-                if absent && !self.newer_target_wins {
-                    log::debug!("{path} never reached the target: nothing to delete");
-                    return Ok(Outcome {
-                        skipped: true,
-                        ..Outcome::default()
-                    });
+                if way == Route::SkipAbsent {
+                    log::debug!(
+                        "{} never reached the target: nothing to delete",
+                        action.target()
+                    );
+                    return skipped();
                 }
-                if self.newer_target_wins {
-                    let deleted = (ts_ns, *old_mtime_ns);
+                if way == Route::DeleteUnlessKept {
+                    let deleted = Deleted {
+                        base: base.as_deref(),
+                        behind: known.behind,
+                        ts_ns,
+                        old_mtime_ns: *old_mtime_ns,
+                    };
                     if let Some(kept) = self.kept_over_delete(dir, name, signatures, deleted)? {
                         return Ok(kept);
                     }
@@ -354,63 +258,106 @@ impl Applier {
                 Ok(Outcome::default())
             }
             Action::Rename {
-                old_dir,
-                old_name,
                 new_dir,
                 entry,
                 signatures,
                 source,
                 ..
             } => {
-                let mut req = AtomicRenameEntryRequest::new();
-                req.old_directory = old_dir.clone();
-                req.old_name = old_name.clone();
-                req.new_directory = new_dir.clone();
-                req.new_name = entry.name.clone();
-                req.signatures = signatures.clone();
-                let (old_path, new_path) = (join_path(old_dir, old_name), action.target());
-                self.forget_dirs(&old_path);
-                self.forget_dirs(&new_path);
-                // A folder's move is logged with one event per entry below
-                // it after its own; this process moved them all already.
-                let moved_along = self.dirs.lock().unwrap().moved_along(&old_path);
-                let trusted = ts_ns > self.moves_trusted_after_ns.load(Ordering::Relaxed);
-                if moved_along && !self.newer_target_wins && trusted {
+                if way == Route::SkipMovedAlong {
                     // One-way, the target's copy was the source's before the
                     // folder moved and moved with it unchanged, as on the
                     // source (unless a replayed version was skipped).
-                    log::debug!("{new_path} moved along with its folder");
-                    return Ok(Outcome {
-                        skipped: true,
-                        ..Outcome::default()
-                    });
+                    log::debug!("{} moved along with its folder", action.target());
+                    return skipped();
                 }
-                if !moved_along && self.lookup_target(old_dir, old_name)?.is_some() {
-                    self.ensure_parent(new_dir, parent(source), signatures)?;
-                    let r = retry("AtomicRenameEntry", Policy::SHORT, || {
-                        self.target.rename(&req)
-                    });
-                    let mut dirs = self.dirs.lock().unwrap();
-                    dirs.made(&new_path);
-                    if r.is_ok() && entry.is_directory {
-                        dirs.remember_moved(old_path);
-                    }
-                    drop(dirs);
-                    if let Err(e) = r {
-                        // Gone meanwhile (moved with its parent) is fine; otherwise
-                        // the rename's own error, passing or not, decides.
-                        if self.lookup_target(old_dir, old_name)?.is_some() {
-                            return Err(e.context(format!(
-                                "rename {} -> {new_path}",
-                                join_path(old_dir, old_name)
-                            )));
-                        }
-                    }
+                if way == Route::Move {
+                    self.rename(action)?;
                 }
                 // The old entry is gone (moved by this rename or by its parent's):
                 // make sure the new one is exactly the source's.
-                self.upsert(new_dir, entry, signatures, source, via, Vec::new())
+                self.upsert(new_dir, entry, None, signatures, source, via, Vec::new())
             }
+        }
+    }
+
+    /// What the folder hints say about `action` (see `route`). A delete or
+    /// a rename forgets the hints at and below its paths on the way.
+    fn known_for(&self, action: &Action, ts_ns: i64) -> Known {
+        let mut dirs = self.dirs.lock().unwrap();
+        match action {
+            Action::Upsert { dir, .. } => Known {
+                fresh_dir: dirs.is_fresh(dir),
+                ..Known::default()
+            },
+            Action::Delete { dir, name, .. } => {
+                let path = join_path(dir, name);
+                let (absent, behind) = (dirs.is_absent(&path), dirs.is_behind(&path));
+                dirs.forget(&path);
+                Known {
+                    absent,
+                    behind,
+                    ..Known::default()
+                }
+            }
+            Action::Rename {
+                old_dir, old_name, ..
+            } => {
+                let old_path = join_path(old_dir, old_name);
+                dirs.forget(&old_path);
+                dirs.forget(&action.target());
+                // A folder's move is logged with one event per entry below
+                // it after its own; this process moved them all already.
+                Known {
+                    moved_along: dirs.moved_along(&old_path),
+                    moves_trusted: ts_ns > self.moves_trusted_after_ns.load(Ordering::Relaxed),
+                    ..Known::default()
+                }
+            }
+        }
+    }
+
+    /// Moves a rename's old target entry to its new name, when it is there.
+    fn rename(&self, action: &Action) -> Result<()> {
+        let Action::Rename {
+            old_dir,
+            old_name,
+            new_dir,
+            entry,
+            signatures,
+            source,
+            ..
+        } = action
+        else {
+            return Ok(());
+        };
+        if self.lookup_target(old_dir, old_name)?.is_none() {
+            return Ok(());
+        }
+        let (old_path, new_path) = (join_path(old_dir, old_name), action.target());
+        self.ensure_parent(new_dir, parent(source), signatures)?;
+        let mut req = AtomicRenameEntryRequest::new();
+        req.old_directory = old_dir.clone();
+        req.old_name = old_name.clone();
+        req.new_directory = new_dir.clone();
+        req.new_name = entry.name.clone();
+        req.signatures = signatures.clone();
+        let r = retry("AtomicRenameEntry", self.calls, &self.cancel, || {
+            self.target.rename(&req)
+        });
+        let mut dirs = self.dirs.lock().unwrap();
+        dirs.made(&new_path);
+        if r.is_ok() && entry.is_directory {
+            dirs.remember_moved(old_path.clone());
+        }
+        drop(dirs);
+        match r {
+            // Gone meanwhile (moved with its parent) is fine; otherwise the
+            // rename's own error, passing or not, decides.
+            Err(e) if self.lookup_target(old_dir, old_name)?.is_some() => {
+                Err(e.context(format!("rename {old_path} -> {new_path}")))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -426,15 +373,20 @@ impl Applier {
         dir: &str,
         name: &str,
         signatures: &[i32],
-        (ts_ns, old_mtime_ns): (i64, i64),
+        deleted: Deleted,
     ) -> Result<Option<Outcome>> {
+        let Deleted {
+            ts_ns,
+            old_mtime_ns,
+            ..
+        } = deleted;
         let Some(t) = self.lookup_target(dir, name)? else {
             return Ok(Some(Outcome {
                 skipped: true,
                 ..Outcome::default()
             }));
         };
-        if !conflict::delete_yields_to(&t, ts_ns, old_mtime_ns) {
+        if !conflict::delete_keeps(&t, deleted.base, deleted.behind, (ts_ns, old_mtime_ns)) {
             return Ok(None);
         }
         let path = join_path(dir, name);
@@ -469,7 +421,9 @@ impl Applier {
         req.ignore_recursive_error = true;
         req.is_from_other_cluster = true;
         req.signatures = signatures.to_vec();
-        retry("DeleteEntry", Policy::SHORT, || self.target.delete(&req))
+        retry("DeleteEntry", self.calls, &self.cancel, || {
+            self.target.delete(&req)
+        })
     }
 
     /// Makes sure the target folder `dir` exists, creating missing ones with
@@ -486,13 +440,13 @@ impl Applier {
     /// win over the source's once the folder's own move brought it along.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
         let inside = dir != self.target_root && crate::paths::is_under(dir, &self.target_root);
-        if !inside || source_dir == "/" || self.dirs.lock().unwrap().known.contains(dir) {
+        if !inside || source_dir == "/" || self.dirs.lock().unwrap().is_known(dir) {
             return Ok(());
         }
         let (pd, name) = split_path(dir);
         if self.lookup_target(pd, name)?.is_none() {
             let (spd, sname) = split_path(source_dir);
-            let found = retry("LookupDirectoryEntry", Policy::SHORT, || {
+            let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
                 self.source.lookup(spd, sname)
             })?;
             let mut e = found.filter(|e| e.is_directory).unwrap_or_else(|| {
@@ -507,14 +461,6 @@ impl Applier {
         }
         self.dirs.lock().unwrap().remember_known(dir);
         Ok(())
-    }
-
-    fn forget_dirs(&self, path: &str) {
-        self.dirs.lock().unwrap().forget(path);
-    }
-
-    fn is_fresh(&self, dir: &str) -> bool {
-        self.dirs.lock().unwrap().fresh.contains(dir)
     }
 
     /// A folder this process just made on the target: it is fresh.
@@ -540,7 +486,9 @@ impl Applier {
             .lock()
             .unwrap()
             .made(&join_path(dir, &req.entry.name));
-        retry("CreateEntry", Policy::SHORT, || self.target.create(&req))
+        retry("CreateEntry", self.calls, &self.cancel, || {
+            self.target.create(&req)
+        })
     }
 
     /// Writes `src` without asking the target first: its chunks are copied
@@ -561,7 +509,11 @@ impl Applier {
         how: Write,
     ) -> Result<Outcome> {
         let path = join_path(dir, &src.name);
-        let (entry, bytes) = self.copy_entry(via, src, &HashMap::new(), &path)?;
+        let Copied {
+            entry,
+            bytes,
+            fresh,
+        } = self.copy_entry(via, src, &HashMap::new(), &path)?;
         let copied = entry.chunks.clone();
         let written = match how {
             Write::Create => self.create(dir, entry, signatures, true),
@@ -585,24 +537,36 @@ impl Applier {
             }
             Err(e) if unexpected(e.kind()) => {
                 log::debug!("{path} is not on the target as its event implies ({e}); comparing before writing");
-                let out = self.upsert(dir, src, signatures, source_path, via, copied.clone());
-                let kept: HashSet<String> = match self.lookup_target(dir, &src.name) {
-                    Ok(t) => t.iter().flat_map(chunk_ids).collect(),
-                    // Unknown: keep them rather than free a chunk in use.
-                    Err(_) => return out,
-                };
-                let unused: Vec<String> = copied
-                    .iter()
-                    .map(fid::of_chunk)
-                    .filter(|id| !kept.contains(id))
-                    .collect();
-                self.chunks_out.discard(&unused);
+                let out = self.upsert(dir, src, None, signatures, source_path, via, copied);
+                self.free_unless_named(dir, &src.name, &fresh);
                 out.map(|o| Outcome {
                     bytes: o.bytes + bytes,
                     ..o
                 })
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.free_unless_named(dir, &src.name, &fresh);
+                Err(e)
+            }
+        }
+    }
+
+    /// Frees the copies in `fresh` that the target's entry at `dir/name`
+    /// does not name: a write that failed (or that was decided otherwise)
+    /// leaves none behind. When the target cannot be asked, they are kept
+    /// rather than risk freeing a chunk in use (a write whose answer was lost
+    /// may have landed).
+    fn free_unless_named(&self, dir: &str, name: &str, fresh: &[copy::Fresh]) {
+        if fresh.is_empty() {
+            return;
+        }
+        match self.lookup_target(dir, name) {
+            Ok(t) => self.free_unkept(fresh, &t.iter().flat_map(chunk_ids).collect()),
+            Err(e) => log::warn!(
+                "{}: {} chunk copies kept, the target could not be asked ({e})",
+                join_path(dir, name),
+                fresh.len()
+            ),
         }
     }
 
@@ -612,21 +576,25 @@ impl Applier {
         req.entry = Some(entry).into();
         req.is_from_other_cluster = true;
         req.signatures = signatures.to_vec();
-        retry("UpdateEntry", Policy::SHORT, || self.target.update(&req))
+        retry("UpdateEntry", self.calls, &self.cancel, || {
+            self.target.update(&req)
+        })
     }
 
     fn lookup_target(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
-        retry("LookupDirectoryEntry", Policy::SHORT, || {
+        retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
             self.target.lookup(dir, name)
         })
     }
 
     /// Makes the target entry equal `src` after looking at what the target
     /// has. `spare` are target copies of source chunks made already.
+    #[allow(clippy::too_many_arguments)]
     fn upsert(
         &self,
         dir: &str,
         src: &Entry,
+        base: Option<&Entry>,
         signatures: &[i32],
         source_path: &str,
         via: Transfer,
@@ -644,14 +612,18 @@ impl Applier {
             if self.newer_target_wins {
                 // The log replays old versions: one the source has replaced
                 // since is not a contender (its successor's event follows).
+                let path = join_path(dir, &src.name);
                 if self.source_replaced(source_path, src)? {
+                    if base.is_some_and(|b| conflict::same_version(b, t)) {
+                        // The target holds a version the source had seen.
+                        self.dirs.lock().unwrap().mark_behind(path);
+                    }
                     return Ok(Outcome {
                         skipped: true,
                         ..Outcome::default()
                     });
                 }
-                let r = conflict::resolve(src, t);
-                let path = join_path(dir, &src.name);
+                let r = conflict::weigh(src, base, t);
                 let record = r.conflict.then(|| Conflict {
                     path: path.clone(),
                     source_mtime_ns: mtime_ns(src),
@@ -687,330 +659,39 @@ impl Applier {
             .filter(|c| !c.source_file_id.is_empty())
             .map(|c| (c.source_file_id.clone(), c))
             .collect();
-        let (entry, bytes) = self.copy_entry(via, src, &reuse, &path)?;
+        let Copied {
+            entry,
+            bytes,
+            fresh,
+        } = self.copy_entry(via, src, &reuse, &path)?;
         let type_changed = existing
             .as_ref()
             .is_some_and(|t| t.is_directory != src.is_directory);
-        if type_changed {
-            self.delete(dir, &src.name, signatures)?;
-        }
-        if existing.is_some() && !type_changed {
-            self.update(dir, entry, signatures)?;
-        } else {
-            self.ensure_parent(dir, parent(source_path), signatures)?;
-            self.create(dir, entry, signatures, false)?;
-            if existing.is_none() {
-                self.made_dir(dir, src);
+        let written = (|| {
+            if type_changed {
+                self.delete(dir, &src.name, signatures)?;
             }
+            if existing.is_some() && !type_changed {
+                self.update(dir, entry, signatures)
+            } else {
+                self.ensure_parent(dir, parent(source_path), signatures)?;
+                self.create(dir, entry, signatures, false)?;
+                if existing.is_none() {
+                    self.made_dir(dir, src);
+                }
+                Ok(())
+            }
+        })();
+        if let Err(e) = written {
+            self.free_unless_named(dir, &src.name, &fresh);
+            return Err(e);
         }
+        self.dirs.lock().unwrap().caught_up(&path);
         Ok(Outcome {
             bytes,
             conflict: conflict_seen,
             ..Outcome::default()
         })
-    }
-
-    /// The target version of `src`: its chunks mapped by `copy_chunks`.
-    fn copy_entry(
-        &self,
-        via: Transfer,
-        src: &Entry,
-        reuse: &HashMap<String, FileChunk>,
-        path: &str,
-    ) -> Result<(Entry, u64)> {
-        let mime = src
-            .attributes
-            .as_ref()
-            .map(|a| a.mime.clone())
-            .unwrap_or_default();
-        let (chunks, bytes) = self.copy_chunks(via, &src.chunks, reuse, path, &src.name, &mime)?;
-        let mut entry = src.clone();
-        entry.chunks = chunks;
-        // Target chunks belong to this entry alone: hard links become copies.
-        entry.hard_link_id.clear();
-        entry.hard_link_counter = 0;
-        Ok((entry, bytes))
-    }
-
-    /// Maps every source chunk to a target chunk: reused when the target
-    /// already holds a copy of it, copied otherwise (in parallel). Should one
-    /// fail, the copies made here are freed.
-    fn copy_chunks(
-        &self,
-        via: Transfer,
-        src: &[FileChunk],
-        reuse: &HashMap<String, FileChunk>,
-        path: &str,
-        name: &str,
-        mime: &str,
-    ) -> Result<(Vec<FileChunk>, u64)> {
-        // A chunk, its bytes copied, and whether it is a new copy.
-        let one = |c: &FileChunk| -> Result<(FileChunk, u64, bool)> {
-            let id = fid::of_chunk(c);
-            if let Some(t) = reuse
-                .get(&id)
-                .filter(|t| t.offset == c.offset && t.size == c.size)
-            {
-                let mut kept = c.clone();
-                kept.file_id = fid::of_chunk(t);
-                kept.fid = Default::default();
-                kept.source_file_id = id;
-                kept.source_fid = Default::default();
-                kept.is_compressed = t.is_compressed;
-                return Ok((kept, 0, false));
-            }
-            let (copy, bytes) = if c.is_chunk_manifest {
-                self.copy_manifest(via, c, path, name, mime)?
-            } else {
-                self.copy_chunk(c, path, name, mime, via.deleted_too)?
-            };
-            Ok((copy, bytes, true))
-        };
-        // One chunk (most files) is copied right here: a hop to the chunk
-        // pool would only add two thread switches.
-        let results: Vec<Result<(FileChunk, u64, bool)>> = if src.len() <= 1 {
-            src.iter().map(one).collect()
-        } else {
-            via.pool.install(|| src.par_iter().map(one).collect())
-        };
-        let mut out = Vec::with_capacity(src.len());
-        let mut bytes = 0;
-        let mut failed = None;
-        let mut copies = Vec::new();
-        for r in results {
-            match r {
-                Ok((c, b, copied)) => {
-                    if copied {
-                        copies.push(c.file_id.clone());
-                    }
-                    out.push(c);
-                    bytes += b;
-                }
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        match failed {
-            Some(e) => {
-                self.chunks_out.discard(&copies);
-                Err(e)
-            }
-            None => Ok((out, bytes)),
-        }
-    }
-
-    fn copy_chunk(
-        &self,
-        c: &FileChunk,
-        path: &str,
-        name: &str,
-        mime: &str,
-        deleted_too: bool,
-    ) -> Result<(FileChunk, u64)> {
-        let id = fid::of_chunk(c);
-        // Encrypted chunks are stored as ciphertext (+28 bytes): copy them verbatim.
-        let plain = c.cipher_key.is_empty();
-        let data = retry(&format!("download {id}"), Policy::FOREVER, || {
-            self.chunks_in
-                .download(&id, plain.then_some(c.size), deleted_too)
-        })
-        .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
-        let new_id = retry(&format!("upload {id}"), Policy::FOREVER, || {
-            self.chunks_out.upload(path, name, mime, &data)
-        })
-        .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
-        let mut out = c.clone();
-        out.file_id = new_id;
-        out.fid = Default::default();
-        out.source_file_id = id;
-        out.source_fid = Default::default();
-        if plain {
-            // Downloaded without Accept-Encoding, the volume server sent plain bytes.
-            out.is_compressed = false;
-        }
-        Ok((out, data.len() as u64))
-    }
-
-    /// A manifest chunk lists further chunks: copy those, then upload a
-    /// manifest that names the target copies.
-    fn copy_manifest(
-        &self,
-        via: Transfer,
-        c: &FileChunk,
-        path: &str,
-        name: &str,
-        mime: &str,
-    ) -> Result<(FileChunk, u64)> {
-        let id = fid::of_chunk(c);
-        if !c.cipher_key.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!("chunk manifest {id} of {path} is encrypted; filer-sync cannot rewrite it"),
-            ));
-        }
-        let blob = retry(&format!("download manifest {id}"), Policy::FOREVER, || {
-            self.chunks_in.download(&id, None, via.deleted_too)
-        })?;
-        let manifest = FileChunkManifest::parse_from_bytes(&blob).map_err(|e| {
-            Error::new(
-                ErrorKind::Corrupt,
-                format!("chunk manifest {id} of {path}: {e}"),
-            )
-        })?;
-        let (children, bytes) =
-            self.copy_chunks(via, &manifest.chunks, &HashMap::new(), path, name, mime)?;
-        let mut out_manifest = FileChunkManifest::new();
-        out_manifest.chunks = children
-            .into_iter()
-            .map(|mut ch| {
-                // weed stores manifest children by FileId message, not text.
-                ch.fid = fid::parse(&ch.file_id).ok().into();
-                ch.file_id.clear();
-                ch.source_fid = fid::parse(&ch.source_file_id).ok().into();
-                ch.source_file_id.clear();
-                ch
-            })
-            .collect();
-        let data = out_manifest
-            .write_to_bytes()
-            .map_err(|e| Error::remote(format!("encode manifest: {e}")))?;
-        let new_id = retry(&format!("upload manifest {id}"), Policy::FOREVER, || {
-            self.chunks_out
-                .upload(path, "", "application/octet-stream", &data)
-        })?;
-        let mut out = c.clone();
-        out.file_id = new_id;
-        out.fid = Default::default();
-        out.source_file_id = id;
-        out.source_fid = Default::default();
-        out.is_compressed = false;
-        out.cipher_key.clear();
-        Ok((out, bytes))
-    }
-
-    /// The pipeline skipped a replayed version the source has moved on from
-    /// (see `source_replaced`), leaving the target's copy behind: the event
-    /// that brings its successor may be one a folder's move logs for the
-    /// entries below it, so those are applied even where this process moved
-    /// the folder, until `trust_moves_after` names a time past the successor.
-    pub fn skipped_replayed(&self) {
-        self.trust_moves_after(i64::MAX);
-    }
-
-    /// Entries moved along with a folder are the source's again for events
-    /// after `ts_ns` (an earlier run's skips, from the state file; or this
-    /// run's, once the window that made them is done).
-    pub fn trust_moves_after(&self, ts_ns: i64) {
-        self.moves_trusted_after_ns.store(ts_ns, Ordering::Relaxed);
-    }
-
-    /// The version `action` carries was skipped (the source had replaced or
-    /// removed it since). The first version of an entry in a fresh folder is
-    /// thus not on the target, and one-way, nobody else puts it there.
-    pub fn skipped_version(&self, action: &Action) {
-        if let Action::Upsert {
-            dir,
-            entry,
-            change: Change::Created,
-            ..
-        } = action
-        {
-            let mut dirs = self.dirs.lock().unwrap();
-            if !entry.is_directory && !self.newer_target_wins && dirs.fresh.contains(dir) {
-                dirs.absent.insert(join_path(dir, &entry.name));
-                dirs.bound();
-            }
-        }
-    }
-
-    /// A new window begins: what was learnt of the source for the last one
-    /// may be older than the events of this one.
-    pub fn new_window(&self) {
-        self.source_view.lock().unwrap().new_window();
-    }
-
-    /// True while a skip of a replayed version awaits its time bound.
-    pub fn skip_pending(&self) -> bool {
-        self.moves_trusted_after_ns.load(Ordering::Relaxed) == i64::MAX
-    }
-
-    /// What to apply of `action`, replayed: a process that stopped before
-    /// its commit may have applied it and what followed, so the target may
-    /// be ahead of it. An upsert or a rename whose new version the source
-    /// has replaced, moved or removed since is moot (the later events bring
-    /// what came next): applied again, it would bring back the entry and
-    /// the folders above it (stand-ins, their source folders having moved
-    /// on), and the replayed move of such a folder would then find its
-    /// destination taken (found by `chaos_kill_9_at_random_moments`). A
-    /// rename moves the target's old entry only while that is the version
-    /// the source moved, or an older one (this is its first application);
-    /// a newer one was made there afterwards (a log rotated and written
-    /// again) and stays, and the new entry is written from the event.
-    pub fn replayed(&self, action: &Action) -> Result<Replayed> {
-        let moot = |source: &str, entry: &Entry| self.source_replaced(source, entry);
-        match action {
-            Action::Upsert { source, entry, .. } => Ok(if moot(source, entry)? {
-                Replayed::Moot
-            } else {
-                Replayed::AsPlanned
-            }),
-            Action::Rename {
-                old_dir,
-                old_name,
-                old_mtime_ns,
-                entry,
-                source,
-                ..
-            } => {
-                // (An event without the old entry's mtime moves what is
-                // there, as before.)
-                let old = self.lookup_target(old_dir, old_name)?;
-                if old.is_some_and(|t| *old_mtime_ns == 0 || mtime_ns(&t) <= *old_mtime_ns) {
-                    return Ok(Replayed::AsPlanned);
-                }
-                if moot(source, entry)? {
-                    return Ok(Replayed::Moot);
-                }
-                Ok(Replayed::NewOnly(Box::new(action.new_entry_only())))
-            }
-            Action::Delete { .. } => Ok(Replayed::AsPlanned),
-        }
-    }
-
-    /// True when the source no longer holds `entry` at `source_path` (it was
-    /// replaced, moved or removed since the event): a later event in the log
-    /// carries what came next, so skipping this version loses nothing.
-    pub fn source_replaced(&self, source_path: &str, entry: &Entry) -> Result<bool> {
-        let (dir, name) = split_path(source_path);
-        let asked = version(entry);
-        let list_now = {
-            let mut view = self.source_view.lock().unwrap();
-            if let Some(now) = view.known(dir, name) {
-                return Ok(now != Some(asked));
-            }
-            view.ask(dir)
-        };
-        if list_now {
-            let listed = retry("ListEntries", Policy::SHORT, || {
-                self.source.list_at_most(dir, SourceView::MOST)
-            })?
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| (e.name.clone(), version(e)))
-                    .collect()
-            });
-            let mut view = self.source_view.lock().unwrap();
-            view.listed.insert(dir.to_string(), listed);
-            if let Some(now) = view.known(dir, name) {
-                return Ok(now != Some(asked));
-            }
-        }
-        let now = retry("LookupDirectoryEntry", Policy::SHORT, || {
-            self.source.lookup(dir, name)
-        })?;
-        Ok(now.is_none_or(|now| version(&now) != asked))
     }
 }
 
@@ -1027,7 +708,7 @@ fn stand_in_folder() -> Entry {
     e
 }
 
-fn chunk_ids(e: &Entry) -> Vec<String> {
+pub(crate) fn chunk_ids(e: &Entry) -> Vec<String> {
     e.chunks.iter().map(fid::of_chunk).collect()
 }
 
@@ -1067,108 +748,4 @@ pub fn same_entry(src: &Entry, t: &Entry) -> bool {
         && src.content == t.content
         && src.extended == t.extended
         && src_chunks == t_chunks
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_below_a_moved_folder_are_gone_until_it_is_made_again() {
-        let mut d = Dirs::default();
-        assert!(!d.moved_along("/x/c"));
-        d.moved.insert("/x".into());
-        assert!(d.moved_along("/x/c"));
-        assert!(d.moved_along("/x/c/deeper"));
-        assert!(!d.moved_along("/x"), "the folder itself is its own event");
-        assert!(!d.moved_along("/xy/c"));
-        d.made("/other/f");
-        assert!(d.moved_along("/x/c"));
-        // Something made below it (the filer makes /x again): no longer known.
-        d.made("/x/new");
-        assert!(!d.moved_along("/x/c"));
-    }
-
-    #[test]
-    fn a_folder_is_listed_once_asked_about_often_and_only_for_its_window() {
-        let mut v = SourceView::default();
-        for _ in 1..SourceView::LIST_AFTER {
-            assert!(!v.ask("/d"));
-        }
-        assert!(!v.ask("/e"), "counted per folder");
-        assert!(v.ask("/d"), "time to list /d");
-        assert_eq!(v.known("/d", "f"), None, "not listed yet");
-        let mut f = Entry::new();
-        f.name = "f".into();
-        f.attributes.mut_or_insert_default().mtime = 5;
-        v.listed
-            .insert("/d".into(), Some([("f".to_string(), version(&f))].into()));
-        assert!(!v.ask("/d"), "listed once");
-        assert_eq!(v.known("/d", "f"), Some(Some(version(&f))));
-        assert_eq!(v.known("/d", "g"), Some(None), "not there");
-        v.listed.insert("/big".into(), None);
-        assert_eq!(v.known("/big", "f"), None, "too big: looked up");
-        v.new_window();
-        assert_eq!(v.known("/d", "f"), None);
-        assert!(!v.ask("/d"), "counting starts again");
-    }
-
-    #[test]
-    fn a_version_is_its_mtime_chunks_and_content() {
-        let mut a = Entry::new();
-        a.name = "f".into();
-        a.attributes.mut_or_insert_default().mtime = 5;
-        let mut c = FileChunk::new();
-        c.file_id = "3,01ab".into();
-        a.chunks.push(c);
-        let same = a.clone();
-        assert_eq!(version(&a), version(&same));
-        let mut newer = a.clone();
-        newer.attributes.mut_or_insert_default().mtime_ns = 1;
-        let mut other_chunk = a.clone();
-        other_chunk.chunks[0].file_id = "3,01ac".into();
-        let mut xattr = a.clone();
-        xattr.extended.insert("k".into(), b"v".to_vec());
-        for b in [newer, other_chunk, xattr] {
-            assert_ne!(version(&a), version(&b));
-        }
-    }
-
-    #[test]
-    fn a_skipped_first_version_is_absent_until_something_is_made_there() {
-        let mut d = Dirs::default();
-        d.absent.insert("/f/a".into());
-        d.absent.insert("/f/b".into());
-        d.absent.insert("/g/c".into());
-        d.made("/f/a");
-        assert!(!d.absent.contains("/f/a"), "made again");
-        d.made("/f/b2");
-        assert!(d.absent.contains("/f/b"), "only the path itself");
-        d.forget("/g");
-        assert!(!d.absent.contains("/g/c"), "forgotten below a moved folder");
-        assert!(d.absent.contains("/f/b"));
-    }
-
-    #[test]
-    fn folder_hints_are_forgotten_below_a_path_and_bounded() {
-        let mut d = Dirs::default();
-        d.remember_made("/a/b");
-        d.remember_known("/a/c");
-        d.remember_made("/ab");
-        d.forget("/a");
-        assert!(!d.known.contains("/a/b") && !d.fresh.contains("/a/b"));
-        assert!(!d.known.contains("/a/c"));
-        assert!(
-            d.fresh.contains("/ab"),
-            "a sibling with a common prefix stays"
-        );
-        for i in 0..Dirs::MOST {
-            d.remember_known(&format!("/k/{i}"));
-        }
-        assert!(d.known.len() + d.fresh.len() <= Dirs::MOST);
-        assert!(
-            !d.fresh.contains("/ab"),
-            "all forgotten once past the bound"
-        );
-    }
 }

@@ -53,18 +53,18 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         CheckpointAction::Set => {
             let ts = cfg.ts_ms.saturating_mul(1_000_000);
             st.set_checkpoint(&key, ts)?;
-            println!("{dir}: checkpoint set to {}", crate::util::utc(ts));
+            crate::util::say(format!("{dir}: checkpoint set to {}", crate::util::utc(ts)));
         }
         CheckpointAction::Reset => {
             let had = st.reset_checkpoint(&key)?;
-            println!(
+            crate::util::say(format!(
                 "{dir}: {}; the next sync starts from the beginning of the log",
                 if had {
                     "checkpoint removed"
                 } else {
                     "there was no checkpoint"
                 }
-            );
+            ));
         }
         CheckpointAction::Import => {
             let mut v = target.kv_get(&reference::key(src_sig, src_path, dst_path))?;
@@ -77,10 +77,10 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
                 ))
             })?;
             st.set_checkpoint(&key, ts)?;
-            println!(
+            crate::util::say(format!(
                 "{dir}: imported weed filer.sync's checkpoint {} ({ts})",
                 crate::util::utc(ts)
-            );
+            ));
         }
         CheckpointAction::Export => {
             let ts = st.checkpoint(&key)?.ok_or_else(|| {
@@ -90,10 +90,10 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
                 &reference::key(src_sig, src_path, dst_path),
                 &reference::encode(ts),
             )?;
-            println!(
+            crate::util::say(format!(
                 "{dir}: exported checkpoint {} ({ts}) for weed filer.sync",
                 crate::util::utc(ts)
-            );
+            ));
         }
     }
     Ok(true)

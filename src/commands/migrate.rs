@@ -8,13 +8,13 @@
 use super::verify::{report, Compare};
 use crate::config::SyncConfig;
 use crate::error::Result;
-use crate::retry::{retry, Policy};
+use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Direction, State};
 
 /// `migrate`: Ok(true) when B's folder equals A's at the end.
-pub fn migrate(cfg: &SyncConfig) -> Result<bool> {
+pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
     let pair = cfg.pair();
-    let cmp = Compare::connect(&pair)?;
+    let cmp = Compare::connect(&pair, cancel.clone())?;
     let key = Direction {
         source_sig: cmp.peers.sig_a(),
         source_path: cfg.a.path.clone(),
@@ -30,7 +30,9 @@ pub fn migrate(cfg: &SyncConfig) -> Result<bool> {
             None => {
                 // The source's clock, as the sync's: the log is replayed
                 // from this time on, by the time the source gives events.
-                let start = retry("source clock", Policy::SHORT, || cmp.peers.a.now_ns())?;
+                let start = retry("source clock", Policy::SHORT, cancel, || {
+                    cmp.peers.a.now_ns()
+                })?;
                 st.set_checkpoint(&key, start)?;
                 log::info!(
                     "migration starts at {}: copying the tree",
@@ -51,7 +53,7 @@ pub fn migrate(cfg: &SyncConfig) -> Result<bool> {
         log::info!("{copied} entries copied, {failed} failed");
     }
     log::info!("tree copied; replaying what changed since the start");
-    let replay_ok = super::sync(cfg)?;
+    let replay_ok = super::sync(cfg, cancel)?;
     let diffs = cmp.walk(false).diffs()?;
     report(&diffs, false);
     Ok(replay_ok && diffs.is_empty())

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod migrate;
+pub mod render;
 pub mod status;
 pub mod sync;
 pub mod verify;

@@ -53,9 +53,9 @@ pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
         }
     }
     if json {
-        println!("[{}]", docs.join(","));
+        crate::util::say(format!("[{}]", docs.join(",")));
     } else {
-        print!("{out}");
+        crate::util::say(out.trim_end());
     }
     Ok(clean)
 }

@@ -2,24 +2,24 @@
 //! → a summary and exit code. Talks to the network only after the config is
 //! valid, and checks both filers before writing anything.
 
+use super::render::Renderer;
 use super::Peers;
-use crate::apply::{Applier, Mode, Op, Planned};
+use crate::apply::{Applier, Mode};
 use crate::config::{Side, SyncConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
 use crate::pipeline::{self, Flow};
 use crate::replicate::Scope;
+use crate::retry::Cancel;
 use crate::state::{Direction, State};
-use crate::util::json_str;
+use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Runs `sync`; Ok(true) when everything was applied, Ok(false) when some
 /// events failed for good (listed in the log and the state file).
-pub fn sync(cfg: &SyncConfig) -> Result<bool> {
+pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
     let peers = Peers::connect(
         (&cfg.a.addr, &cfg.a.security),
         (&cfg.b.addr, &cfg.b.security),
@@ -50,14 +50,16 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
         cfg.b.path,
         cfg.state.display()
     );
+    // This run's stop: a signal, or a direction that failed for good.
+    let run = cancel.child();
     let throttle = cfg
         .bwlimit
-        .map(|r| std::sync::Arc::new(crate::volume::throttle::Throttle::new(r)));
+        .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
     let pa = (&cfg.a, &peers.a, sig_a, peers.conf_a.dir_buckets.as_str());
     let pb = (&cfg.b, &peers.b, sig_b, peers.conf_b.dir_buckets.as_str());
-    let mut flows = vec![flow(cfg, pa, pb, &throttle)];
+    let mut flows = vec![flow(cfg, pa, pb, &throttle, &run)];
     if !cfg.active_passive {
-        flows.push(flow(cfg, pb, pa, &throttle));
+        flows.push(flow(cfg, pb, pa, &throttle, &run));
     }
     drop(state);
     let metrics =
@@ -71,26 +73,27 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
     let reporting = pipeline::Reporting {
         metrics,
         every: Duration::from_secs(cfg.progress_secs.unwrap_or(if terminal { 1 } else { 10 })),
-        terminal,
     };
-    let printer = PlanPrinter::new(cfg.json, flows.iter().map(|f| f.name.clone()).collect());
+    let names = flows.iter().map(|f| f.name.clone()).collect();
+    let renderer = Renderer::new(cfg.json, names, terminal);
     let mut ok = true;
     let mut first_err = None;
-    let results = pipeline::run_all(flows, reporting, &printer);
+    let results = pipeline::run_all(flows, reporting, &renderer);
     if cfg.dry_run {
-        printer.summary();
+        renderer.summary();
     }
     for r in results {
         match r {
             Ok(sum) => {
+                let st = &sum.stats;
                 log::info!(
                     "{} done: {} events ({} skipped: the source had replaced their version since), {} bytes copied, {} failed; checkpoint ts {}",
-                    sum.name,
-                    sum.events,
-                    sum.superseded,
-                    sum.bytes,
+                    st.name,
+                    st.committed.load(Ordering::Relaxed),
+                    st.superseded.load(Ordering::Relaxed),
+                    st.bytes.load(Ordering::Relaxed),
                     sum.failures.len(),
-                    sum.checkpoint_ns
+                    st.checkpoint_ns.load(Ordering::Relaxed)
                 );
                 if !sum.failures.is_empty() {
                     ok = false;
@@ -101,6 +104,12 @@ pub fn sync(cfg: &SyncConfig) -> Result<bool> {
                         );
                     }
                 }
+            }
+            // Asked to stop (SIGINT/SIGTERM) while a window waited on a
+            // filer: it is not committed and will be applied again; the stop
+            // itself is no failure.
+            Err(e) if e.kind() == ErrorKind::Interrupted && cancel.is_cancelled() => {
+                log::warn!("stopped as asked: {e}; the window in flight was not committed");
             }
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -120,7 +129,8 @@ fn flow(
     cfg: &SyncConfig,
     (src, s, sig_s, _): Peer,
     (dst, t, sig_t, buckets_t): Peer,
-    throttle: &Option<std::sync::Arc<crate::volume::throttle::Throttle>>,
+    throttle: &Option<std::sync::Arc<Throttle>>,
+    run: &Cancel,
 ) -> Flow {
     let key = Direction {
         source_sig: sig_s,
@@ -130,11 +140,14 @@ fn flow(
     };
     let http = volume::Http::new(Duration::from_secs(cfg.timeout_secs.max(30)));
     let name = format!("{}→{}", src.label, dst.label);
+    // The subscription's client name, as the reference names it (its
+    // metrics carry it too).
+    let client = format!("filer-sync_{}_To_{}", src.path, dst.path);
     let stats = std::sync::Arc::new(crate::pipeline::stats::Stats::new(
         &name,
         &src.addr.to_string(),
         &dst.addr.to_string(),
-        &format!("filer-sync_{}_To_{}", src.path, dst.path),
+        &client,
         &src.path,
     ));
     Flow {
@@ -162,6 +175,7 @@ fn flow(
             ),
             &dst.path,
             Mode::of(!cfg.active_passive, cfg.dry_run),
+            run.clone(),
         ),
         key,
         state_path: cfg.state.clone(),
@@ -175,121 +189,6 @@ fn flow(
         max_delete: cfg.max_delete,
         debug_events: src.debug,
         debug_actions: dst.debug,
-    }
-}
-
-/// Changes and bytes by operation.
-type Tally = BTreeMap<Op, (u64, u64)>;
-
-/// Prints a dry run's plan on stdout as it comes, one line per change
-/// (`--json`: one JSON object per line), and a summary per direction at the
-/// end. A closed stdout (`| head`) ends the printing, not the run.
-struct PlanPrinter {
-    json: bool,
-    /// Per direction, in first-seen order: changes and bytes by operation.
-    totals: Mutex<Vec<(String, Tally)>>,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-impl PlanPrinter {
-    fn new(json: bool, flows: Vec<String>) -> PlanPrinter {
-        PlanPrinter {
-            json,
-            totals: Mutex::new(flows.into_iter().map(|f| (f, BTreeMap::new())).collect()),
-            closed: Default::default(),
-        }
-    }
-
-    fn line(p: &Planned, flow: &str, json: bool) -> String {
-        let dir = if p.is_directory { "/" } else { "" };
-        if json {
-            let from = p
-                .from
-                .as_deref()
-                .map(|f| format!(",\"from\":{}", json_str(f)))
-                .unwrap_or_default();
-            format!(
-                "{{\"direction\":{},\"op\":{},\"path\":{}{from},\"size\":{},\"dir\":{}}}",
-                json_str(flow),
-                json_str(p.op.as_str()),
-                json_str(&p.path),
-                p.size,
-                p.is_directory
-            )
-        } else {
-            let from = p
-                .from
-                .as_deref()
-                .map(|f| format!("{f}{dir} -> "))
-                .unwrap_or_default();
-            format!(
-                "{flow} {:<6} {from}{}{dir} ({} bytes)",
-                p.op.as_str(),
-                p.path,
-                p.size
-            )
-        }
-    }
-
-    fn print(&self, text: &str) {
-        use std::io::Write;
-        if self.closed.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
-            self.closed.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// One line per direction: what it would have changed.
-    fn summary(&self) {
-        for (flow, by_op) in self.totals.lock().unwrap().iter() {
-            let get = |op| by_op.get(&op).copied().unwrap_or((0, 0));
-            let ops = [Op::Create, Op::Update, Op::Delete, Op::Move];
-            let bytes: u64 = [Op::Create, Op::Update].iter().map(|&op| get(op).1).sum();
-            let text = if self.json {
-                let fields: Vec<String> = ops
-                    .iter()
-                    .map(|&op| format!("\"{}\":{}", op.as_str(), get(op).0))
-                    .collect();
-                format!(
-                    "{{\"direction\":{},\"summary\":{{{},\"bytes\":{bytes}}}}}",
-                    json_str(flow),
-                    fields.join(",")
-                )
-            } else {
-                let parts: Vec<String> = ops
-                    .iter()
-                    .map(|&op| format!("{} {}", get(op).0, op.as_str()))
-                    .collect();
-                format!(
-                    "{flow} dry run: would {} ({bytes} bytes to copy); nothing was changed",
-                    parts.join(", ")
-                )
-            };
-            self.print(&text);
-        }
-    }
-}
-
-impl pipeline::Observer for PlanPrinter {
-    fn planned(&self, flow: &str, changes: &[Planned]) {
-        {
-            let mut totals = self.totals.lock().unwrap();
-            let Some((_, by_op)) = totals.iter_mut().find(|(f, _)| f == flow) else {
-                return;
-            };
-            for p in changes {
-                let t = by_op.entry(p.op).or_default();
-                t.0 += 1;
-                t.1 += p.size;
-            }
-        }
-        let text: Vec<String> = changes
-            .iter()
-            .map(|p| Self::line(p, flow, self.json))
-            .collect();
-        self.print(&text.join("\n"));
+        cancel: run.clone(),
     }
 }

@@ -9,6 +9,7 @@ use crate::config::{Pair, VerifyOptions};
 use crate::error::Result;
 use crate::paths::{split_path, under};
 use crate::replicate::Action;
+use crate::retry::Cancel;
 use crate::util::json_str;
 use crate::verify::{Class, Diff, Walk};
 use crate::volume::{self, ChunkSink, ChunkSource};
@@ -24,10 +25,11 @@ pub(super) struct Compare<'p> {
     /// Lists folders of a level in parallel, and repairs in parallel.
     walkers: rayon::ThreadPool,
     chunks: rayon::ThreadPool,
+    cancel: Cancel,
 }
 
 impl Compare<'_> {
-    pub fn connect(pair: &Pair) -> Result<Compare<'_>> {
+    pub fn connect(pair: &Pair, cancel: Cancel) -> Result<Compare<'_>> {
         let timeout = Duration::from_secs(pair.timeout_secs);
         Ok(Compare {
             peers: Peers::connect(
@@ -39,6 +41,7 @@ impl Compare<'_> {
             http: volume::Http::new(Duration::from_secs(pair.timeout_secs.max(30))),
             walkers: crate::pipeline::pool("verify", "walk", pair.workers.min(16))?,
             chunks: crate::pipeline::pool("verify", "chunk", pair.chunk_workers)?,
+            cancel,
         })
     }
 
@@ -51,6 +54,7 @@ impl Compare<'_> {
             checksum,
             http: &self.http,
             pool: &self.walkers,
+            cancel: &self.cancel,
         }
     }
 
@@ -74,7 +78,9 @@ impl Compare<'_> {
             ),
             &b.path,
             Mode::Follow,
+            self.cancel.clone(),
         )
+        .giving_up()
     }
 
     /// Copies A's version over every differing path, in parallel (a
@@ -98,12 +104,14 @@ impl Compare<'_> {
                     signatures: vec![sig_a],
                     source: under(&a.path, &rel),
                     change: crate::replicate::Change::Changed,
+                    base: None,
                 },
                 (None, Class::OnlyOnB) if delete_extra => Action::Delete {
                     dir: dir.to_string(),
                     name: name.to_string(),
                     signatures: vec![sig_a],
                     old_mtime_ns: 0,
+                    base: None,
                 },
                 _ => return None,
             };
@@ -139,28 +147,28 @@ pub(super) fn report(diffs: &[Diff], json: bool) {
             .iter()
             .map(|(k, v)| format!("{}:{v}", json_str(k)))
             .collect();
-        println!(
+        crate::util::say(format!(
             "{{\"equal\":{},\"differences\":[{}],\"counts\":{{{}}}}}",
             diffs.is_empty(),
             items.join(","),
             cs.join(",")
-        );
+        ));
         return;
     }
     for d in diffs {
-        println!("{}: {}", d.class.name(), d.rel);
+        crate::util::say(format!("{}: {}", d.class.name(), d.rel));
     }
     if diffs.is_empty() {
-        println!("equal");
+        crate::util::say("equal");
     } else {
         let cs: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        println!("{} differences ({})", diffs.len(), cs.join(", "));
+        crate::util::say(format!("{} differences ({})", diffs.len(), cs.join(", ")));
     }
 }
 
 /// `verify`: Ok(true) when the folders are equal (after repair, if asked).
 pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
-    let cmp = Compare::connect(pair)?;
+    let cmp = Compare::connect(pair, Cancel::new())?;
     let diffs = cmp.walk(opts.checksum).diffs()?;
     if !opts.repair || diffs.is_empty() {
         report(&diffs, opts.json);

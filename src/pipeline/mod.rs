@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, StreamItem};
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
-use crate::retry::{self, retry, sleep_unless_stopped, Policy};
+use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Direction, Failure, State};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use rayon::prelude::*;
@@ -51,20 +51,17 @@ pub struct Flow {
     pub stats: std::sync::Arc<stats::Stats>,
     /// Log every applied action.
     pub debug_actions: bool,
+    /// This run's stop: cancelled by a signal, or by a direction that
+    /// failed for good (the run's other direction then stops too).
+    pub cancel: Cancel,
 }
 
-/// What a direction did in this run.
-#[derive(Debug, Default, Clone)]
+/// What a direction did in this run: its live counters as they ended, and
+/// the events that failed for good.
+#[derive(Debug, Clone)]
 pub struct Summary {
-    /// The direction, e.g. "A→B".
-    pub name: String,
-    pub events: u64,
-    pub applied: u64,
-    pub bytes: u64,
-    /// Events skipped because the source had moved on from their version.
-    pub superseded: u64,
+    pub stats: std::sync::Arc<stats::Stats>,
     pub failures: Vec<Failure>,
-    pub checkpoint_ns: i64,
 }
 
 static EPOCH: AtomicI32 = AtomicI32::new(0);
@@ -78,9 +75,8 @@ fn client_id() -> i32 {
 pub struct Reporting {
     /// Serves Prometheus text on this listener while the run lasts.
     pub metrics: Option<std::net::TcpListener>,
-    /// A progress line this often: a live line on a terminal, a log line otherwise.
+    /// `Observer::progress` this often.
     pub every: Duration,
-    pub terminal: bool,
 }
 
 /// What the engine tells its caller as it runs; the caller renders it (the
@@ -88,6 +84,9 @@ pub struct Reporting {
 pub trait Observer: Sync {
     /// A dry run's window: the changes it would make, in log order.
     fn planned(&self, flow: &str, changes: &[Planned]);
+    /// Every `Reporting::every`, the live counters of all directions;
+    /// `last` once when the run ends.
+    fn progress(&self, all: &[std::sync::Arc<stats::Stats>], last: bool);
 }
 
 /// Runs several directions side by side until each ends (cron mode) or a stop
@@ -102,12 +101,11 @@ pub fn run_all(
     std::thread::scope(|s| {
         if let Some(listener) = reporting.metrics {
             let (all, done) = (&all, &done);
-            s.spawn(move || serve_metrics(listener, all, done));
+            s.spawn(move || crate::metrics::serve(listener, all, done));
         }
         {
-            let (all, done) = (&all, &done);
-            let (every, terminal) = (reporting.every, reporting.terminal);
-            s.spawn(move || report_progress(all, done, every, terminal));
+            let (all, done, every) = (&all, &done, reporting.every);
+            s.spawn(move || report_progress(all, done, every, observer));
         }
         let results = run_directions(s, flows, observer);
         done.store(true, Ordering::SeqCst);
@@ -115,63 +113,22 @@ pub fn run_all(
     })
 }
 
+/// Hands the live counters to `observer` every `every` until `done`.
 fn report_progress(
     all: &[std::sync::Arc<stats::Stats>],
     done: &std::sync::atomic::AtomicBool,
     every: Duration,
-    terminal: bool,
+    observer: &dyn Observer,
 ) {
-    let mut p = stats::Progress::new(all.len());
     let mut next = Instant::now() + every;
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
-        if Instant::now() < next {
-            continue;
-        }
-        next += every;
-        let line = p.line(all);
-        if terminal {
-            eprint!("\r\x1b[K{line}");
-        } else {
-            log::info!("{line}");
+        if Instant::now() >= next {
+            next += every;
+            observer.progress(all, false);
         }
     }
-    if terminal {
-        eprintln!();
-    }
-}
-
-/// Answers every HTTP request on `listener` with the Prometheus text.
-fn serve_metrics(
-    listener: std::net::TcpListener,
-    all: &[std::sync::Arc<stats::Stats>],
-    done: &std::sync::atomic::AtomicBool,
-) {
-    use std::io::{Read, Write};
-    let _ = listener.set_nonblocking(true);
-    while !done.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((mut conn, _)) => {
-                let _ = conn.set_nonblocking(false);
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = [0u8; 4096];
-                let n = conn.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ")
-                {
-                    ("200 OK", stats::prometheus(all))
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_string())
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    observer.progress(all, true);
 }
 
 fn run_directions<'s>(
@@ -188,9 +145,12 @@ fn run_directions<'s>(
                     let r = run(&f, observer);
                     match &r {
                         // A paused direction stops alone; the others go on.
-                        Err(e) if e.kind() == ErrorKind::Paused => log::error!("{e}"),
+                        Err(e) if e.kind() == ErrorKind::Paused => {
+                            f.stats.paused.store(true, Ordering::Relaxed);
+                            log::error!("{e}");
+                        }
                         // One direction failing for good ends the process's run.
-                        Err(_) => retry::request_stop(),
+                        Err(_) => f.cancel.cancel(),
                         Ok(_) => {}
                     }
                     r
@@ -221,9 +181,12 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
     // "Caught up" is judged against the source's clock, never this host's:
     // with skewed clocks a local time would stop too early or never.
     let start_ns = if f.once {
-        let source_now = retry(&format!("{}: source clock", f.name), Policy::SHORT, || {
-            f.applier.source().now_ns()
-        })?;
+        let source_now = retry(
+            &format!("{}: source clock", f.name),
+            Policy::SHORT,
+            &f.cancel,
+            || f.applier.source().now_ns(),
+        )?;
         let skew_ms = (source_now - crate::util::now_ns()) / 1_000_000;
         if skew_ms.abs() > 2_000 {
             log::warn!(
@@ -235,9 +198,12 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
     } else {
         crate::util::now_ns()
     };
-    let mut sum = Summary {
-        name: f.name.clone(),
-        ..Summary::default()
+    let mut failures = Vec::new();
+    let done = |failures| {
+        Ok(Summary {
+            stats: f.stats.clone(),
+            failures,
+        })
     };
     let workers = Pools {
         events: pool(&f.name, "worker", f.workers)?,
@@ -255,9 +221,9 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
     f.applier.trust_moves_after(state.replay_horizon(&f.key)?);
     loop {
         let (since, stands_on) = state.position(&f.key)?.unwrap_or((0, 0));
-        sum.checkpoint_ns = since;
+        f.stats.checkpoint_ns.store(since, Ordering::Relaxed);
         if f.once && since >= start_ns {
-            return Ok(sum);
+            return done(failures);
         }
         let rx = subscribe(f, since)?;
         log::info!(
@@ -300,10 +266,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                     commit.replay_horizon_ns = replay_horizon(f);
                     f.applier.trust_moves_after(commit.replay_horizon_ns);
                 }
-                sum.events += commit.events;
-                sum.bytes += commit.bytes;
-                sum.superseded += commit.superseded;
-                sum.failures.extend(commit.failures.iter().cloned());
+                failures.extend(commit.failures.iter().cloned());
                 for fl in &commit.failures {
                     log::error!("{}: {} failed: {}", f.name, fl.path, fl.error);
                 }
@@ -324,15 +287,14 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                     },
                 )?;
                 st.checkpoint_ns.store(newest, Ordering::Relaxed);
-                st.applied.fetch_add(events, Ordering::Relaxed);
+                st.committed.fetch_add(events, Ordering::Relaxed);
                 st.bytes.fetch_add(bytes, Ordering::Relaxed);
-                sum.checkpoint_ns = newest;
             }
-            if retry::stop_requested() {
-                return Ok(sum);
+            if f.cancel.is_cancelled() {
+                return done(failures);
             }
             if f.once && caught_up {
-                return Ok(sum);
+                return done(failures);
             }
             if let Some(end) = stream_end {
                 break end;
@@ -344,16 +306,16 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                     "{}: stream lost ({e}); re-subscribing from the checkpoint",
                     f.name
                 );
-                sleep_unless_stopped(Duration::from_secs(1));
+                f.cancel.sleep(Duration::from_secs(1));
             }
             Err(e) => return Err(e),
             Ok(()) => {
                 log::warn!("{}: the source ended the stream; re-subscribing", f.name);
-                sleep_unless_stopped(Duration::from_millis(500));
+                f.cancel.sleep(Duration::from_millis(500));
             }
         }
-        if retry::stop_requested() {
-            return Ok(sum);
+        if f.cancel.is_cancelled() {
+            return done(failures);
         }
     }
 }
@@ -386,10 +348,7 @@ fn describe_ts(ts: i64) -> String {
 /// stream's last word (an error, or Ok at a clean end) as its final message.
 fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     let mut req = SubscribeMetadataRequest::new();
-    req.client_name = format!(
-        "filer-sync_{}_To_{}",
-        f.scope.source_path, f.scope.target_path
-    );
+    req.client_name = f.stats.client.clone();
     req.path_prefix = if f.scope.source_path.ends_with('/') {
         f.scope.source_path.clone()
     } else {
@@ -401,7 +360,7 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     req.client_epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
     req.client_supports_batching = true;
     req.client_supports_idle_heartbeat = true;
-    let stream = retry("SubscribeMetadata", Policy::FOREVER, || {
+    let stream = retry("SubscribeMetadata", Policy::FOREVER, &f.cancel, || {
         f.applier.source().subscribe(&req)
     })?;
     let (tx, rx) = bounded(f.batch_size.max(16) * 2);
@@ -498,7 +457,7 @@ fn collect_window(
     let mut events = Vec::new();
     let mut deadline: Option<Instant> = None;
     loop {
-        if retry::stop_requested() || (f.once && *caught_up) {
+        if f.cancel.is_cancelled() || (f.once && *caught_up) {
             return (events, None);
         }
         let wait = match deadline {
@@ -513,7 +472,7 @@ fn collect_window(
                     return (events, None);
                 }
                 f.stats.received.fetch_add(1, Ordering::Relaxed);
-                f.stats.source_ns.fetch_max(ev.ts_ns, Ordering::Relaxed);
+                f.stats.saw_source_time(ev.ts_ns);
                 if f.debug_events {
                     log::info!("{}: received {} {:?}", f.name, ev.ts_ns, event_paths(&ev));
                 }
@@ -524,7 +483,7 @@ fn collect_window(
                 }
             }
             Ok(Ok(StreamItem::Idle(ts))) => {
-                f.stats.source_ns.fetch_max(ts, Ordering::Relaxed);
+                f.stats.saw_source_time(ts);
                 if f.once && ts >= start_ns {
                     *caught_up = true;
                 }
@@ -551,9 +510,12 @@ fn collect_window(
 /// clock, this host's plus an hour.
 fn replay_horizon(f: &Flow) -> i64 {
     const MINUTE: i64 = 60_000_000_000;
-    match retry(&format!("{}: source clock", f.name), Policy::SHORT, || {
-        f.applier.source().now_ns()
-    }) {
+    match retry(
+        &format!("{}: source clock", f.name),
+        Policy::SHORT,
+        &f.cancel,
+        || f.applier.source().now_ns(),
+    ) {
         Ok(now) => now + MINUTE,
         Err(e) => {
             log::warn!("{}: source clock unknown ({e}); using this host's", f.name);
@@ -665,6 +627,7 @@ fn apply_one(
     let a = match replayed.then(|| f.applier.replayed(a)) {
         Some(Ok(Replayed::Moot)) => {
             f.applier.skipped_replayed();
+            f.applier.mark_if_behind(a);
             c.superseded += 1;
             log::debug!(
                 "{}: {} changed on the source since this replayed event; skipping it",
@@ -680,15 +643,14 @@ fn apply_one(
         // Unknown: applied as planned, as it was before the stop.
         _ => a,
     };
-    let what = format!("{}: {}", f.name, a.target());
+    // Every call inside is retried where it is made, until it succeeds
+    // or fails for good: the action as a whole is tried once.
     let attempt = |deleted_too| {
-        retry(&what, Policy::FOREVER, || {
-            let via = Transfer {
-                pool: chunks,
-                deleted_too,
-            };
-            f.applier.apply(a, ev.ts_ns, via)
-        })
+        let via = Transfer {
+            pool: chunks,
+            deleted_too,
+        };
+        f.applier.apply(a, ev.ts_ns, via)
     };
     let mut result = attempt(false);
     if let (Err(e), Some((p, entry))) = (&result, a.source_version()) {

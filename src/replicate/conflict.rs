@@ -69,6 +69,54 @@ pub fn fingerprint(e: &Entry) -> Vec<u8> {
     out
 }
 
+/// The same version, wherever it is stored: the same kind, mtime and
+/// fingerprint (content, chunk ETags, attributes, extended attributes),
+/// whatever the chunks' ids on either cluster.
+pub fn same_version(a: &Entry, b: &Entry) -> bool {
+    a.is_directory == b.is_directory
+        && mtime_ns(a) == mtime_ns(b)
+        && fingerprint(a) == fingerprint(b)
+}
+
+/// Active-active, decided three ways: an event that replaced `base` with
+/// `src` on the source meets `target`. A target that still holds `base`
+/// has not changed on its own: the event applies, and it is no conflict
+/// (a tag, an xattr or a mode changed without a new mtime, or a write in
+/// the same second, would otherwise be settled by the tie-break and lost
+/// half the time). A target that holds another version changed on its own
+/// since: that is a conflict, settled by `resolve`.
+pub fn weigh(src: &Entry, base: Option<&Entry>, target: &Entry) -> Resolution {
+    if base.is_some_and(|b| same_version(b, target)) {
+        return Resolution {
+            verdict: Verdict::Source,
+            conflict: false,
+        };
+    }
+    resolve(src, target)
+}
+
+/// Active-active, a delete of `base` (the version the source deleted, as
+/// the source had it) meets `target`: true when the target keeps its entry.
+/// What the deleting side had seen is deleted: the deleted version itself,
+/// or (`behind`) a version the deleting side had replaced since, which this
+/// process skipped on its way. A file in any other version is a change the
+/// deleting side never saw (made on the target before or after the delete,
+/// whatever the clocks say), and survives on both clusters. Without a base
+/// (an event from an old log), or for folders, `delete_yields_to` decides.
+pub fn delete_keeps(
+    target: &Entry,
+    base: Option<&Entry>,
+    behind: bool,
+    (ts_ns, old_mtime_ns): (i64, i64),
+) -> bool {
+    match base {
+        Some(b) if same_version(b, target) => false,
+        _ if behind => false,
+        Some(_) if !target.is_directory => true,
+        _ => delete_yields_to(target, ts_ns, old_mtime_ns),
+    }
+}
+
 /// Orders two versions: Greater means `a` wins over `b`.
 pub fn compare(a: &Entry, b: &Entry) -> Ordering {
     mtime_ns(a)
@@ -175,6 +223,65 @@ mod tests {
         ];
         for (i, (t, ts, old, kept)) in cases.iter().enumerate() {
             assert_eq!(delete_yields_to(t, *ts, *old), *kept, "case {i}");
+        }
+    }
+
+    #[test]
+    fn active_active_is_decided_three_ways() {
+        let base = file(10, 0, "x");
+        let mut tagged = base.clone();
+        tagged
+            .extended
+            .insert("Seaweed-X-Amz-Tagging-k".into(), b"v".to_vec());
+        // The target's copy of the base has other chunk ids, same ETags.
+        let mut copy = base.clone();
+        copy.chunks[0].file_id = "7,9999".into();
+        copy.chunks[0].source_file_id = base.chunks[0].file_id.clone();
+        assert!(same_version(&base, &copy));
+        assert!(!same_version(&base, &tagged), "extended attributes count");
+        let theirs = file(10, 0, "y");
+        let newer = file(11, 0, "z");
+        #[rustfmt::skip]
+        let cases = [
+            // (source, base, target, verdict, conflict)
+            // The target still holds the base: applies, even a tag change
+            // that keeps the mtime, and even where the tie-break would not.
+            (&tagged, Some(&base), &copy, Verdict::Source, false),
+            (&theirs, Some(&base), &copy, Verdict::Source, false),
+            // The target changed on its own: a conflict, by the old rule.
+            (&tagged, Some(&base), &newer, Verdict::Target, true),
+            (&newer, Some(&base), &theirs, Verdict::Source, false),
+            // No base (a create): the old rule.
+            (&theirs, None, &copy, resolve(&theirs, &copy).verdict, true),
+        ];
+        for (i, (src, b, t, verdict, conflict)) in cases.into_iter().enumerate() {
+            let r = weigh(src, b, t);
+            assert_eq!((r.verdict, r.conflict), (verdict, conflict), "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_delete_takes_what_the_deleting_side_had_seen() {
+        const S: i64 = 1_000_000_000;
+        let deleted = file(10, 0, "x");
+        let mut copy = deleted.clone();
+        copy.chunks[0].source_file_id = "1,ab".into();
+        let times = (20 * S, 10 * S);
+        let mut folder = file(15, 0, "");
+        folder.is_directory = true;
+        #[rustfmt::skip]
+        let cases = [
+            // (target, base, behind, kept)
+            (&copy, Some(&deleted), false, false),          // the deleted version
+            (&file(12, 0, "y"), Some(&deleted), false, true), // changed on the target
+            (&file(5, 0, "y"), Some(&deleted), false, true),  // ... by a clock behind
+            (&file(5, 0, "y"), Some(&deleted), true, false),  // a version it had replaced
+            (&file(5, 0, "y"), None, false, false),           // no base: by mtime
+            (&file(15, 0, "y"), None, false, true),
+            (&folder, Some(&deleted), false, false),          // folders: by the delete's time
+        ];
+        for (i, (t, b, behind, kept)) in cases.into_iter().enumerate() {
+            assert_eq!(delete_keeps(t, b, behind, times), kept, "case {i}");
         }
     }
 

@@ -38,6 +38,10 @@ pub enum Action {
         signatures: Vec<i32>,
         source: String,
         change: Change,
+        /// The version this one replaced at the same path on the source
+        /// (its event's old entry), for the three-way rule; none for a
+        /// create.
+        base: Option<Box<Entry>>,
     },
     Delete {
         dir: String,
@@ -46,6 +50,8 @@ pub enum Action {
         /// The mtime (ns) of the entry the source deleted, as it was then
         /// (0: unknown).
         old_mtime_ns: i64,
+        /// The entry the source deleted, as it was then (none: unknown).
+        base: Option<Box<Entry>>,
     },
     /// Move the target entry; if the old one is missing, upsert the new one.
     Rename {
@@ -120,6 +126,7 @@ impl Action {
                 signatures: signatures.clone(),
                 source: source.clone(),
                 change: Change::Changed,
+                base: None,
             },
             other => other.clone(),
         }
@@ -205,6 +212,7 @@ impl Scope {
         let signatures = n.signatures.clone();
         // The version a delete or a rename took away, by its mtime.
         let old_mtime_ns = n.old_entry.as_ref().map_or(0, conflict::mtime_ns);
+        let base = || n.old_entry.as_ref().map(|e| Box::new(e.clone()));
         let upsert = |path: &str, change: Change| {
             let target = self.map(path);
             let (dir, _) = crate::paths::split_path(&target);
@@ -213,6 +221,12 @@ impl Scope {
                 entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                 signatures: signatures.clone(),
                 source: path.to_string(),
+                // Only an event that replaced a version in place has one.
+                base: if change == Change::Created {
+                    None
+                } else {
+                    base()
+                },
                 change,
             }
         };
@@ -230,6 +244,7 @@ impl Scope {
                     name: name.to_string(),
                     signatures,
                     old_mtime_ns,
+                    base: base(),
                 }]
             }
             (Some(o), Some(p)) if o == p => {

@@ -8,7 +8,7 @@ use crate::filer::FilerClient;
 use crate::paths::join_path;
 use crate::pb::filer::Entry;
 use crate::replicate::conflict::{mtime_ns, size};
-use crate::retry::{retry, Policy};
+use crate::retry::{retry, Cancel, Policy};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -135,11 +135,13 @@ pub struct Walk<'a> {
     pub checksum: bool,
     pub http: &'a crate::volume::Http,
     pub pool: &'a rayon::ThreadPool,
+    /// Ends the listings' retries.
+    pub cancel: &'a Cancel,
 }
 
 /// One folder's entries by name, retried as every listing is.
-fn list(c: &FilerClient, dir: &str) -> Result<BTreeMap<String, Entry>> {
-    retry(&format!("ListEntries {dir}"), Policy::SHORT, || {
+fn list(c: &FilerClient, dir: &str, cancel: &Cancel) -> Result<BTreeMap<String, Entry>> {
+    retry(&format!("ListEntries {dir}"), Policy::SHORT, cancel, || {
         let mut m = BTreeMap::new();
         match c.list(dir, |e| {
             m.insert(e.name.clone(), e);
@@ -191,8 +193,8 @@ impl Walk<'_> {
 
     /// Compares one directory; returns its differences and the subdirectories to walk.
     fn dir(&self, rel: &str) -> Result<(Vec<Diff>, Vec<String>)> {
-        let la = list(self.a, &crate::paths::under(self.a_path, rel))?;
-        let lb = list(self.b, &crate::paths::under(self.b_path, rel))?;
+        let la = list(self.a, &crate::paths::under(self.a_path, rel), self.cancel)?;
+        let lb = list(self.b, &crate::paths::under(self.b_path, rel), self.cancel)?;
         let mut diffs = Vec::new();
         let mut sub = Vec::new();
         let names: std::collections::BTreeSet<&String> = la.keys().chain(lb.keys()).collect();

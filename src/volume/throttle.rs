@@ -3,19 +3,23 @@
 //! long as the bucket is in debt. One second of burst.
 
 use crate::error::{Error, Result};
+use crate::retry::Cancel;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Throttle {
     rate: f64,
     bucket: Mutex<(Instant, f64)>,
+    /// Cuts a wait short when the run winds down.
+    cancel: Cancel,
 }
 
 impl Throttle {
-    pub fn new(bytes_per_sec: u64) -> Throttle {
+    pub fn new(bytes_per_sec: u64, cancel: Cancel) -> Throttle {
         Throttle {
             rate: bytes_per_sec as f64,
             bucket: Mutex::new((Instant::now(), bytes_per_sec as f64)),
+            cancel,
         }
     }
 
@@ -34,7 +38,7 @@ impl Throttle {
             }
         };
         if !wait.is_zero() {
-            crate::retry::sleep_unless_stopped(wait);
+            self.cancel.sleep(wait);
         }
     }
 }
@@ -80,7 +84,7 @@ mod tests {
 
     #[test]
     fn throttle_holds_the_rate() {
-        let t = Throttle::new(1 << 20);
+        let t = Throttle::new(1 << 20, Cancel::new());
         let start = Instant::now();
         // The first second is burst; the next 512 KiB must wait ~0.5 s.
         t.take(1 << 20);

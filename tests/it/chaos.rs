@@ -37,7 +37,7 @@ impl Rng {
         let seed = std::env::var("CHAOS_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(filer_sync::state::now_ns() as u64);
+            .unwrap_or(filer_sync::util::now_ns() as u64);
         println!("CHAOS {scenario}: seed {seed}");
         Rng(seed | 1)
     }

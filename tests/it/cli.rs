@@ -144,3 +144,80 @@ fn flags_that_would_do_nothing_are_refused_before_anything_happens() {
         );
     }
 }
+
+/// `filer-sync … | head` with the reader gone before anything is written:
+/// the output ends quietly, as a Unix tool's does, never in a panic.
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    let state = temp_state("pipe");
+    for args in [
+        &["sync", "--help"][..],
+        &["status", "--state", &state],
+        &["verify", "--help"],
+    ] {
+        if args[0] == "status" {
+            // A state file with a direction, for status to print.
+            let mut st = filer_sync::state::State::open(std::path::Path::new(&state)).unwrap();
+            let key = filer_sync::state::Direction {
+                source_sig: 1,
+                source_path: "/".into(),
+                target_sig: 2,
+                target_path: "/".into(),
+            };
+            st.set_checkpoint(&key, 5).unwrap();
+        }
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+    }
+}
+
+/// `--log-format json`: every log line is one JSON object.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/j/f.txt", b"json");
+    let state = temp_state("json-logs");
+    let (code, err) = run(&[
+        "--log-format",
+        "json",
+        "sync",
+        "-a",
+        &a.addr(),
+        "-b",
+        &b.addr(),
+        "--active-passive",
+        "--once",
+        "--state",
+        &state,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.get("/j/f.txt").unwrap(), b"json");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 2, "{err}");
+    for l in &lines {
+        assert!(
+            l.starts_with(r#"{"time":""#) && l.ends_with("\"}") && l.contains(r#","level":"#),
+            "not a JSON log line: {l}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains(r#""direction":"A→B""#)),
+        "{err}"
+    );
+    let (code, err) = run(&["--log-format", "yaml", "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--log-format \"yaml\": give text or json"),
+        "{err}"
+    );
+}

@@ -6,7 +6,8 @@
 //! Also: filer HTTP helpers for workloads, and a tree snapshot for comparing
 //! clusters (names, types, sizes, mtimes, modes, content hashes).
 
-use filer_sync::filer::{join_path, FilerAddr, FilerClient};
+use filer_sync::filer::{FilerAddr, FilerClient};
+use filer_sync::paths::join_path;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -49,7 +50,7 @@ pub fn http() -> ureq::Agent {
 fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::SeqCst) == 0 {
-        let seed = (std::process::id() as u64 ^ filer_sync::state::now_ns() as u64) % 9000;
+        let seed = (std::process::id() as u64 ^ filer_sync::util::now_ns() as u64) % 9000;
         let _ = NEXT.compare_exchange(0, 11000 + seed as u16, Ordering::SeqCst, Ordering::SeqCst);
     }
     loop {
@@ -104,7 +105,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!(
             "filer-sync-it-{}-{}",
             std::process::id(),
-            filer_sync::state::now_ns()
+            filer_sync::util::now_ns()
         ));
         for d in ["m", "v", "f"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -330,7 +331,7 @@ impl Cluster {
 
     /// The entry at `path`, through gRPC (panics if it is missing).
     pub fn entry(&self, path: &str) -> filer_sync::pb::filer::Entry {
-        let (dir, name) = filer_sync::filer::split_path(path);
+        let (dir, name) = filer_sync::paths::split_path(path);
         self.client().lookup(dir, name).unwrap().unwrap()
     }
 
@@ -340,7 +341,7 @@ impl Cluster {
         let mut e = self.entry(path);
         f(&mut e);
         let mut req = filer_sync::pb::filer::UpdateEntryRequest::new();
-        req.directory = filer_sync::filer::split_path(path).0.into();
+        req.directory = filer_sync::paths::split_path(path).0.into();
         req.entry = Some(e).into();
         self.client().update(&req).unwrap();
     }
@@ -640,7 +641,7 @@ fn stacks(pid: u32) -> String {
 pub fn temp_state(name: &str) -> String {
     let d = std::env::temp_dir().join(format!("filer-sync-it-state-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
-    let p = d.join(format!("{name}-{}.db", filer_sync::state::now_ns()));
+    let p = d.join(format!("{name}-{}.db", filer_sync::util::now_ns()));
     p.to_string_lossy().into_owned()
 }
 

@@ -59,7 +59,7 @@ fn a_folder_with_100k_entries_replicates_and_verifies() {
             let a = &a;
             s.spawn(move || {
                 let client = a.client();
-                let mtime = filer_sync::state::now_ns() / 1_000_000_000;
+                let mtime = filer_sync::util::now_ns() / 1_000_000_000;
                 for i in (k..n).step_by(threads) {
                     let mut req = CreateEntryRequest::new();
                     req.directory = "/huge".into();
@@ -95,7 +95,7 @@ fn a_folder_with_100k_entries_replicates_and_verifies() {
 fn names_at_the_length_limit_and_full_of_odd_characters() {
     let a = Cluster::start();
     let b = Cluster::start();
-    let mtime = filer_sync::state::now_ns() / 1_000_000_000;
+    let mtime = filer_sync::util::now_ns() / 1_000_000_000;
     let names = [
         "x".repeat(255),
         "é".repeat(127), // 254 bytes of two-byte characters
@@ -159,7 +159,7 @@ fn skewed_once(a: &Cluster, b: &Cluster, state: &str, offset: &str) -> (i32, Str
         .trim()
         .parse()
         .unwrap();
-    let real = filer_sync::state::now_ns() / 1_000_000_000;
+    let real = filer_sync::util::now_ns() / 1_000_000_000;
     assert!(
         (faked - real).abs() > 3000,
         "faketime did not move the clock"
@@ -215,7 +215,7 @@ fn clock_skew_neither_skips_nor_hangs() {
 fn a_cluster_whose_clock_runs_ahead_wins_conflicts_and_both_converge() {
     let a = Cluster::start();
     let b = Cluster::start();
-    let now = filer_sync::state::now_ns() / 1_000_000_000;
+    let now = filer_sync::util::now_ns() / 1_000_000_000;
     // B's clock runs 2 h ahead: its writes carry mtimes 2 h in the future.
     // The same paths are then written on A, later in real time.
     for i in 0..5 {

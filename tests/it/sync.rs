@@ -376,7 +376,7 @@ fn a_locked_state_file_stops_the_run_without_moving_the_checkpoint() {
 fn replaying_applied_events_does_not_bring_back_what_moved_on() {
     let a = Cluster::start();
     let b = Cluster::start();
-    let before_ms = filer_sync::state::now_ns() / 1_000_000 - 1;
+    let before_ms = filer_sync::util::now_ns() / 1_000_000 - 1;
     a.put("/rp/d/f.txt", b"moved with its folder");
     a.put("/rp/d/sub/g.txt", b"and below");
     a.mv("/rp/d", "/rp/e");
@@ -408,7 +408,7 @@ fn replayed_moves_do_not_bring_back_or_move_what_came_after_them() {
     let a = Cluster::start();
     let b = Cluster::start();
     for (root, both) in [("/rm1", false), ("/rm2", true)] {
-        let before_ms = filer_sync::state::now_ns() / 1_000_000 - 1;
+        let before_ms = filer_sync::util::now_ns() / 1_000_000 - 1;
         a.put(
             &format!("{root}/d/s/f.txt"),
             b"renamed, then moved with its folders",

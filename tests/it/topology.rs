@@ -129,7 +129,7 @@ fn log_events(c: &Cluster, path: &str, since_ns: i64, with_old: bool) -> usize {
     req.client_supports_idle_heartbeat = true;
     let at = |x: &protobuf::MessageField<Entry>, dir: &str| {
         x.as_ref()
-            .is_some_and(|en| filer_sync::filer::join_path(dir, &en.name) == path)
+            .is_some_and(|en| filer_sync::paths::join_path(dir, &en.name) == path)
     };
     let mut n = 0;
     for item in c.client().subscribe(&req).unwrap() {
@@ -156,7 +156,7 @@ fn log_events(c: &Cluster, path: &str, since_ns: i64, with_old: bool) -> usize {
 fn one_write_is_applied_once_per_cluster() {
     let a = Cluster::start();
     let b = Cluster::start();
-    let since = filer_sync::state::now_ns();
+    let since = filer_sync::util::now_ns();
     let _link = Link::start(&a, &b, &[]);
     a.put("/pp/one.txt", b"exactly once");
     eventually(60, "the write on B", || b.get("/pp/one.txt").is_some());
@@ -257,7 +257,7 @@ fn full_mesh_with_origin_only_converges_under_renames() {
         Link::start(&cs[1], &cs[2], &["--origin-only"]),
         Link::start(&cs[2], &cs[0], &["--origin-only"]),
     ];
-    let since = filer_sync::state::now_ns();
+    let since = filer_sync::util::now_ns();
     // Every cluster writes and renames in its own subtree, at the same time.
     std::thread::scope(|s| {
         for (k, c) in cs.iter().enumerate() {
@@ -298,7 +298,7 @@ fn mixed_deployment_with_weed_filer_sync_does_not_loop() {
     let a = Cluster::start();
     let b = Cluster::start();
     let c = Cluster::start();
-    let since = filer_sync::state::now_ns();
+    let since = filer_sync::util::now_ns();
     // A↔B run by the reference, B↔C by filer-sync.
     let _weed = Running(
         Command::new(weed())
