@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build test demo bench chaos lint fmt clean
+.PHONY: deps build test demo bench chaos lint fmt clean check-deploy
 
 deps:
 	@missing=""; for t in cmake curl openssl pkg-config faketime; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
@@ -44,3 +44,8 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# Proves deploy/ (Prometheus rules, systemd units, Grafana dashboard) with
+# promtool, systemd-analyze, and a real Prometheus scraping a real sync (~35 s).
+check-deploy: build
+	scripts/check-deploy.sh

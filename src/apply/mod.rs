@@ -386,10 +386,15 @@ impl Applier {
                 ..Outcome::default()
             }));
         };
-        if !conflict::delete_keeps(&t, deleted.base, deleted.behind, (ts_ns, old_mtime_ns)) {
+        let path = join_path(dir, name);
+        // A folder's delete is logged after one for each entry it held, so
+        // what the target's folder still holds when its own delete arrives
+        // is what the deleting side never saw: it stays, with its folder.
+        let keeps = conflict::delete_keeps(&t, deleted.base, deleted.behind, (ts_ns, old_mtime_ns))
+            || (t.is_directory && self.holds_entries(&path)?);
+        if !keeps {
             return Ok(None);
         }
-        let path = join_path(dir, name);
         log::warn!(
             "conflict at {path}: the target's version wins over the source's delete (deleted at {ts_ns} ns, of the version of mtime {old_mtime_ns} ns; target mtime {} ns)",
             mtime_ns(&t)
@@ -408,6 +413,14 @@ impl Applier {
             }),
             ..Outcome::default()
         }))
+    }
+
+    /// True when the target folder `path` holds any entry.
+    fn holds_entries(&self, path: &str) -> Result<bool> {
+        let listed = retry("ListEntries", self.calls, &self.cancel, || {
+            self.target.list_at_most(path, 1)
+        })?;
+        Ok(!matches!(listed, Some(entries) if entries.is_empty()))
     }
 
     /// Deletes a target entry with everything below it and its chunks (the

@@ -563,8 +563,16 @@ fn put_storage_rule(c: &Cluster, prefix: &str, collection: &str) {
         conf.as_bytes(),
         &[("Content-Type", "application/json")],
     );
-    // The filer reloads its rules from its own metadata events.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The filer reloads its rules from its own metadata events: wait until
+    // a write of its own under the prefix lands where the rule says.
+    let probe = format!("{prefix}rule-probe");
+    let (dir, name) = filer_sync::paths::split_path(probe.trim_end_matches('/'));
+    eventually(30, "the filer follows its new storage rule", || {
+        c.put(&probe, &bytes(9, 100));
+        let at = chunk_collections(c, dir, &[name.to_string()]);
+        c.delete(&probe);
+        at == [collection]
+    });
 }
 
 /// Copied chunks land where the target's path-specific storage rules
@@ -607,8 +615,13 @@ fn chunks_land_where_the_targets_storage_rules_say() {
     for (i, n) in ruled.iter().enumerate() {
         a.put(&format!("/later/ruled/{n}"), &bytes(i as u64, 2000));
     }
-    eventually(120, "ruled files on B", || {
-        b.get("/later/ruled/g299").is_some()
+    eventually(120, "all ruled files on B", || {
+        let mut n = 0;
+        let listed = b.client().list("/later/ruled", |_| {
+            n += 1;
+            Ok(())
+        });
+        listed.is_ok() && n == ruled.len()
     });
     let got = chunk_collections(&b, "/later/ruled", &ruled);
     assert!(

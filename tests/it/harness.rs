@@ -700,17 +700,36 @@ pub fn both_ways(a: &Cluster, b: &Cluster, state: &str, extra: &[&str]) -> (i32,
 }
 
 /// `filer-sync verify -a A -b B` with `extra` flags: (exit code, stdout).
+/// Fails the test when it runs past five minutes.
 pub fn verify(a: &Cluster, b: &Cluster, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["verify", "-a", &a.addr(), "-b", &b.addr()])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let mut child = Running(
+        Command::new(bin())
+            .args(["verify", "-a", &a.addr(), "-b", &b.addr()])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "verify {extra:?} ran past 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, reader.join().unwrap())
 }
 
 /// A child process killed (and reaped) when dropped, also when a test panics.

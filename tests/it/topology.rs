@@ -56,6 +56,29 @@ fn converge(cs: &[&Cluster], root: &str, n: usize, secs: u64) {
     );
 }
 
+/// Waits until each link (source, target) has carried a file written on its
+/// source now, below `root`: a link applies its source's log in order, so
+/// whatever it was to do with what came before is done (or, for what must
+/// not travel, would have been). A fact to wait for instead of a pause.
+fn settled(links: &[(&Cluster, &Cluster)], root: &str) {
+    for (s, t) in links {
+        settled_into(s, root, t, root);
+    }
+}
+
+/// `settled` for one link that maps `s_root` on its source onto `t_root`.
+fn settled_into(s: &Cluster, s_root: &str, t: &Cluster, t_root: &str) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("sentinel-{n}.txt");
+    s.put(
+        &format!("{s_root}/{name}"),
+        b"written after what is checked",
+    );
+    let there = format!("{t_root}/{name}");
+    eventually(90, &format!("{there} carried"), || t.get(&there).is_some());
+}
+
 fn all_equal(cs: &[&Cluster], root: &str) -> bool {
     let first = cs[0].tree(root);
     cs[1..].iter().all(|c| c.tree(root) == first)
@@ -160,7 +183,7 @@ fn one_write_is_applied_once_per_cluster() {
     let _link = Link::start(&a, &b, &[]);
     a.put("/pp/one.txt", b"exactly once");
     eventually(60, "the write on B", || b.get("/pp/one.txt").is_some());
-    std::thread::sleep(Duration::from_secs(3));
+    settled(&[(&b, &a), (&a, &b)], "/sentinels");
     assert_eq!(log_events(&a, "/pp/one.txt", since, true), 1, "A's log");
     assert_eq!(log_events(&b, "/pp/one.txt", since, true), 1, "B's log");
 }
@@ -213,7 +236,7 @@ fn chain_fan_out_and_passive_follower() {
     });
     // Writes on the follower stay there.
     c.put("/pair/only-c.txt", b"c");
-    std::thread::sleep(Duration::from_secs(2));
+    settled(&[(&b, &c)], "/pair/sentinels");
     assert!(a.get("/pair/only-c.txt").is_none() && b.get("/pair/only-c.txt").is_none());
 }
 
@@ -242,7 +265,7 @@ fn per_folder_strategies_in_separate_processes() {
             && b.get("/www/pub/index.html").is_some()
             && a.get("/x/from-b.txt").is_some()
     });
-    std::thread::sleep(Duration::from_secs(2));
+    settled_into(&a, "/pub/sentinels", &b, "/www/pub/sentinels");
     assert!(
         a.get("/pub/local.html").is_none(),
         "the /pub link is one way"
@@ -285,7 +308,15 @@ fn full_mesh_with_origin_only_converges_under_renames() {
     // Per cluster: its folder, 10 renamed dirs, 9 files left in them, top.txt.
     let want = 3 * (1 + 10 + 9 + 1);
     converge(&refs, "/mesh", want, 120);
-    std::thread::sleep(Duration::from_secs(3));
+    let links: Vec<(&Cluster, &Cluster)> = refs
+        .iter()
+        .flat_map(|s| {
+            refs.iter()
+                .filter(|t| !std::ptr::eq(*s, **t))
+                .map(|t| (*s, *t))
+        })
+        .collect();
+    settled(&links, "/sentinels");
     assert!(all_equal(&refs, "/mesh"), "stayed converged");
     // No duplicate application: each file's final name was created once per cluster.
     for c in &cs {
@@ -313,7 +344,7 @@ fn mixed_deployment_with_weed_filer_sync_does_not_loop() {
     c.put("/mix/from-c.txt", b"c");
     b.put("/mix/from-b.txt", b"b");
     converge(&[&a, &b, &c], "/mix", 3, 90);
-    std::thread::sleep(Duration::from_secs(4));
+    settled(&[(&a, &b), (&b, &a), (&b, &c), (&c, &b)], "/sentinels");
     assert!(all_equal(&[&a, &b, &c], "/mix"), "stayed converged");
     for path in ["/mix/from-a.txt", "/mix/from-b.txt", "/mix/from-c.txt"] {
         for (name, cl) in [("A", &a), ("B", &b), ("C", &c)] {
@@ -347,13 +378,27 @@ fn a_change_the_deleting_cluster_never_saw_wins_over_the_delete() {
     });
     let state = temp_state("delete-write");
     a.put("/dw/raced.txt", b"the first version, on both");
+    a.put("/dw/behind.txt", b"the first version, on both");
+    a.put("/dw/folder/seen.txt", b"in a folder A deletes");
     let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/dw"), &b.tree("/dw"));
     // Written on B before A deleted it, and not yet on A when it did: A
     // deleted the version it had, not B's.
     b.put("/dw/raced.txt", b"written on B before A deleted its copy");
+    // A change on B dated before the version A deletes (B's clock behind).
+    b.put("/dw/behind.txt", b"written on B by a clock an hour behind");
+    b.edit("/dw/behind.txt", |e| {
+        e.attributes.as_mut().unwrap().mtime -= 3600;
+    });
+    // A file written into a folder that A deletes with all it holds.
+    b.put(
+        "/dw/folder/new.txt",
+        b"written on B into a folder A deletes",
+    );
     std::thread::sleep(Duration::from_millis(20));
+    a.delete("/dw/folder");
+    a.delete("/dw/behind.txt");
     a.delete("/dw/raced.txt");
     a.delete("/dw/rewritten.txt");
     a.delete("/dw/gone.txt");
@@ -372,15 +417,80 @@ fn a_change_the_deleting_cluster_never_saw_wins_over_the_delete() {
             c.get("/dw/raced.txt").as_deref(),
             Some(&b"written on B before A deleted its copy"[..])
         );
+        assert_eq!(
+            c.get("/dw/behind.txt").as_deref(),
+            Some(&b"written on B by a clock an hour behind"[..])
+        );
+        assert_eq!(
+            c.get("/dw/folder/new.txt").as_deref(),
+            Some(&b"written on B into a folder A deletes"[..])
+        );
+        assert_eq!(c.get("/dw/folder/seen.txt"), None, "A had seen it");
         assert_eq!(c.get("/dw/gone.txt"), None);
         assert_eq!(c.get("/dw/future.txt"), None);
     }
     let s = filer_sync::state::State::open(std::path::Path::new(&state)).unwrap();
     let conflicts = s.conflicts().unwrap();
-    for kept in ["/dw/rewritten.txt", "/dw/raced.txt"] {
+    for kept in [
+        "/dw/rewritten.txt",
+        "/dw/raced.txt",
+        "/dw/behind.txt",
+        "/dw/folder",
+    ] {
         assert!(
             conflicts.iter().any(|c| c.path == kept && !c.source_won),
             "the kept write at {kept} is ledgered: {conflicts:?}"
         );
     }
+}
+
+/// Changes that keep the mtime (an extended attribute such as an S3 tag,
+/// a mode) reach the other cluster whichever way the equal-mtime tie-break
+/// would go: the target still holds the version the change replaced, so
+/// the change applies and is no conflict. Sixteen files, so that a rule
+/// that loses such a change half the time cannot pass by luck.
+#[test]
+fn changes_that_keep_the_mtime_reach_the_other_cluster() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..16 {
+        a.put(&format!("/meta/f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let state = temp_state("meta-only");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/meta"), &b.tree("/meta"));
+    // Half changed on A, half on B; the mtime stays.
+    for i in 0..16 {
+        let (c, side) = if i < 8 { (&a, "A") } else { (&b, "B") };
+        c.edit(&format!("/meta/f{i}.txt"), |e| {
+            e.extended.insert(
+                "Seaweed-X-Amz-Tagging-team".into(),
+                side.as_bytes().to_vec(),
+            );
+            e.attributes.as_mut().unwrap().file_mode ^= 0o004;
+        });
+    }
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/meta"), &b.tree("/meta"));
+    for i in 0..16 {
+        let side = if i < 8 { "A" } else { "B" };
+        for c in [&a, &b] {
+            let e = c.entry(&format!("/meta/f{i}.txt"));
+            assert_eq!(
+                e.extended
+                    .get("Seaweed-X-Amz-Tagging-team")
+                    .map(Vec::as_slice),
+                Some(side.as_bytes()),
+                "f{i}: the tag written on {side}"
+            );
+        }
+    }
+    let s = filer_sync::state::State::open(std::path::Path::new(&state)).unwrap();
+    assert_eq!(
+        s.conflicts().unwrap(),
+        vec![],
+        "no conflict: each side changed its own"
+    );
 }
