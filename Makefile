@@ -15,12 +15,15 @@ deps:
 	  || { echo "could not install$$missing: run 'apt-get install$$missing' as root" >&2; exit 1; }; \
 	fi
 	@scripts/install-weed.sh >/dev/null
+	@python3 -c 'import boto3, pytest' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check -r tests/s3/requirements.txt
 
 build: deps
 	$(CARGO) build --tests --bins
 
 test: build
 	$(CARGO) test --no-fail-fast -- --test-threads=3
+	FILER_SYNC_BIN=$(CURDIR)/target/debug/filer-sync python3 -m pytest tests/s3 -q
+	scripts/check-deploy.sh
 
 demo: build
 	scripts/demo.sh

@@ -1,7 +1,9 @@
 //! Command-line flags (argh) and their validation into plain config values.
 //! The only module that knows argh. Validation never touches the network.
 
-use crate::config::{CheckpointAction, CheckpointConfig, Pair, Side, SyncConfig, VerifyOptions};
+use crate::config::{
+    Bootstrap, CheckpointAction, CheckpointConfig, Pair, Side, SyncConfig, VerifyOptions,
+};
 use crate::error::{Error, Result};
 use crate::filer::FilerAddr;
 use crate::paths::{is_under, normalize_folder};
@@ -169,6 +171,9 @@ pub struct SyncArgs {
     /// the SQLite state file (default: $XDG_STATE_HOME or ~/.local/state, /filer-sync/<a>_<a-path>__<b>_<b-path>.db)
     #[argh(option)]
     pub state: Option<PathBuf>,
+    /// how a direction without a checkpoint starts: walk (default: copy the trees, then follow the log from now) or log (replay the whole metadata log, as weed filer.sync does)
+    #[argh(option, default = "String::from(\"walk\")")]
+    pub bootstrap: String,
     /// catch up to the sources' time at start, commit, and exit (cron mode)
     #[argh(switch)]
     pub once: bool,
@@ -691,6 +696,15 @@ impl SyncArgs {
             chunk_workers: self.chunk_workers,
             batch_size: self.batch_size,
             batch_window_ms: self.batch_window_ms,
+            bootstrap: match self.bootstrap.as_str() {
+                "walk" => Bootstrap::Walk,
+                "log" => Bootstrap::Log,
+                other => {
+                    return Err(Error::usage(format!(
+                        "--bootstrap {other:?}: give walk or log"
+                    )))
+                }
+            },
             state,
             once: self.once,
             dry_run: self.dry_run,

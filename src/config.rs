@@ -33,6 +33,8 @@ pub struct SyncConfig {
     pub chunk_workers: usize,
     pub batch_size: usize,
     pub batch_window_ms: u64,
+    /// How a direction without a checkpoint starts.
+    pub bootstrap: Bootstrap,
     pub state: PathBuf,
     pub once: bool,
     pub dry_run: bool,
@@ -58,6 +60,16 @@ impl SyncConfig {
             chunk_workers: self.chunk_workers,
         }
     }
+}
+
+/// How a direction that has no checkpoint yet starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Copy the trees by a walk, then follow the log from the source's
+    /// clock at the walk's start: what the log no longer holds is copied too.
+    Walk,
+    /// Replay the source's whole metadata log (what it still holds).
+    Log,
 }
 
 /// Two filers and a folder on each: what `verify` compares (and repairs) and

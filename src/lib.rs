@@ -15,6 +15,7 @@ pub mod replicate;
 pub mod retry;
 pub mod security;
 pub mod state;
+pub mod stats;
 pub mod util;
 pub mod verify;
 pub mod volume;

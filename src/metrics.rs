@@ -1,10 +1,10 @@
 //! The Prometheus endpoint: a minimal HTTP/1.1 responder on a listener the
 //! command opened, answering `GET /metrics` with the text exposition of the
-//! live counters (`pipeline::stats`). Names and labels follow the
+//! live counters (`stats`). Names and labels follow the
 //! reference's `SeaweedFS_filerSync_*` metrics. Runs on a thread the
 //! pipeline starts; reads counters, writes nothing else.
 
-use crate::pipeline::stats::Stats;
+use crate::stats::Stats;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use super::Applier;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pb::filer::*;
 use crate::retry::retry;
-use crate::volume::fid;
+use crate::volume::{fid, Upload};
 use protobuf::Message;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -170,10 +170,9 @@ impl Applier {
                 .download(&id, plain.then_some(c.size), deleted_too)
         })
         .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
-        let new_id = retry(&format!("upload {id}"), self.calls, &self.cancel, || {
-            self.chunks_out.upload(path, name, mime, &data)
-        })
-        .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
+        let new_id = self
+            .upload(&format!("upload {id}"), path, (name, mime), &data)
+            .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
         let mut out = c.clone();
         out.file_id = new_id;
         out.fid = Default::default();
@@ -184,6 +183,26 @@ impl Applier {
             out.is_compressed = false;
         }
         Ok((out, data.len() as u64))
+    }
+
+    /// Uploads `data` as a chunk of `path`, retried as every call is; each
+    /// attempt after a failed one writes the same file id while it may
+    /// (see `ChunkSink::upload_with`), and one given up is freed.
+    fn upload(
+        &self,
+        what: &str,
+        path: &str,
+        (name, mime): (&str, &str),
+        data: &[u8],
+    ) -> Result<String> {
+        let mut up = Upload::default();
+        let r = retry(what, self.calls, &self.cancel, || {
+            self.chunks_out.upload_with(path, name, mime, data, &mut up)
+        });
+        if r.is_err() {
+            self.chunks_out.abandon(up);
+        }
+        r
     }
 
     /// A manifest chunk lists further chunks: copy those, then upload a
@@ -237,14 +256,11 @@ impl Applier {
         let data = out_manifest
             .write_to_bytes()
             .map_err(|e| Error::remote(format!("encode manifest: {e}")))?;
-        let uploaded = retry(
+        let uploaded = self.upload(
             &format!("upload manifest {id}"),
-            self.calls,
-            &self.cancel,
-            || {
-                self.chunks_out
-                    .upload(path, "", "application/octet-stream", &data)
-            },
+            path,
+            ("", "application/octet-stream"),
+            &data,
         );
         let new_id = match uploaded {
             Ok(new_id) => new_id,

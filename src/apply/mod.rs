@@ -666,12 +666,24 @@ impl Applier {
             }
         }
         let path = join_path(dir, &src.name);
-        let reuse: HashMap<String, FileChunk> = spare
+        let mut reuse: HashMap<String, FileChunk> = spare
             .into_iter()
             .chain(existing.iter().flat_map(|t| t.chunks.iter().cloned()))
-            .filter(|c| !c.source_file_id.is_empty())
-            .map(|c| (c.source_file_id.clone(), c))
+            .map(|c| (fid::source_of_chunk(&c), c))
+            .filter(|(source, _)| !source.is_empty())
             .collect();
+        // Source chunks that are copies of the target's own chunks (a file
+        // written on the target, copied to the source, changed there in its
+        // attributes only): their bytes are here already.
+        if let Some(t) = &existing {
+            let own: HashMap<String, &FileChunk> =
+                t.chunks.iter().map(|c| (fid::of_chunk(c), c)).collect();
+            for c in &src.chunks {
+                if let Some(t) = own.get(&fid::source_of_chunk(c)) {
+                    reuse.insert(fid::of_chunk(c), (*t).clone());
+                }
+            }
+        }
         let Copied {
             entry,
             bytes,
@@ -754,7 +766,7 @@ pub fn same_entry(src: &Entry, t: &Entry) -> bool {
     let t_chunks: Vec<(String, i64, u64)> = t
         .chunks
         .iter()
-        .map(|c| (c.source_file_id.clone(), c.offset, c.size))
+        .map(|c| (fid::source_of_chunk(c), c.offset, c.size))
         .collect();
     src.is_directory == t.is_directory
         && attrs(src) == attrs(t)

@@ -40,12 +40,12 @@ pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
                 );
             }
         }
-        let applier = cmp.applier();
+        let applier = cmp.applier(true).giving_up();
         let (mut copied, mut failed) = (0, 0);
         cmp.walk(false).levels(|diffs| {
             copied += diffs.iter().filter(|d| d.a.is_some()).count();
-            for f in cmp.repair(&applier, diffs, false) {
-                log::error!("copy failed: {f}");
+            for (path, e) in cmp.repair(&applier, diffs, false) {
+                log::error!("copy failed: {path}: {e}");
                 failed += 1;
             }
             Ok(())

@@ -3,6 +3,7 @@
 //! differences). Shared here: connecting to both filers of a pair and
 //! checking them against a state file, the way every command does it.
 
+pub mod bootstrap;
 pub mod checkpoint;
 pub mod migrate;
 pub mod render;

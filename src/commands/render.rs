@@ -4,8 +4,8 @@
 //! progress line.
 
 use crate::apply::{Op, Planned};
-use crate::pipeline::stats::Stats;
 use crate::pipeline::Observer;
+use crate::stats::Stats;
 use crate::util::json_str;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};

@@ -5,7 +5,7 @@
 use super::render::Renderer;
 use super::Peers;
 use crate::apply::{Applier, Mode};
-use crate::config::{Side, SyncConfig};
+use crate::config::{Bootstrap, Side, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
 use crate::pipeline::{self, Flow};
@@ -36,12 +36,22 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         )));
     }
     let _lock = crate::state::lock::acquire(&cfg.state)?;
-    let state = if cfg.dry_run {
+    let mut state = if cfg.dry_run {
         State::open_dry(&cfg.state)?
     } else {
         State::open(&cfg.state)?
     };
     peers.check(&state)?;
+    // A dry run plans from the log alone: a walk's copies are not planned.
+    // This run's stop: a signal, or a direction that failed for good.
+    let run = cancel.child();
+    let throttle = cfg
+        .bwlimit
+        .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
+    let mut walk_failures = Vec::new();
+    if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run {
+        walk_failures = super::bootstrap::first_run(cfg, &peers, &mut state, &run, &throttle)?;
+    }
     log::info!(
         "filer A {} (signature {sig_a}) {}, filer B {} (signature {sig_b}) {}; state {}",
         cfg.a.addr,
@@ -50,11 +60,6 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         cfg.b.path,
         cfg.state.display()
     );
-    // This run's stop: a signal, or a direction that failed for good.
-    let run = cancel.child();
-    let throttle = cfg
-        .bwlimit
-        .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
     let pa = (&cfg.a, &peers.a, sig_a, peers.conf_a.dir_buckets.as_str());
     let pb = (&cfg.b, &peers.b, sig_b, peers.conf_b.dir_buckets.as_str());
     let mut flows = vec![flow(cfg, pa, pb, &throttle, &run)];
@@ -76,7 +81,10 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
     };
     let names = flows.iter().map(|f| f.name.clone()).collect();
     let renderer = Renderer::new(cfg.json, names, terminal);
-    let mut ok = true;
+    let mut ok = walk_failures.is_empty();
+    for f in &walk_failures {
+        eprintln!("failed: {}: {}", f.path, f.error);
+    }
     let mut first_err = None;
     let results = pipeline::run_all(flows, reporting, &renderer);
     if cfg.dry_run {
@@ -143,7 +151,7 @@ fn flow(
     // The subscription's client name, as the reference names it (its
     // metrics carry it too).
     let client = format!("filer-sync_{}_To_{}", src.path, dst.path);
-    let stats = std::sync::Arc::new(crate::pipeline::stats::Stats::new(
+    let stats = std::sync::Arc::new(crate::stats::Stats::new(
         &name,
         &src.addr.to_string(),
         &dst.addr.to_string(),

@@ -5,16 +5,20 @@
 
 use super::Peers;
 use crate::apply::{Applier, Mode, Transfer};
-use crate::config::{Pair, VerifyOptions};
+use crate::config::{Pair, Side, VerifyOptions};
 use crate::error::Result;
+use crate::filer::FilerClient;
 use crate::paths::{split_path, under};
+use crate::pb::filer::Entry;
 use crate::replicate::Action;
 use crate::retry::Cancel;
 use crate::util::json_str;
 use crate::verify::{Class, Diff, Walk};
+use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A pair of folders, connected, ready to walk and repair.
@@ -26,6 +30,8 @@ pub(super) struct Compare<'p> {
     walkers: rayon::ThreadPool,
     chunks: rayon::ThreadPool,
     cancel: Cancel,
+    /// `--bwlimit`, shared with the run that walks.
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl Compare<'_> {
@@ -42,7 +48,13 @@ impl Compare<'_> {
             walkers: crate::pipeline::pool("verify", "walk", pair.workers.min(16))?,
             chunks: crate::pipeline::pool("verify", "chunk", pair.chunk_workers)?,
             cancel,
+            throttle: None,
         })
+    }
+
+    /// Chunk bytes read within `throttle` (`--bwlimit`).
+    pub fn with_throttle(self, throttle: Option<Arc<Throttle>>) -> Self {
+        Compare { throttle, ..self }
     }
 
     pub fn walk(&self, checksum: bool) -> Walk<'_> {
@@ -55,76 +67,141 @@ impl Compare<'_> {
             http: &self.http,
             pool: &self.walkers,
             cancel: &self.cancel,
+            skip: None,
         }
     }
 
-    /// Writes onto B's folder what A's holds, one way.
-    pub fn applier(&self) -> Applier {
-        let (a, b) = (&self.pair.a, &self.pair.b);
+    /// Writes onto one side's folder what the other holds, one way: onto
+    /// B from A (`onto_b`), or onto A from B. Its calls wait for a filer
+    /// that is away (`Applier::giving_up` for a one-shot repair).
+    pub fn applier(&self, onto_b: bool) -> Applier {
+        let ((src, s), (dst, t)) = self.sides(onto_b);
         Applier::new(
             (
-                self.peers.a.clone(),
-                ChunkSource::new(self.peers.a.clone(), a.proxy, self.http.clone())
-                    .with_read_signer(a.security.read.clone()),
+                s.clone(),
+                ChunkSource::new(s.clone(), src.proxy, self.http.clone())
+                    .with_throttle(self.throttle.clone())
+                    .with_read_signer(src.security.read.clone()),
             ),
             (
-                self.peers.b.clone(),
+                t.clone(),
                 ChunkSink::new(
-                    self.peers.b.clone(),
-                    b.proxy,
+                    t.clone(),
+                    dst.proxy,
                     self.http.clone(),
-                    b.placement.clone(),
+                    dst.placement.clone(),
                 ),
             ),
-            &b.path,
+            &dst.path,
             Mode::Follow,
             self.cancel.clone(),
         )
-        .giving_up()
     }
 
-    /// Copies A's version over every differing path, in parallel (a
-    /// level's paths are independent: `Walk::levels` hands over folders
-    /// before what is in them); with `delete_extra`, removes what exists
-    /// only on B. Returns what failed.
-    pub fn repair(&self, applier: &Applier, diffs: Vec<Diff>, delete_extra: bool) -> Vec<String> {
-        // One action per path.
-        let mut by_path: BTreeMap<String, Diff> = BTreeMap::new();
-        for d in diffs {
-            by_path.entry(d.rel.clone()).or_insert(d);
+    /// (source side, its client), (target side, its client).
+    fn sides(&self, onto_b: bool) -> SidesOf<'_> {
+        let (a, b) = ((&self.pair.a, &self.peers.a), (&self.pair.b, &self.peers.b));
+        if onto_b {
+            (a, b)
+        } else {
+            (b, a)
         }
-        let (a, b, sig_a) = (&self.pair.a, &self.pair.b, self.peers.sig_a());
-        let one = |(rel, d): (String, Diff)| -> Option<String> {
-            let target = under(&b.path, &rel);
-            let (dir, name) = split_path(&target);
-            let action = match (d.a, d.class) {
-                (Some(entry), _) => Action::Upsert {
-                    dir: dir.to_string(),
-                    entry,
-                    signatures: vec![sig_a],
-                    source: under(&a.path, &rel),
-                    change: crate::replicate::Change::Changed,
-                    base: None,
-                },
-                (None, Class::OnlyOnB) if delete_extra => Action::Delete {
-                    dir: dir.to_string(),
-                    name: name.to_string(),
-                    signatures: vec![sig_a],
-                    old_mtime_ns: 0,
-                    base: None,
-                },
-                _ => return None,
-            };
-            let via = Transfer {
-                pool: &self.chunks,
-                deleted_too: true,
-            };
-            let r = applier.apply(&action, 0, via);
-            r.err().map(|e| format!("{target}: {e}"))
-        };
-        self.walkers
-            .install(|| by_path.into_par_iter().filter_map(one).collect())
     }
+
+    /// Makes `rel` on the other side `entry`, the version one side holds.
+    pub fn copy(&self, onto_b: bool, rel: &str, entry: Entry) -> Action {
+        let ((src, _), (dst, _)) = self.sides(onto_b);
+        let target = under(&dst.path, rel);
+        Action::Upsert {
+            dir: split_path(&target).0.to_string(),
+            entry,
+            signatures: vec![s_sig(&self.peers, onto_b)],
+            source: under(&src.path, rel),
+            change: crate::replicate::Change::Changed,
+            base: None,
+        }
+    }
+
+    /// Removes `rel` from B.
+    pub fn delete_on_b(&self, rel: &str) -> Action {
+        let target = under(&self.pair.b.path, rel);
+        let (dir, name) = split_path(&target);
+        Action::Delete {
+            dir: dir.to_string(),
+            name: name.to_string(),
+            signatures: vec![self.peers.sig_a()],
+            old_mtime_ns: 0,
+            base: None,
+        }
+    }
+
+    /// Copies A's version over every differing path; with `delete_extra`,
+    /// removes what exists only on B. Returns what failed.
+    pub fn repair(
+        &self,
+        applier: &Applier,
+        diffs: Vec<Diff>,
+        delete_extra: bool,
+    ) -> Vec<(String, String)> {
+        let work = one_per_path(diffs)
+            .into_iter()
+            .filter_map(|(rel, d)| match (d.a, d.class) {
+                (Some(entry), _) => Some(self.copy(true, &rel, entry)),
+                (None, Class::OnlyOnB) if delete_extra => Some(self.delete_on_b(&rel)),
+                _ => None,
+            })
+            .map(|a| (applier, a))
+            .collect();
+        self.apply_all(work, &|_| {})
+    }
+
+    /// Applies each action with its applier, in parallel (a level's paths
+    /// are independent: `Walk::levels` hands over folders before what is in
+    /// them). Returns what failed: (target path, error); `applied` hears of
+    /// the rest.
+    pub fn apply_all(
+        &self,
+        work: Vec<(&Applier, Action)>,
+        applied: &(dyn Fn(&Action) + Sync),
+    ) -> Vec<(String, String)> {
+        let via = Transfer {
+            pool: &self.chunks,
+            deleted_too: true,
+        };
+        self.walkers.install(|| {
+            work.into_par_iter()
+                .filter_map(|(applier, action)| match applier.apply(&action, 0, via) {
+                    Ok(_) => {
+                        applied(&action);
+                        None
+                    }
+                    Err(e) => Some((action.target(), e.to_string())),
+                })
+                .collect()
+        })
+    }
+}
+
+/// (side, its client) for the source, then for the target.
+type SidesOf<'a> = ((&'a Side, &'a FilerClient), (&'a Side, &'a FilerClient));
+
+/// The signature of the side a copy comes from.
+fn s_sig(peers: &Peers, from_a: bool) -> i32 {
+    if from_a {
+        peers.sig_a()
+    } else {
+        peers.sig_b()
+    }
+}
+
+/// One difference per path (a path can differ in several classes), in
+/// path order.
+pub(super) fn one_per_path(diffs: Vec<Diff>) -> BTreeMap<String, Diff> {
+    let mut by_path: BTreeMap<String, Diff> = BTreeMap::new();
+    for d in diffs {
+        by_path.entry(d.rel.clone()).or_insert(d);
+    }
+    by_path
 }
 
 pub(super) fn report(diffs: &[Diff], json: bool) {
@@ -175,7 +252,7 @@ pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
         return Ok(diffs.is_empty());
     }
     log::info!("{} differences; repairing", diffs.len());
-    let applier = cmp.applier();
+    let applier = cmp.applier(true).giving_up();
     // Parents first: a level at a time, shallowest first.
     let mut by_depth: BTreeMap<usize, Vec<Diff>> = BTreeMap::new();
     for d in diffs {
@@ -185,8 +262,8 @@ pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
             .push(d);
     }
     for (_, level) in by_depth {
-        for f in cmp.repair(&applier, level, true) {
-            log::error!("repair failed: {f}");
+        for (path, e) in cmp.repair(&applier, level, true) {
+            log::error!("repair failed: {path}: {e}");
         }
     }
     let after = cmp.walk(opts.checksum).diffs()?;

@@ -9,7 +9,6 @@
 //! replays at most one window, and applying is idempotent.
 
 pub mod plan;
-pub mod stats;
 
 use crate::apply::{Applier, Planned, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
@@ -18,6 +17,7 @@ use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
 use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Direction, Failure, State};
+use crate::stats::Stats;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ pub struct Flow {
     /// Log every received event.
     pub debug_events: bool,
     /// Live counters, read by progress and metrics.
-    pub stats: std::sync::Arc<stats::Stats>,
+    pub stats: std::sync::Arc<Stats>,
     /// Log every applied action.
     pub debug_actions: bool,
     /// This run's stop: cancelled by a signal, or by a direction that
@@ -60,7 +60,7 @@ pub struct Flow {
 /// the events that failed for good.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    pub stats: std::sync::Arc<stats::Stats>,
+    pub stats: std::sync::Arc<Stats>,
     pub failures: Vec<Failure>,
 }
 
@@ -86,7 +86,7 @@ pub trait Observer: Sync {
     fn planned(&self, flow: &str, changes: &[Planned]);
     /// Every `Reporting::every`, the live counters of all directions;
     /// `last` once when the run ends.
-    fn progress(&self, all: &[std::sync::Arc<stats::Stats>], last: bool);
+    fn progress(&self, all: &[std::sync::Arc<Stats>], last: bool);
 }
 
 /// Runs several directions side by side until each ends (cron mode) or a stop
@@ -96,7 +96,7 @@ pub fn run_all(
     reporting: Reporting,
     observer: &dyn Observer,
 ) -> Vec<Result<Summary>> {
-    let all: Vec<std::sync::Arc<stats::Stats>> = flows.iter().map(|f| f.stats.clone()).collect();
+    let all: Vec<std::sync::Arc<Stats>> = flows.iter().map(|f| f.stats.clone()).collect();
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         if let Some(listener) = reporting.metrics {
@@ -115,7 +115,7 @@ pub fn run_all(
 
 /// Hands the live counters to `observer` every `every` until `done`.
 fn report_progress(
-    all: &[std::sync::Arc<stats::Stats>],
+    all: &[std::sync::Arc<Stats>],
     done: &std::sync::atomic::AtomicBool,
     every: Duration,
     observer: &dyn Observer,

@@ -132,6 +132,15 @@ impl Action {
         }
     }
 
+    /// The signatures the action carries (its source's first).
+    pub fn signatures(&self) -> &[i32] {
+        match self {
+            Action::Upsert { signatures, .. }
+            | Action::Delete { signatures, .. }
+            | Action::Rename { signatures, .. } => signatures,
+        }
+    }
+
     /// The target path the action ends at (for logs and the failure ledger).
     pub fn target(&self) -> String {
         match self {
@@ -154,16 +163,7 @@ impl Scope {
         if path == self.source_path || !is_under(path, &self.source_path) {
             return false;
         }
-        if is_multipart_upload(path) {
-            return false;
-        }
-        !self.excludes.iter().any(|x| {
-            if glob::is_glob(x) {
-                ancestors_and_self(path).any(|p| glob::matches(x, p))
-            } else {
-                is_under(path, x)
-            }
-        })
+        !left_out(&self.excludes, path)
     }
 
     /// Maps a source path inside the folder onto the target.
@@ -306,6 +306,23 @@ fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
 }
 
 /// S3 multipart uploads in progress live under /buckets/NAME/.uploads/: not data yet.
+/// True when `path` never replicates: it or an ancestor matches one of
+/// `excludes` (prefixes or globs), it is an S3 multipart upload in
+/// progress (its parts become an object's chunks when it completes), or it
+/// is in the filer's own metadata log (each cluster's own; a filer serves
+/// no events for it, and a walk must not copy it).
+pub fn left_out(excludes: &[String], path: &str) -> bool {
+    is_multipart_upload(path)
+        || is_under(path, "/topics/.system/log")
+        || excludes.iter().any(|x| {
+            if glob::is_glob(x) {
+                ancestors_and_self(path).any(|p| glob::matches(x, p))
+            } else {
+                is_under(path, x)
+            }
+        })
+}
+
 fn is_multipart_upload(path: &str) -> bool {
     path.starts_with("/buckets/") && path.split('/').nth(3).is_some_and(|s| s == ".uploads")
 }

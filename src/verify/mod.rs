@@ -46,6 +46,8 @@ pub struct Diff {
     pub rel: String,
     /// A's entry (when there is one), for repairs.
     pub a: Option<Entry>,
+    /// B's entry (when there is one).
+    pub b: Option<Entry>,
 }
 
 /// A version tag comparable across clusters: md5 when the filer kept one,
@@ -137,6 +139,8 @@ pub struct Walk<'a> {
     pub pool: &'a rayon::ThreadPool,
     /// Ends the listings' retries.
     pub cancel: &'a Cancel,
+    /// Paths (relative to the folders) left out, with all below them.
+    pub skip: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
 }
 
 /// One folder's entries by name, retried as every listing is.
@@ -201,6 +205,9 @@ impl Walk<'_> {
         for name in names {
             let (ea, eb) = (la.get(name), lb.get(name));
             let child = join_path(if rel.is_empty() { "/" } else { rel }, name);
+            if self.skip.is_some_and(|skip| skip(&child)) {
+                continue;
+            }
             let mut classes = classify(ea, eb);
             if classes.is_empty() && self.checksum && ea.is_some_and(|e| !e.is_directory) {
                 let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
@@ -214,6 +221,7 @@ impl Walk<'_> {
                     class,
                     rel: child.clone(),
                     a: ea.cloned(),
+                    b: eb.cloned(),
                 });
             }
             if ea.is_some_and(|e| e.is_directory) || eb.is_some_and(|e| e.is_directory) {

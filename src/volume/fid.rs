@@ -26,6 +26,16 @@ pub fn of_chunk(c: &FileChunk) -> String {
     }
 }
 
+/// The id of the chunk a chunk was copied from (empty for an original),
+/// as text whichever form the filer stored it in.
+pub fn source_of_chunk(c: &FileChunk) -> String {
+    if !c.source_file_id.is_empty() {
+        c.source_file_id.clone()
+    } else {
+        c.source_fid.as_ref().map(format).unwrap_or_default()
+    }
+}
+
 /// The volume id part of a file id (text before the last comma).
 pub fn volume_id(file_id: &str) -> Result<&str> {
     match file_id.rfind(',') {

@@ -254,6 +254,19 @@ const SHARED_BATCH: i32 = 128;
 const BATCH_BYTES: u64 = 64 << 20;
 
 /// An assigned file id not yet written.
+/// An upload across its attempts (see `ChunkSink::upload_with`).
+#[derive(Debug, Default)]
+pub struct Upload {
+    lease: Option<Lease>,
+    tries: u32,
+}
+
+impl Upload {
+    /// Attempts on one file id before another is taken.
+    const SAME_ID: u32 = 3;
+}
+
+#[derive(Debug, Clone)]
 struct Lease {
     file_id: String,
     /// Volume server `host:port`.
@@ -482,18 +495,59 @@ impl ChunkSink {
     /// Assigns a file id on the target and uploads `data` under it; returns the new file id.
     /// `path` is the target path, which lets the filer apply its path-specific rules.
     pub fn upload(&self, path: &str, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+        let mut up = Upload::default();
+        let r = self.upload_with(path, name, mime, data, &mut up);
+        if r.is_err() {
+            self.abandon(up);
+        }
+        r
+    }
+
+    /// One attempt of an upload that may take several (`up` carries it
+    /// from one to the next): the file id of a failed attempt is tried
+    /// again, since a POST whose answer was lost may have stored the
+    /// needle and writing it again replaces it instead of leaving it
+    /// behind; after `Upload::SAME_ID` attempts it is freed and another id
+    /// taken (its volume may have gone read-only or away).
+    pub fn upload_with(
+        &self,
+        path: &str,
+        name: &str,
+        mime: &str,
+        data: &[u8],
+        up: &mut Upload,
+    ) -> Result<String> {
         let n = data.len() as u64;
         let t = &self.typical;
         let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
             Some(if avg == 0 { n } else { (avg * 7 + n) / 8 }.max(1))
         });
-        let lease = self.lease(path)?;
+        if up.tries >= Upload::SAME_ID {
+            self.abandon(std::mem::take(up));
+        }
+        let lease = match &up.lease {
+            Some(l) => l.clone(),
+            None => {
+                let l = self.lease(path)?;
+                up.lease = Some(l.clone());
+                l
+            }
+        };
+        up.tries += 1;
         let r = self.post(&lease, name, mime, data);
         if r.is_err() {
             // The volume may have gone read-only or away: ask afresh next time.
             self.leases.lock().unwrap().clear();
         }
         r
+    }
+
+    /// Frees the file id of an upload given up (its needle may have been
+    /// stored by an attempt whose answer was lost).
+    pub fn abandon(&self, up: Upload) {
+        if let Some(l) = up.lease {
+            self.discard(&[l.file_id]);
+        }
     }
 
     /// Frees chunks uploaded but left unused, best effort: a chunk that

@@ -415,6 +415,8 @@ fn a_new_entry_the_target_has_already_is_compared_before_it_is_written() {
     let sync = Running(
         std::process::Command::new(bin())
             .args(["sync", "-a", &aa, "-b", &ba, "--state", &state])
+            // The folder must be made by the log's events (a fresh folder).
+            .args(["--bootstrap", "log"])
             .env("RUST_LOG", "filer_sync=debug")
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -102,10 +102,11 @@ fn ports_used(proxy: bool) -> (Vec<u16>, Cluster, Cluster) {
         a.put(&format!("/live/p{i}.bin"), &bytes(i, 100_000));
     }
     let state = temp_state("ports");
+    // Copied from the log by the long-running process, whose sockets are read.
     let extra: &[&str] = if proxy {
-        &["--a-filer-proxy", "--b-filer-proxy"]
+        &["--a-filer-proxy", "--b-filer-proxy", "--bootstrap", "log"]
     } else {
-        &[]
+        &["--bootstrap", "log"]
     };
     let child = start(&a, &b, &state, extra);
     eventually(60, "files on B", || converged(&a, &b));

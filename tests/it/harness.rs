@@ -285,6 +285,40 @@ impl Cluster {
         .unwrap();
     }
 
+    /// Chunks stored on this cluster's volume servers that no filer entry
+    /// names (`weed shell` `volume.fsck`, over every needle however new).
+    pub fn orphan_chunks(&self) -> u64 {
+        let mut shell = Command::new(weed())
+            .args([
+                "shell",
+                &format!("-master=127.0.0.1:{}", self.master),
+                &format!("-filer={}", self.addr()),
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weed shell");
+        std::io::Write::write_all(
+            shell.stdin.as_mut().unwrap(),
+            b"lock\nvolume.fsck -cutoffTimeAgo=1s\nunlock\n",
+        )
+        .unwrap();
+        drop(shell.stdin.take());
+        let out = shell.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("no orphan data") {
+            return 0;
+        }
+        text.lines()
+            .find(|l| l.starts_with("Total"))
+            .and_then(|l| l.split("orphan:").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("volume.fsck said: {text}"))
+    }
+
     /// True when the process `name` was started and has died on its own.
     pub fn exited(&mut self, name: &str) -> bool {
         self.procs

@@ -228,6 +228,8 @@ fn metrics_and_progress_while_following() {
     let mut child = Running(
         one_way_sync(&aa, &ba, &state)
             .args(["--metrics-port", &port.to_string(), "--progress-secs", "1"])
+            // Counted as events: the files written before it start come from the log.
+            .args(["--bootstrap", "log"])
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()

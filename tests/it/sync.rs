@@ -3,6 +3,7 @@
 //! refusal of a foreign state file.
 
 use crate::harness::*;
+use filer_sync::state::State;
 use std::time::Duration;
 
 fn without(mut t: Tree, prefix: &str) -> Tree {
@@ -119,7 +120,7 @@ fn changes_below_a_moved_folder_follow_it() {
     // All in one run from the start of the log: nothing is replayed.
     fill("/m/d");
     shuffle("/m");
-    let (code, err) = once_env(&a, &b, &state, &[], &debug);
+    let (code, err) = once_env(&a, &b, &state, &["--bootstrap", "log"], &debug);
     assert_eq!(code, 0, "{err}");
     check("/m");
     assert!(err.contains("moved along with its folder"), "{err}");
@@ -182,7 +183,8 @@ fn versions_the_source_replaced_since_are_not_copied() {
 
     let state = temp_state("replaced");
     let debug = [("RUST_LOG", "info,filer_sync::apply=debug")];
-    let (code, err) = once_env(&a, &b, &state, &[], &debug);
+    // The old versions come from replaying the log (a walk sees only the last).
+    let (code, err) = once_env(&a, &b, &state, &["--bootstrap", "log"], &debug);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/v"), &b.tree("/v"));
     assert_eq!(b.get("/v/kept.bin").unwrap(), bytes(7, 4000));
@@ -463,4 +465,83 @@ fn a_replayed_move_into_a_folder_that_moved_on_keeps_the_source_attributes() {
     let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/rf"), &b.tree("/rf"));
+}
+
+/// A first run copies the tree by a walk, so what the source's metadata log
+/// lost or no longer holds (a filer killed with SIGKILL drops the events
+/// still in memory; retention drops old log files) reaches the target all
+/// the same; the log is followed from the walk's start. One way, the target
+/// becomes an exact copy: what only it holds goes.
+#[test]
+fn a_first_run_copies_what_the_log_lost() {
+    let mut a = Cluster::start();
+    let b = Cluster::start();
+    for i in 0..20 {
+        a.put(&format!("/lost/f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    b.put("/lost/only-on-b.txt", b"not on A");
+    // Killed: the last events are in the store but may be gone from the log.
+    a.restart_filer();
+    let state = temp_state("first-walk");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("first run: copying / -> / one way"), "{err}");
+    assert_same(&a.tree("/lost"), &b.tree("/lost"));
+    // From now on the log: later changes come through it, no walk again.
+    a.put("/lost/after.txt", b"after");
+    a.delete("/lost/f0.txt");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("first run"), "{err}");
+    assert_same(&a.tree("/lost"), &b.tree("/lost"));
+    // The old way, replaying the log, is still there for whoever wants it.
+    let c = Cluster::start();
+    let (code, err) = once(&a, &c, &temp_state("first-log"), &["--bootstrap", "log"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("first run"), "{err}");
+    println!(
+        "replaying the log brought {} of A's {} entries",
+        c.tree("/lost").len(),
+        a.tree("/lost").len()
+    );
+}
+
+/// Both ways, a first run joins the trees: what one side lacks comes from
+/// the other, and a path both hold in different versions goes to the newer
+/// (a conflict, ledgered); then both follow their logs.
+#[test]
+fn a_first_run_both_ways_joins_the_trees() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/join/only-a.txt", b"a");
+    a.put("/join/both.txt", b"the older version, on A");
+    b.put("/join/sub/only-b.txt", b"b");
+    b.put("/join/both.txt", b"the newer version, on B");
+    b.edit("/join/both.txt", |e| {
+        e.attributes.as_mut().unwrap().mtime += 60;
+    });
+    let state = temp_state("first-join");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("first run: copying / <-> / both ways"),
+        "{err}"
+    );
+    assert_same(&a.tree("/join"), &b.tree("/join"));
+    assert_eq!(a.get("/join/both.txt").unwrap(), b"the newer version, on B");
+    assert_eq!(a.get("/join/sub/only-b.txt").unwrap(), b"b");
+    let s = State::open(std::path::Path::new(&state)).unwrap();
+    let conflicts = s.conflicts().unwrap();
+    assert!(
+        conflicts
+            .iter()
+            .any(|c| c.path == "/join/both.txt" && !c.source_won),
+        "{conflicts:?}"
+    );
+    drop(s);
+    b.put("/join/later.txt", b"later, on B");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("first run"), "{err}");
+    assert_eq!(a.get("/join/later.txt").unwrap(), b"later, on B");
 }

@@ -474,6 +474,8 @@ fn changes_that_keep_the_mtime_reach_the_other_cluster() {
     let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/meta"), &b.tree("/meta"));
+    // Only metadata travelled: each side's chunks are there already.
+    assert_eq!(err.matches(", 0 bytes copied,").count(), 2, "{err}");
     for i in 0..16 {
         let side = if i < 8 { "A" } else { "B" };
         for c in [&a, &b] {

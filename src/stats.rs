@@ -1,5 +1,6 @@
 //! Live counters per direction, shared by the pipeline (which updates them),
-//! the progress renderer and the Prometheus endpoint (which read them).
+//! the progress renderer and the Prometheus endpoint (which read them). A
+//! leaf: it knows nothing of who reads or writes it.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 

@@ -1,0 +1,162 @@
+//! The first run of a direction that has no checkpoint: the source's metadata
+//! log may no longer hold its past (retention, a crashed filer), so the trees
+//! are copied by a walk (the `verify` engine, level by level, in parallel),
+//! and the log is followed from the source's clock at the walk's start, which
+//! brings what changed while it ran. One way, B becomes A's copy (B-only
+//! entries deleted unless `--b-no-delete`, within `--max-delete`); both ways,
+//! what one side lacks is copied from the other and a path both hold in
+//! different versions goes to the newer (a conflict, ledgered). Excluded
+//! paths are not walked. The checkpoints are recorded only once the walk is
+//! done: a run stopped halfway walks again (equal entries are skipped). A
+//! copy that fails for good (a chunk gone) goes to the failure ledger, as a
+//! failed event does, and the run goes on.
+
+use super::verify::{one_per_path, Compare};
+use super::Peers;
+use crate::config::{Side, SyncConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::paths::under;
+use crate::replicate::conflict::{self, mtime_ns, size};
+use crate::replicate::left_out;
+use crate::replicate::Action;
+use crate::retry::{retry, Cancel, Policy};
+use crate::state::{Commit, Conflict, Direction, Failure, State};
+use crate::volume::throttle::Throttle;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// Walks and copies when a direction of `cfg` has no checkpoint yet; then
+/// records each such direction's checkpoint at its source's clock before
+/// the walk. Returns the copies that failed for good (ledgered).
+pub fn first_run(
+    cfg: &SyncConfig,
+    peers: &Peers,
+    state: &mut State,
+    cancel: &Cancel,
+    throttle: &Option<Arc<Throttle>>,
+) -> Result<Vec<Failure>> {
+    let two_way = !cfg.active_passive;
+    let key = |(s, sig_s): (&Side, i32), (t, sig_t): (&Side, i32)| Direction {
+        source_sig: sig_s,
+        source_path: s.path.clone(),
+        target_sig: sig_t,
+        target_path: t.path.clone(),
+    };
+    let (a, b) = ((&cfg.a, peers.sig_a()), (&cfg.b, peers.sig_b()));
+    let mut fresh = Vec::new();
+    for (on, (src, dst), client) in [(true, (a, b), &peers.a), (two_way, (b, a), &peers.b)] {
+        let k = key(src, dst);
+        if on && src.0.from_ts_ms == 0 && state.position(&k)?.is_none() {
+            let start = retry("source clock", Policy::SHORT, cancel, || client.now_ns())?;
+            fresh.push((k, start));
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    log::info!(
+        "first run: copying {} {} {} {} by a walk; the log is followed from now on",
+        cfg.a.path,
+        if two_way { "<->" } else { "->" },
+        cfg.b.path,
+        if two_way { "both ways" } else { "one way" },
+    );
+    let pair = cfg.pair();
+    let cmp = Compare::connect(&pair, cancel.clone())?.with_throttle(throttle.clone());
+    // --a-debug / --b-debug: every change applied to that side.
+    let applied = |a: &Action| {
+        let onto_b = a.signatures().first() == Some(&peers.sig_a());
+        let (on, dir) = if onto_b {
+            (cfg.b.debug, "A→B")
+        } else {
+            (cfg.a.debug, "B→A")
+        };
+        if on {
+            log::info!("{dir}: applied {} (first-run walk)", a.target());
+        }
+    };
+    let skip = |rel: &str| {
+        left_out(&cfg.a.excludes, &under(&cfg.a.path, rel))
+            || left_out(&cfg.b.excludes, &under(&cfg.b.path, rel))
+    };
+    let mut walk = cmp.walk(false);
+    walk.skip = Some(&skip);
+    let (onto_b, onto_a) = (cmp.applier(true), cmp.applier(false));
+    let (mut copied, mut deletes) = (0u64, 0u64);
+    let mut failed = Vec::new();
+    let mut conflicts = Vec::new();
+    walk.levels(|diffs| {
+        let mut work = Vec::new();
+        for (rel, d) in one_per_path(diffs) {
+            match (d.a, d.b) {
+                (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
+                (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),
+                (None, Some(_)) if cfg.b.deletes => {
+                    deletes += 1;
+                    if cfg.max_delete.is_some_and(|max| deletes > max) {
+                        return Err(Error::new(
+                            ErrorKind::Paused,
+                            format!(
+                                "first run paused: the walk would delete more than --max-delete {} entries only on B; \
+                                 nothing more was deleted. Check the folders, then rerun with a larger --max-delete",
+                                cfg.max_delete.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                    work.push((&onto_b, cmp.delete_on_b(&rel)));
+                }
+                (Some(ea), Some(eb)) => {
+                    let a_wins = !two_way || conflict::compare(&ea, &eb) != Ordering::Less;
+                    if two_way && !ea.is_directory && !eb.is_directory {
+                        conflicts.push(Conflict {
+                            path: rel.clone(),
+                            source_mtime_ns: mtime_ns(&ea),
+                            source_size: size(&ea),
+                            source_origin: peers.sig_a(),
+                            target_mtime_ns: mtime_ns(&eb),
+                            target_size: size(&eb),
+                            source_won: a_wins,
+                        });
+                    }
+                    work.push(if a_wins {
+                        (&onto_b, cmp.copy(true, &rel, ea))
+                    } else {
+                        (&onto_a, cmp.copy(false, &rel, eb))
+                    });
+                }
+                _ => {}
+            }
+        }
+        copied += work.len() as u64;
+        failed.extend(cmp.apply_all(work, &applied));
+        Ok(())
+    })?;
+    log::info!(
+        "first run: {copied} entries copied or deleted ({} failed), {} conflicts; following the log",
+        failed.len(),
+        conflicts.len()
+    );
+    let failures: Vec<Failure> = failed
+        .into_iter()
+        .map(|(path, error)| Failure {
+            event_ts_ns: 0,
+            path,
+            error: format!("first-run walk: {error}"),
+        })
+        .collect();
+    for (i, (k, start)) in fresh.into_iter().enumerate() {
+        let first = i == 0;
+        let commit = Commit {
+            ts_ns: start,
+            conflicts: if first {
+                std::mem::take(&mut conflicts)
+            } else {
+                vec![]
+            },
+            failures: if first { failures.clone() } else { vec![] },
+            ..Commit::default()
+        };
+        state.commit(&k, &commit)?;
+    }
+    Ok(failures)
+}
