@@ -22,7 +22,7 @@ build: deps
 
 test: build
 	$(CARGO) test --no-fail-fast -- --test-threads=3
-	FILER_SYNC_BIN=$(CURDIR)/target/debug/filer-sync python3 -m pytest tests/s3 -q
+	FILER_SYNC_BIN=$(CURDIR)/target/debug/filer-sync python3 -m pytest tests/s3/test_s3_sync.py -q
 	scripts/check-deploy.sh
 
 demo: build
