@@ -42,6 +42,10 @@ pub(super) struct Copied {
     pub fresh: Vec<Fresh>,
 }
 
+/// Chunks larger than this are streamed from the download into the upload;
+/// smaller ones are read whole (the fastest for the many small files).
+const STREAM_ABOVE: u64 = 1 << 20;
+
 impl Applier {
     /// Frees the copies in `fresh` that the target does not name (`kept`):
     /// a write that failed, or that the target's own version won over.
@@ -165,14 +169,32 @@ impl Applier {
         let id = fid::of_chunk(c);
         // Encrypted chunks are stored as ciphertext (+28 bytes): copy them verbatim.
         let plain = c.cipher_key.is_empty();
-        let data = retry(&format!("download {id}"), self.calls, &self.cancel, || {
-            self.chunks_in
-                .download(&id, plain.then_some(c.size), deleted_too)
-        })
-        .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
-        let new_id = self
-            .upload(&format!("upload {id}"), path, (name, mime), &data)
+        let (new_id, bytes) = if plain && c.size > STREAM_ABOVE {
+            // Streamed from the download into the upload: memory stays flat
+            // whatever the chunk size. A cut on either side starts the chunk
+            // again (the same file id, see `upload`).
+            let mut up = Upload::default();
+            let r = retry(&format!("copy {id}"), self.calls, &self.cancel, || {
+                self.chunks_in
+                    .stream(&id, Some(c.size), deleted_too, |body, len| {
+                        self.chunks_out
+                            .upload_stream(path, (name, mime), (body, len), &mut up)
+                    })
+            });
+            if r.is_err() {
+                self.chunks_out.abandon(up);
+            }
+            (r, c.size)
+        } else {
+            let data = retry(&format!("download {id}"), self.calls, &self.cancel, || {
+                self.chunks_in
+                    .download(&id, plain.then_some(c.size), deleted_too)
+            })
             .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
+            let r = self.upload(&format!("upload {id}"), path, (name, mime), &data);
+            (r, data.len() as u64)
+        };
+        let new_id = new_id.map_err(|e| e.context(format!("chunk {id} of {path}")))?;
         let mut out = c.clone();
         out.file_id = new_id;
         out.fid = Default::default();
@@ -182,7 +204,7 @@ impl Applier {
             // Downloaded without Accept-Encoding, the volume server sent plain bytes.
             out.is_compressed = false;
         }
-        Ok((out, data.len() as u64))
+        Ok((out, bytes))
     }
 
     /// Uploads `data` as a chunk of `path`, retried as every call is; each

@@ -177,47 +177,110 @@ impl ChunkSource {
         Err(last)
     }
 
+    /// Opens a chunk for reading as a stream (one marked deleted only with
+    /// `deleted_too`) and hands `f` its body and length, read within the
+    /// throttle; the bytes are never all in memory. `expected`, when given,
+    /// must be the length the server announces. A body cut short fails `f`
+    /// (the caller starts the chunk again).
+    pub fn stream<T>(
+        &self,
+        file_id: &str,
+        expected: Option<u64>,
+        deleted_too: bool,
+        f: impl FnOnce(&mut dyn Read, u64) -> Result<T>,
+    ) -> Result<T> {
+        let urls = self.urls(file_id, deleted_too)?;
+        let mut last = Error::transient(format!("chunk {file_id}: no location"));
+        for url in &urls {
+            let mut resp = match self.open(url, file_id, None) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.context(format!("GET {url}"));
+                    continue;
+                }
+            };
+            let announced = resp
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let len = match (announced, expected) {
+                (Some(n), Some(e)) if n != e => {
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!("GET {url}: {n} bytes announced, the entry says {e}"),
+                    ))
+                }
+                (Some(n), _) => n,
+                (None, _) => {
+                    return Err(Error::transient(format!("GET {url}: no Content-Length")));
+                }
+            };
+            let mut body = Throttled {
+                inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
+                throttle: self.throttle.as_deref(),
+            };
+            return f(&mut body, len);
+        }
+        if deleted_too || last.kind() != ErrorKind::NotFound {
+            self.forget(file_id);
+        }
+        Err(last)
+    }
+
+    /// Sends the GET for a chunk (from byte `from` on), checks the answer,
+    /// and returns the response whose body is to be read.
+    fn open(
+        &self,
+        url: &str,
+        file_id: &str,
+        from: Option<u64>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut req = self.http.agent().get(url);
+        if let Some(s) = self.signer.as_ref().filter(|_| !self.proxy) {
+            let now = crate::util::now_ns() / 1_000_000_000;
+            req = req.header(
+                "Authorization",
+                format!("Bearer {}", s.token(file_id, now as u64)),
+            );
+        }
+        if let Some(n) = from {
+            req = req.header("Range", format!("bytes={n}-"));
+        }
+        let mut resp = req.call()?;
+        let status = resp.status().as_u16();
+        if !matches!(status, 200 | 206) {
+            // Read the short error body, so that the connection goes back
+            // to the pool instead of being closed.
+            let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
+        }
+        if let Some(n) = from {
+            let starts_right = resp
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(&format!("bytes {n}-")));
+            if status != 206 || !starts_right {
+                return Err(Error::transient(format!(
+                    "resume at byte {n} answered {status} without a matching Content-Range"
+                )));
+            }
+        } else if status == 401 {
+            return Err(Error::remote(
+                "HTTP status 401: the source cluster signs chunk reads (jwt.signing.read); give its security.toml with --a-security/--b-security, or read through its filer with --a-filer-proxy/--b-filer-proxy",
+            ));
+        } else if status != 200 {
+            return Err(ureq::Error::StatusCode(status).into());
+        }
+        Ok(resp)
+    }
+
     fn get(&self, url: &str, file_id: &str, expected: Option<u64>) -> Result<Vec<u8>> {
         let mut body = Vec::with_capacity(expected.unwrap_or(0) as usize);
         let mut resumes = 0;
         loop {
-            let mut req = self.http.agent().get(url);
-            if let Some(s) = self.signer.as_ref().filter(|_| !self.proxy) {
-                let now = crate::util::now_ns() / 1_000_000_000;
-                req = req.header(
-                    "Authorization",
-                    format!("Bearer {}", s.token(file_id, now as u64)),
-                );
-            }
-            if !body.is_empty() {
-                req = req.header("Range", format!("bytes={}-", body.len()));
-            }
-            let mut resp = req.call()?;
-            let status = resp.status().as_u16();
-            if !matches!(status, 200 | 206) {
-                // Read the short error body, so that the connection goes
-                // back to the pool instead of being closed.
-                let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
-            }
-            if !body.is_empty() {
-                let starts_right = resp
-                    .headers()
-                    .get("content-range")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with(&format!("bytes {}-", body.len())));
-                if status != 206 || !starts_right {
-                    return Err(Error::transient(format!(
-                        "resume at byte {} answered {status} without a matching Content-Range",
-                        body.len()
-                    )));
-                }
-            } else if status == 401 {
-                return Err(Error::remote(
-                    "HTTP status 401: the source cluster signs chunk reads (jwt.signing.read); give its security.toml with --a-security/--b-security, or read through its filer with --a-filer-proxy/--b-filer-proxy",
-                ));
-            } else if status != 200 {
-                return Err(ureq::Error::StatusCode(status).into());
-            }
+            let from = (!body.is_empty()).then_some(body.len() as u64);
+            let mut resp = self.open(url, file_id, from)?;
             let mut reader = resp.body_mut().as_reader();
             match reader.read_to_end(&mut body) {
                 Ok(_) => return Ok(body),
@@ -240,6 +303,37 @@ pub struct Placement {
     pub disk_type: String,
 }
 
+/// What an upload sends: bytes in memory, or a stream of known length.
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    Stream(&'a mut dyn Read, u64),
+}
+
+impl Body<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::Stream(_, n) => *n,
+        }
+    }
+}
+
+/// A chunk body read within the throttle (`--bwlimit`).
+struct Throttled<'a, R> {
+    inner: R,
+    throttle: Option<&'a throttle::Throttle>,
+}
+
+impl<R: Read> Read for Throttled<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(t) = self.throttle {
+            t.take(n as u64);
+        }
+        Ok(n)
+    }
+}
+
 /// File ids asked for at once by one AssignVolume for one target folder.
 const ASSIGN_BATCH: i32 = 16;
 
@@ -253,7 +347,6 @@ const SHARED_BATCH: i32 = 128;
 /// volumes; without a size hint it charges 1 MB per id.
 const BATCH_BYTES: u64 = 64 << 20;
 
-/// An assigned file id not yet written.
 /// An upload across its attempts (see `ChunkSink::upload_with`).
 #[derive(Debug, Default)]
 pub struct Upload {
@@ -266,6 +359,7 @@ impl Upload {
     const SAME_ID: u32 = 3;
 }
 
+/// An assigned file id not yet written.
 #[derive(Debug, Clone)]
 struct Lease {
     file_id: String,
@@ -517,7 +611,28 @@ impl ChunkSink {
         data: &[u8],
         up: &mut Upload,
     ) -> Result<String> {
-        let n = data.len() as u64;
+        self.upload_body(path, (name, mime), Body::Bytes(data), up)
+    }
+
+    /// `upload_with` from a stream of `len` bytes, never all in memory.
+    pub fn upload_stream(
+        &self,
+        path: &str,
+        (name, mime): (&str, &str),
+        (body, len): (&mut dyn Read, u64),
+        up: &mut Upload,
+    ) -> Result<String> {
+        self.upload_body(path, (name, mime), Body::Stream(body, len), up)
+    }
+
+    fn upload_body(
+        &self,
+        path: &str,
+        (name, mime): (&str, &str),
+        data: Body,
+        up: &mut Upload,
+    ) -> Result<String> {
+        let n = data.len();
         let t = &self.typical;
         let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
             Some(if avg == 0 { n } else { (avg * 7 + n) / 8 }.max(1))
@@ -583,7 +698,7 @@ impl ChunkSink {
         }
     }
 
-    fn post(&self, lease: &Lease, name: &str, mime: &str, data: &[u8]) -> Result<String> {
+    fn post(&self, lease: &Lease, name: &str, mime: &str, data: Body) -> Result<String> {
         let file_id = lease.file_id.clone();
         let url = if self.proxy {
             format!(
@@ -594,18 +709,18 @@ impl ChunkSink {
             format!("http://{}/{file_id}", lease.url)
         };
         let (content_type, head, tail) = multipart(name, mime);
-        let len = head.len() + data.len() + tail.len();
+        let len = head.len() as u64 + data.len() + tail.len() as u64;
         // A small body goes out in one piece (one send instead of three);
-        // a large one streams from the caller's buffer, never copied.
+        // a large one streams from the caller's buffer or stream, never
+        // copied.
         let whole;
-        let mut body: Box<dyn std::io::Read + '_> = if len <= ONE_PIECE {
-            whole = [&head[..], data, &tail[..]].concat();
-            Box::new(&whole[..])
-        } else {
-            Box::new(std::io::Read::chain(
-                std::io::Read::chain(&head[..], data),
-                &tail[..],
-            ))
+        let mut body: Box<dyn std::io::Read + '_> = match data {
+            Body::Bytes(data) if len <= ONE_PIECE as u64 => {
+                whole = [&head[..], data, &tail[..]].concat();
+                Box::new(&whole[..])
+            }
+            Body::Bytes(data) => Box::new((&head[..]).chain(data).chain(&tail[..])),
+            Body::Stream(data, n) => Box::new((&head[..]).chain(data.take(n)).chain(&tail[..])),
         };
         let mut post = self
             .http

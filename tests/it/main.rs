@@ -7,6 +7,7 @@ mod fidelity;
 mod follow;
 mod harness;
 mod hostile;
+mod large;
 mod operator;
 mod security;
 mod sync;
