@@ -173,6 +173,11 @@ impl State {
             .map_err(ctx)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(ctx)?;
+        Self::upgraded(conn, path, version)
+    }
+
+    /// `conn` (the file at `path`, or a copy of it) brought to `version`.
+    fn upgraded(conn: Connection, path: &Path, version: usize) -> Result<State> {
         let mut state = State {
             conn,
             path: path.to_path_buf(),
@@ -193,14 +198,7 @@ impl State {
             conn.restore(rusqlite::MAIN_DB, path, rusqlite::backup::NO_PROGRESS)
                 .map_err(ctx)?;
         }
-        let mut state = State {
-            conn,
-            path: path.to_path_buf(),
-        };
-        state
-            .migrate(SCHEMA_VERSION)
-            .map_err(|e| e.context(path.display()))?;
-        Ok(state)
+        Self::upgraded(conn, path, SCHEMA_VERSION)
     }
 
     /// Opens a state file that must exist already (for read-mostly tools).
