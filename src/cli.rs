@@ -17,7 +17,8 @@ use std::path::PathBuf;
 /// 3 another filer-sync holds the state file, 4 a direction paused by
 /// --max-delete.
 pub struct Cli {
-    /// log lines as text (default) or json (one object per line: time, level, target, direction, message)
+    /// log lines as text (default) or json (one object per line: time, level, target, direction,
+    /// message)
     #[argh(option, default = "String::from(\"text\")")]
     pub log_format: String,
     #[argh(subcommand)]
@@ -69,7 +70,8 @@ pub struct SyncArgs {
     /// replicate only A to B (B is a follower)
     #[argh(switch)]
     pub active_passive: bool,
-    /// forward only changes that originated on the source cluster (for a full mesh: every change travels its direct link only)
+    /// forward only changes that originated on the source cluster (for a full mesh: every change
+    /// travels its direct link only)
     #[argh(switch)]
     pub origin_only: bool,
     /// folder on A to sync (default /)
@@ -96,7 +98,8 @@ pub struct SyncArgs {
     /// log every event read from B and every change applied to B
     #[argh(switch)]
     pub b_debug: bool,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
+    /// chunk-read tokens from [jwt.signing.read] key
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -165,19 +168,23 @@ pub struct SyncArgs {
     /// most events in one window (default 1000)
     #[argh(option, default = "1000")]
     pub batch_size: usize,
-    /// longest a window waits for more events after its first one, in ms (default 0: take what the stream has queued, so a quiet stream applies at once and a busy one fills windows)
+    /// longest a window waits for more events after its first one, in ms (default 0: take what the
+    /// stream has queued, so a quiet stream applies at once and a busy one fills windows)
     #[argh(option, default = "0")]
     pub batch_window_ms: u64,
-    /// the SQLite state file (default: $XDG_STATE_HOME or ~/.local/state, /filer-sync/<a>_<a-path>__<b>_<b-path>.db)
+    /// the SQLite state file (default: $XDG_STATE_HOME or ~/.local/state,
+    /// /filer-sync/<a>_<a-path>__<b>_<b-path>.db)
     #[argh(option)]
     pub state: Option<PathBuf>,
-    /// how a direction without a checkpoint starts: walk (default: copy the trees, then follow the log from now) or log (replay the whole metadata log, as weed filer.sync does)
+    /// how a direction without a checkpoint starts: walk (default: copy the trees, then follow the
+    /// log from now) or log (replay the whole metadata log, as weed filer.sync does)
     #[argh(option, default = "String::from(\"walk\")")]
     pub bootstrap: String,
     /// catch up to the sources' time at start, commit, and exit (cron mode)
     #[argh(switch)]
     pub once: bool,
-    /// print the changes a sync would make (one line each, then a summary) and change nothing: neither the targets nor the state file
+    /// print the changes a sync would make (one line each, then a summary) and change nothing:
+    /// neither the targets nor the state file
     #[argh(switch)]
     pub dry_run: bool,
     /// with --dry-run: print the plan as JSON lines
@@ -236,7 +243,8 @@ pub struct VerifyArgs {
     /// write B's chunks through B's filer
     #[argh(switch)]
     pub b_filer_proxy: bool,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
+    /// chunk-read tokens from [jwt.signing.read] key
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -275,7 +283,8 @@ pub struct MigrateArgs {
     /// write B's chunks through B's filer
     #[argh(switch)]
     pub b_filer_proxy: bool,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
+    /// chunk-read tokens from [jwt.signing.read] key
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -402,7 +411,8 @@ pub struct CheckpointArgs {
     /// folder on B (default /)
     #[argh(option, default = "String::from(\"/\")")]
     pub b_path: String,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key, chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
+    /// chunk-read tokens from [jwt.signing.read] key
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -537,12 +547,14 @@ impl SyncArgs {
                 };
                 let n = n.ok_or_else(|| {
                     Error::usage(format!(
-                        "--{flag}-exclude {x:?}: give an absolute path or glob like /data/tmp or /data/**.tmp"
+                        "--{flag}-exclude {x:?}: give an absolute path or glob like /data/tmp or \
+                            /data/**.tmp"
                     ))
                 })?;
                 if !crate::replicate::glob::is_glob(&n) && is_under(&path, &n) {
                     return Err(Error::usage(format!(
-                        "--{flag}-exclude {x:?} covers the whole synced folder {path}: nothing would replicate"
+                        "--{flag}-exclude {x:?} covers the whole synced folder {path}: nothing \
+                            would replicate"
                     )));
                 }
                 ex.push(n);
@@ -633,7 +645,8 @@ impl SyncArgs {
         }
         if a.addr == b.addr && (is_under(&a.path, &b.path) || is_under(&b.path, &a.path)) {
             return Err(Error::usage(format!(
-                "-a and -b are the same filer {} with overlapping folders {} and {}: it would sync into itself",
+                "-a and -b are the same filer {} with overlapping folders {} and {}: it would \
+                    sync into itself",
                 a.addr, a.path, b.path
             )));
         }
@@ -662,7 +675,9 @@ impl SyncArgs {
             ];
             if let Some((flag, _)) = unused.iter().find(|(_, given)| *given) {
                 return Err(Error::usage(format!(
-                    "{flag} has no effect with --active-passive (only A→B runs: A is never written, B is never read); drop it, or run both ways without --active-passive"
+                    "{flag} has no effect with --active-passive (only A→B runs: A is never \
+                        written, B is never read); drop it, or run both ways without \
+                        --active-passive"
                 )));
             }
         }

@@ -152,7 +152,8 @@ impl From<rusqlite::Error> for Error {
         use rusqlite::ErrorCode as C;
         let hint = match e.sqlite_error_code() {
             Some(C::DiskFull | C::SystemIoFailure) => {
-                ": its disk is full or failing; free space and run again (the checkpoint stays at the last window that was committed)"
+                ": its disk is full or failing; free space and run again (the checkpoint stays at \
+                    the last window that was committed)"
             }
             Some(C::ReadOnly | C::CannotOpen | C::PermissionDenied) => {
                 ": check the permissions of the state file and its folder"

@@ -162,7 +162,8 @@ impl Security {
             (None, None, None) => None,
             (None, _, _) => {
                 return Err(Error::usage(format!(
-                    "side {}: a gRPC client certificate needs the CA too (--{flag}-grpc-ca, or [grpc] ca in --{flag}-security)",
+                    "side {}: a gRPC client certificate needs the CA too (--{flag}-grpc-ca, or \
+                        [grpc] ca in --{flag}-security)",
                     flag.to_uppercase()
                 )))
             }
@@ -178,7 +179,8 @@ impl Security {
             }),
             (Some(_), _, _) => {
                 return Err(Error::usage(format!(
-                    "side {}: give both the gRPC client certificate and its key (--{flag}-grpc-cert and --{flag}-grpc-key, or [grpc.client] cert and key)",
+                    "side {}: give both the gRPC client certificate and its key \
+                        (--{flag}-grpc-cert and --{flag}-grpc-key, or [grpc.client] cert and key)",
                     flag.to_uppercase()
                 )))
             }

@@ -396,7 +396,8 @@ impl Applier {
             return Ok(None);
         }
         log::warn!(
-            "conflict at {path}: the target's version wins over the source's delete (deleted at {ts_ns} ns, of the version of mtime {old_mtime_ns} ns; target mtime {} ns)",
+            "conflict at {path}: the target's version wins over the source's delete (deleted at \
+                {ts_ns} ns, of the version of mtime {old_mtime_ns} ns; target mtime {} ns)",
             mtime_ns(&t)
         );
         Ok(Some(Outcome {
@@ -549,7 +550,10 @@ impl Applier {
                 })
             }
             Err(e) if unexpected(e.kind()) => {
-                log::debug!("{path} is not on the target as its event implies ({e}); comparing before writing");
+                log::debug!(
+                    "{path} is not on the target as its event implies ({e}); comparing \
+                    before writing"
+                );
                 let out = self.upsert(dir, src, None, signatures, source_path, via, copied);
                 self.free_unless_named(dir, &src.name, &fresh);
                 out.map(|o| Outcome {
@@ -648,8 +652,13 @@ impl Applier {
                 });
                 if let Some(c) = &record {
                     log::warn!(
-                        "conflict at {path}: {} version wins (source mtime {} ns, target mtime {} ns)",
-                        if c.source_won { "the source's" } else { "the target's" },
+                        "conflict at {path}: {} version wins (source mtime {} ns, target mtime {} \
+                            ns)",
+                        if c.source_won {
+                            "the source's"
+                        } else {
+                            "the target's"
+                        },
                         c.source_mtime_ns,
                         c.target_mtime_ns
                     );

@@ -132,7 +132,8 @@ pub fn first_run(
         Ok(())
     })?;
     log::info!(
-        "first run: {copied} entries copied or deleted ({} failed), {} conflicts; following the log",
+        "first run: {copied} entries copied or deleted ({} failed), {} conflicts; following the \
+            log",
         failed.len(),
         conflicts.len()
     );

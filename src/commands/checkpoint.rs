@@ -73,7 +73,8 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
             }
             let ts = reference::decode(&v).ok_or_else(|| {
                 Error::remote(format!(
-                    "{dir}: the target filer holds no weed filer.sync checkpoint for {src_path} -> {dst_path}; nothing imported"
+                    "{dir}: the target filer holds no weed filer.sync checkpoint for {src_path} \
+                        -> {dst_path}; nothing imported"
                 ))
             })?;
             st.set_checkpoint(&key, ts)?;

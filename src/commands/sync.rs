@@ -31,7 +31,8 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
             || crate::paths::is_under(&cfg.b.path, &cfg.a.path))
     {
         return Err(Error::usage(format!(
-            "-a {} and -b {} are the same filer store (signature {sig_a}) with overlapping folders {} and {}: it would sync into itself",
+            "-a {} and -b {} are the same filer store (signature {sig_a}) with overlapping \
+                folders {} and {}: it would sync into itself",
             cfg.a.addr, cfg.b.addr, cfg.a.path, cfg.b.path
         )));
     }
@@ -95,7 +96,8 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
             Ok(sum) => {
                 let st = &sum.stats;
                 log::info!(
-                    "{} done: {} events ({} skipped: the source had replaced their version since), {} bytes copied, {} failed; checkpoint ts {}",
+                    "{} done: {} events ({} skipped: the source had replaced their version \
+                        since), {} bytes copied, {} failed; checkpoint ts {}",
                     st.name,
                     st.committed.load(Ordering::Relaxed),
                     st.superseded.load(Ordering::Relaxed),

@@ -16,7 +16,8 @@ impl FilerAddr {
     pub fn parse(s: &str) -> Result<FilerAddr> {
         let bad = |why: &str| {
             Error::usage(format!(
-                "filer address {s:?}: {why}; expected HOST:PORT (gRPC on PORT+10000) or HOST:PORT.GRPCPORT, e.g. 127.0.0.1:8888"
+                "filer address {s:?}: {why}; expected HOST:PORT (gRPC on PORT+10000) or \
+                    HOST:PORT.GRPCPORT, e.g. 127.0.0.1:8888"
             ))
         };
         let s = s.trim();
@@ -50,7 +51,8 @@ impl FilerAddr {
                 let g = u32::from(h) + 10000;
                 if g > 65535 {
                     return Err(bad(&format!(
-                        "HTTP port {h} + 10000 is past 65535; name the gRPC port as {host}:{h}.GRPCPORT"
+                        "HTTP port {h} + 10000 is past 65535; name the gRPC port as \
+                            {host}:{h}.GRPCPORT"
                     )));
                 }
                 (h, g as u16)

@@ -76,7 +76,8 @@ impl FilerClient {
     fn wrap(&self, what: &str, e: grpcio::Error) -> Error {
         let e = Error::from(e);
         let hint = if e.kind() == ErrorKind::Transient && what == "GetFilerConfiguration" {
-            " (is the filer running, and is this its gRPC port? give HOST:HTTPPORT or HOST:HTTPPORT.GRPCPORT)"
+            " (is the filer running, and is this its gRPC port? give HOST:HTTPPORT or \
+                HOST:HTTPPORT.GRPCPORT)"
         } else {
             ""
         };

@@ -190,7 +190,8 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         let skew_ms = (source_now - crate::util::now_ns()) / 1_000_000;
         if skew_ms.abs() > 2_000 {
             log::warn!(
-                "{}: the source filer's clock is {skew_ms} ms off this host's; caught-up is judged by the source's",
+                "{}: the source filer's clock is {skew_ms} ms off this host's; caught-up is \
+                    judged by the source's",
                 f.name
             );
         }

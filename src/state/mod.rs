@@ -148,7 +148,8 @@ pub struct State {
 fn not_a_state_file(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
     move |e| {
         Error::usage(format!(
-            "state file {}: {e} (is it a filer-sync state file? move it away or pass another --state)",
+            "state file {}: {e} (is it a filer-sync state file? move it away or pass another \
+                --state)",
             path.display()
         ))
     }
@@ -255,7 +256,8 @@ impl State {
     /// beginning of the log). Returns whether there was one.
     pub fn reset_checkpoint(&mut self, d: &Direction) -> Result<bool> {
         let n = self.conn.execute(
-            "DELETE FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+            "DELETE FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND \
+                target_path=?4",
             params![d.source_sig, d.source_path, d.target_sig, d.target_path],
         )?;
         Ok(n > 0)
@@ -276,7 +278,8 @@ impl State {
         let have = self.version()?;
         if have > SCHEMA_VERSION {
             return Err(Error::usage(format!(
-                "schema version {have} is newer than this filer-sync understands ({SCHEMA_VERSION}); use a newer filer-sync"
+                "schema version {have} is newer than this filer-sync understands \
+                    ({SCHEMA_VERSION}); use a newer filer-sync"
             )));
         }
         if have == 0 {
@@ -287,7 +290,8 @@ impl State {
             )?;
             if tables > 0 {
                 return Err(Error::usage(
-                    "holds tables but no filer-sync schema version: not a filer-sync state file; pass another --state",
+                    "holds tables but no filer-sync schema version: not a filer-sync state file; \
+                        pass another --state",
                 ));
             }
         }
@@ -338,7 +342,8 @@ impl State {
         Ok(self
             .conn
             .query_row(
-                "SELECT ts_ns, last_event FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+                "SELECT ts_ns, last_event FROM checkpoints WHERE source_sig=?1 AND source_path=?2 \
+                    AND target_sig=?3 AND target_path=?4",
                 params![d.source_sig, d.source_path, d.target_sig, d.target_path],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -351,7 +356,8 @@ impl State {
         Ok(self
             .conn
             .query_row(
-                "SELECT replay_horizon_ns FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4",
+                "SELECT replay_horizon_ns FROM checkpoints WHERE source_sig=?1 AND source_path=?2 \
+                    AND target_sig=?3 AND target_path=?4",
                 params![d.source_sig, d.source_path, d.target_sig, d.target_path],
                 |r| r.get(0),
             )

@@ -267,7 +267,9 @@ impl ChunkSource {
             }
         } else if status == 401 {
             return Err(Error::remote(
-                "HTTP status 401: the source cluster signs chunk reads (jwt.signing.read); give its security.toml with --a-security/--b-security, or read through its filer with --a-filer-proxy/--b-filer-proxy",
+                "HTTP status 401: the source cluster signs chunk reads (jwt.signing.read); give \
+                    its security.toml with --a-security/--b-security, or read through its filer \
+                    with --a-filer-proxy/--b-filer-proxy",
             ));
         } else if status != 200 {
             return Err(ureq::Error::StatusCode(status).into());
@@ -679,7 +681,8 @@ impl ChunkSink {
             match r {
                 Ok(()) => log::debug!("freed unused chunk {id} on the target"),
                 Err(e) => log::warn!(
-                    "chunk {id} was copied to the target but is not used, and could not be freed ({e}); `weed shell volume.fsck` finds it"
+                    "chunk {id} was copied to the target but is not used, and could not be freed \
+                        ({e}); `weed shell volume.fsck` finds it"
                 ),
             }
         }
@@ -801,7 +804,8 @@ fn multipart(name: &str, mime: &str) -> (String, Vec<u8>, Vec<u8>) {
         mime
     };
     let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+            filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
     );
     let tail = format!("\r\n--{boundary}--\r\n");
     (

@@ -220,7 +220,10 @@ fn a_dry_run_changes_nothing_and_the_real_run_then_copies_everything() {
     // B made /dr itself (for its own file): A's folder attributes go over it.
     assert!(out.contains("A→B update /dr/ (0 bytes)"), "{out}");
     assert!(
-        out.contains("A→B dry run: would 22 create, 1 update, 0 delete, 0 move (100130 bytes to copy); nothing was changed"),
+        out.contains(
+            "A→B dry run: would 22 create, 1 update, 0 delete, 0 move (100130 bytes to \
+            copy); nothing was changed"
+        ),
         "{out}"
     );
     let json = dry_run(&a, &b, &state, &["--json"]);
@@ -260,7 +263,8 @@ fn a_dry_run_changes_nothing_and_the_real_run_then_copies_everything() {
         "A→B delete /dr/f0.txt (6 bytes)",
         "A→B move   /dr/f1.txt -> /dr/g1.txt (6 bytes)",
         "A→B update /dr/f2.txt (9 bytes)",
-        "A→B dry run: would 1 create, 1 update, 1 delete, 1 move (12 bytes to copy); nothing was changed",
+        "A→B dry run: would 1 create, 1 update, 1 delete, 1 move (12 bytes to copy); nothing was \
+            changed",
     ] {
         assert!(out.contains(line), "{line} missing from:\n{out}");
     }
