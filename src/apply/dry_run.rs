@@ -135,7 +135,7 @@ impl Applier {
                     Found::Target(t) if same_entry(entry, t) => None,
                     Found::Target(t)
                         if self.newer_target_wins
-                            && conflict::weigh(entry, base.as_deref(), t).verdict
+                            && conflict::weigh(entry, base.as_deref(), false, t).verdict
                                 == Verdict::Target =>
                     {
                         None

@@ -617,6 +617,7 @@ impl Applier {
         via: Transfer,
         spare: Vec<FileChunk>,
     ) -> Result<Outcome> {
+        let spare_was_empty = spare.is_empty();
         let existing = self.lookup_target(dir, &src.name)?;
         let mut conflict_seen = None;
         if let Some(t) = &existing {
@@ -640,7 +641,8 @@ impl Applier {
                         ..Outcome::default()
                     });
                 }
-                let r = conflict::weigh(src, base, t);
+                let behind = self.dirs.lock().unwrap().is_behind(&path);
+                let r = conflict::weigh(src, base, behind, t);
                 let record = r.conflict.then(|| Conflict {
                     path: path.clone(),
                     source_mtime_ns: mtime_ns(src),
@@ -701,6 +703,7 @@ impl Applier {
         let type_changed = existing
             .as_ref()
             .is_some_and(|t| t.is_directory != src.is_directory);
+        let copied = entry.chunks.clone();
         let written = (|| {
             if type_changed {
                 self.delete(dir, &src.name, signatures)?;
@@ -709,16 +712,36 @@ impl Applier {
                 self.update(dir, entry, signatures)
             } else {
                 self.ensure_parent(dir, parent(source_path), signatures)?;
-                self.create(dir, entry, signatures, false)?;
+                // Nothing was there when looked at: created exclusively, so
+                // that a write made there since is weighed, not overwritten.
+                // (Once: the second time, as before, it is written over.)
+                self.create(
+                    dir,
+                    entry,
+                    signatures,
+                    existing.is_none() && spare_was_empty,
+                )?;
                 if existing.is_none() {
                     self.made_dir(dir, src);
                 }
                 Ok(())
             }
         })();
-        if let Err(e) = written {
-            self.free_unless_named(dir, &src.name, &fresh);
-            return Err(e);
+        match written {
+            Err(e) if e.kind() == ErrorKind::Exists && spare_was_empty => {
+                log::debug!("{path} was written on the target meanwhile; comparing again");
+                let out = self.upsert(dir, src, base, signatures, source_path, via, copied);
+                self.free_unless_named(dir, &src.name, &fresh);
+                return out.map(|o| Outcome {
+                    bytes: o.bytes + bytes,
+                    ..o
+                });
+            }
+            Err(e) => {
+                self.free_unless_named(dir, &src.name, &fresh);
+                return Err(e);
+            }
+            Ok(()) => {}
         }
         self.dirs.lock().unwrap().caught_up(&path);
         Ok(Outcome {

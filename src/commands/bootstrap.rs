@@ -23,6 +23,7 @@ use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Conflict, Direction, Failure, State};
 use crate::volume::throttle::Throttle;
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Walks and copies when a direction of `cfg` has no checkpoint yet; then
@@ -61,6 +62,53 @@ pub fn first_run(
         cfg.b.path,
         if two_way { "both ways" } else { "one way" },
     );
+    let walked = copy_by_walk(cfg, peers, (cancel, throttle), "first-run walk", None)?;
+    let (failed, mut conflicts) = (walked.failed, walked.conflicts);
+    let failures: Vec<Failure> = failed
+        .into_iter()
+        .map(|(path, error)| Failure {
+            event_ts_ns: 0,
+            path,
+            error: format!("first-run walk: {error}"),
+        })
+        .collect();
+    for (i, (k, start)) in fresh.into_iter().enumerate() {
+        let first = i == 0;
+        let commit = Commit {
+            ts_ns: start,
+            conflicts: if first {
+                std::mem::take(&mut conflicts)
+            } else {
+                vec![]
+            },
+            failures: if first { failures.clone() } else { vec![] },
+            ..Commit::default()
+        };
+        state.commit(&k, &commit)?;
+    }
+    Ok(failures)
+}
+
+/// What a walk found and did.
+pub struct Walked {
+    pub entries: u64,
+    pub differences: u64,
+    /// (target path, error) of the copies that failed.
+    pub failed: Vec<(String, String)>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Walks both folders and makes them agree as `first_run` says. With
+/// `settled` (a source time and a pace), a rescan: entries changed since
+/// that time are left to the events, and the listings keep the pace.
+pub fn copy_by_walk(
+    cfg: &SyncConfig,
+    peers: &Peers,
+    (cancel, throttle): (&Cancel, &Option<Arc<Throttle>>),
+    why: &str,
+    settled: Option<(i64, Option<&Throttle>)>,
+) -> Result<Walked> {
+    let two_way = !cfg.active_passive;
     let pair = cfg.pair();
     let cmp = Compare::connect(&pair, cancel.clone())?.with_throttle(throttle.clone());
     // --a-debug / --b-debug: every change applied to that side.
@@ -72,22 +120,37 @@ pub fn first_run(
             (cfg.a.debug, "B→A")
         };
         if on {
-            log::info!("{dir}: applied {} (first-run walk)", a.target());
+            log::info!("{dir}: applied {} ({why})", a.target());
         }
     };
     let skip = |rel: &str| {
         left_out(&cfg.a.excludes, &under(&cfg.a.path, rel))
             || left_out(&cfg.b.excludes, &under(&cfg.b.path, rel))
     };
+    let listed = AtomicU64::new(0);
     let mut walk = cmp.walk(false);
     walk.skip = Some(&skip);
+    walk.pace = settled.and_then(|(_, pace)| pace);
+    walk.listed = Some(&listed);
+    // Left to the events: what changed since the walk began (a second of
+    // margin for S3's whole-second mtimes).
+    let recent = |e: &Option<crate::pb::filer::Entry>| {
+        settled.is_some_and(|(since, _)| {
+            e.as_ref()
+                .is_some_and(|e| mtime_ns(e) >= since - 2_000_000_000)
+        })
+    };
     let (onto_b, onto_a) = (cmp.applier(true), cmp.applier(false));
-    let (mut copied, mut deletes) = (0u64, 0u64);
+    let (mut copied, mut deletes, mut differences) = (0u64, 0u64, 0u64);
     let mut failed = Vec::new();
     let mut conflicts = Vec::new();
     walk.levels(|diffs| {
         let mut work = Vec::new();
         for (rel, d) in one_per_path(diffs) {
+            if recent(&d.a) || recent(&d.b) {
+                continue;
+            }
+            differences += 1;
             match (d.a, d.b) {
                 (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
                 (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),
@@ -97,7 +160,7 @@ pub fn first_run(
                         return Err(Error::new(
                             ErrorKind::Paused,
                             format!(
-                                "first run paused: the walk would delete more than --max-delete {} entries only on B; \
+                                "{why} paused: it would delete more than --max-delete {} entries only on B; \
                                  nothing more was deleted. Check the folders, then rerun with a larger --max-delete",
                                 cfg.max_delete.unwrap_or(0)
                             ),
@@ -132,32 +195,16 @@ pub fn first_run(
         Ok(())
     })?;
     log::info!(
-        "first run: {copied} entries copied or deleted ({} failed), {} conflicts; following the \
-            log",
+        "{why}: {} entries listed, {differences} differences, {copied} entries copied or deleted \
+            ({} failed), {} conflicts",
+        listed.load(Relaxed),
         failed.len(),
         conflicts.len()
     );
-    let failures: Vec<Failure> = failed
-        .into_iter()
-        .map(|(path, error)| Failure {
-            event_ts_ns: 0,
-            path,
-            error: format!("first-run walk: {error}"),
-        })
-        .collect();
-    for (i, (k, start)) in fresh.into_iter().enumerate() {
-        let first = i == 0;
-        let commit = Commit {
-            ts_ns: start,
-            conflicts: if first {
-                std::mem::take(&mut conflicts)
-            } else {
-                vec![]
-            },
-            failures: if first { failures.clone() } else { vec![] },
-            ..Commit::default()
-        };
-        state.commit(&k, &commit)?;
-    }
-    Ok(failures)
+    Ok(Walked {
+        entries: listed.load(Relaxed),
+        differences,
+        failed,
+        conflicts,
+    })
 }

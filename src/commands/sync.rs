@@ -50,7 +50,9 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         .bwlimit
         .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
     let mut walk_failures = Vec::new();
-    if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run {
+    // A mesh link (--origin-only) starts from the log: a walk would carry
+    // every cluster's entries over every link, not only its source's own.
+    if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run && !cfg.origin_only {
         walk_failures = super::bootstrap::first_run(cfg, &peers, &mut state, &run, &throttle)?;
     }
     log::info!(

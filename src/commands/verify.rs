@@ -68,6 +68,8 @@ impl Compare<'_> {
             pool: &self.walkers,
             cancel: &self.cancel,
             skip: None,
+            pace: None,
+            listed: None,
         }
     }
 

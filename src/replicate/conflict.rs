@@ -84,9 +84,11 @@ pub fn same_version(a: &Entry, b: &Entry) -> bool {
 /// (a tag, an xattr or a mode changed without a new mtime, or a write in
 /// the same second, would otherwise be settled by the tie-break and lost
 /// half the time). A target that holds another version changed on its own
-/// since: that is a conflict, settled by `resolve`.
-pub fn weigh(src: &Entry, base: Option<&Entry>, target: &Entry) -> Resolution {
-    if base.is_some_and(|b| same_version(b, target)) {
+/// since: that is a conflict, settled by `resolve`. A target that is only
+/// `behind` (it holds a version the source had and replaced, whose newer
+/// versions were skipped on the way) has not changed on its own either.
+pub fn weigh(src: &Entry, base: Option<&Entry>, behind: bool, target: &Entry) -> Resolution {
+    if behind || base.is_some_and(|b| same_version(b, target)) {
         return Resolution {
             verdict: Verdict::Source,
             conflict: false,
@@ -255,9 +257,13 @@ mod tests {
             (&theirs, None, &copy, resolve(&theirs, &copy).verdict, true),
         ];
         for (i, (src, b, t, verdict, conflict)) in cases.into_iter().enumerate() {
-            let r = weigh(src, b, t);
+            let r = weigh(src, b, false, t);
             assert_eq!((r.verdict, r.conflict), (verdict, conflict), "case {i}");
         }
+        // Behind: the target holds a version the source replaced (the events
+        // in between were skipped): it follows, whatever the tie-break says.
+        let r = weigh(&tagged, Some(&theirs), true, &newer);
+        assert_eq!((r.verdict, r.conflict), (Verdict::Source, false));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum Class {
     Etag,
     ChunkCoverage,
     Content,
+    /// Same content, other attributes: a folder's mtime or mode, a file's
+    /// mode, owner, mime or extended attributes (S3 tags and metadata).
+    Attributes,
 }
 
 impl Class {
@@ -35,6 +38,7 @@ impl Class {
             Class::Etag => "etag",
             Class::ChunkCoverage => "chunk coverage",
             Class::Content => "content",
+            Class::Attributes => "attributes",
         }
     }
 }
@@ -98,6 +102,17 @@ pub fn covered(e: &Entry) -> bool {
 }
 
 /// Classifies what differs between A's and B's entry at one path. Pure.
+/// What a user sees of an entry besides its content and times: mode, uid,
+/// gid, mime, symlink target, extended attributes in key order.
+type Meta<'a> = (u32, u32, u32, String, String, Vec<(&'a String, &'a Vec<u8>)>);
+
+fn meta(e: &Entry) -> Meta<'_> {
+    let a = e.attributes.clone().unwrap_or_default();
+    let mut ext: Vec<_> = e.extended.iter().collect();
+    ext.sort();
+    (a.file_mode, a.uid, a.gid, a.mime, a.symlink_target, ext)
+}
+
 pub fn classify(a: Option<&Entry>, b: Option<&Entry>) -> Vec<Class> {
     let (a, b) = match (a, b) {
         (None, None) => return vec![],
@@ -109,7 +124,11 @@ pub fn classify(a: Option<&Entry>, b: Option<&Entry>) -> Vec<Class> {
         return vec![Class::Type];
     }
     if a.is_directory {
-        return vec![];
+        return if meta(a) != meta(b) || mtime_ns(a) != mtime_ns(b) {
+            vec![Class::Attributes]
+        } else {
+            vec![]
+        };
     }
     let mut out = Vec::new();
     if size(a) != size(b) {
@@ -123,6 +142,9 @@ pub fn classify(a: Option<&Entry>, b: Option<&Entry>) -> Vec<Class> {
     }
     if !covered(a) || !covered(b) {
         out.push(Class::ChunkCoverage);
+    }
+    if out.is_empty() && meta(a) != meta(b) {
+        out.push(Class::Attributes);
     }
     out
 }
@@ -141,6 +163,11 @@ pub struct Walk<'a> {
     pub cancel: &'a Cancel,
     /// Paths (relative to the folders) left out, with all below them.
     pub skip: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
+    /// Entries listed per second at most, both sides together (a rescan's
+    /// pace: a walk must not be a surprise load).
+    pub pace: Option<&'a crate::volume::throttle::Throttle>,
+    /// Counts the entries listed.
+    pub listed: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
 /// One folder's entries by name, retried as every listing is.
@@ -199,6 +226,13 @@ impl Walk<'_> {
     fn dir(&self, rel: &str) -> Result<(Vec<Diff>, Vec<String>)> {
         let la = list(self.a, &crate::paths::under(self.a_path, rel), self.cancel)?;
         let lb = list(self.b, &crate::paths::under(self.b_path, rel), self.cancel)?;
+        let n = (la.len() + lb.len()) as u64;
+        if let Some(p) = self.pace {
+            p.take(n);
+        }
+        if let Some(c) = self.listed {
+            c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut diffs = Vec::new();
         let mut sub = Vec::new();
         let names: std::collections::BTreeSet<&String> = la.keys().chain(lb.keys()).collect();
@@ -287,8 +321,16 @@ mod tests {
         let f = file(10, 5, "x");
         let mut gap = f.clone();
         gap.chunks[0].offset = 2;
+        let mut tagged = f.clone();
+        tagged
+            .extended
+            .insert("Seaweed-X-Amz-Tagging-k".into(), b"v".to_vec());
+        let mut newer_dir = dir();
+        newer_dir.attributes.mut_or_insert_default().mtime = 9;
         let cases: Vec<(Option<Entry>, Option<Entry>, Vec<Class>)> = vec![
             (Some(f.clone()), Some(f.clone()), vec![]),
+            (Some(f.clone()), Some(tagged), vec![Attributes]),
+            (Some(dir()), Some(newer_dir), vec![Attributes]),
             (Some(f.clone()), None, vec![MissingOnB]),
             (None, Some(f.clone()), vec![OnlyOnB]),
             (Some(f.clone()), Some(dir()), vec![Type]),

@@ -5,6 +5,7 @@ and restarted, the filers' HTTP API and their trees (with a comparison),
 and the user's view of a bucket through a gateway with its comparison (a
 readable diff)."""
 
+import atexit
 import base64
 import contextlib
 import hashlib
@@ -190,8 +191,8 @@ class Cluster:
         url = f"http://{self.filer_addr}{urllib.parse.quote(path)}?metadata=true"
         return json.loads(http_get(url))
 
-    # The filer's HTTP API (LOCAL-CLUSTERS.md). Each call returns the HTTP
-    # status: a refused request is an answer, not an exception.
+    # The filer's HTTP API (LOCAL-CLUSTERS.md). Each call returns (HTTP
+    # status, body): a refused request is an answer, not an exception.
 
     def filer_call(self, method, path, body=None, headers=None, query=None, timeout=30):
         """One request to this cluster's filer: (status, response body)."""
@@ -209,15 +210,15 @@ class Cluster:
 
     def put_file(self, path, body, content_type="application/octet-stream", headers=None):
         """Writes a file (`Seaweed-*` headers become extended attributes)."""
-        return self.filer_call("PUT", path, body, {"Content-Type": content_type, **(headers or {})})[0]
+        return self.filer_call("PUT", path, body, {"Content-Type": content_type, **(headers or {})})
 
     def move(self, src, dst):
         """`POST dst?mv.from=src`: renames a file or a folder with all below it."""
-        return self.filer_call("POST", dst, query={"mv.from": src})[0]
+        return self.filer_call("POST", dst, query={"mv.from": src})
 
     def delete_tree(self, path):
         """`DELETE path?recursive=true`: a file, or a folder with all below it."""
-        return self.filer_call("DELETE", path, query={"recursive": "true"})[0]
+        return self.filer_call("DELETE", path, query={"recursive": "true"})
 
     def read(self, path):
         """A file's content, or None when there is no such file."""
@@ -263,13 +264,18 @@ class Cluster:
                     "type": "dir" if is_dir else "file", "size": e["FileSize"],
                     "mtime": e["Mtime"], "mode": oct(e["Mode"]), "mime": e["Mime"],
                     "symlink": e["SymlinkTarget"],
-                    "xattrs": {k: _readable(v) for k, v in sorted((e.get("Extended") or {}).items())},
+                    "xattrs": {k: readable(v)
+                               for k, v in sorted((e.get("Extended") or {}).items())},
                     "content": content}
         return out
 
 
+def clock(t):
+    """A time.time() value as local HH:MM:SS.mmm (journals and logs)."""
+    return f"{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t * 1000) % 1000:03d}"
 
-def _readable(b64):
+
+def readable(b64):
     """An extended attribute's value (base64 in the filer's JSON) as text when
     it is text, else as `b64:…` (distinct values stay distinct)."""
     raw = base64.b64decode(b64 or "")
@@ -322,8 +328,7 @@ def frozen_sync_bin():
             folder = tempfile.mkdtemp(prefix="filer-sync-bin-")
             copy = os.path.join(folder, "filer-sync")
             shutil.copy2(FILER_SYNC_BIN, copy)
-            _FROZEN["bin"], _FROZEN["folder"] = copy, folder
-            import atexit
+            _FROZEN["bin"] = copy
             atexit.register(shutil.rmtree, folder, True)
         return _FROZEN["bin"]
 
@@ -340,11 +345,12 @@ class LongSync:
                     "--state", state, *extra]
         self.state, self.log, self.binary = state, log, binary
         self.proc = None
-        self.runs, self.kills, self.exits = 0, 0, []  # exits: codes of runs that ended on their own
+        # exits: the codes of runs that ended on their own
+        self.runs, self.kills, self.exits = 0, 0, []
 
     def _mark(self, text):
         with open(self.log, "a") as f:
-            f.write(f"==== {time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {text}\n")
+            f.write(f"==== {clock(time.time())} {text}\n")
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -369,13 +375,17 @@ class LongSync:
             self.start()
 
     def kill(self):
-        """SIGKILL (by PID) and reap."""
+        """SIGKILL (by PID) and reap; a run that had exited on its own
+        meanwhile is recorded as such instead."""
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.kills += 1
             self._mark(f"run {self.runs} killed (SIGKILL)")
+        elif self.proc is not None:
+            self.exits.append(self.proc.returncode)
+            self._mark(f"run {self.runs} had exited with {self.proc.returncode}")
 
     def stop(self, bound=30.0):
         """SIGTERM (the window in flight is committed), SIGKILL after `bound` s."""

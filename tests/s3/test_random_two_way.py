@@ -1,6 +1,6 @@
 """Owns the seeded two-way race ("No silent loss", part 5): one writer per
 cluster works at once on the same small namespace — two buckets (one
-versioned) of 8 keys, and 4 folder names below /shared — with S3 puts, tag
+versioned) of 8 keys, and 5 folder names below /shared — with S3 puts, tag
 changes, copies and deletes through each cluster's gateway and file puts,
 folder moves and recursive folder deletes through its filer, while one
 long-running active-active `filer-sync sync` is killed with SIGKILL at random
@@ -29,7 +29,7 @@ import harness
 OPS_PER_WRITER = int(os.environ.get("S3_RANDOM_OPS", "90"))
 KEYS = ["k0", "k1.txt", "dir/k2.txt", "dir/k3", "dir/sub/k4.bin", "é k5.txt", "dir/sub/k6",
         "k7 +%.txt"]
-FOLDERS = ["f0", "f1", "f2", "f3"]  # f0..f2 exist at the start
+FOLDERS = ["f0", "f1", "f2", "f3", "f4"]  # f0..f2 exist at the start
 FILES = ["x0", "x1", "sub/x2"]
 SIZES = [0, 1, 17, 100, 700, 3000, 12000]
 CONTENT_TYPES = ["text/plain", "application/json", "application/octet-stream", "image/png",
@@ -49,8 +49,7 @@ def _seeds():
 
 
 SEEDS = _seeds()
-_results = []      # one dict per finished seed, for the report's total
-_left_behind = []  # namespaces of failed seeds: kept for diagnosis, not compared again
+_results = []  # one dict per finished seed, for the report's total
 
 
 class Namespace:
@@ -76,9 +75,10 @@ class Writer(threading.Thread):
         self.done, self.journal = 0, []
 
     def plan(self, i):
-        """The i-th operation: (kind, the filer paths it touches, a call that
-        returns True when the cluster did it). Drawn before it runs, from the
-        generator only, so that a seed replays the same requests."""
+        """The i-th operation: (kind, the filer paths it touches, the call:
+        an S3 request raises when refused, a filer request returns (status,
+        body)). Drawn before it runs, from the generator only, so that a
+        seed replays the same requests."""
         r, s3, c, ns = self.rng, self.c.s3, self.c, self.ns
         roll = r.random()
         kind = next(k for k, upper in MIX if roll < upper)
@@ -112,26 +112,28 @@ class Writer(threading.Thread):
         if kind == "filer put":
             path = f"{folder}/{r.choice(FILES)}"
             body, ctype = r.randbytes(r.choice(SIZES)), r.choice(CONTENT_TYPES)
-            return kind, [path], lambda: c.put_file(
-                path, body, ctype, {"Seaweed-Writer": mark}) < 300
+            return kind, [path], lambda: c.put_file(path, body, ctype, {"Seaweed-Writer": mark})
         if kind == "folder move":
             dst = f"{ns.shared}/{r.choice([f for f in FOLDERS if f != folder.rsplit('/', 1)[1]])}"
-            if r.random() < 0.3:
-                dst += "/g"  # into another folder
-            return kind, [folder, dst], lambda: c.move(folder, dst) < 300
+            if r.random() < 0.5:
+                dst += "/g"  # into another folder (made when missing)
+            return kind, [folder, dst], lambda: c.move(folder, dst)
         if r.random() < 0.25:
             folder += "/sub"
-        return kind, [folder], lambda: c.delete_tree(folder) < 300
+        return kind, [folder], lambda: c.delete_tree(folder)
 
     def run(self):
         for i in range(OPS_PER_WRITER):
             if self.stop.is_set():
                 return
             kind, paths, call = self.plan(i)
-            pause = self.rng.uniform(0, 0.08)
+            pause = self.rng.uniform(0, 0.1)
             started = time.time()
             try:
-                outcome = "done" if call() is not False else "refused"
+                answer = call()
+                outcome = "done"
+                if isinstance(answer, tuple) and answer[0] >= 300:
+                    outcome = f"refused: {answer[0]} {answer[1][:200].decode(errors='replace')}"
             except Exception as e:  # a refused S3 request: counted, never fatal
                 outcome = f"refused: {type(e).__name__}: {str(e)[:160]}"
             self.ops[kind] += 1
@@ -144,7 +146,7 @@ class Writer(threading.Thread):
 
 def _setup(a, ns):
     """The seed's starting point, written on A: both buckets (one versioned)
-    with half of the keys, folders f0..f2 with a file each."""
+    with half of the keys, folders f0..f2 with two files each."""
     a.s3.create_bucket(Bucket=ns.plain)
     a.s3.create_bucket(Bucket=ns.versioned)
     a.s3.put_bucket_versioning(Bucket=ns.versioned,
@@ -154,7 +156,7 @@ def _setup(a, ns):
             a.s3.put_object(Bucket=bucket, Key=key, Body=key.encode(), ContentType="text/plain")
     for folder in FOLDERS[:3]:
         for name in ("x0", "sub/x2"):
-            assert a.put_file(f"{ns.shared}/{folder}/{name}", name.encode(), "text/plain") == 201
+            assert a.put_file(f"{ns.shared}/{folder}/{name}", name.encode(), "text/plain")[0] == 201
 
 
 def _crossed(a, b, sync, ns, seed, timeout=300):
@@ -164,7 +166,7 @@ def _crossed(a, b, sync, ns, seed, timeout=300):
     for round_ in (1, 2):
         token = f"round {round_} {time.time_ns()}".encode()
         for side, c in (("a", a), ("b", b)):
-            assert c.put_file(f"{ns.shared}/.sentinel-{side}", token, "text/plain") == 201
+            assert c.put_file(f"{ns.shared}/.sentinel-{side}", token, "text/plain")[0] == 201
         deadline = time.time() + timeout
         while not (b.read(f"{ns.shared}/.sentinel-a") == token
                    and a.read(f"{ns.shared}/.sentinel-b") == token):
@@ -175,17 +177,13 @@ def _crossed(a, b, sync, ns, seed, timeout=300):
             time.sleep(0.2)
 
 
-def _exclude():
-    return EXCLUDE + tuple(root for ns in _left_behind for root in ns.roots)
-
-
-def _tree_diff(a, b, settle=20.0):
+def _tree_diff(a, b, settle=10.0):
     """(A's tree, the differing paths); a difference is looked at again for
     `settle` seconds (both sides' sentinels have crossed by now, so a
     difference that stays is a divergence)."""
     deadline = time.time() + settle
     while True:
-        ta, tb = a.tree("/", _exclude()), b.tree("/", _exclude())
+        ta, tb = a.tree("/", EXCLUDE), b.tree("/", EXCLUDE)
         diffs = harness.tree_diff(ta, tb)
         if not diffs or time.time() > deadline:
             return ta, diffs
@@ -199,29 +197,30 @@ def _touches(op_paths, path):
                for p in op_paths for q in (p, p + ".versions"))
 
 
-def _diagnosis(a, b, diffs, journal, sync_log, limit=8):
-    """For each differing path: both filers' entries (?metadata=true), the
-    operations that touched it or a folder above or below it, and the sync
-    log's lines naming it."""
+def _diagnosis(a, b, diffs, journal, sync_log, old=(), limit=8):
+    """For each differing path (those in `old`, different before the race
+    already, last): both filers' entries (?metadata=true), the operations
+    that touched it, a folder above it or an entry right inside it, and the
+    sync log's lines naming it."""
     def entry(c, path):
         try:
             e = c.entry(path)
         except Exception as err:
             return f"({err})"
         short = {k: e.get(k) for k in ("Mtime", "Crtime", "Mode", "FileSize", "Mime", "Md5")}
-        short["Extended"] = {k: harness._readable(v) for k, v in (e.get("Extended") or {}).items()}
+        short["Extended"] = {k: harness.readable(v) for k, v in (e.get("Extended") or {}).items()}
         short["chunks"] = [c.get("file_id") for c in e.get("chunks") or []]
         return json.dumps(short, sort_keys=True, ensure_ascii=False)
     log = open(sync_log, errors="replace").read().splitlines()
     out = []
-    for path in list(diffs)[:limit]:
+    for path in sorted(diffs, key=lambda p: p in old)[:limit]:
         out.append(f"--- {diffs[path]}")
         out.append(f"  A ?metadata=true: {entry(a, path)}")
         out.append(f"  B ?metadata=true: {entry(b, path)}")
         touching = [j for j in journal if _touches(j[5], path)]
         for t0, t1, side, i, kind, paths, outcome in touching[-25:]:
-            out.append(f"  op {time.strftime('%H:%M:%S', time.localtime(t0))}.{int(t0 * 1000) % 1000:03d}"
-                       f"+{(t1 - t0) * 1000:.0f}ms {side}{i} {kind} {paths}: {outcome}")
+            out.append(f"  op {harness.clock(t0)}+{(t1 - t0) * 1000:.0f}ms {side}{i} {kind} "
+                       f"{paths}: {outcome}")
         named = [line for line in log if path in line][-15:]
         out += [f"  log: {line[:400]}" for line in named]
     return "\n".join(out)
@@ -232,14 +231,15 @@ def _cleanup(a, b, sync, ns, seed, timeout=120):
     A and waits until both clusters lack them: later seeds then start from
     clusters that hold only what is already compared equal."""
     for root in ns.roots:
-        assert a.delete_tree(root) < 300, f"seed {seed}: deleting {root} on A"
+        assert a.delete_tree(root)[0] < 300, f"seed {seed}: deleting {root} on A"
+
+    def left(c):
+        return [r for r in ns.roots if c.filer_call("GET", r, query={"metadata": "true"})[0] != 404]
     deadline = time.time() + timeout
-    while any(c.filer_call("GET", root, query={"metadata": "true"})[0] != 404
-              for c in (a, b) for root in ns.roots):
+    while left(a) or left(b):
         sync.ensure_running()
         assert time.time() < deadline, (
-            f"seed {seed}: the namespace's delete did not reach B within {timeout} s: "
-            f"{[r for r in ns.roots if b.filer_call('GET', r, query={'metadata': 'true'})[0] != 404]}")
+            f"seed {seed}: the namespace's delete did not reach B within {timeout} s: {left(b)}")
         time.sleep(0.2)
 
 
@@ -286,13 +286,32 @@ def total():
                 f"| {s['entries']} | {s['objects']} | {s['divergences']} | {s['seconds']:.0f} |")
 
 
+def _figures(writers, sync, directions, views, differences):
+    """A seed's figures: operations (refused) in all and by kind, kills,
+    exits, what the state file counted, what was compared, divergences."""
+    (ta, va), (diffs, view_lines) = views, differences
+    by_kind, refused = collections.Counter(), collections.Counter()
+    for w in writers:
+        by_kind.update(w.ops)
+        refused.update(w.refused)
+    total = lambda key: sum(d[key] for d in directions)  # noqa: E731
+    return {
+        "ops": sum(by_kind.values()), "refused": sum(refused.values()),
+        "kinds": ", ".join(f"{k} {by_kind[k]} ({refused[k]})" for k, _ in MIX),
+        "kills": sync.kills, "exits": len(sync.exits), "events": total("events_applied"),
+        "conflicts": total("conflicts"), "failures": total("failures"), "entries": len(ta),
+        "objects": sum(1 for v in va.values() if isinstance(v, dict) for k in v
+                       if k.startswith(("key ", "version ", "delete marker "))),
+        "divergences": len(diffs) + len(view_lines)}
+
+
 def _kill_schedule(seed):
     """2 or 3 SIGKILLs: when the writers are that far through their
     operations (8-92 %), the pause before the restart, and how long the
     restarted sync runs at least before the next kill."""
     rng = random.Random(seed)
     points = sorted(rng.uniform(0.08, 0.92) for _ in range(rng.choice([2, 3])))
-    return [(p, rng.uniform(0.0, 1.0), rng.uniform(0.3, 1.5)) for p in points]
+    return [(p, rng.uniform(0.0, 1.0), rng.uniform(0.3, 1.0)) for p in points]
 
 
 def _race(writers, sync, schedule):
@@ -345,7 +364,7 @@ def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
             b.s3.get_bucket_versioning(Bucket=ns.versioned).get("Status") == "Enabled"
             and b.s3.head_bucket(Bucket=ns.plain)), timeout=60)
         # Differences before any race (the first run's walk decides them).
-        before = harness.tree_diff(a.tree("/", _exclude()), b.tree("/", _exclude()))
+        before = harness.tree_diff(a.tree("/", EXCLUDE), b.tree("/", EXCLUDE))
 
         _race(writers, sync, _kill_schedule(seed))
         writes_done = time.time()
@@ -353,51 +372,40 @@ def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
         _crossed(a, b, sync, ns, seed)
         settled = time.time()
         ta, diffs = _tree_diff(a, b)
-        buckets = sorted({x["Name"] for c in (a, b) for x in c.s3.list_buckets()["Buckets"]}
-                         - {name for old in _left_behind for name in old.buckets})
+        buckets = sorted({x["Name"] for c in (a, b) for x in c.s3.list_buckets()["Buckets"]})
         va, view_lines = harness.view_diff(a, b, buckets)
 
         journal = _journal(writers, journal_file)
-        by_kind, refused = collections.Counter(), collections.Counter()
-        for w in writers:
-            by_kind.update(w.ops)
-            refused.update(w.refused)
-        ops = sum(by_kind.values())
         directions = sync.status()
-        events = sum(d["events_applied"] for d in directions)
-        conflicts = sum(d["conflicts"] for d in directions)
-        failures = sum(d["failures"] for d in directions)
-        objects = sum(1 for v in va.values() if isinstance(v, dict) for k in v
-                      if k.startswith(("key ", "version ", "delete marker ")))
-        divergences = len(diffs) + len(view_lines)
         old = [p for p in diffs if before.get(p) == diffs[p]]
-        kinds = ", ".join(f"{k} {by_kind[k]} ({refused[k]})" for k, _ in MIX)
-        say(f"{ops} operations ({sum(refused.values())} refused): {kinds}; "
-            f"{sync.kills} SIGKILLs, {len(sync.exits)} exits on its own {sync.exits}; "
-            f"{events} events applied, {conflicts} conflicts, {failures} failed for good; "
-            f"writes {writes_done - started:.0f} s, settled in {settled - writes_done:.1f} s; "
-            f"{len(ta)} entries and {objects} S3 objects/versions compared: {divergences} "
-            f"divergences ({len(diffs)} in the trees, {len(old)} of them there before the "
-            f"writers started; {len(view_lines)} in the S3 views)")
-        result = {"ops": ops, "refused": sum(refused.values()), "kills": sync.kills,
-                  "exits": len(sync.exits), "events": events, "conflicts": conflicts,
-                  "failures": failures, "entries": len(ta), "objects": objects,
-                  "divergences": divergences, "seconds": time.time() - started}
-        _results.append(result)
-        _report(f"| {seed} | {ops} ({result['refused']}) | {kinds} | {sync.kills} "
-                f"| {len(sync.exits)} | {events} | {conflicts} | {failures} | {len(ta)} "
-                f"| {objects} | {divergences} | {result['seconds']:.0f} |")
+        fig = _figures(writers, sync, directions, (ta, va), (diffs, view_lines))
+        fig["seconds"] = time.time() - started
+        _results.append(fig)
+        say(f"{fig['ops']} operations ({fig['refused']} refused): {fig['kinds']}; "
+            f"{sync.kills} SIGKILLs, {fig['exits']} exits on its own {sync.exits}; "
+            f"{fig['events']} events applied, {fig['conflicts']} conflicts, "
+            f"{fig['failures']} failed for good; writes {writes_done - started:.0f} s, "
+            f"settled in {settled - writes_done:.1f} s; {fig['entries']} entries and "
+            f"{fig['objects']} S3 objects/versions compared: {fig['divergences']} divergences "
+            f"({len(diffs)} in the trees, {len(old)} of them there before the writers "
+            f"started; {len(view_lines)} in the S3 views)")
+        _report(f"| {seed} | {fig['ops']} ({fig['refused']}) | {fig['kinds']} | {fig['kills']} "
+                f"| {fig['exits']} | {fig['events']} | {fig['conflicts']} | {fig['failures']} "
+                f"| {fig['entries']} | {fig['objects']} | {fig['divergences']} "
+                f"| {fig['seconds']:.0f} |")
 
+        ledger = "".join(f"\n  failed for good: {f['path']}: {f['error'][:300]}"
+                         for d in directions for f in d["recent_failures"])
         assert not diffs, (
             f"{where}: the filer trees differ at {len(diffs)} paths"
-            + (f" ({len(old)} of them already before the writers started: the first "
-               f"run's walk left them)" if old else "") + ":\n"
+            + (f" ({len(old)} of them different already before the writers started)"
+               if old else "") + ":\n"
             + "\n".join(diffs[p] + (" [before the writers]" if p in old else "")
                         for p in list(diffs)[:30])
-            + "\n\n" + _diagnosis(a, b, diffs, journal, sync.log))
+            + "\n" + ledger + "\n\n" + _diagnosis(a, b, diffs, journal, sync.log, old))
         assert not view_lines, (f"{where}: the S3 views differ ({len(view_lines)}):\n"
                                 + "\n".join(view_lines[:40]))
-        assert failures == 0, f"{where}: {failures} events failed for good: {directions}"
+        assert fig["failures"] == 0, f"{where}: {fig['failures']} events failed for good:{ledger}"
         _cleanup(a, b, sync, ns, seed)
         passed = True
     finally:
@@ -408,5 +416,9 @@ def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
         sync.stop()
         _journal(writers, journal_file)
         if not passed:
-            _left_behind.append(ns)
+            # What differs is in the failure message; the next seed starts
+            # clean (and the buckets' volumes are freed).
+            for c in (a, b):
+                for root in ns.roots:
+                    c.delete_tree(root)
             say(f"FAILED: {where}")
