@@ -167,6 +167,12 @@ impl Applier {
         }
     }
 
+    /// Housekeeping while the stream is quiet: unused copies whose volume
+    /// was away are freed once it answers.
+    pub fn tidy(&self) {
+        self.chunks_out.free_later();
+    }
+
     /// The source filer this applier reads from.
     pub fn source(&self) -> &FilerClient {
         &self.source

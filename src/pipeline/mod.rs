@@ -498,6 +498,7 @@ fn collect_window(
                 if deadline.is_some() {
                     return (events, None);
                 }
+                f.applier.tidy();
             }
             Err(RecvTimeoutError::Disconnected) => return (events, Some(Ok(()))),
         }

@@ -104,7 +104,14 @@ pub fn covered(e: &Entry) -> bool {
 /// Classifies what differs between A's and B's entry at one path. Pure.
 /// What a user sees of an entry besides its content and times: mode, uid,
 /// gid, mime, symlink target, extended attributes in key order.
-type Meta<'a> = (u32, u32, u32, String, String, Vec<(&'a String, &'a Vec<u8>)>);
+type Meta<'a> = (
+    u32,
+    u32,
+    u32,
+    String,
+    String,
+    Vec<(&'a String, &'a Vec<u8>)>,
+);
 
 fn meta(e: &Entry) -> Meta<'_> {
     let a = e.attributes.clone().unwrap_or_default();

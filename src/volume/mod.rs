@@ -390,6 +390,9 @@ pub struct ChunkSink {
     /// Recent upload sizes (a moving average, bytes; 0 before the first):
     /// the size hint of batch assigns.
     typical: AtomicU64,
+    /// Unused copies whose delete failed (their volume server away), and
+    /// when they were last tried: tried again while uploads go on.
+    unfreed: Mutex<(Vec<String>, Option<Instant>)>,
 }
 
 impl ChunkSink {
@@ -404,6 +407,7 @@ impl ChunkSink {
             buckets: None,
             rules: AtomicBool::new(true),
             typical: AtomicU64::new(0),
+            unfreed: Default::default(),
         }
     }
 
@@ -634,6 +638,7 @@ impl ChunkSink {
         data: Body,
         up: &mut Upload,
     ) -> Result<String> {
+        self.free_later();
         let n = data.len();
         let t = &self.typical;
         let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
@@ -672,6 +677,7 @@ impl ChunkSink {
     /// a cluster that signs writes) is named in a warning and left to
     /// `weed shell volume.fsck`.
     pub fn discard(&self, file_ids: &[String]) {
+        let mut left = Vec::new();
         for id in file_ids {
             let r = if self.proxy {
                 Err(Error::remote("chunks go through the filer proxy"))
@@ -680,12 +686,36 @@ impl ChunkSink {
             };
             match r {
                 Ok(()) => log::debug!("freed unused chunk {id} on the target"),
+                Err(e) if e.is_retryable() => left.push(id.clone()),
                 Err(e) => log::warn!(
                     "chunk {id} was copied to the target but is not used, and could not be freed \
                         ({e}); `weed shell volume.fsck` finds it"
                 ),
             }
         }
+        if !left.is_empty() {
+            log::debug!(
+                "{} unused chunks to free once their volume answers",
+                left.len()
+            );
+            let mut u = self.unfreed.lock().unwrap();
+            u.0.extend(left);
+            u.1 = Some(Instant::now());
+        }
+    }
+
+    /// Tries again to free the unused copies whose volume was away, at most
+    /// every few seconds.
+    pub fn free_later(&self) {
+        let ids = {
+            let mut u = self.unfreed.lock().unwrap();
+            if u.0.is_empty() || u.1.is_some_and(|at| at.elapsed() < Duration::from_secs(3)) {
+                return;
+            }
+            u.1 = Some(Instant::now());
+            std::mem::take(&mut u.0)
+        };
+        self.discard(&ids);
     }
 
     fn delete(&self, file_id: &str) -> Result<()> {
