@@ -2,7 +2,7 @@
 //! The only module that knows argh. Validation never touches the network.
 
 use crate::config::{
-    Bootstrap, CheckpointAction, CheckpointConfig, Pair, Side, SyncConfig, VerifyOptions,
+    Bootstrap, CheckpointAction, CheckpointConfig, Pair, Rescan, Side, SyncConfig, VerifyOptions,
 };
 use crate::error::{Error, Result};
 use crate::filer::FilerAddr;
@@ -208,6 +208,12 @@ pub struct SyncArgs {
     /// seconds between progress lines (default: 1 on a terminal, 10 otherwise)
     #[argh(option)]
     pub progress_secs: Option<u64>,
+    /// one way, following: walk both folders this often and repair what differs (default 21600, six hours; 0: never)
+    #[argh(option)]
+    pub rescan_secs: Option<u64>,
+    /// entries listed per second during a rescan, both sides together (default 2000)
+    #[argh(option, default = "2000")]
+    pub rescan_rate: u64,
 }
 
 #[derive(FromArgs, Debug)]
@@ -744,7 +750,37 @@ impl SyncArgs {
                 Some(0) => return Err(Error::usage("--progress-secs 0: give 1 or more")),
                 p => p,
             },
+            rescan: self.rescan()?,
         })
+    }
+}
+
+impl SyncArgs {
+    /// `--rescan-secs` and `--rescan-rate`: one way, following, every six
+    /// hours unless told otherwise.
+    fn rescan(&self) -> Result<Option<Rescan>> {
+        if self.rescan_rate == 0 {
+            return Err(Error::usage(
+                "--rescan-rate 0: give 1 or more entries per second",
+            ));
+        }
+        let asked = self.rescan_secs.filter(|s| *s > 0);
+        if asked.is_some() && (!self.active_passive || self.once || self.dry_run) {
+            return Err(Error::usage(
+                "--rescan-secs: rescans run one way (--active-passive) while following \
+                 (without --once or --dry-run); a first run copies by a walk in every mode",
+            ));
+        }
+        let every = match self.rescan_secs {
+            Some(0) => return Ok(None),
+            Some(s) => s,
+            None if self.active_passive && !self.once && !self.dry_run => 6 * 3600,
+            None => return Ok(None),
+        };
+        Ok(Some(Rescan {
+            every_secs: every,
+            rate: self.rescan_rate,
+        }))
     }
 }
 
@@ -885,6 +921,32 @@ mod tests {
         .unwrap();
         assert!(c.active_passive && c.origin_only && c.once && c.dry_run && c.a.proxy && c.b.debug);
         assert!(!c.b.deletes && c.a.deletes && !c.b.proxy && !c.a.debug);
+    }
+
+    #[test]
+    fn rescans_run_one_way_while_following() {
+        let every =
+            |extra: &[&'static str]| cfg(&with(extra)).unwrap().rescan.map(|r| r.every_secs);
+        assert_eq!(
+            every(&["--active-passive"]),
+            Some(6 * 3600),
+            "on by default"
+        );
+        assert_eq!(
+            every(&["--active-passive", "--rescan-secs", "60"]),
+            Some(60)
+        );
+        assert_eq!(every(&["--active-passive", "--rescan-secs", "0"]), None);
+        assert_eq!(every(&["--active-passive", "--once"]), None, "cron mode");
+        assert_eq!(every(&[]), None, "both ways");
+        for bad in [
+            &["--rescan-secs", "60"][..],
+            &["--active-passive", "--once", "--rescan-secs", "60"],
+            &["--active-passive", "--rescan-rate", "0"],
+        ] {
+            let e = cfg(&with(bad)).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad:?}");
+        }
     }
 
     #[test]

@@ -47,6 +47,16 @@ pub struct SyncConfig {
     /// Where to serve metrics, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
     pub progress_secs: Option<u64>,
+    /// Periodic rescans (one way, following).
+    pub rescan: Option<Rescan>,
+}
+
+/// A walk of both folders every so often that repairs what differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rescan {
+    pub every_secs: u64,
+    /// Entries listed per second, both sides together.
+    pub rate: u64,
 }
 
 impl SyncConfig {

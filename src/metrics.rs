@@ -44,7 +44,7 @@ pub fn serve(listener: std::net::TcpListener, all: &[Arc<Stats>], done: &AtomicB
 pub fn exposition(all: &[Arc<Stats>]) -> String {
     let mut out = String::new();
     type Read = fn(&Stats) -> f64;
-    let series: [(&str, &str, &str, Read); 11] = [
+    let series: [(&str, &str, &str, Read); 14] = [
         (
             "sync_offset",
             "gauge",
@@ -95,6 +95,24 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
             "counter",
             "events not applied because the source had replaced their version since",
             |s| s.superseded.load(Relaxed) as f64,
+        ),
+        (
+            "rescan_entries_total",
+            "counter",
+            "entries listed by rescans, both sides",
+            |s| s.rescan_entries.load(Relaxed) as f64,
+        ),
+        (
+            "rescan_differences_total",
+            "counter",
+            "differences rescans found and repaired",
+            |s| s.rescan_differences.load(Relaxed) as f64,
+        ),
+        (
+            "rescan_last_success_timestamp_seconds",
+            "gauge",
+            "when the last rescan ended without error (0: none yet)",
+            |s| s.rescan_done_ns.load(Relaxed) as f64 / 1e9,
         ),
         (
             "paused",
@@ -169,6 +187,6 @@ mod tests {
             text.contains("} 1\n# HELP SeaweedFS_filerSync_up"),
             "{text}"
         );
-        assert_eq!(text.matches("# TYPE").count(), 11);
+        assert_eq!(text.matches("# TYPE").count(), 14);
     }
 }

@@ -28,6 +28,12 @@ pub struct Stats {
     source_seen_at: AtomicI64,
     /// The direction stopped by `--max-delete`.
     pub paused: AtomicBool,
+    /// Entries listed by rescans, both sides.
+    pub rescan_entries: AtomicU64,
+    /// Differences rescans found (and repaired).
+    pub rescan_differences: AtomicU64,
+    /// When the last rescan ended without error (this host's clock, ns).
+    pub rescan_done_ns: AtomicI64,
 }
 
 impl Stats {
@@ -49,6 +55,9 @@ impl Stats {
             source_ns: AtomicI64::new(0),
             source_seen_at: AtomicI64::new(0),
             paused: AtomicBool::new(false),
+            rescan_entries: AtomicU64::new(0),
+            rescan_differences: AtomicU64::new(0),
+            rescan_done_ns: AtomicI64::new(0),
         }
     }
 

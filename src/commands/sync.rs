@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
 use crate::pipeline::{self, Flow};
 use crate::replicate::Scope;
-use crate::retry::Cancel;
+use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Direction, State};
 use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
@@ -78,9 +78,43 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
             None => None,
         };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // One way, following: a walk every so often repairs what the log
+    // missed (a crashed source filer, writes on B), at the rescan pace.
+    let pace = cfg.rescan.map(|r| Throttle::new(r.rate, run.clone()));
+    let stats = flows[0].stats.clone();
+    let rescan = || {
+        let since = match retry("source clock", Policy::SHORT, &run, || peers.a.now_ns()) {
+            Ok(t) => t,
+            Err(e) => return log::warn!("rescan skipped: {e}"),
+        };
+        let settled = Some((since, pace.as_ref()));
+        match super::bootstrap::copy_by_walk(cfg, &peers, (&run, &throttle), "rescan", settled) {
+            Ok(w) => {
+                stats.rescan_entries.fetch_add(w.entries, Ordering::Relaxed);
+                stats
+                    .rescan_differences
+                    .fetch_add(w.differences, Ordering::Relaxed);
+                if w.failed.is_empty() {
+                    stats
+                        .rescan_done_ns
+                        .store(crate::util::now_ns(), Ordering::Relaxed);
+                }
+                for (path, e) in &w.failed {
+                    log::error!("rescan: {path}: {e}");
+                }
+            }
+            Err(e) => log::warn!("rescan: {e}"),
+        }
+    };
     let reporting = pipeline::Reporting {
         metrics,
         every: Duration::from_secs(cfg.progress_secs.unwrap_or(if terminal { 1 } else { 10 })),
+        periodic: cfg.rescan.map(|r| {
+            (
+                Duration::from_secs(r.every_secs),
+                &rescan as &(dyn Fn() + Sync),
+            )
+        }),
     };
     let names = flows.iter().map(|f| f.name.clone()).collect();
     let renderer = Renderer::new(cfg.json, names, terminal);

@@ -71,12 +71,15 @@ fn client_id() -> i32 {
     ((t ^ (u64::from(std::process::id()) << 20)) & 0x7fff_ffff) as i32
 }
 
-/// How a run shows its progress.
-pub struct Reporting {
+/// How a run shows its progress, and what else it does on the side.
+pub struct Reporting<'a> {
     /// Serves Prometheus text on this listener while the run lasts.
     pub metrics: Option<std::net::TcpListener>,
     /// `Observer::progress` this often.
     pub every: Duration,
+    /// A job run this often while the directions run (a rescan), on a
+    /// thread of its own.
+    pub periodic: Option<(Duration, &'a (dyn Fn() + Sync))>,
 }
 
 /// What the engine tells its caller as it runs; the caller renders it (the
@@ -96,6 +99,7 @@ pub fn run_all(
     reporting: Reporting,
     observer: &dyn Observer,
 ) -> Vec<Result<Summary>> {
+    let cancel = flows.first().map(|f| f.cancel.clone()).unwrap_or_default();
     let all: Vec<std::sync::Arc<Stats>> = flows.iter().map(|f| f.stats.clone()).collect();
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -106,6 +110,22 @@ pub fn run_all(
         {
             let (all, done, every) = (&all, &done, reporting.every);
             s.spawn(move || report_progress(all, done, every, observer));
+        }
+        if let Some((every, job)) = reporting.periodic {
+            let (done, cancel) = (&done, &cancel);
+            s.spawn(move || loop {
+                let until = Instant::now() + every;
+                while Instant::now() < until
+                    && !done.load(Ordering::SeqCst)
+                    && !cancel.is_cancelled()
+                {
+                    cancel.sleep(Duration::from_millis(200));
+                }
+                if done.load(Ordering::SeqCst) || cancel.is_cancelled() {
+                    return;
+                }
+                job();
+            });
         }
         let results = run_directions(s, flows, observer);
         done.store(true, Ordering::SeqCst);
