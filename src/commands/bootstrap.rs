@@ -172,7 +172,7 @@ pub fn copy_by_walk(
                     let a_wins = !two_way || conflict::compare(&ea, &eb) != Ordering::Less;
                     if two_way && !ea.is_directory && !eb.is_directory {
                         conflicts.push(Conflict {
-                            path: rel.clone(),
+                            path: under(&cfg.b.path, &rel),
                             source_mtime_ns: mtime_ns(&ea),
                             source_size: size(&ea),
                             source_origin: peers.sig_a(),
