@@ -709,7 +709,12 @@ impl Applier {
         let type_changed = existing
             .as_ref()
             .is_some_and(|t| t.is_directory != src.is_directory);
-        let copied = entry.chunks.clone();
+        // Offered to a second look should the exclusive create below fail.
+        let copied = if existing.is_none() && spare_was_empty {
+            entry.chunks.clone()
+        } else {
+            Vec::new()
+        };
         let written = (|| {
             if type_changed {
                 self.delete(dir, &src.name, signatures)?;
