@@ -2,7 +2,8 @@
 //! The only module that knows argh. Validation never touches the network.
 
 use crate::config::{
-    Bootstrap, CheckpointAction, CheckpointConfig, Pair, Rescan, Side, SyncConfig, VerifyOptions,
+    Bootstrap, CheckpointAction, CheckpointConfig, Ha, Pair, Rescan, Side, SyncConfig,
+    VerifyOptions,
 };
 use crate::error::{Error, Result};
 use crate::filer::FilerAddr;
@@ -208,12 +209,24 @@ pub struct SyncArgs {
     /// seconds between progress lines (default: 1 on a terminal, 10 otherwise)
     #[argh(option)]
     pub progress_secs: Option<u64>,
-    /// one way, following: walk both folders this often and repair what differs (default 21600, six hours; 0: never)
+    /// one way, following: walk both folders this often and repair what differs
+    /// (default 21600, six hours; 0: never)
     #[argh(option)]
     pub rescan_secs: Option<u64>,
     /// entries listed per second during a rescan, both sides together (default 2000)
     #[argh(option, default = "2000")]
     pub rescan_rate: u64,
+    /// high availability: run several instances (own state files, other hosts) on the same
+    /// pair; one holds a lock on A's filer and runs, the others stand by and take over
+    #[argh(switch)]
+    pub ha: bool,
+    /// with --ha: the lock's name (default: derived from the pair and mode)
+    #[argh(option)]
+    pub ha_name: Option<String>,
+    /// with --ha: seconds the lock lives without a renewal (default 6; a standby takes over
+    /// within about TTL + TTL/3 of the active's death)
+    #[argh(option, default = "6")]
+    pub ha_ttl_secs: u64,
 }
 
 #[derive(FromArgs, Debug)]
@@ -299,6 +312,10 @@ pub struct MigrateArgs {
     /// the SQLite state file (default as for sync)
     #[argh(option)]
     pub state: Option<PathBuf>,
+    /// limit chunk bytes copied per second (e.g. 10M, 512K): a migration between data
+    /// centres shares their link with everything else
+    #[argh(option)]
+    pub bwlimit: Option<String>,
     /// seconds before a gRPC call is given up (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
@@ -353,6 +370,7 @@ impl MigrateArgs {
         s.b_security = self.b_security.clone();
         s.timeout_secs = self.timeout_secs;
         s.state = self.state.clone();
+        s.bwlimit = self.bwlimit.clone();
         s.validate()
     }
 }
@@ -751,6 +769,7 @@ impl SyncArgs {
                 p => p,
             },
             rescan: self.rescan()?,
+            ha: self.ha()?,
         })
     }
 }
@@ -780,6 +799,37 @@ impl SyncArgs {
         Ok(Some(Rescan {
             every_secs: every,
             rate: self.rescan_rate,
+        }))
+    }
+}
+
+impl SyncArgs {
+    /// `--ha`, `--ha-name`, `--ha-ttl-secs`.
+    fn ha(&self) -> Result<Option<Ha>> {
+        if !self.ha {
+            if self.ha_name.is_some() {
+                return Err(Error::usage("--ha-name: give it with --ha"));
+            }
+            return Ok(None);
+        }
+        if self.once || self.dry_run {
+            return Err(Error::usage(
+                "--ha: standbys wait for a long-running active instance; a --once or --dry-run \
+                 run needs no election (drop --ha)",
+            ));
+        }
+        if !(2..=300).contains(&self.ha_ttl_secs) {
+            return Err(Error::usage(format!(
+                "--ha-ttl-secs {}: give 2 to 300 seconds",
+                self.ha_ttl_secs
+            )));
+        }
+        if self.ha_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(Error::usage("--ha-name: give a non-empty name"));
+        }
+        Ok(Some(Ha {
+            name: self.ha_name.clone(),
+            ttl: std::time::Duration::from_secs(self.ha_ttl_secs),
         }))
     }
 }
@@ -943,6 +993,26 @@ mod tests {
             &["--rescan-secs", "60"][..],
             &["--active-passive", "--once", "--rescan-secs", "60"],
             &["--active-passive", "--rescan-rate", "0"],
+        ] {
+            let e = cfg(&with(bad)).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ha_is_for_long_running_instances() {
+        let c = cfg(&with(&["--ha"])).unwrap();
+        let ha = c.ha.unwrap();
+        assert_eq!((ha.name, ha.ttl.as_secs()), (None, 6));
+        let c = cfg(&with(&["--ha", "--ha-name", "x", "--ha-ttl-secs", "9"])).unwrap();
+        assert_eq!(c.ha.unwrap().name.as_deref(), Some("x"));
+        assert!(cfg(&with(&[])).unwrap().ha.is_none());
+        for bad in [
+            &["--ha", "--once"][..],
+            &["--ha", "--dry-run"],
+            &["--ha", "--ha-ttl-secs", "1"],
+            &["--ha-name", "x"],
+            &["--ha", "--ha-name", " "],
         ] {
             let e = cfg(&with(bad)).unwrap_err();
             assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad:?}");

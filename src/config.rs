@@ -49,6 +49,16 @@ pub struct SyncConfig {
     pub progress_secs: Option<u64>,
     /// Periodic rescans (one way, following).
     pub rescan: Option<Rescan>,
+    /// `--ha`: one active instance among several.
+    pub ha: Option<Ha>,
+}
+
+/// Leader election among instances of one pair (`crate::ha`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ha {
+    /// The lock's name; None: derived from the pair and mode.
+    pub name: Option<String>,
+    pub ttl: std::time::Duration,
 }
 
 /// A walk of both folders every so often that repairs what differs.

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod filer;
+pub mod ha;
 pub mod metrics;
 pub mod paths;
 pub mod pb;

@@ -128,21 +128,37 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
         ),
     ];
     for (name, kind, help, f) in series {
-        let _ = writeln!(out, "# HELP SeaweedFS_filerSync_{name} {help}");
-        let _ = writeln!(out, "# TYPE SeaweedFS_filerSync_{name} {kind}");
+        header(&mut out, name, kind, help);
         for s in all {
-            let _ = writeln!(
-                out,
-                "SeaweedFS_filerSync_{name}{{sourceFiler=\"{}\",targetFiler=\"{}\",clientName=\"{}\",path=\"{}\"}} {}",
-                esc(&s.source),
-                esc(&s.target),
-                esc(&s.client),
-                esc(&s.path),
-                f(s)
-            );
+            sample(&mut out, name, s, f(s));
+        }
+    }
+    if all.iter().any(|s| s.ha_active.load(Relaxed) >= 0) {
+        let help = "--ha: 1 while this instance is the active one, 0 standing by";
+        header(&mut out, "ha_active", "gauge", help);
+        for s in all {
+            sample(&mut out, "ha_active", s, s.ha_active.load(Relaxed) as f64);
         }
     }
     out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP SeaweedFS_filerSync_{name} {help}");
+    let _ = writeln!(out, "# TYPE SeaweedFS_filerSync_{name} {kind}");
+}
+
+/// One sample of series `name` for the direction `s`, with its labels.
+fn sample(out: &mut String, name: &str, s: &Stats, value: f64) {
+    let _ = writeln!(
+        out,
+        "SeaweedFS_filerSync_{name}{{sourceFiler=\"{}\",targetFiler=\"{}\",\
+         clientName=\"{}\",path=\"{}\"}} {value}",
+        esc(&s.source),
+        esc(&s.target),
+        esc(&s.client),
+        esc(&s.path),
+    );
 }
 
 fn esc(s: &str) -> String {
@@ -169,7 +185,11 @@ mod tests {
         s.superseded.store(3, Relaxed);
         s.checkpoint_ns.store(1_000_000_000, Relaxed);
         let text = exposition(std::slice::from_ref(&s));
-        assert!(text.contains("SeaweedFS_filerSync_events_processed_total{sourceFiler=\"127.0.0.1:8888\",targetFiler=\"127.0.0.1:9888\",clientName=\"filer-sync_/_To_/\",path=\"/\"} 7"), "{text}");
+        let line = concat!(
+            "SeaweedFS_filerSync_events_processed_total{sourceFiler=\"127.0.0.1:8888\",",
+            "targetFiler=\"127.0.0.1:9888\",clientName=\"filer-sync_/_To_/\",path=\"/\"} 7"
+        );
+        assert!(text.contains(line), "{text}");
         let value = |name: &str| {
             let line = text
                 .lines()

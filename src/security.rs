@@ -131,7 +131,8 @@ impl Security {
                     None => 10,
                     Some(v) => v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
                         Error::usage(format!(
-                            "{what}: jwt.signing.read.expires_after_seconds {v:?} is not a positive number"
+                            "{what}: jwt.signing.read.expires_after_seconds {v:?} is not a \
+                             positive number"
                         ))
                     })?,
                 };
@@ -282,7 +283,11 @@ mod tests {
         // Known answer computed independently (Python's hmac + base64).
         assert_eq!(
             t,
-            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAwMDAwMTAsImZpZCI6IjMsMDE2MzcwMzdkNiJ9.MPyP-f3u-UCHgktwxmzNutjpHhFW1TGBn8TSxIcd0Oo"
+            concat!(
+                "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.",
+                "eyJleHAiOjE3MDAwMDAwMTAsImZpZCI6IjMsMDE2MzcwMzdkNiJ9.",
+                "MPyP-f3u-UCHgktwxmzNutjpHhFW1TGBn8TSxIcd0Oo"
+            )
         );
         assert_eq!(s.token("3,01637037d6", 1_700_000_000), t);
     }

@@ -34,6 +34,9 @@ pub struct Stats {
     pub rescan_differences: AtomicU64,
     /// When the last rescan ended without error (this host's clock, ns).
     pub rescan_done_ns: AtomicI64,
+    /// `--ha`: 1 while this instance is the active one, 0 standing by;
+    /// -1 without `--ha`.
+    pub ha_active: AtomicI64,
 }
 
 impl Stats {
@@ -58,6 +61,7 @@ impl Stats {
             rescan_entries: AtomicU64::new(0),
             rescan_differences: AtomicU64::new(0),
             rescan_done_ns: AtomicI64::new(0),
+            ha_active: AtomicI64::new(-1),
         }
     }
 

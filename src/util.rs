@@ -138,7 +138,10 @@ mod tests {
         let l = line(format_args!("A→B: stream lost (\"x\")"));
         assert!(l.starts_with("{\"time\":\"20"), "{l}");
         assert!(
-            l.ends_with(r#","level":"WARN","target":"filer_sync::pipeline","direction":"A→B","message":"A→B: stream lost (\"x\")"}"#),
+            l.ends_with(concat!(
+                r#","level":"WARN","target":"filer_sync::pipeline","#,
+                r#""direction":"A→B","message":"A→B: stream lost (\"x\")"}"#
+            )),
             "{l}"
         );
         assert!(!line(format_args!("conflict at /a: x")).contains("direction"));

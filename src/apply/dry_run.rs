@@ -154,23 +154,14 @@ impl Applier {
                 }))
             }
             Action::Delete {
-                dir,
-                name,
-                old_mtime_ns,
-                base,
-                ..
+                dir, name, base, ..
             } => {
                 let path = join_path(dir, name);
                 let found = self.found(dir, name)?;
                 let kept = match &found {
                     Found::Target(t) => {
                         self.newer_target_wins
-                            && conflict::delete_keeps(
-                                t,
-                                base.as_deref(),
-                                false,
-                                (ts_ns, *old_mtime_ns),
-                            )
+                            && conflict::delete_keeps(t, base.as_deref(), false, ts_ns)
                     }
                     _ => false,
                 };

@@ -39,7 +39,7 @@ use crate::retry::retry;
 use crate::retry::{Cancel, Policy};
 use crate::state::Conflict;
 use crate::volume::{fid, ChunkSink, ChunkSource};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 pub struct Applier {
@@ -63,6 +63,9 @@ pub struct Applier {
     /// Entries moved along with a folder are trusted to be the source's for
     /// events after this time only (source clock; see `skipped_replayed`).
     moves_trusted_after_ns: std::sync::atomic::AtomicI64,
+    /// Target folders renames may have left empty, with their source path
+    /// and the signatures to remove them with (see `end_window`).
+    vacated: std::sync::Mutex<BTreeMap<String, (String, Vec<i32>)>>,
     /// Source folders listed in this window for `source_replaced`.
     source_view: std::sync::Mutex<SourceView>,
     /// How every remote call is retried: here, at the call, and nowhere
@@ -117,8 +120,6 @@ struct Deleted<'a> {
     behind: bool,
     /// When the source logged the delete (its clock).
     ts_ns: i64,
-    /// The deleted entry's mtime (0: unknown).
-    old_mtime_ns: i64,
 }
 
 /// What applying an action did, for counters, logs and the conflict ledger.
@@ -152,6 +153,7 @@ impl Applier {
             dirs: Default::default(),
             target_root: target_root.to_string(),
             moves_trusted_after_ns: Default::default(),
+            vacated: Default::default(),
             source_view: Default::default(),
             calls: Policy::FOREVER,
             cancel,
@@ -176,6 +178,11 @@ impl Applier {
     /// The source filer this applier reads from.
     pub fn source(&self) -> &FilerClient {
         &self.source
+    }
+
+    /// The target filer this applier writes to.
+    pub fn target(&self) -> &FilerClient {
+        &self.target
     }
 
     /// Applies `action`, planned from an event at `ts_ns` (source clock; 0
@@ -239,7 +246,6 @@ impl Applier {
                 dir,
                 name,
                 signatures,
-                old_mtime_ns,
                 base,
             } => {
                 if way == Route::SkipAbsent {
@@ -254,7 +260,6 @@ impl Applier {
                         base: base.as_deref(),
                         behind: known.behind,
                         ts_ns,
-                        old_mtime_ns: *old_mtime_ns,
                     };
                     if let Some(kept) = self.kept_over_delete(dir, name, signatures, deleted)? {
                         return Ok(kept);
@@ -264,12 +269,17 @@ impl Applier {
                 Ok(Outcome::default())
             }
             Action::Rename {
+                old_dir,
+                old_name,
                 new_dir,
                 entry,
                 signatures,
                 source,
+                old_source,
                 ..
             } => {
+                // Whatever this rename does, it may leave its old folder empty.
+                self.vacating(old_dir, parent(old_source), signatures);
                 if way == Route::SkipMovedAlong {
                     // One-way, the target's copy was the source's before the
                     // folder moved and moved with it unchanged, as on the
@@ -277,12 +287,17 @@ impl Applier {
                     log::debug!("{} moved along with its folder", action.target());
                     return skipped();
                 }
-                if way == Route::Move {
-                    self.rename(action)?;
+                let beside = way == Route::Move && self.rename(action, known.behind)?;
+                // The old entry is gone (moved by this rename or by its
+                // parent's), or stays as the target's own: make sure the new
+                // one is exactly the source's.
+                let out = self.upsert(new_dir, entry, None, signatures, source, via, Vec::new())?;
+                if beside {
+                    // The version the source moved away, left beside the new
+                    // path's own (weighed just now).
+                    self.delete(old_dir, old_name, signatures)?;
                 }
-                // The old entry is gone (moved by this rename or by its parent's):
-                // make sure the new one is exactly the source's.
-                self.upsert(new_dir, entry, None, signatures, source, via, Vec::new())
+                Ok(out)
             }
         }
     }
@@ -310,6 +325,7 @@ impl Applier {
                 old_dir, old_name, ..
             } => {
                 let old_path = join_path(old_dir, old_name);
+                let behind = dirs.is_behind(&old_path);
                 dirs.forget(&old_path);
                 dirs.forget(&action.target());
                 // A folder's move is logged with one event per entry below
@@ -317,30 +333,74 @@ impl Applier {
                 Known {
                     moved_along: dirs.moved_along(&old_path),
                     moves_trusted: ts_ns > self.moves_trusted_after_ns.load(Ordering::Relaxed),
+                    behind,
                     ..Known::default()
                 }
             }
         }
     }
 
-    /// Moves a rename's old target entry to its new name, when it is there.
-    fn rename(&self, action: &Action) -> Result<()> {
+    /// Moves a rename's old target entry to its new name, when it is there
+    /// and is what the source moved. True when the old target entry is to
+    /// be removed once the new one is written.
+    ///
+    /// A folder moves whole (one AtomicRenameEntry), except where that would
+    /// carry or clobber what the source never moved: active-active, where
+    /// the target's users may have written into it since, and wherever the
+    /// new path holds a folder already (two moves onto one name: the filer
+    /// refuses to replace a non-empty folder). There it moves piecewise: the
+    /// new folder is made (or weighed, when there) and each entry below
+    /// follows with its own event, which the filer logs for every entry a
+    /// folder's move carried; what is left (written on the target alone)
+    /// stays, and the old folder goes once empty (`end_window`).
+    ///
+    /// Active-active, a file moves only while the target holds the version
+    /// the source moved (or one it had replaced); a version changed on the
+    /// target stays at the old path and its own event carries it over. A
+    /// file whose new path is taken on the target is not moved over it: the
+    /// new entry is weighed against the one there, and the old copy goes.
+    fn rename(&self, action: &Action, behind: bool) -> Result<bool> {
         let Action::Rename {
             old_dir,
             old_name,
+            old_mtime_ns,
             new_dir,
             entry,
             signatures,
             source,
-            ..
+            old_source,
         } = action
         else {
-            return Ok(());
+            return Ok(false);
         };
-        if self.lookup_target(old_dir, old_name)?.is_none() {
-            return Ok(());
-        }
+        let Some(old) = self.lookup_target(old_dir, old_name)? else {
+            return Ok(false);
+        };
         let (old_path, new_path) = (join_path(old_dir, old_name), action.target());
+        let two_way = self.newer_target_wins;
+        if two_way
+            && !entry.is_directory
+            && !Self::moved_version(&old, entry, *old_mtime_ns, behind)
+        {
+            log::debug!(
+                "{old_path} changed on the target since the source moved it: it stays, and \
+                 {new_path} is written from the event"
+            );
+            return Ok(false);
+        }
+        let taken = if two_way || entry.is_directory {
+            self.lookup_target(new_dir, &entry.name)?
+        } else {
+            None
+        };
+        if entry.is_directory && (two_way || taken.as_ref().is_some_and(|t| t.is_directory)) {
+            log::debug!("{old_path} moves to {new_path} entry by entry");
+            self.vacating(&old_path, old_source, signatures);
+            return Ok(false);
+        }
+        if taken.is_some() && two_way {
+            return Ok(true);
+        }
         self.ensure_parent(new_dir, parent(source), signatures)?;
         let mut req = AtomicRenameEntryRequest::new();
         req.old_directory = old_dir.clone();
@@ -363,8 +423,76 @@ impl Applier {
             Err(e) if self.lookup_target(old_dir, old_name)?.is_some() => {
                 Err(e.context(format!("rename {old_path} -> {new_path}")))
             }
-            _ => Ok(()),
+            _ => Ok(false),
         }
+    }
+
+    /// True for a target folder strictly inside the synced one (which
+    /// with its ancestors is not the source's to describe or remove).
+    fn inside(&self, dir: &str) -> bool {
+        dir != self.target_root && crate::paths::is_under(dir, &self.target_root)
+    }
+
+    /// A rename may leave the target folder `dir` (the source's
+    /// `source_dir`) empty: `end_window` looks.
+    fn vacating(&self, dir: &str, source_dir: &str, signatures: &[i32]) {
+        if self.inside(dir) {
+            self.vacated.lock().unwrap().insert(
+                dir.to_string(),
+                (source_dir.to_string(), signatures.to_vec()),
+            );
+        }
+    }
+
+    /// The window is applied: a folder that renames left empty on the
+    /// target goes, when the source no longer has it either (it moved away
+    /// entry by entry, or its entries moved out), and so do the folders
+    /// above it that this leaves empty. Deepest first; a folder written
+    /// into meanwhile stays (the delete is not recursive). Kept in memory
+    /// only: a replayed window looks again, as each rename of it registers
+    /// its folders anew.
+    pub fn end_window(&self) -> Result<()> {
+        let on_source = |p: &str| {
+            let (d, n) = split_path(p);
+            retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
+                self.source.lookup(d, n)
+            })
+        };
+        let mut todo = std::mem::take(&mut *self.vacated.lock().unwrap());
+        while let Some((path, (source_path, signatures))) = todo.pop_last() {
+            let (dir, name) = split_path(&path);
+            let empty_folder = match self.lookup_target(dir, name)? {
+                Some(t) if t.is_directory => !self.holds_entries(&path)?,
+                _ => false,
+            };
+            if !empty_folder || on_source(&source_path)?.is_some() {
+                continue;
+            }
+            match self.delete_as(dir, name, &signatures, false) {
+                Ok(()) => log::debug!("{path}: left empty by moves, gone on the source: removed"),
+                Err(e) if e.kind() == ErrorKind::Remote => {
+                    log::debug!("{path} was written into meanwhile: it stays ({e})");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            self.dirs.lock().unwrap().forget(&path);
+            if self.inside(dir) {
+                let above = (parent(&source_path).to_string(), signatures);
+                todo.entry(dir.to_string()).or_insert(above);
+            }
+        }
+        Ok(())
+    }
+
+    /// Active-active: the target's `old` file is the version the source
+    /// moved (`moved`, its mtime then `old_mtime_ns`), or one the source had
+    /// before it (it is known to be `behind`); not a change of its own.
+    fn moved_version(old: &Entry, moved: &Entry, old_mtime_ns: i64, behind: bool) -> bool {
+        old_mtime_ns == 0
+            || behind
+            || conflict::same_version(old, moved)
+            || mtime_ns(old) < old_mtime_ns
     }
 
     /// Active-active, a delete meets the target's entry: a change the
@@ -381,11 +509,7 @@ impl Applier {
         signatures: &[i32],
         deleted: Deleted,
     ) -> Result<Option<Outcome>> {
-        let Deleted {
-            ts_ns,
-            old_mtime_ns,
-            ..
-        } = deleted;
+        let Deleted { ts_ns, base, .. } = deleted;
         let Some(t) = self.lookup_target(dir, name)? else {
             return Ok(Some(Outcome {
                 skipped: true,
@@ -396,14 +520,15 @@ impl Applier {
         // A folder's delete is logged after one for each entry it held, so
         // what the target's folder still holds when its own delete arrives
         // is what the deleting side never saw: it stays, with its folder.
-        let keeps = conflict::delete_keeps(&t, deleted.base, deleted.behind, (ts_ns, old_mtime_ns))
+        let keeps = conflict::delete_keeps(&t, base, deleted.behind, ts_ns)
             || (t.is_directory && self.holds_entries(&path)?);
         if !keeps {
             return Ok(None);
         }
         log::warn!(
             "conflict at {path}: the target's version wins over the source's delete (deleted at \
-                {ts_ns} ns, of the version of mtime {old_mtime_ns} ns; target mtime {} ns)",
+                {ts_ns} ns, of the version of mtime {} ns; target mtime {} ns)",
+            base.map_or(0, mtime_ns),
             mtime_ns(&t)
         );
         Ok(Some(Outcome {
@@ -433,12 +558,18 @@ impl Applier {
     /// Deletes a target entry with everything below it and its chunks (the
     /// target's chunks are its own copies). A missing entry is not an error.
     fn delete(&self, dir: &str, name: &str, signatures: &[i32]) -> Result<()> {
+        self.delete_as(dir, name, signatures, true)
+    }
+
+    /// `delete`; not `recursive`, a folder that holds entries stays (the
+    /// filer refuses).
+    fn delete_as(&self, dir: &str, name: &str, signatures: &[i32], recursive: bool) -> Result<()> {
         let mut req = DeleteEntryRequest::new();
         req.directory = dir.to_string();
         req.name = name.to_string();
         req.is_delete_data = true;
-        req.is_recursive = true;
-        req.ignore_recursive_error = true;
+        req.is_recursive = recursive;
+        req.ignore_recursive_error = recursive;
         req.is_from_other_cluster = true;
         req.signatures = signatures.to_vec();
         retry("DeleteEntry", self.calls, &self.cancel, || {
@@ -459,8 +590,7 @@ impl Applier {
     /// carry the filer's clock, and active-active that newer version would
     /// win over the source's once the folder's own move brought it along.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
-        let inside = dir != self.target_root && crate::paths::is_under(dir, &self.target_root);
-        if !inside || source_dir == "/" || self.dirs.lock().unwrap().is_known(dir) {
+        if !self.inside(dir) || source_dir == "/" || self.dirs.lock().unwrap().is_known(dir) {
             return Ok(());
         }
         let (pd, name) = split_path(dir);

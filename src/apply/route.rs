@@ -39,8 +39,8 @@ pub struct Known {
     /// Entries that went along with a folder are the source's for this
     /// event (it is past the replay horizon).
     pub moves_trusted: bool,
-    /// A delete's target entry is a version the source had replaced (not
-    /// used for routing: `conflict::delete_keeps` weighs it).
+    /// A delete's or a rename's old target entry is a version the source
+    /// had replaced (not used for routing: the delete or the move weighs it).
     pub behind: bool,
 }
 

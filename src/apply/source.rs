@@ -179,8 +179,12 @@ impl Applier {
                 old_mtime_ns,
                 entry,
                 source,
+                old_source,
+                signatures,
                 ..
             } => {
+                // Applied or skipped, it may leave its old folder empty.
+                self.vacating(old_dir, crate::paths::parent(old_source), signatures);
                 // (An event without the old entry's mtime moves what is
                 // there, as before.)
                 let old = self.lookup_target(old_dir, old_name)?;

@@ -160,8 +160,9 @@ pub fn copy_by_walk(
                         return Err(Error::new(
                             ErrorKind::Paused,
                             format!(
-                                "{why} paused: it would delete more than --max-delete {} entries only on B; \
-                                 nothing more was deleted. Check the folders, then rerun with a larger --max-delete",
+                                "{why} paused: it would delete more than --max-delete {} entries \
+                                 only on B; nothing more was deleted. Check the folders, then \
+                                 rerun with a larger --max-delete",
                                 cfg.max_delete.unwrap_or(0)
                             ),
                         ));

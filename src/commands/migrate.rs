@@ -3,18 +3,23 @@
 //! checkpoint, copies the whole tree level by level as the walk finds the
 //! differences (in parallel, holding one level in memory), replays the log
 //! from that start to catch what changed meanwhile, and verifies. A killed
-//! migration resumes from the same start: copying is idempotent.
+//! migration resumes from the same start: copying is idempotent. `--bwlimit`
+//! paces the copy and the replay alike.
 
 use super::verify::{report, Compare};
 use crate::config::SyncConfig;
 use crate::error::Result;
 use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Direction, State};
+use crate::volume::throttle::Throttle;
 
 /// `migrate`: Ok(true) when B's folder equals A's at the end.
 pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
     let pair = cfg.pair();
-    let cmp = Compare::connect(&pair, cancel.clone())?;
+    let throttle = cfg
+        .bwlimit
+        .map(|r| std::sync::Arc::new(Throttle::new(r, cancel.clone())));
+    let cmp = Compare::connect(&pair, cancel.clone())?.with_throttle(throttle);
     let key = Direction {
         source_sig: cmp.peers.sig_a(),
         source_path: cfg.a.path.clone(),

@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod checkpoint;
+pub mod ha;
 pub mod migrate;
 pub mod render;
 pub mod status;

@@ -3,7 +3,7 @@
 //! whether a process is running on it now. Reads only the state files.
 
 use crate::error::Result;
-use crate::state::{self, lock, DirectionStatus, State};
+use crate::state::{self, lock, DirectionStatus, HaRole, State};
 use crate::util::{json_str, utc};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -16,6 +16,24 @@ struct Row {
     recent_failures: Vec<state::Failure>,
 }
 
+/// A state file, and the process on it.
+struct File<'a> {
+    path: &'a std::path::Path,
+    /// The PID of the sync running on it.
+    running: Option<u32>,
+    /// `sync --ha`: the role it recorded last.
+    ha: Option<HaRole>,
+}
+
+/// What `--ha` says of a file's instance: its role while it runs.
+fn role(f: &File) -> Option<String> {
+    let ha = f.ha.as_ref()?;
+    Some(match f.running {
+        Some(_) => ha.role.clone(),
+        None => format!("stopped (last {})", ha.role),
+    })
+}
+
 /// Prints the status of each state file; Ok(false) if any direction has failures.
 pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
     let now = crate::util::now_ns();
@@ -25,6 +43,7 @@ pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
     for path in states {
         let st = State::open_existing(path)?;
         let running = lock::running(path);
+        let ha = st.ha_role()?;
         let mut rows = Vec::new();
         for d in st.directions()? {
             let name = |sig: i32, p: &str| -> Result<String> {
@@ -46,10 +65,11 @@ pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
                 recent_failures: recent,
             });
         }
+        let file = File { path, running, ha };
         if json {
-            docs.push(json_doc(path, running, &rows, now));
+            docs.push(json_doc(&file, &rows, now));
         } else {
-            text(&mut out, path, running, &rows, now);
+            text(&mut out, &file, &rows, now);
         }
     }
     if json {
@@ -68,16 +88,32 @@ fn lag_s(r: &Row, now: i64) -> f64 {
     }
 }
 
-fn text(out: &mut String, path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64) {
+fn text(out: &mut String, file: &File, rows: &[Row], now: i64) {
     let _ = writeln!(
         out,
         "{}: {}",
-        path.display(),
-        match running {
+        file.path.display(),
+        match file.running {
             Some(pid) => format!("running (pid {pid})"),
             None => "not running".into(),
         }
     );
+    if let (Some(ha), Some(role)) = (&file.ha, role(file)) {
+        let _ = writeln!(
+            out,
+            "  ha: {role} since {}, lock {:?} held by {}, generation {}; this instance is {}; \
+             counters and ledgers below are this instance's own",
+            utc(ha.since_ns),
+            ha.lock_name,
+            if ha.holder.is_empty() {
+                "?"
+            } else {
+                &ha.holder
+            },
+            ha.generation,
+            ha.owner
+        );
+    }
     if rows.is_empty() {
         let _ = writeln!(out, "  no checkpoints yet");
     }
@@ -107,7 +143,7 @@ fn text(out: &mut String, path: &std::path::Path, running: Option<u32>, rows: &[
     }
 }
 
-fn json_doc(path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64) -> String {
+fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
     let dirs: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -125,9 +161,10 @@ fn json_doc(path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64
                 .collect();
             let lag = lag_s(r, now);
             format!(
-                "{{\"source\":{},\"target\":{},\"source_signature\":{},\"source_path\":{},\"target_signature\":{},\"target_path\":{},\
-                 \"checkpoint_ts_ns\":{},\"lag_seconds\":{},\"committed_ts_ns\":{},\"events_applied\":{},\"bytes_applied\":{},\
-                 \"failures\":{},\"conflicts\":{},\"recent_failures\":[{}]}}",
+                "{{\"source\":{},\"target\":{},\"source_signature\":{},\"source_path\":{},\
+                 \"target_signature\":{},\"target_path\":{},\"checkpoint_ts_ns\":{},\
+                 \"lag_seconds\":{},\"committed_ts_ns\":{},\"events_applied\":{},\
+                 \"bytes_applied\":{},\"failures\":{},\"conflicts\":{},\"recent_failures\":[{}]}}",
                 json_str(&r.from),
                 json_str(&r.to),
                 r.d.key.source_sig,
@@ -135,7 +172,11 @@ fn json_doc(path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64
                 r.d.key.target_sig,
                 json_str(&r.d.key.target_path),
                 r.d.ts_ns,
-                if lag.is_finite() { format!("{lag:.3}") } else { "null".into() },
+                if lag.is_finite() {
+                    format!("{lag:.3}")
+                } else {
+                    "null".into()
+                },
                 r.d.updated_ns,
                 r.d.events,
                 r.d.bytes,
@@ -145,10 +186,24 @@ fn json_doc(path: &std::path::Path, running: Option<u32>, rows: &[Row], now: i64
             )
         })
         .collect();
+    let ha = match (&file.ha, role(file)) {
+        (Some(ha), Some(role)) => format!(
+            "{{\"role\":{},\"lock_name\":{},\"owner\":{},\"holder\":{},\"generation\":{},\
+             \"since_ns\":{},\"updated_ns\":{}}}",
+            json_str(&role),
+            json_str(&ha.lock_name),
+            json_str(&ha.owner),
+            json_str(&ha.holder),
+            ha.generation,
+            ha.since_ns,
+            ha.updated_ns
+        ),
+        _ => "null".into(),
+    };
     format!(
-        "{{\"state\":{},\"running_pid\":{},\"directions\":[{}]}}",
-        json_str(&path.to_string_lossy()),
-        running
+        "{{\"state\":{},\"running_pid\":{},\"ha\":{ha},\"directions\":[{}]}}",
+        json_str(&file.path.to_string_lossy()),
+        file.running
             .map(|p| p.to_string())
             .unwrap_or_else(|| "null".into()),
         dirs.join(",")

@@ -43,18 +43,6 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         State::open(&cfg.state)?
     };
     peers.check(&state)?;
-    // A dry run plans from the log alone: a walk's copies are not planned.
-    // This run's stop: a signal, or a direction that failed for good.
-    let run = cancel.child();
-    let throttle = cfg
-        .bwlimit
-        .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
-    let mut walk_failures = Vec::new();
-    // A mesh link (--origin-only) starts from the log: a walk would carry
-    // every cluster's entries over every link, not only its source's own.
-    if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run && !cfg.origin_only {
-        walk_failures = super::bootstrap::first_run(cfg, &peers, &mut state, &run, &throttle)?;
-    }
     log::info!(
         "filer A {} (signature {sig_a}) {}, filer B {} (signature {sig_b}) {}; state {}",
         cfg.a.addr,
@@ -63,13 +51,6 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         cfg.b.path,
         cfg.state.display()
     );
-    let pa = (&cfg.a, &peers.a, sig_a, peers.conf_a.dir_buckets.as_str());
-    let pb = (&cfg.b, &peers.b, sig_b, peers.conf_b.dir_buckets.as_str());
-    let mut flows = vec![flow(cfg, pa, pb, &throttle, &run)];
-    if !cfg.active_passive {
-        flows.push(flow(cfg, pb, pa, &throttle, &run));
-    }
-    drop(state);
     let metrics =
         match cfg.metrics {
             Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
@@ -77,95 +58,188 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
             })?),
             None => None,
         };
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // One way, following: a walk every so often repairs what the log
-    // missed (a crashed source filer, writes on B), at the rescan pace.
-    let pace = cfg.rescan.map(|r| Throttle::new(r.rate, run.clone()));
-    let stats = flows[0].stats.clone();
-    let rescan = || {
-        let since = match retry("source clock", Policy::SHORT, &run, || peers.a.now_ns()) {
-            Ok(t) => t,
-            Err(e) => return log::warn!("rescan skipped: {e}"),
-        };
-        let settled = Some((since, pace.as_ref()));
-        match super::bootstrap::copy_by_walk(cfg, &peers, (&run, &throttle), "rescan", settled) {
-            Ok(w) => {
-                stats.rescan_entries.fetch_add(w.entries, Ordering::Relaxed);
-                stats
-                    .rescan_differences
-                    .fetch_add(w.differences, Ordering::Relaxed);
-                if w.failed.is_empty() {
-                    stats
-                        .rescan_done_ns
-                        .store(crate::util::now_ns(), Ordering::Relaxed);
-                }
-                for (path, e) in &w.failed {
-                    log::error!("rescan: {path}: {e}");
-                }
-            }
-            Err(e) => log::warn!("rescan: {e}"),
+    let mut stats = vec![std::sync::Arc::new(direction_stats(&cfg.a, &cfg.b))];
+    if !cfg.active_passive {
+        stats.push(std::sync::Arc::new(direction_stats(&cfg.b, &cfg.a)));
+    }
+    let term = Term {
+        cfg,
+        peers: &peers,
+        stats: &stats,
+    };
+    match &cfg.ha {
+        None => term.run(&mut state, cancel, metrics, None),
+        Some(ha) => super::ha::run(&term, state, cancel, metrics, ha),
+    }
+}
+
+/// What one run of the directions needs: without `--ha` the process's one
+/// run; with it, each time this instance becomes the active one.
+pub struct Term<'a> {
+    pub cfg: &'a SyncConfig,
+    pub peers: &'a Peers,
+    /// Each direction's live counters, kept across terms.
+    pub stats: &'a [std::sync::Arc<crate::stats::Stats>],
+}
+
+impl Term<'_> {
+    /// Bootstraps a direction without a checkpoint, then runs the
+    /// directions until they end (cron mode), a stop is asked (`cancel`),
+    /// or (`lease`) the lock is lost.
+    pub fn run(
+        &self,
+        state: &mut State,
+        cancel: &Cancel,
+        metrics: Option<std::net::TcpListener>,
+        lease: Option<&std::sync::Arc<crate::ha::Lease>>,
+    ) -> Result<bool> {
+        let (cfg, peers) = (self.cfg, self.peers);
+        // This run's stop: a signal, a direction that failed for good, or
+        // (--ha) the lock lost.
+        let run = cancel.child();
+        let throttle = cfg
+            .bwlimit
+            .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
+        let mut walk_failures = Vec::new();
+        // A dry run plans from the log alone: a walk's copies are not
+        // planned. A mesh link (--origin-only) starts from the log: a walk
+        // would carry every cluster's entries over every link, not only its
+        // source's own.
+        if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run && !cfg.origin_only {
+            let listener = metrics.as_ref().and_then(|l| l.try_clone().ok());
+            let keep = lease.map(|l| (&**l, &run));
+            walk_failures = pipeline::alongside(listener, self.stats, keep, || {
+                super::bootstrap::first_run(cfg, peers, state, &run, &throttle)
+            })?;
         }
-    };
-    let reporting = pipeline::Reporting {
-        metrics,
-        every: Duration::from_secs(cfg.progress_secs.unwrap_or(if terminal { 1 } else { 10 })),
-        periodic: cfg.rescan.map(|r| {
-            (
-                Duration::from_secs(r.every_secs),
-                &rescan as &(dyn Fn() + Sync),
-            )
-        }),
-    };
-    let names = flows.iter().map(|f| f.name.clone()).collect();
-    let renderer = Renderer::new(cfg.json, names, terminal);
-    let mut ok = walk_failures.is_empty();
-    for f in &walk_failures {
-        eprintln!("failed: {}: {}", f.path, f.error);
-    }
-    let mut first_err = None;
-    let results = pipeline::run_all(flows, reporting, &renderer);
-    if cfg.dry_run {
-        renderer.summary();
-    }
-    for r in results {
-        match r {
-            Ok(sum) => {
-                let st = &sum.stats;
-                log::info!(
-                    "{} done: {} events ({} skipped: the source had replaced their version \
-                        since), {} bytes copied, {} failed; checkpoint ts {}",
-                    st.name,
-                    st.committed.load(Ordering::Relaxed),
-                    st.superseded.load(Ordering::Relaxed),
-                    st.bytes.load(Ordering::Relaxed),
-                    sum.failures.len(),
-                    st.checkpoint_ns.load(Ordering::Relaxed)
-                );
-                if !sum.failures.is_empty() {
-                    ok = false;
-                    for f in &sum.failures {
-                        eprintln!(
-                            "failed: {} (event ts {}): {}",
-                            f.path, f.event_ts_ns, f.error
-                        );
+        let pa = (
+            &cfg.a,
+            &peers.a,
+            peers.sig_a(),
+            peers.conf_a.dir_buckets.as_str(),
+        );
+        let pb = (
+            &cfg.b,
+            &peers.b,
+            peers.sig_b(),
+            peers.conf_b.dir_buckets.as_str(),
+        );
+        let mut flows = vec![flow(cfg, pa, pb, (&throttle, &run), &self.stats[0])];
+        if !cfg.active_passive {
+            flows.push(flow(cfg, pb, pa, (&throttle, &run), &self.stats[1]));
+        }
+        for f in &mut flows {
+            f.lease = lease.cloned();
+        }
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // One way, following: a walk every so often repairs what the log
+        // missed (a crashed source filer, writes on B), at the rescan pace.
+        let pace = cfg.rescan.map(|r| Throttle::new(r.rate, run.clone()));
+        let stats = self.stats[0].clone();
+        let rescan = || {
+            let since = match retry("source clock", Policy::SHORT, &run, || peers.a.now_ns()) {
+                Ok(t) => t,
+                Err(e) => return log::warn!("rescan skipped: {e}"),
+            };
+            let settled = Some((since, pace.as_ref()));
+            let why = "rescan";
+            match super::bootstrap::copy_by_walk(cfg, peers, (&run, &throttle), why, settled) {
+                Ok(w) => {
+                    stats.rescan_entries.fetch_add(w.entries, Ordering::Relaxed);
+                    stats
+                        .rescan_differences
+                        .fetch_add(w.differences, Ordering::Relaxed);
+                    if w.failed.is_empty() {
+                        stats
+                            .rescan_done_ns
+                            .store(crate::util::now_ns(), Ordering::Relaxed);
+                    }
+                    for (path, e) in &w.failed {
+                        log::error!("rescan: {path}: {e}");
                     }
                 }
+                Err(e) => log::warn!("rescan: {e}"),
             }
-            // Asked to stop (SIGINT/SIGTERM) while a window waited on a
-            // filer: it is not committed and will be applied again; the stop
-            // itself is no failure.
-            Err(e) if e.kind() == ErrorKind::Interrupted && cancel.is_cancelled() => {
-                log::warn!("stopped as asked: {e}; the window in flight was not committed");
-            }
-            Err(e) => {
-                first_err.get_or_insert(e);
+        };
+        let reporting = pipeline::Reporting {
+            metrics,
+            every: Duration::from_secs(cfg.progress_secs.unwrap_or(if terminal { 1 } else { 10 })),
+            periodic: cfg.rescan.map(|r| {
+                (
+                    Duration::from_secs(r.every_secs),
+                    &rescan as &(dyn Fn() + Sync),
+                )
+            }),
+            lease: lease.map(|l| &**l),
+        };
+        let names = flows.iter().map(|f| f.name.clone()).collect();
+        let renderer = Renderer::new(cfg.json, names, terminal);
+        let mut ok = walk_failures.is_empty();
+        for f in &walk_failures {
+            eprintln!("failed: {}: {}", f.path, f.error);
+        }
+        let mut first_err = None;
+        let results = pipeline::run_all(flows, reporting, &renderer);
+        if cfg.dry_run {
+            renderer.summary();
+        }
+        for r in results {
+            match r {
+                Ok(sum) => {
+                    let st = &sum.stats;
+                    log::info!(
+                        "{} done: {} events ({} skipped: the source had replaced their version \
+                            since), {} bytes copied, {} failed; checkpoint ts {}",
+                        st.name,
+                        st.committed.load(Ordering::Relaxed),
+                        st.superseded.load(Ordering::Relaxed),
+                        st.bytes.load(Ordering::Relaxed),
+                        sum.failures.len(),
+                        st.checkpoint_ns.load(Ordering::Relaxed)
+                    );
+                    if !sum.failures.is_empty() {
+                        ok = false;
+                        for f in &sum.failures {
+                            eprintln!(
+                                "failed: {} (event ts {}): {}",
+                                f.path, f.event_ts_ns, f.error
+                            );
+                        }
+                    }
+                }
+                // Asked to stop (SIGINT/SIGTERM, or --ha's lock lost) while a
+                // window waited on a filer: it is not committed and will be
+                // applied again; the stop itself is no failure.
+                Err(e) if e.kind() == ErrorKind::Interrupted && run.is_cancelled() => {
+                    log::warn!("stopped: {e}; the window in flight was not committed");
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(ok),
+        }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(ok),
-    }
+}
+
+/// The live counters of the direction from `src` to `dst`.
+fn direction_stats(src: &Side, dst: &Side) -> crate::stats::Stats {
+    crate::stats::Stats::new(
+        &format!("{}→{}", src.label, dst.label),
+        &src.addr.to_string(),
+        &dst.addr.to_string(),
+        &client_name(src, dst),
+        &src.path,
+    )
+}
+
+/// The subscription's client name, as the reference names it (its metrics
+/// carry it too).
+fn client_name(src: &Side, dst: &Side) -> String {
+    format!("filer-sync_{}_To_{}", src.path, dst.path)
 }
 
 /// A side: its flags, its filer, the filer's signature and bucket folder.
@@ -175,8 +249,8 @@ fn flow(
     cfg: &SyncConfig,
     (src, s, sig_s, _): Peer,
     (dst, t, sig_t, buckets_t): Peer,
-    throttle: &Option<std::sync::Arc<Throttle>>,
-    run: &Cancel,
+    (throttle, run): (&Option<std::sync::Arc<Throttle>>, &Cancel),
+    stats: &std::sync::Arc<crate::stats::Stats>,
 ) -> Flow {
     let key = Direction {
         source_sig: sig_s,
@@ -185,17 +259,7 @@ fn flow(
         target_path: dst.path.clone(),
     };
     let http = volume::Http::new(Duration::from_secs(cfg.timeout_secs.max(30)));
-    let name = format!("{}→{}", src.label, dst.label);
-    // The subscription's client name, as the reference names it (its
-    // metrics carry it too).
-    let client = format!("filer-sync_{}_To_{}", src.path, dst.path);
-    let stats = std::sync::Arc::new(crate::stats::Stats::new(
-        &name,
-        &src.addr.to_string(),
-        &dst.addr.to_string(),
-        &client,
-        &src.path,
-    ));
+    let (stats, name) = (stats.clone(), stats.name.clone());
     Flow {
         stats,
         name,
@@ -236,5 +300,6 @@ fn flow(
         debug_events: src.debug,
         debug_actions: dst.debug,
         cancel: run.clone(),
+        lease: None,
     }
 }

@@ -132,7 +132,6 @@ impl Compare<'_> {
             dir: dir.to_string(),
             name: name.to_string(),
             signatures: vec![self.peers.sig_a()],
-            old_mtime_ns: 0,
             base: None,
         }
     }

@@ -299,6 +299,24 @@ impl FilerClient {
         Ok(())
     }
 
+    /// One `DistributedLock` call (take or renew), given up after `deadline`.
+    /// The filer forwards it to the filer that owns the name.
+    pub fn lock(&self, req: &LockRequest, deadline: Duration) -> Result<LockResponse> {
+        self.client
+            .unary_call(
+                &rpc::DISTRIBUTED_LOCK,
+                req,
+                CallOption::default().timeout(deadline),
+            )
+            .map_err(|e| self.wrap("DistributedLock", e))
+    }
+
+    pub fn unlock(&self, req: &UnlockRequest) -> Result<UnlockResponse> {
+        self.client
+            .unary_call(&rpc::DISTRIBUTED_UNLOCK, req, self.opt())
+            .map_err(|e| self.wrap("DistributedUnlock", e))
+    }
+
     /// Opens a metadata stream on a channel of its own, as the reference does,
     /// so that a long stream never queues behind unary calls.
     pub fn subscribe(&self, req: &SubscribeMetadataRequest) -> Result<Subscription> {

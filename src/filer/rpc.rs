@@ -95,3 +95,17 @@ method!(
 );
 method!(KV_GET, Unary, "KvGet", KvGetRequest, KvGetResponse);
 method!(KV_PUT, Unary, "KvPut", KvPutRequest, KvPutResponse);
+method!(
+    DISTRIBUTED_LOCK,
+    Unary,
+    "DistributedLock",
+    LockRequest,
+    LockResponse
+);
+method!(
+    DISTRIBUTED_UNLOCK,
+    Unary,
+    "DistributedUnlock",
+    UnlockRequest,
+    UnlockResponse
+);

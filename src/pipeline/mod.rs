@@ -13,6 +13,7 @@ pub mod plan;
 use crate::apply::{Applier, Planned, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, StreamItem};
+use crate::ha::Lease;
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
 use crate::retry::{retry, Cancel, Policy};
@@ -54,6 +55,11 @@ pub struct Flow {
     /// This run's stop: cancelled by a signal, or by a direction that
     /// failed for good (the run's other direction then stops too).
     pub cancel: Cancel,
+    /// `--ha`: the lock this run holds. Nothing is applied or committed
+    /// once it is no longer valid, and each commit also goes to the
+    /// target's KV (in `weed filer.sync`'s key format), where the instance
+    /// that takes over finds it.
+    pub lease: Option<std::sync::Arc<Lease>>,
 }
 
 /// What a direction did in this run: its live counters as they ended, and
@@ -80,6 +86,35 @@ pub struct Reporting<'a> {
     /// A job run this often while the directions run (a rescan), on a
     /// thread of its own.
     pub periodic: Option<(Duration, &'a (dyn Fn() + Sync))>,
+    /// `--ha`: the lock the run holds, renewed on a thread of its own; the
+    /// run ends when it is lost.
+    pub lease: Option<&'a Lease>,
+}
+
+/// Runs `f` (a phase outside the directions' run: standing by for the
+/// lock, a first run's walk) while serving the metrics of `all` on
+/// `metrics` and, with `lease`, keeping the lock `f` needs (its term's token
+/// is cancelled when the lock is lost).
+pub fn alongside<R>(
+    metrics: Option<std::net::TcpListener>,
+    all: &[std::sync::Arc<Stats>],
+    lease: Option<(&Lease, &Cancel)>,
+    f: impl FnOnce() -> R,
+) -> R {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if let Some(listener) = metrics {
+            let done = &done;
+            s.spawn(move || crate::metrics::serve(listener, all, done));
+        }
+        if let Some((lease, term)) = lease {
+            let done = &done;
+            s.spawn(move || lease.keep(term, done));
+        }
+        let r = f();
+        done.store(true, Ordering::SeqCst);
+        r
+    })
 }
 
 /// What the engine tells its caller as it runs; the caller renders it (the
@@ -101,35 +136,34 @@ pub fn run_all(
 ) -> Vec<Result<Summary>> {
     let cancel = flows.first().map(|f| f.cancel.clone()).unwrap_or_default();
     let all: Vec<std::sync::Arc<Stats>> = flows.iter().map(|f| f.stats.clone()).collect();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        if let Some(listener) = reporting.metrics {
-            let (all, done) = (&all, &done);
-            s.spawn(move || crate::metrics::serve(listener, all, done));
-        }
-        {
-            let (all, done, every) = (&all, &done, reporting.every);
-            s.spawn(move || report_progress(all, done, every, observer));
-        }
-        if let Some((every, job)) = reporting.periodic {
-            let (done, cancel) = (&done, &cancel);
-            s.spawn(move || loop {
-                let until = Instant::now() + every;
-                while Instant::now() < until
-                    && !done.load(Ordering::SeqCst)
-                    && !cancel.is_cancelled()
-                {
-                    cancel.sleep(Duration::from_millis(200));
-                }
-                if done.load(Ordering::SeqCst) || cancel.is_cancelled() {
-                    return;
-                }
-                job();
-            });
-        }
-        let results = run_directions(s, flows, observer);
-        done.store(true, Ordering::SeqCst);
-        results
+    let keep = reporting.lease.map(|l| (l, &cancel));
+    alongside(reporting.metrics, &all, keep, || {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            {
+                let (all, done, every) = (&all, &done, reporting.every);
+                s.spawn(move || report_progress(all, done, every, observer));
+            }
+            if let Some((every, job)) = reporting.periodic {
+                let (done, cancel) = (&done, &cancel);
+                s.spawn(move || loop {
+                    let until = Instant::now() + every;
+                    while Instant::now() < until
+                        && !done.load(Ordering::SeqCst)
+                        && !cancel.is_cancelled()
+                    {
+                        cancel.sleep(Duration::from_millis(200));
+                    }
+                    if done.load(Ordering::SeqCst) || cancel.is_cancelled() {
+                        return;
+                    }
+                    job();
+                });
+            }
+            let results = run_directions(s, flows, observer);
+            done.store(true, Ordering::SeqCst);
+            results
+        })
     })
 }
 
@@ -272,6 +306,8 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 let checked = careful.min(window.len());
                 careful -= checked;
                 let (began, size) = (Instant::now(), window.len());
+                let began_ns = crate::util::now_ns();
+                fenced(f)?;
                 let commit = apply_window(f, &workers, window, checked, &mut budget);
                 log::debug!(
                     "{}: a window of {size} events took {:.1} ms",
@@ -299,14 +335,26 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 st.superseded
                     .fetch_add(commit.superseded, Ordering::Relaxed);
                 let (events, bytes) = (commit.events, commit.bytes);
+                fenced(f)?;
+                let generation = f.lease.as_ref().map_or(0, |l| l.generation());
                 state.commit(
                     &f.key,
                     &Commit {
                         ts_ns: newest,
                         last_event,
+                        generation,
                         ..commit
                     },
                 )?;
+                if f.lease.is_some() {
+                    share_checkpoint(f, newest);
+                    log::info!(
+                        "{}: ha window applied from {began_ns} to {} ns, {size} events, \
+                         generation {generation}",
+                        f.name,
+                        crate::util::now_ns()
+                    );
+                }
                 st.checkpoint_ns.store(newest, Ordering::Relaxed);
                 st.committed.fetch_add(events, Ordering::Relaxed);
                 st.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -338,6 +386,37 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         if f.cancel.is_cancelled() {
             return done(failures);
         }
+    }
+}
+
+/// `--ha`: fails (Interrupted) once the lock this run holds is no longer
+/// valid by this host's clock: nothing more is applied or committed.
+fn fenced(f: &Flow) -> Result<()> {
+    match &f.lease {
+        Some(l) if !l.valid() => Err(Error::new(
+            ErrorKind::Interrupted,
+            format!(
+                "{}: no longer the active instance (lock generation {}); nothing more is \
+                 applied",
+                f.name,
+                l.generation()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `--ha`: the committed checkpoint also goes to the target filer's KV, in
+/// `weed filer.sync`'s key format, where the instance that takes over reads
+/// it. A failure costs only a replay after a takeover: it is logged.
+fn share_checkpoint(f: &Flow, ts_ns: i64) {
+    let k = &f.key;
+    let key = crate::state::reference::key(k.source_sig, &k.source_path, &k.target_path);
+    let value = crate::state::reference::encode(ts_ns);
+    if let Err(e) = retry("KvPut", Policy::SHORT, &f.cancel, || {
+        f.applier.target().kv_put(&key, &value)
+    }) {
+        log::warn!("{}: checkpoint not shared on the target: {e}", f.name);
     }
 }
 
@@ -591,8 +670,9 @@ fn apply_window(
             return Err(Error::new(
                 ErrorKind::Paused,
                 format!(
-                    "{}: paused: the next window would make {total} deletes on the target within a minute, more than --max-delete {}; \
-                     nothing of it was applied. Check the source, then rerun with a larger --max-delete to let it through",
+                    "{}: paused: the next window would make {total} deletes on the target within \
+                     a minute, more than --max-delete {}; nothing of it was applied. Check the \
+                     source, then rerun with a larger --max-delete to let it through",
                     f.name, b.max
                 ),
             ));
@@ -619,6 +699,9 @@ fn apply_window(
             total.merge(r?);
         }
     }
+    if !f.dry_run {
+        f.applier.end_window()?;
+    }
     Ok((total.commit, total.planned))
 }
 
@@ -644,6 +727,7 @@ fn apply_one(
     replayed: bool,
     done: &mut Done,
 ) -> Result<()> {
+    fenced(f)?;
     let c = &mut done.commit;
     let instead;
     let a = match replayed.then(|| f.applier.replayed(a)) {

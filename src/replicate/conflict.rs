@@ -104,18 +104,14 @@ pub fn weigh(src: &Entry, base: Option<&Entry>, behind: bool, target: &Entry) ->
 /// process skipped on its way. A file in any other version is a change the
 /// deleting side never saw (made on the target before or after the delete,
 /// whatever the clocks say), and survives on both clusters. Without a base
-/// (an event from an old log), or for folders, `delete_yields_to` decides.
-pub fn delete_keeps(
-    target: &Entry,
-    base: Option<&Entry>,
-    behind: bool,
-    (ts_ns, old_mtime_ns): (i64, i64),
-) -> bool {
+/// (a repair's delete), or for folders, `delete_yields_to` decides, by the
+/// delete's time `ts_ns` (the deleted version's mtime, for a file).
+pub fn delete_keeps(target: &Entry, base: Option<&Entry>, behind: bool, ts_ns: i64) -> bool {
     match base {
         Some(b) if same_version(b, target) => false,
         _ if behind => false,
         Some(_) if !target.is_directory => true,
-        _ => delete_yields_to(target, ts_ns, old_mtime_ns),
+        _ => delete_yields_to(target, ts_ns, base.map_or(0, mtime_ns)),
     }
 }
 
@@ -272,7 +268,7 @@ mod tests {
         let deleted = file(10, 0, "x");
         let mut copy = deleted.clone();
         copy.chunks[0].source_file_id = "1,ab".into();
-        let times = (20 * S, 10 * S);
+        let ts = 20 * S;
         let mut folder = file(15, 0, "");
         folder.is_directory = true;
         #[rustfmt::skip]
@@ -282,12 +278,12 @@ mod tests {
             (&file(12, 0, "y"), Some(&deleted), false, true), // changed on the target
             (&file(5, 0, "y"), Some(&deleted), false, true),  // ... by a clock behind
             (&file(5, 0, "y"), Some(&deleted), true, false),  // a version it had replaced
-            (&file(5, 0, "y"), None, false, false),           // no base: by mtime
-            (&file(15, 0, "y"), None, false, true),
+            (&file(15, 0, "y"), None, false, false),          // no base: by time
+            (&file(25, 0, "y"), None, false, true),
             (&folder, Some(&deleted), false, false),          // folders: by the delete's time
         ];
         for (i, (t, b, behind, kept)) in cases.into_iter().enumerate() {
-            assert_eq!(delete_keeps(t, b, behind, times), kept, "case {i}");
+            assert_eq!(delete_keeps(t, b, behind, ts), kept, "case {i}");
         }
     }
 

@@ -47,9 +47,6 @@ pub enum Action {
         dir: String,
         name: String,
         signatures: Vec<i32>,
-        /// The mtime (ns) of the entry the source deleted, as it was then
-        /// (0: unknown).
-        old_mtime_ns: i64,
         /// The entry the source deleted, as it was then (none: unknown).
         base: Option<Box<Entry>>,
     },
@@ -63,6 +60,8 @@ pub enum Action {
         entry: Entry,
         signatures: Vec<i32>,
         source: String,
+        /// The source path the entry moved from.
+        old_source: String,
     },
 }
 
@@ -210,8 +209,6 @@ impl Scope {
             .map(|e| join_path(new_dir, &e.name))
             .filter(|p| self.contains(p));
         let signatures = n.signatures.clone();
-        // The version a delete or a rename took away, by its mtime.
-        let old_mtime_ns = n.old_entry.as_ref().map_or(0, conflict::mtime_ns);
         let base = || n.old_entry.as_ref().map(|e| Box::new(e.clone()));
         let upsert = |path: &str, change: Change| {
             let target = self.map(path);
@@ -243,7 +240,6 @@ impl Scope {
                     dir: dir.to_string(),
                     name: name.to_string(),
                     signatures,
-                    old_mtime_ns,
                     base: base(),
                 }]
             }
@@ -266,11 +262,13 @@ impl Scope {
                 vec![Action::Rename {
                     old_dir: old_dir.to_string(),
                     old_name: old_name.to_string(),
-                    old_mtime_ns,
+                    // The version the rename moved, by its mtime.
+                    old_mtime_ns: n.old_entry.as_ref().map_or(0, conflict::mtime_ns),
                     new_dir: new_dir.to_string(),
                     entry: n.new_entry.as_ref().cloned().unwrap_or_default(),
                     signatures,
                     source: p,
+                    old_source: o,
                 }]
             }
         }

@@ -64,6 +64,19 @@ const MIGRATIONS: &[&str] = &[
     // v5: events up to this time (source clock) may follow a replayed
     // version that was skipped (see `Applier::skipped_replayed`).
     "ALTER TABLE checkpoints ADD COLUMN replay_horizon_ns INTEGER NOT NULL DEFAULT 0;",
+    // v6: `sync --ha`: this instance's role, and the lock generation (a
+    // fencing number) each window was committed under.
+    "ALTER TABLE checkpoints ADD COLUMN ha_generation INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE ha (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        lock_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        since_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+     );",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -114,6 +127,24 @@ pub struct Commit {
     /// Events skipped because the source had moved on from their version
     /// (counted for the run's summary, not stored).
     pub superseded: u64,
+    /// `--ha`: the lock generation the window was applied under (0: none).
+    pub generation: i64,
+}
+
+/// `sync --ha`: what this instance is, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaRole {
+    pub lock_name: String,
+    /// "active" or "standby".
+    pub role: String,
+    /// This instance, as the lock names its owner.
+    pub owner: String,
+    /// Who holds the lock, as far as this instance knows ("" unknown).
+    pub holder: String,
+    pub generation: i64,
+    /// Since when it has this role (this host's clock, ns).
+    pub since_ns: i64,
+    pub updated_ns: i64,
 }
 
 /// One direction's row, for status displays.
@@ -218,9 +249,11 @@ impl State {
         let mut stmt = self.conn.prepare(
             "SELECT c.source_sig, c.source_path, c.target_sig, c.target_path, c.ts_ns, c.updated_ns,
                     c.events_applied, c.bytes_applied,
-                    (SELECT count(*) FROM failures f WHERE f.source_sig=c.source_sig AND f.source_path=c.source_path
+                    (SELECT count(*) FROM failures f
+                        WHERE f.source_sig=c.source_sig AND f.source_path=c.source_path
                         AND f.target_sig=c.target_sig AND f.target_path=c.target_path),
-                    (SELECT count(*) FROM conflicts x WHERE x.source_sig=c.source_sig AND x.source_path=c.source_path
+                    (SELECT count(*) FROM conflicts x
+                        WHERE x.source_sig=c.source_sig AND x.source_path=c.source_path
                         AND x.target_sig=c.target_sig AND x.target_path=c.target_path)
              FROM checkpoints c ORDER BY c.source_sig, c.source_path, c.target_sig, c.target_path",
         )?;
@@ -318,8 +351,9 @@ impl State {
         match known {
             Some(s) if s != signature => Err(Error::usage(format!(
                 "filer {address} now has signature {signature}, but state file {} recorded {s}: \
-                 it is another cluster (or its store was reset). Refusing to apply a foreign checkpoint; \
-                 pass another --state, or run `filer-sync checkpoint reset` to start over",
+                 it is another cluster (or its store was reset). Refusing to apply a foreign \
+                 checkpoint; pass another --state, or run `filer-sync checkpoint reset` to start \
+                 over",
                 self.path.display()
             ))),
             Some(_) => Ok(()),
@@ -382,10 +416,13 @@ impl State {
         let now = crate::util::now_ns();
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns, updated_ns, events_applied, bytes_applied, last_event, replay_horizon_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns,
+                 updated_ns, events_applied, bytes_applied, last_event, replay_horizon_ns,
+                 ha_generation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (source_sig, source_path, target_sig, target_path) DO UPDATE SET
-               ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns, last_event = excluded.last_event,
+               ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns,
+               last_event = excluded.last_event, ha_generation = excluded.ha_generation,
                events_applied = events_applied + excluded.events_applied,
                bytes_applied = bytes_applied + excluded.bytes_applied,
                replay_horizon_ns = MAX(replay_horizon_ns, excluded.replay_horizon_ns)",
@@ -399,12 +436,14 @@ impl State {
                 c.events as i64,
                 c.bytes as i64,
                 c.last_event,
-                c.replay_horizon_ns
+                c.replay_horizon_ns,
+                c.generation
             ],
         )?;
         for f in &c.failures {
             tx.execute(
-                "INSERT INTO failures (source_sig, source_path, target_sig, target_path, event_ts_ns, path, error, at_ns)
+                "INSERT INTO failures (source_sig, source_path, target_sig, target_path,
+                   event_ts_ns, path, error, at_ns)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     d.source_sig,
@@ -421,7 +460,8 @@ impl State {
         for c in &c.conflicts {
             tx.execute(
                 "INSERT INTO conflicts (source_sig, source_path, target_sig, target_path, path,
-                   source_mtime_ns, source_size, source_origin, target_mtime_ns, target_size, winner, at_ns)
+                   source_mtime_ns, source_size, source_origin, target_mtime_ns, target_size,
+                   winner, at_ns)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     d.source_sig,
@@ -443,10 +483,53 @@ impl State {
         Ok(())
     }
 
+    /// Records this instance's role (`sync --ha`).
+    pub fn set_ha_role(&self, r: &HaRole) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO ha (id, lock_name, role, owner, holder, generation, since_ns,
+               updated_ns)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                r.lock_name,
+                r.role,
+                r.owner,
+                r.holder,
+                r.generation,
+                r.since_ns,
+                r.updated_ns
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The role last recorded by `sync --ha` on this file, if any.
+    pub fn ha_role(&self) -> Result<Option<HaRole>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT lock_name, role, owner, holder, generation, since_ns, updated_ns
+                 FROM ha WHERE id = 1",
+                [],
+                |r| {
+                    Ok(HaRole {
+                        lock_name: r.get(0)?,
+                        role: r.get(1)?,
+                        owner: r.get(2)?,
+                        holder: r.get(3)?,
+                        generation: r.get(4)?,
+                        since_ns: r.get(5)?,
+                        updated_ns: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     /// Every conflict recorded, in all directions, oldest first.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
         let mut stmt = self.conn.prepare(
-            "SELECT path, source_mtime_ns, source_size, source_origin, target_mtime_ns, target_size, winner
+            "SELECT path, source_mtime_ns, source_size, source_origin, target_mtime_ns, target_size,
+                winner
              FROM conflicts ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -466,7 +549,8 @@ impl State {
     pub fn failures(&self, d: &Direction) -> Result<Vec<Failure>> {
         let mut stmt = self.conn.prepare(
             "SELECT event_ts_ns, path, error FROM failures
-             WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4 ORDER BY id",
+             WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4
+             ORDER BY id",
         )?;
         let rows = stmt.query_map(
             params![d.source_sig, d.source_path, d.target_sig, d.target_path],

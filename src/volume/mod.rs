@@ -437,7 +437,10 @@ impl ChunkSink {
         };
         let before = self.rules.swap(rules, Ordering::Relaxed);
         if rules && !before {
-            log::info!("the target filer has path-specific storage rules: file ids are assigned per folder");
+            log::info!(
+                "the target filer has path-specific storage rules: file ids are assigned per \
+                 folder"
+            );
             self.leases.lock().unwrap().clear();
         }
     }

@@ -214,23 +214,6 @@ fn mixed(
     (ops, errors)
 }
 
-/// Events applied over all directions of a state file (`status --json`).
-fn events_applied(state: &str) -> u64 {
-    let (_, out) = run_sync(
-        &["status", "--state", state, "--json"],
-        Duration::from_secs(30),
-    );
-    out.split("\"events_applied\":")
-        .skip(1)
-        .filter_map(|s| {
-            s.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 struct Outcome {
     scenario: &'static str,
     faults: u64,

@@ -228,7 +228,11 @@ fn a_dry_run_changes_nothing_and_the_real_run_then_copies_everything() {
     );
     let json = dry_run(&a, &b, &state, &["--json"]);
     assert!(
-        json.lines().any(|l| l == r#"{"direction":"A→B","op":"create","path":"/dr/sub/b.bin","size":100000,"dir":false}"#),
+        json.lines().any(|l| l
+            == concat!(
+                r#"{"direction":"A→B","op":"create","path":"/dr/sub/b.bin","#,
+                r#""size":100000,"dir":false}"#
+            )),
         "{json}"
     );
     assert!(

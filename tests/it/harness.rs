@@ -672,6 +672,23 @@ fn stacks(pid: u32) -> String {
         .unwrap_or_else(|e| format!("(no gdb: {e})"))
 }
 
+/// Events applied over all directions of a state file (`status --json`).
+pub fn events_applied(state: &str) -> u64 {
+    let (_, out) = run_sync(
+        &["status", "--state", state, "--json"],
+        Duration::from_secs(30),
+    );
+    out.split("\"events_applied\":")
+        .skip(1)
+        .filter_map(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 pub fn temp_state(name: &str) -> String {
     let d = std::env::temp_dir().join(format!("filer-sync-it-state-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

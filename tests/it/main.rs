@@ -5,6 +5,7 @@ mod cli;
 mod faults;
 mod fidelity;
 mod follow;
+mod ha;
 mod harness;
 mod hostile;
 mod large;

@@ -285,12 +285,20 @@ fn kill_9_and_resume_loses_nothing() {
             }
         })
     };
-    for round in 0..4 {
+    // Each kill lands after the run has committed a window of its own, and
+    // the first ones while the writer still writes: mid-work.
+    let mut kills_while_writing = 0;
+    for _ in 0..4 {
+        let before = events_applied(&state);
         let mut child = one_way_sync(&aa, &ba, &state).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(700 + round * 400));
+        eventually(60, "the run to commit a window", || {
+            events_applied(&state) > before
+        });
+        kills_while_writing += usize::from(!writer.is_finished());
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
+    assert!(kills_while_writing >= 2, "the writer outran the kills");
     writer.join().unwrap();
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");

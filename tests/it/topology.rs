@@ -444,6 +444,73 @@ fn a_change_the_deleting_cluster_never_saw_wins_over_the_delete() {
     }
 }
 
+/// Moves meet the other cluster's writes (found by the randomized two-way
+/// test). A move carries what the moving cluster moved and nothing else: a
+/// file written on B into a folder that A moved away stays where B wrote
+/// it, on both clusters (a whole-folder move on B carried it along, and B's
+/// own event then brought it back to A at its old path), and a file that B
+/// changed while A moved it stays at its old path beside the moved version.
+/// Two folders moved onto one new name, one on each cluster, merge there
+/// entry by entry (a whole-folder move failed on the non-empty destination,
+/// for good), a file both bring under one name settled the same way on both.
+#[test]
+fn moves_take_only_what_the_moving_cluster_moved() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/fm/d/one.txt", b"one");
+    a.put("/fm/d/sub/two.txt", b"two");
+    a.put("/fm/x/from-x.txt", b"x");
+    a.put("/fm/x/both.txt", b"x's version");
+    a.put("/fm/y/from-y.txt", b"y");
+    a.put("/fm/y/both.txt", b"y's version");
+    a.put("/fm/f/changed.txt", b"the first version, on both");
+    let state = temp_state("moves-meet-writes");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/fm"), &b.tree("/fm"));
+    a.mv("/fm/d", "/fm/e");
+    b.put(
+        "/fm/d/sub/written-on-b.txt",
+        b"written on B into a folder A moved",
+    );
+    a.mv("/fm/x", "/fm/m");
+    b.mv("/fm/y", "/fm/m");
+    a.mv("/fm/f/changed.txt", "/fm/f/moved.txt");
+    b.put("/fm/f/changed.txt", b"changed on B while A moved it");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/fm"), &b.tree("/fm"));
+    for c in [&a, &b] {
+        let text = |p: &str| c.get(p).map(|v| String::from_utf8_lossy(&v).into_owned());
+        assert_eq!(text("/fm/e/one.txt").as_deref(), Some("one"));
+        assert_eq!(text("/fm/e/sub/two.txt").as_deref(), Some("two"));
+        assert_eq!(
+            text("/fm/d/sub/written-on-b.txt").as_deref(),
+            Some("written on B into a folder A moved")
+        );
+        assert_eq!(text("/fm/e/sub/written-on-b.txt"), None, "not A's to move");
+        assert_eq!(text("/fm/d/one.txt"), None);
+        assert_eq!(text("/fm/m/from-x.txt").as_deref(), Some("x"));
+        assert_eq!(text("/fm/m/from-y.txt").as_deref(), Some("y"));
+        assert!(text("/fm/m/both.txt").is_some());
+        assert_eq!(
+            text("/fm/f/moved.txt").as_deref(),
+            Some("the first version, on both")
+        );
+        assert_eq!(
+            text("/fm/f/changed.txt").as_deref(),
+            Some("changed on B while A moved it")
+        );
+    }
+    let tree = a.tree("/fm");
+    for gone in ["x", "y"] {
+        assert!(
+            !tree.contains_key(&format!("/{gone}")),
+            "/fm/{gone} moved away on both"
+        );
+    }
+}
+
 /// Changes that keep the mtime (an extended attribute such as an S3 tag,
 /// a mode) reach the other cluster whichever way the equal-mtime tie-break
 /// would go: the target still holds the version the change replaced, so

@@ -104,14 +104,24 @@ fn migrate_copies_without_the_log_and_resumes_after_a_kill() {
         "--state",
         &state,
     ];
+    // Paced (about 34 MB at 4 MB/s), so that the kill lands mid-copy.
     let mut first = Command::new(bin())
         .args(args)
+        .args(["--bwlimit", "4M"])
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    let files = |t: &Tree| t.values().filter(|n| !n.dir).count();
+    eventually(60, "the first files on B", || {
+        b.client().lookup("/", "moved").unwrap().is_some() && files(&b.tree("/moved")) > 0
+    });
     first.kill().unwrap();
     first.wait().unwrap();
+    let copied = files(&b.tree("/moved"));
+    assert!(
+        copied < 40,
+        "the kill landed after the copy: {copied} files"
+    );
     // Writes while the migration runs again are caught by the replay.
     let writer = {
         let url = a.url("/mig/late");
