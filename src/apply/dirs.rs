@@ -63,13 +63,20 @@ impl Dirs {
 
     /// `path` was deleted or moved: folders at and below it are unknown.
     pub fn forget(&mut self, path: &str) {
+        self.forget_places(path);
+        if !self.behind.is_empty() {
+            self.behind.retain(|k| !is_under(k, path));
+        }
+    }
+
+    /// A folder at `path` moves entry by entry: the folders at and below it
+    /// are unknown, but what is known of each entry's version stays with
+    /// it until its own move.
+    pub fn forget_places(&mut self, path: &str) {
         self.known.retain(|k| !is_under(k, path));
         self.fresh.retain(|k| !is_under(k, path));
         if !self.absent.is_empty() {
             self.absent.retain(|k| !is_under(k, path));
-        }
-        if !self.behind.is_empty() {
-            self.behind.retain(|k| !is_under(k, path));
         }
     }
 
@@ -159,6 +166,18 @@ mod tests {
         d.forget("/g");
         assert!(!d.absent.contains("/g/c"), "forgotten below a moved folder");
         assert!(d.absent.contains("/f/b"));
+    }
+
+    #[test]
+    fn a_folder_moving_entry_by_entry_leaves_its_entries_versions_known() {
+        let mut d = Dirs::default();
+        d.remember_made("/r/sub");
+        d.mark_behind("/r/f".into());
+        d.forget_places("/r");
+        assert!(!d.is_known("/r/sub") && !d.is_fresh("/r/sub"));
+        assert!(d.is_behind("/r/f"), "its own move carries it");
+        d.forget("/r");
+        assert!(!d.is_behind("/r/f"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod copy;
 mod dirs;
 mod dry_run;
+mod removed;
 mod route;
 mod source;
 
@@ -23,6 +24,7 @@ pub use copy::Transfer;
 
 use copy::Copied;
 pub use dry_run::{Op, Planned};
+pub use removed::Removed;
 pub use source::Replayed;
 
 use dirs::Dirs;
@@ -63,6 +65,13 @@ pub struct Applier {
     /// Entries moved along with a folder are trusted to be the source's for
     /// events after this time only (source clock; see `skipped_replayed`).
     moves_trusted_after_ns: std::sync::atomic::AtomicI64,
+    /// Active-active: what the target's own users removed lately, as the
+    /// opposite direction read it from the target's log.
+    removed_here: Option<std::sync::Arc<Removed>>,
+    /// `await_removals` ran.
+    removals_awaited: std::sync::atomic::AtomicBool,
+    /// Active-active: what the source's own users removed lately.
+    removed_there: Option<std::sync::Arc<Removed>>,
     /// Target folders renames may have left empty, with their source path
     /// and the signatures to remove them with (see `end_window`).
     vacated: std::sync::Mutex<BTreeMap<String, (String, Vec<i32>)>>,
@@ -154,10 +163,21 @@ impl Applier {
             target_root: target_root.to_string(),
             moves_trusted_after_ns: Default::default(),
             vacated: Default::default(),
+            removed_here: None,
+            removals_awaited: Default::default(),
+            removed_there: None,
             source_view: Default::default(),
             calls: Policy::FOREVER,
             cancel,
         }
+    }
+
+    /// Active-active: what the users of each side removed lately: `here`
+    /// (the target; fed by the opposite direction, which reads the
+    /// target's log) and `there` (the source; fed by this direction).
+    pub fn know_removals(&mut self, here: std::sync::Arc<Removed>, there: std::sync::Arc<Removed>) {
+        self.removed_here = Some(here);
+        self.removed_there = Some(there);
     }
 
     /// Gives a remote call up after a few tries instead of waiting for the
@@ -291,7 +311,20 @@ impl Applier {
                 // The old entry is gone (moved by this rename or by its
                 // parent's), or stays as the target's own: make sure the new
                 // one is exactly the source's.
-                let out = self.upsert(new_dir, entry, None, signatures, source, via, Vec::new())?;
+                // A move onto a path the source had just removed the entry
+                // of (the filer replaces an empty folder or a file there,
+                // logging its delete first) replaced that version: it is
+                // the base the new entry is weighed from.
+                let base = self.removed_there.as_ref().and_then(|r| r.get(source));
+                let out = self.upsert(
+                    new_dir,
+                    entry,
+                    base.as_ref(),
+                    signatures,
+                    source,
+                    via,
+                    Vec::new(),
+                )?;
                 if beside {
                     // The version the source moved away, left beside the new
                     // path's own (weighed just now).
@@ -322,12 +355,26 @@ impl Applier {
                 }
             }
             Action::Rename {
-                old_dir, old_name, ..
+                old_dir,
+                old_name,
+                entry,
+                ..
             } => {
                 let old_path = join_path(old_dir, old_name);
                 let behind = dirs.is_behind(&old_path);
-                dirs.forget(&old_path);
+                if entry.is_directory && self.newer_target_wins {
+                    // Moved entry by entry (see `rename`): each entry's own
+                    // move carries what is known of its version.
+                    dirs.forget_places(&old_path);
+                } else {
+                    dirs.forget(&old_path);
+                }
                 dirs.forget(&action.target());
+                if behind {
+                    // The version that moves is one the source had replaced;
+                    // so it stays at the new path until written anew there.
+                    dirs.mark_behind(action.target());
+                }
                 // A folder's move is logged with one event per entry below
                 // it after its own; this process moved them all already.
                 Known {
@@ -373,10 +420,11 @@ impl Applier {
         else {
             return Ok(false);
         };
+        let (old_path, new_path) = (join_path(old_dir, old_name), action.target());
         let Some(old) = self.lookup_target(old_dir, old_name)? else {
+            log::debug!("{old_path} is not on the target: {new_path} is written from the event");
             return Ok(false);
         };
-        let (old_path, new_path) = (join_path(old_dir, old_name), action.target());
         let two_way = self.newer_target_wins;
         if two_way
             && !entry.is_directory
@@ -401,6 +449,7 @@ impl Applier {
         if taken.is_some() && two_way {
             return Ok(true);
         }
+        log::debug!("{old_path} moves to {new_path}");
         self.ensure_parent(new_dir, parent(source), signatures)?;
         let mut req = AtomicRenameEntryRequest::new();
         req.old_directory = old_dir.clone();
@@ -590,7 +639,14 @@ impl Applier {
     /// carry the filer's clock, and active-active that newer version would
     /// win over the source's once the folder's own move brought it along.
     fn ensure_parent(&self, dir: &str, source_dir: &str, signatures: &[i32]) -> Result<()> {
-        if !self.inside(dir) || source_dir == "/" || self.dirs.lock().unwrap().is_known(dir) {
+        // A folder the target's users removed lately is looked up again,
+        // whatever the hint says (it predates the removal).
+        let removed_lately = self
+            .removed_here
+            .as_ref()
+            .is_some_and(|r| r.get(dir).is_some());
+        let known = self.dirs.lock().unwrap().is_known(dir) && !removed_lately;
+        if !self.inside(dir) || source_dir == "/" || known {
             return Ok(());
         }
         let (pd, name) = split_path(dir);
@@ -755,6 +811,44 @@ impl Applier {
     ) -> Result<Outcome> {
         let spare_was_empty = spare.is_empty();
         let existing = self.lookup_target(dir, &src.name)?;
+        // Active-active, nothing there: the target may have had a version
+        // here that its own users removed or moved away since (logged on
+        // its side, seen by the opposite direction). Had this event come
+        // before that, it would have been weighed against that version; so
+        // it is now, as the other cluster weighed them.
+        if existing.is_none() && self.newer_target_wins {
+            let path = join_path(dir, &src.name);
+            if let Some(gone) = self.removed_here.as_ref().and_then(|r| r.get(&path)) {
+                if conflict::same_version(src, &gone) {
+                    // Made there once (a replayed event), and removed since.
+                    log::debug!("{path}: the target had this version and removed it since");
+                    return Ok(Outcome {
+                        skipped: true,
+                        ..Outcome::default()
+                    });
+                }
+                let behind = self.dirs.lock().unwrap().is_behind(&path);
+                let r = conflict::weigh(src, base, behind, &gone);
+                if r.verdict == Verdict::Target && !src.is_directory {
+                    log::debug!(
+                        "{path}: the target removed a version that wins over this one; not made"
+                    );
+                    return Ok(Outcome {
+                        skipped: true,
+                        conflict: r.conflict.then(|| Conflict {
+                            path,
+                            source_mtime_ns: mtime_ns(src),
+                            source_size: size(src),
+                            source_origin: signatures.first().copied().unwrap_or(0),
+                            target_mtime_ns: mtime_ns(&gone),
+                            target_size: size(&gone),
+                            source_won: false,
+                        }),
+                        ..Outcome::default()
+                    });
+                }
+            }
+        }
         let mut conflict_seen = None;
         if let Some(t) = &existing {
             if same_entry(src, t) {

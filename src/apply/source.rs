@@ -10,7 +10,7 @@ use crate::paths::{join_path, split_path};
 use crate::pb::filer::*;
 use crate::replicate::conflict::{self, mtime_ns};
 use crate::replicate::{Action, Change};
-use crate::retry::retry;
+use crate::retry::{retry, Policy};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -118,9 +118,10 @@ impl Applier {
     }
 
     /// Active-active, the version `action` brings was skipped: where the
-    /// target still holds the version it replaced (its base), the target's
-    /// version is one the source had and moved on from, which a later
-    /// delete of the path takes (see `conflict::delete_keeps`).
+    /// target still holds the version it replaced (its base), or removed it
+    /// lately, the target's version is one the source had and moved on
+    /// from, which a later delete of the path takes (see
+    /// `conflict::delete_keeps`) and a later version follows.
     pub fn mark_if_behind(&self, action: &Action) {
         let Action::Upsert {
             dir,
@@ -134,11 +135,17 @@ impl Applier {
         if !self.newer_target_wins {
             return;
         }
-        if let Ok(Some(t)) = self.lookup_target(dir, &entry.name) {
-            if conflict::same_version(base, &t) {
-                let path = join_path(dir, &entry.name);
-                self.dirs.lock().unwrap().mark_behind(path);
-            }
+        let path = join_path(dir, &entry.name);
+        // The target's version, or (none there) the one its users removed
+        // lately: weighed as that version when a later event comes.
+        let held = match self.lookup_target(dir, &entry.name) {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => self.removed_here.as_ref().and_then(|r| r.get(&path)),
+            Err(_) => None,
+        };
+        if held.is_some_and(|t| conflict::same_version(base, &t)) {
+            log::debug!("{path}: the target holds a version the source replaced");
+            self.dirs.lock().unwrap().mark_behind(path);
         }
     }
 
@@ -166,6 +173,7 @@ impl Applier {
     /// a newer one was made there afterwards (a log rotated and written
     /// again) and stays, and the new entry is written from the event.
     pub fn replayed(&self, action: &Action) -> Result<Replayed> {
+        self.await_removals();
         let moot = |source: &str, entry: &Entry| self.source_replaced(source, entry);
         match action {
             Action::Upsert { source, entry, .. } => Ok(if moot(source, entry)? {
@@ -197,6 +205,31 @@ impl Applier {
                 Ok(Replayed::NewOnly(Box::new(action.new_entry_only())))
             }
             Action::Delete { .. } => Ok(Replayed::AsPlanned),
+        }
+    }
+
+    /// Active-active, once per run before the first replayed action: waits
+    /// (up to a heartbeat's period of the filer, and a margin) until the
+    /// opposite direction has read the target's log up to now, so that
+    /// what the target's users removed since this run's checkpoint is known
+    /// (`Removed`) before a replayed event could bring it back.
+    fn await_removals(&self) {
+        let Some(removed) = &self.removed_here else {
+            return;
+        };
+        if self.removals_awaited.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(now) = retry("target clock", Policy::SHORT, &self.cancel, || {
+            self.target.now_ns()
+        }) else {
+            return;
+        };
+        if !removed.wait_read(now, std::time::Duration::from_secs(8), &self.cancel) {
+            log::warn!(
+                "the opposite direction has not read the target's log up to now within 8 s: \
+                 replaying without knowing all that the target's users removed lately"
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::render::Renderer;
 use super::Peers;
-use crate::apply::{Applier, Mode};
+use crate::apply::{Applier, Mode, Removed};
 use crate::config::{Bootstrap, Side, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
@@ -15,6 +15,7 @@ use crate::state::{Direction, State};
 use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `sync`; Ok(true) when everything was applied, Ok(false) when some
@@ -127,6 +128,14 @@ impl Term<'_> {
         let mut flows = vec![flow(cfg, pa, pb, (&throttle, &run), &self.stats[0])];
         if !cfg.active_passive {
             flows.push(flow(cfg, pb, pa, (&throttle, &run), &self.stats[1]));
+            // Each direction notes what its source's users remove, for the
+            // other direction, which writes there.
+            let removed = [Arc::new(Removed::default()), Arc::new(Removed::default())];
+            for (i, f) in flows.iter_mut().enumerate() {
+                f.removed_at_source = Some(removed[i].clone());
+                f.applier
+                    .know_removals(removed[1 - i].clone(), removed[i].clone());
+            }
         }
         for f in &mut flows {
             f.lease = lease.cloned();
@@ -301,5 +310,6 @@ fn flow(
         debug_actions: dst.debug,
         cancel: run.clone(),
         lease: None,
+        removed_at_source: None,
     }
 }

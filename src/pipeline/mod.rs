@@ -10,7 +10,7 @@
 
 pub mod plan;
 
-use crate::apply::{Applier, Planned, Replayed, Transfer};
+use crate::apply::{Applier, Planned, Removed, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, StreamItem};
 use crate::ha::Lease;
@@ -60,6 +60,9 @@ pub struct Flow {
     /// target's KV (in `weed filer.sync`'s key format), where the instance
     /// that takes over finds it.
     pub lease: Option<std::sync::Arc<Lease>>,
+    /// Active-active: where to note what the source's users remove, for the
+    /// opposite direction (`apply::Removed`); noted as events arrive.
+    pub removed_at_source: Option<std::sync::Arc<Removed>>,
 }
 
 /// What a direction did in this run: its live counters as they ended, and
@@ -464,10 +467,20 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
         f.applier.source().subscribe(&req)
     })?;
     let (tx, rx) = bounded(f.batch_size.max(16) * 2);
+    // What the source's users remove is noted as it is read, ahead of the
+    // windows, for the opposite direction.
+    let removed = f.removed_at_source.clone();
     std::thread::Builder::new()
         .name(format!("{} stream", f.name))
         .spawn(move || {
             for item in stream {
+                if let Some(r) = &removed {
+                    match &item {
+                        Ok(StreamItem::Event(ev)) => r.note_event(ev),
+                        Ok(StreamItem::Idle(ts) | StreamItem::Skipped(ts)) => r.read_up_to(*ts),
+                        Err(_) => {}
+                    }
+                }
                 let end = item.is_err();
                 if tx.send(item).is_err() || end {
                     return;

@@ -8,7 +8,8 @@
 //!
 //! `make test` runs the short version; `make chaos` sets CHAOS=long (more
 //! cycles, longer outages and fault periods) and CHAOS_REPORT=FILE to collect
-//! the figures. CHAOS_SEED=N replays a run's random choices.
+//! the figures. CHAOS_SEED=N replays a run's random choices; CHAOS_RUST_LOG
+//! sets the killed syncs' RUST_LOG (default warn).
 
 use crate::faults::{FaultProxy, Mode};
 use crate::harness::*;
@@ -317,7 +318,10 @@ fn chaos_kill_9_at_random_moments() {
         let child = Running(
             std::process::Command::new(bin())
                 .args(["sync", "-a", &aa, "-b", &ba, "--state", &state])
-                .env("RUST_LOG", "warn")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .spawn()
                 .unwrap(),
         );
