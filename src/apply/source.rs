@@ -117,17 +117,19 @@ impl Applier {
         self.mark_if_behind(action);
     }
 
-    /// Active-active, the version `action` brings was skipped: where the
-    /// target still holds the version it replaced (its base), or removed it
-    /// lately, the target's version is one the source had and moved on
-    /// from, which a later delete of the path takes (see
-    /// `conflict::delete_keeps`) and a later version follows.
+    /// Active-active, the version `action` brings was skipped (the source
+    /// had replaced it since). Where it would have replaced the target's
+    /// version — the target still holds the version it replaced (its
+    /// base), or one that loses to it as a conflict would be settled, or
+    /// the same holds of the version the target's users removed lately —
+    /// the target's version is one the source is past: a later delete of
+    /// the path takes it (see `conflict::delete_keeps`), a later move
+    /// carries it, and a later version follows. Skipping must decide as
+    /// applying would have, or the other cluster, which sees only the
+    /// outcome, decides otherwise.
     pub fn mark_if_behind(&self, action: &Action) {
         let Action::Upsert {
-            dir,
-            entry,
-            base: Some(base),
-            ..
+            dir, entry, base, ..
         } = action
         else {
             return;
@@ -136,15 +138,16 @@ impl Applier {
             return;
         }
         let path = join_path(dir, &entry.name);
-        // The target's version, or (none there) the one its users removed
-        // lately: weighed as that version when a later event comes.
         let held = match self.lookup_target(dir, &entry.name) {
             Ok(Some(t)) => Some(t),
             Ok(None) => self.removed_here.as_ref().and_then(|r| r.get(&path)),
             Err(_) => None,
         };
-        if held.is_some_and(|t| conflict::same_version(base, &t)) {
-            log::debug!("{path}: the target holds a version the source replaced");
+        let replaces = |t: &Entry| {
+            conflict::weigh(entry, base.as_deref(), false, t).verdict == conflict::Verdict::Source
+        };
+        if held.is_some_and(|t| replaces(&t)) {
+            log::debug!("{path}: the target holds a version the source is past");
             self.dirs.lock().unwrap().mark_behind(path);
         }
     }
