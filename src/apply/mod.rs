@@ -72,6 +72,9 @@ pub struct Applier {
     removals_awaited: std::sync::atomic::AtomicBool,
     /// Active-active: what the source's own users removed lately.
     removed_there: Option<std::sync::Arc<Removed>>,
+    /// Active-active: versions skipped where the target had nothing and no
+    /// removal of its was known yet (see `skipped_over`).
+    skipped_unseen: std::sync::Mutex<HashMap<String, Skipped>>,
     /// Target folders renames may have left empty, with their source path
     /// and the signatures to remove them with (see `end_window`).
     vacated: std::sync::Mutex<BTreeMap<String, (String, Vec<i32>)>>,
@@ -84,6 +87,9 @@ pub struct Applier {
     /// Ends the retries when the run winds down.
     cancel: Cancel,
 }
+
+/// A skipped version and the base it replaced on the source.
+type Skipped = (Entry, Option<Box<Entry>>);
 
 /// How an `Applier` treats the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +172,7 @@ impl Applier {
             removed_here: None,
             removals_awaited: Default::default(),
             removed_there: None,
+            skipped_unseen: Default::default(),
             source_view: Default::default(),
             calls: Policy::FOREVER,
             cancel,
@@ -827,7 +834,8 @@ impl Applier {
                         ..Outcome::default()
                     });
                 }
-                let behind = self.dirs.lock().unwrap().is_behind(&path);
+                let behind =
+                    self.dirs.lock().unwrap().is_behind(&path) || self.skipped_over(&path, &gone);
                 let r = conflict::weigh(src, base, behind, &gone);
                 if r.verdict == Verdict::Target && !src.is_directory {
                     log::debug!(

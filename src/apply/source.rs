@@ -69,6 +69,12 @@ pub(super) fn version(e: &Entry) -> u64 {
     h.finish()
 }
 
+/// True when `entry` (replacing `base` on the source) would replace the
+/// target's version `t` (`conflict::weigh`).
+fn replaces(entry: &Entry, base: Option<&Entry>, t: &Entry) -> bool {
+    conflict::weigh(entry, base, false, t).verdict == conflict::Verdict::Source
+}
+
 /// What `Applier::replayed` makes of a replayed action.
 #[derive(Debug)]
 pub enum Replayed {
@@ -140,16 +146,33 @@ impl Applier {
         let path = join_path(dir, &entry.name);
         let held = match self.lookup_target(dir, &entry.name) {
             Ok(Some(t)) => Some(t),
-            Ok(None) => self.removed_here.as_ref().and_then(|r| r.get(&path)),
+            Ok(None) => {
+                let removed = self.removed_here.as_ref().and_then(|r| r.get(&path));
+                if removed.is_none() {
+                    // The target's removal may not have been read yet: the
+                    // skip is weighed when a version meets it (`skipped_over`).
+                    let mut skipped = self.skipped_unseen.lock().unwrap();
+                    if skipped.len() >= 10_000 {
+                        skipped.clear();
+                    }
+                    skipped.insert(path.clone(), (entry.clone(), base.clone()));
+                }
+                removed
+            }
             Err(_) => None,
         };
-        let replaces = |t: &Entry| {
-            conflict::weigh(entry, base.as_deref(), false, t).verdict == conflict::Verdict::Source
-        };
-        if held.is_some_and(|t| replaces(&t)) {
+        if held.is_some_and(|t| replaces(entry, base.as_deref(), &t)) {
             log::debug!("{path}: the target holds a version the source is past");
             self.dirs.lock().unwrap().mark_behind(path);
         }
+    }
+
+    /// Active-active: a version skipped at `path` while the target had
+    /// nothing there would have replaced `removed`, the version the
+    /// target's users removed (as `mark_if_behind` weighs it).
+    pub(super) fn skipped_over(&self, path: &str, removed: &Entry) -> bool {
+        let skipped = self.skipped_unseen.lock().unwrap().remove(path);
+        skipped.is_some_and(|(e, base)| replaces(&e, base.as_deref(), removed))
     }
 
     /// A new window begins: what was learnt of the source for the last one
