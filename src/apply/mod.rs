@@ -516,12 +516,17 @@ impl Applier {
         };
         let mut todo = std::mem::take(&mut *self.vacated.lock().unwrap());
         while let Some((path, (source_path, signatures))) = todo.pop_last() {
+            // The source still having the folder (a file renamed within
+            // it, the common case) settles it with one call.
+            if on_source(&source_path)?.is_some() {
+                continue;
+            }
             let (dir, name) = split_path(&path);
             let empty_folder = match self.lookup_target(dir, name)? {
                 Some(t) if t.is_directory => !self.holds_entries(&path)?,
                 _ => false,
             };
-            if !empty_folder || on_source(&source_path)?.is_some() {
+            if !empty_folder {
                 continue;
             }
             match self.delete_as(dir, name, &signatures, false) {
