@@ -26,16 +26,27 @@ use std::cmp::Ordering;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+/// What a first run did.
+#[derive(Default)]
+pub struct FirstRun {
+    /// The copies that failed for good (ledgered).
+    pub failures: Vec<Failure>,
+    /// The directions it walked: nothing but the walk was applied past
+    /// their checkpoints.
+    pub walked: Vec<Direction>,
+}
+
 /// Walks and copies when a direction of `cfg` has no checkpoint yet; then
 /// records each such direction's checkpoint at its source's clock before
-/// the walk. Returns the copies that failed for good (ledgered).
+/// the walk, and (as `careful_until_ns`) its clock after: the events logged
+/// while the walk ran may already be on the target.
 pub fn first_run(
     cfg: &SyncConfig,
     peers: &Peers,
     state: &mut State,
     cancel: &Cancel,
     throttle: &Option<Arc<Throttle>>,
-) -> Result<Vec<Failure>> {
+) -> Result<FirstRun> {
     let two_way = !cfg.active_passive;
     let key = |(s, sig_s): (&Side, i32), (t, sig_t): (&Side, i32)| Direction {
         source_sig: sig_s,
@@ -49,11 +60,11 @@ pub fn first_run(
         let k = key(src, dst);
         if on && src.0.from_ts_ms == 0 && state.position(&k)?.is_none() {
             let start = retry("source clock", Policy::SHORT, cancel, || client.now_ns())?;
-            fresh.push((k, start));
+            fresh.push((k, start, client));
         }
     }
     if fresh.is_empty() {
-        return Ok(Vec::new());
+        return Ok(FirstRun::default());
     }
     log::info!(
         "first run: copying {} {} {} {} by a walk; the log is followed from now on",
@@ -72,10 +83,13 @@ pub fn first_run(
             error: format!("first-run walk: {error}"),
         })
         .collect();
-    for (i, (k, start)) in fresh.into_iter().enumerate() {
+    let mut walked = Vec::new();
+    for (i, (k, start, client)) in fresh.into_iter().enumerate() {
         let first = i == 0;
+        let end = retry("source clock", Policy::SHORT, cancel, || client.now_ns())?;
         let commit = Commit {
             ts_ns: start,
+            careful_until_ns: end,
             conflicts: if first {
                 std::mem::take(&mut conflicts)
             } else {
@@ -85,8 +99,9 @@ pub fn first_run(
             ..Commit::default()
         };
         state.commit(&k, &commit)?;
+        walked.push(k);
     }
-    Ok(failures)
+    Ok(FirstRun { failures, walked })
 }
 
 /// What a walk found and did.

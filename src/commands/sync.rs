@@ -101,7 +101,7 @@ impl Term<'_> {
         let throttle = cfg
             .bwlimit
             .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
-        let mut walk_failures = Vec::new();
+        let mut walk = super::bootstrap::FirstRun::default();
         // A dry run plans from the log alone: a walk's copies are not
         // planned. A mesh link (--origin-only) starts from the log: a walk
         // would carry every cluster's entries over every link, not only its
@@ -109,7 +109,7 @@ impl Term<'_> {
         if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run && !cfg.origin_only {
             let listener = metrics.as_ref().and_then(|l| l.try_clone().ok());
             let keep = lease.map(|l| (&**l, &run));
-            walk_failures = pipeline::alongside(listener, self.stats, keep, || {
+            walk = pipeline::alongside(listener, self.stats, keep, || {
                 super::bootstrap::first_run(cfg, peers, state, &run, &throttle)
             })?;
         }
@@ -139,6 +139,7 @@ impl Term<'_> {
         }
         for f in &mut flows {
             f.lease = lease.cloned();
+            f.walked = walk.walked.contains(&f.key);
         }
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         // One way, following: a walk every so often repairs what the log
@@ -183,8 +184,8 @@ impl Term<'_> {
         };
         let names = flows.iter().map(|f| f.name.clone()).collect();
         let renderer = Renderer::new(cfg.json, names, terminal);
-        let mut ok = walk_failures.is_empty();
-        for f in &walk_failures {
+        let mut ok = walk.failures.is_empty();
+        for f in &walk.failures {
             eprintln!("failed: {}: {}", f.path, f.error);
         }
         let mut first_err = None;
@@ -311,5 +312,6 @@ fn flow(
         cancel: run.clone(),
         lease: None,
         removed_at_source: None,
+        walked: false,
     }
 }

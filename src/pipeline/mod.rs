@@ -63,6 +63,10 @@ pub struct Flow {
     /// Active-active: where to note what the source's users remove, for the
     /// opposite direction (`apply::Removed`); noted as events arrive.
     pub removed_at_source: Option<std::sync::Arc<Removed>>,
+    /// This run's first-run walk set the checkpoint: no window was applied
+    /// past it, only the walk (whose end the state keeps as
+    /// `careful_until`).
+    pub walked: bool,
 }
 
 /// What a direction did in this run: its live counters as they ended, and
@@ -268,13 +272,16 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         chunks: pool(&f.name, "chunk", f.chunk_workers)?,
     };
     let mut budget = f.max_delete.map(DeleteBudget::new);
-    // Resuming from a checkpoint: the previous process may have applied one
-    // window past it before it stopped (a kill between apply and commit).
-    // Replaying those events must not bring back what later ones moved or
-    // removed, so the first `batch_size` events are checked on the source.
-    let mut careful = match state.position(&f.key)? {
-        Some((since, _)) if since > 0 => f.batch_size,
-        _ => 0,
+    let mut care = Care {
+        // Resuming from a checkpoint: the previous process may have applied
+        // one window past it before it stopped (a kill between apply and
+        // commit).
+        events: match state.position(&f.key)? {
+            Some((since, _)) if since > 0 && !f.walked => f.batch_size,
+            _ => 0,
+        },
+        // A first-run walk copied the trees while these were logged.
+        until_ns: state.careful_until(&f.key)?,
     };
     f.applier.trust_moves_after(state.replay_horizon(&f.key)?);
     loop {
@@ -306,8 +313,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 f.stats
                     .in_flight
                     .store(window.len() as u64, Ordering::Relaxed);
-                let checked = careful.min(window.len());
-                careful -= checked;
+                let checked = care.take(&window);
                 let (began, size) = (Instant::now(), window.len());
                 let began_ns = crate::util::now_ns();
                 fenced(f)?;
@@ -638,6 +644,30 @@ fn replay_horizon(f: &Flow) -> i64 {
     }
 }
 
+/// Which events may already be on the target, and so are checked on the
+/// source before they apply: replayed, they must not bring back what later
+/// events moved or removed (see `apply_one`).
+struct Care {
+    /// The next this many events (a window a stopped process may have
+    /// applied past its checkpoint).
+    events: usize,
+    /// Every event up to this time (source clock; a first-run walk's end).
+    until_ns: i64,
+}
+
+impl Care {
+    /// How many of the first events of `window` (in log order) to check.
+    fn take(&mut self, window: &[Event]) -> usize {
+        let counted = self.events.min(window.len());
+        self.events -= counted;
+        let timed = window
+            .iter()
+            .take_while(|e| e.ts_ns <= self.until_ns)
+            .count();
+        counted.max(timed)
+    }
+}
+
 /// What applying part of a window did: what to commit, and what a dry run
 /// would have changed.
 #[derive(Default)]
@@ -853,6 +883,33 @@ mod replay_tests {
         };
         assert!(!unknown.is_replay(&at));
         assert_ne!(ev(100, "a").fingerprint(), ev(101, "a").fingerprint());
+    }
+
+    #[test]
+    fn care_covers_a_count_of_events_or_a_time_whichever_reaches_further() {
+        let w = |ts: &[i64]| ts.iter().map(|&t| ev(t, "x")).collect::<Vec<_>>();
+        // (events, until, windows, checked in each)
+        type Row<'a> = (usize, i64, &'a [&'a [i64]], &'a [usize]);
+        let table: &[Row] = &[
+            // Nothing to check: a fresh log start, or after a walk in this run
+            // once its end is past.
+            (0, 0, &[&[1, 2, 3]], &[0]),
+            // A resume: the count carries over windows, then stops.
+            (4, 0, &[&[1, 2, 3], &[4, 5, 6], &[7]], &[3, 1, 0]),
+            // After a walk: events up to its end, however many.
+            (0, 5, &[&[1, 2, 3], &[4, 5, 6], &[7]], &[3, 2, 0]),
+            // A resume after a walk: the further of the two.
+            (2, 3, &[&[1, 2, 3, 4]], &[3]),
+            (3, 1, &[&[1, 2, 3, 4]], &[3]),
+        ];
+        for (events, until_ns, windows, want) in table {
+            let mut care = Care {
+                events: *events,
+                until_ns: *until_ns,
+            };
+            let got: Vec<usize> = windows.iter().map(|ts| care.take(&w(ts))).collect();
+            assert_eq!(&got, want, "events {events}, until {until_ns}");
+        }
     }
 }
 

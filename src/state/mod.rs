@@ -77,6 +77,9 @@ const MIGRATIONS: &[&str] = &[
         since_ns INTEGER NOT NULL,
         updated_ns INTEGER NOT NULL
      );",
+    // v7: events up to this time (source clock) may already be on the
+    // target: a first-run walk copied the trees while they were logged.
+    "ALTER TABLE checkpoints ADD COLUMN careful_until_ns INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -129,6 +132,9 @@ pub struct Commit {
     pub superseded: u64,
     /// `--ha`: the lock generation the window was applied under (0: none).
     pub generation: i64,
+    /// Raises the time up to which events are checked on the source before
+    /// they apply (0: leaves it): the end of a first-run walk.
+    pub careful_until_ns: i64,
 }
 
 /// `sync --ha`: what this instance is, as `status` shows it.
@@ -387,11 +393,23 @@ impl State {
     /// Events up to this time may follow a replayed version a run skipped
     /// (0: none did).
     pub fn replay_horizon(&self, d: &Direction) -> Result<i64> {
+        self.horizon(d, "replay_horizon_ns")
+    }
+
+    /// Events up to this time may already be on the target (0: none): a
+    /// first-run walk copied the trees while they were logged.
+    pub fn careful_until(&self, d: &Direction) -> Result<i64> {
+        self.horizon(d, "careful_until_ns")
+    }
+
+    fn horizon(&self, d: &Direction, column: &str) -> Result<i64> {
         Ok(self
             .conn
             .query_row(
-                "SELECT replay_horizon_ns FROM checkpoints WHERE source_sig=?1 AND source_path=?2 \
-                    AND target_sig=?3 AND target_path=?4",
+                &format!(
+                    "SELECT {column} FROM checkpoints WHERE source_sig=?1 AND source_path=?2 \
+                        AND target_sig=?3 AND target_path=?4"
+                ),
                 params![d.source_sig, d.source_path, d.target_sig, d.target_path],
                 |r| r.get(0),
             )
@@ -418,14 +436,15 @@ impl State {
         tx.execute(
             "INSERT INTO checkpoints (source_sig, source_path, target_sig, target_path, ts_ns,
                  updated_ns, events_applied, bytes_applied, last_event, replay_horizon_ns,
-                 ha_generation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ha_generation, careful_until_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (source_sig, source_path, target_sig, target_path) DO UPDATE SET
                ts_ns = excluded.ts_ns, updated_ns = excluded.updated_ns,
                last_event = excluded.last_event, ha_generation = excluded.ha_generation,
                events_applied = events_applied + excluded.events_applied,
                bytes_applied = bytes_applied + excluded.bytes_applied,
-               replay_horizon_ns = MAX(replay_horizon_ns, excluded.replay_horizon_ns)",
+               replay_horizon_ns = MAX(replay_horizon_ns, excluded.replay_horizon_ns),
+               careful_until_ns = MAX(careful_until_ns, excluded.careful_until_ns)",
             params![
                 d.source_sig,
                 d.source_path,
@@ -437,7 +456,8 @@ impl State {
                 c.bytes as i64,
                 c.last_event,
                 c.replay_horizon_ns,
-                c.generation
+                c.generation,
+                c.careful_until_ns
             ],
         )?;
         for f in &c.failures {
@@ -587,14 +607,16 @@ mod tests {
     }
 
     #[test]
-    fn the_replay_horizon_only_rises() {
+    fn the_horizons_only_rise() {
         let p = tmp("horizon");
         let mut s = State::open(&p).unwrap();
         assert_eq!(s.replay_horizon(&dir()).unwrap(), 0);
+        assert_eq!(s.careful_until(&dir()).unwrap(), 0);
         for (ts, horizon) in [(10, 0), (20, 500), (30, 0), (40, 300)] {
             let c = Commit {
                 ts_ns: ts,
                 replay_horizon_ns: horizon,
+                careful_until_ns: horizon * 2,
                 ..Commit::default()
             };
             s.commit(&dir(), &c).unwrap();
@@ -602,6 +624,7 @@ mod tests {
         drop(s);
         let s = State::open(&p).unwrap();
         assert_eq!(s.replay_horizon(&dir()).unwrap(), 500);
+        assert_eq!(s.careful_until(&dir()).unwrap(), 1000);
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(40));
     }
 
