@@ -34,6 +34,9 @@ pub struct Stats {
     pub rescan_differences: AtomicU64,
     /// When the last rescan ended without error (this host's clock, ns).
     pub rescan_done_ns: AtomicI64,
+    /// When the source's stream last broke (this host's clock, ns; 0: not
+    /// since the last rescan began). See `rescan_due_early`.
+    pub stream_lost_at: AtomicI64,
     /// `--ha`: 1 while this instance is the active one, 0 standing by;
     /// -1 without `--ha`.
     pub ha_active: AtomicI64,
@@ -61,6 +64,7 @@ impl Stats {
             rescan_entries: AtomicU64::new(0),
             rescan_differences: AtomicU64::new(0),
             rescan_done_ns: AtomicI64::new(0),
+            stream_lost_at: AtomicI64::new(0),
             ha_active: AtomicI64::new(-1),
         }
     }
@@ -71,6 +75,23 @@ impl Stats {
         if self.source_ns.fetch_max(ts_ns, Relaxed) <= ts_ns {
             self.source_seen_at.store(crate::util::now_ns(), Relaxed);
         }
+    }
+
+    /// The source's stream broke: a rescan is due once it answers again.
+    pub fn stream_lost(&self) {
+        let now = crate::util::now_ns();
+        let _ = self
+            .stream_lost_at
+            .compare_exchange(0, now, Relaxed, Relaxed);
+    }
+
+    /// The source's stream broke since the last rescan began and has
+    /// answered since (an event or a heartbeat): the filer may have been
+    /// restarted, and a filer killed loses the events it held only in
+    /// memory, so a rescan should not wait for its period.
+    pub fn rescan_due_early(&self) -> bool {
+        let lost = self.stream_lost_at.load(Relaxed);
+        lost != 0 && self.source_seen_at.load(Relaxed) > lost
     }
 
     /// How far the checkpoint is behind the source while received events
@@ -95,6 +116,25 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rescan_is_due_early_once_a_broken_stream_answers_again() {
+        let s = Stats::new("A→B", "a", "b", "c", "/");
+        s.saw_source_time(10);
+        assert!(!s.rescan_due_early());
+        s.stream_lost();
+        assert!(!s.rescan_due_early(), "not before the stream answers");
+        let lost = s.stream_lost_at.load(Relaxed);
+        s.stream_lost();
+        assert_eq!(s.stream_lost_at.load(Relaxed), lost, "the first loss counts");
+        while crate::util::now_ns() <= lost {
+            std::hint::spin_loop();
+        }
+        s.saw_source_time(20);
+        assert!(s.rescan_due_early());
+        s.stream_lost_at.store(0, Relaxed);
+        assert!(!s.rescan_due_early(), "not again once the rescan began");
+    }
 
     #[test]
     fn lag_grows_while_events_wait_and_is_zero_when_all_are_committed() {

@@ -37,6 +37,18 @@ pub fn utc(ts_ns: i64) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a civil (proleptic Gregorian) date; the
+/// inverse of the date `utc` writes (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// A JSON string literal.
 pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -117,6 +129,18 @@ mod tests {
         assert_eq!(utc(1), "1970-01-01T00:00:00.000Z");
         assert_eq!(utc(1_700_000_000_123_000_000), "2023-11-14T22:13:20.123Z");
         assert_eq!(utc(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in [1, 59, 11_016, 20_791, 100_000] {
+            let date = utc(days * 86_400_000_000_000 + 1);
+            let num = |r: std::ops::Range<usize>| date[r].parse::<i64>().unwrap();
+            assert_eq!(days_from_civil(num(0..4), num(5..7), num(8..10)), days, "{date}");
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 
 use super::verify::{one_per_path, Compare};
 use super::Peers;
-use crate::config::{Side, SyncConfig};
+use super::log_start::lost_since;
+use crate::config::{Bootstrap, Side, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::paths::under;
 use crate::replicate::conflict::{self, mtime_ns, size};
@@ -21,10 +22,13 @@ use crate::replicate::left_out;
 use crate::replicate::Action;
 use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Conflict, Direction, Failure, State};
+use crate::util::utc;
 use crate::volume::throttle::Throttle;
+use crate::volume::{ChunkSource, Http};
 use std::cmp::Ordering;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a first run did.
 #[derive(Default)]
@@ -36,10 +40,16 @@ pub struct FirstRun {
     pub walked: Vec<Direction>,
 }
 
-/// Walks and copies when a direction of `cfg` has no checkpoint yet; then
-/// records each such direction's checkpoint at its source's clock before
-/// the walk, and (as `careful_until_ns`) its clock after: the events logged
-/// while the walk ran may already be on the target.
+/// Walks and copies when a direction of `cfg` has no checkpoint yet
+/// (unless `--bootstrap log`), or when its checkpoint is older than the
+/// start of its source's metadata log (the events between are gone; see
+/// `log_start`); then records each such direction's checkpoint at its
+/// source's clock before the walk, and (as `careful_until_ns`) its clock
+/// after: the events logged while the walk ran may already be on the
+/// target. A dry run never walks (it plans from the log alone: a walk's
+/// copies are not planned), nor does a mesh link (`--origin-only`: a walk
+/// would carry every cluster's entries over every link, not only its
+/// source's own); there a lost stretch of log is only reported.
 pub fn first_run(
     cfg: &SyncConfig,
     peers: &Peers,
@@ -48,6 +58,7 @@ pub fn first_run(
     throttle: &Option<Arc<Throttle>>,
 ) -> Result<FirstRun> {
     let two_way = !cfg.active_passive;
+    let may_walk = !cfg.dry_run && !cfg.origin_only;
     let key = |(s, sig_s): (&Side, i32), (t, sig_t): (&Side, i32)| Direction {
         source_sig: sig_s,
         source_path: s.path.clone(),
@@ -56,9 +67,46 @@ pub fn first_run(
     };
     let (a, b) = ((&cfg.a, peers.sig_a()), (&cfg.b, peers.sig_b()));
     let mut fresh = Vec::new();
+    let mut gaps = 0;
     for (on, (src, dst), client) in [(true, (a, b), &peers.a), (two_way, (b, a), &peers.b)] {
         let k = key(src, dst);
-        if on && src.0.from_ts_ms == 0 && state.position(&k)?.is_none() {
+        if !on || src.0.from_ts_ms != 0 {
+            continue;
+        }
+        let walk = match state.position(&k)? {
+            None => cfg.bootstrap == Bootstrap::Walk,
+            Some(at) => {
+                let chunks = ChunkSource::new(
+                    client.clone(),
+                    src.0.proxy,
+                    Http::new(Duration::from_secs(cfg.timeout_secs.max(30))),
+                )
+                .with_read_signer(src.0.security.read.clone());
+                let lost = retry("where the log begins", Policy::SHORT, cancel, || {
+                    lost_since(client, &chunks, at)
+                })?;
+                if let Some(begins) = lost {
+                    log::warn!(
+                        "{}→{}: the checkpoint ({}) is older than the start of {}'s metadata \
+                         log ({}): the events between are gone (log retention, fs.log.purge). {}",
+                        src.0.label,
+                        dst.0.label,
+                        utc(at.0),
+                        src.0.label,
+                        utc(begins),
+                        if may_walk {
+                            "A walk of both folders repairs what they missed"
+                        } else {
+                            "Run `filer-sync verify --repair` on the pair to repair what they \
+                             missed"
+                        }
+                    );
+                    gaps += 1;
+                }
+                lost.is_some()
+            }
+        };
+        if walk && may_walk {
             let start = retry("source clock", Policy::SHORT, cancel, || client.now_ns())?;
             fresh.push((k, start, client));
         }
@@ -67,7 +115,8 @@ pub fn first_run(
         return Ok(FirstRun::default());
     }
     log::info!(
-        "first run: copying {} {} {} {} by a walk; the log is followed from now on",
+        "{}: copying {} {} {} {} by a walk; the log is followed from now on",
+        if gaps > 0 { "log gap" } else { "first run" },
         cfg.a.path,
         if two_way { "<->" } else { "->" },
         cfg.b.path,

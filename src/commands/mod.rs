@@ -4,6 +4,7 @@
 //! checking them against a state file, the way every command does it.
 
 pub mod bootstrap;
+pub mod log_start;
 pub mod checkpoint;
 pub mod ha;
 pub mod migrate;

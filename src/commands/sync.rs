@@ -5,7 +5,7 @@
 use super::render::Renderer;
 use super::Peers;
 use crate::apply::{Applier, Mode, Removed};
-use crate::config::{Bootstrap, Side, SyncConfig};
+use crate::config::{Side, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
 use crate::pipeline::{self, Flow};
@@ -101,18 +101,11 @@ impl Term<'_> {
         let throttle = cfg
             .bwlimit
             .map(|r| std::sync::Arc::new(Throttle::new(r, run.clone())));
-        let mut walk = super::bootstrap::FirstRun::default();
-        // A dry run plans from the log alone: a walk's copies are not
-        // planned. A mesh link (--origin-only) starts from the log: a walk
-        // would carry every cluster's entries over every link, not only its
-        // source's own.
-        if cfg.bootstrap == Bootstrap::Walk && !cfg.dry_run && !cfg.origin_only {
-            let listener = metrics.as_ref().and_then(|l| l.try_clone().ok());
-            let keep = lease.map(|l| (&**l, &run));
-            walk = pipeline::alongside(listener, self.stats, keep, || {
-                super::bootstrap::first_run(cfg, peers, state, &run, &throttle)
-            })?;
-        }
+        let listener = metrics.as_ref().and_then(|l| l.try_clone().ok());
+        let keep = lease.map(|l| (&**l, &run));
+        let walk = pipeline::alongside(listener, self.stats, keep, || {
+            super::bootstrap::first_run(cfg, peers, state, &run, &throttle)
+        })?;
         let pa = (
             &cfg.a,
             &peers.a,

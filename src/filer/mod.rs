@@ -148,6 +148,16 @@ impl FilerClient {
         Ok((page.len() <= most as usize).then_some(page))
     }
 
+    /// The first entry of `directory` in name order (`None`: it is empty
+    /// or missing).
+    pub fn first(&self, directory: &str) -> Result<Option<Entry>> {
+        match self.list_page(directory, "", 1) {
+            Ok(page) => Ok(page.into_iter().next()),
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Up to `limit` entries of `directory` after the name `start`.
     fn list_page(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
         let mut req = ListEntriesRequest::new();

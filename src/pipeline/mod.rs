@@ -91,7 +91,8 @@ pub struct Reporting<'a> {
     /// `Observer::progress` this often.
     pub every: Duration,
     /// A job run this often while the directions run (a rescan), on a
-    /// thread of its own.
+    /// thread of its own; sooner when a source's stream broke and answers
+    /// again (`Stats::rescan_due_early`).
     pub periodic: Option<(Duration, &'a (dyn Fn() + Sync))>,
     /// `--ha`: the lock the run holds, renewed on a thread of its own; the
     /// run ends when it is lost.
@@ -152,17 +153,34 @@ pub fn run_all(
                 s.spawn(move || report_progress(all, done, every, observer));
             }
             if let Some((every, job)) = reporting.periodic {
-                let (done, cancel) = (&done, &cancel);
+                let (done, cancel, all) = (&done, &cancel, &all);
                 s.spawn(move || loop {
                     let until = Instant::now() + every;
+                    let mut early = false;
                     while Instant::now() < until
                         && !done.load(Ordering::SeqCst)
                         && !cancel.is_cancelled()
+                        && !early
                     {
                         cancel.sleep(Duration::from_millis(200));
+                        early = all.iter().any(|s| s.rescan_due_early());
                     }
                     if done.load(Ordering::SeqCst) || cancel.is_cancelled() {
                         return;
+                    }
+                    if early {
+                        // A rescan leaves entries changed lately to the
+                        // events (see `copy_by_walk`); what a crashed filer
+                        // lost was written before it came back.
+                        log::info!(
+                            "a source's stream broke and answers again (a restarted filer may \
+                             have lost what it held in memory): the periodic job runs in {} s",
+                            SETTLE.as_secs()
+                        );
+                        cancel.sleep(SETTLE);
+                    }
+                    for s in all.iter() {
+                        s.stream_lost_at.store(0, Ordering::Relaxed);
                     }
                     job();
                 });
@@ -173,6 +191,9 @@ pub fn run_all(
         })
     })
 }
+
+/// How long after a broken stream answers again the periodic job runs.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// Hands the live counters to `observer` every `every` until `done`.
 fn report_progress(
@@ -378,6 +399,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 break end;
             }
         };
+        f.stats.stream_lost();
         match ended {
             Err(e) if e.is_retryable() || e.kind() == ErrorKind::Remote => {
                 log::warn!(

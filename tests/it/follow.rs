@@ -175,14 +175,14 @@ fn rides_out_volume_server_outages_on_either_side() {
 /// nothing.
 #[test]
 fn a_rescan_repairs_what_the_log_does_not_bring() {
-    let mut a = Cluster::start();
+    let a = Cluster::start();
     let b = Cluster::start();
     for i in 0..10 {
         a.put(&format!("/rs/f{i}.txt"), format!("file {i}").as_bytes());
     }
     let state = temp_state("rescan");
     let log = std::env::temp_dir().join(format!("filer-sync-it-rescan-{}.log", std::process::id()));
-    let sync = Running(
+    let _sync = Running(
         one_way_sync(&a.addr(), &b.addr(), &state)
             .args(["--rescan-secs", "2", "--rescan-rate", "500"])
             .env("RUST_LOG", "info")
@@ -208,20 +208,45 @@ fn a_rescan_repairs_what_the_log_does_not_bring() {
         "{}",
         text()
     );
-    // The sync paused, files written and a folder moved on A, A's filer
-    // killed (its log loses what was still in memory) and restarted: a
-    // rescan brings what the log lost.
+}
+
+/// One way, following, with the default six-hour period: the sync paused,
+/// files written and a folder moved on A, A's filer killed (its log loses
+/// what was still in memory) and restarted. When the stream answers again,
+/// a rescan runs at once and brings what the log lost.
+#[test]
+fn a_broken_stream_brings_a_rescan_forward() {
+    let mut a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/rb/first.txt", b"before the pause");
+    let state = temp_state("rescan-early");
+    let log = std::env::temp_dir().join(format!(
+        "filer-sync-it-rescan-early-{}.log",
+        std::process::id()
+    ));
+    let sync = Running(
+        one_way_sync(&a.addr(), &b.addr(), &state)
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let same = || a.tree("/rb") == b.tree("/rb");
+    eventually(60, "the first copy on B", same);
     let pid = sync.id() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     for i in 0..10 {
         a.put(
-            &format!("/rs/late/g{i}.txt"),
+            &format!("/rb/late/g{i}.txt"),
             b"written while the sync was paused",
         );
     }
-    a.mv("/rs/late", "/rs/moved");
+    a.mv("/rb/late", "/rb/moved");
     a.restart_filer();
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    let same = || a.tree("/rs") == b.tree("/rs");
-    eventually(90, "what A's log lost, on B", same);
+    eventually(90, "what A's log lost, on B", || {
+        a.tree("/rb") == b.tree("/rb")
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("stream broke and answers again"), "{text}");
 }

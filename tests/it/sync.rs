@@ -514,6 +514,60 @@ fn a_first_run_copies_what_the_log_lost() {
     );
 }
 
+/// A checkpoint older than the start of the source's log (retention or
+/// `fs.log.purge` removed the files holding the events after it): following
+/// the log would skip those events for good, so the run says so and walks
+/// the folders instead.
+#[test]
+fn a_checkpoint_older_than_the_log_is_repaired_by_a_walk() {
+    let mut a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/gap/before.txt", b"before");
+    let state = temp_state("gap");
+    // Replayed from the log: the checkpoint stands on an event.
+    let (code, err) = once(&a, &b, &state, &["--bootstrap", "log"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.get("/gap/before.txt").unwrap(), b"before");
+    a.put("/gap/lost.txt", b"its event is purged");
+    a.delete("/gap/before.txt");
+    // A filer stopped as an operator would writes its log out; then the
+    // purge removes every file of it.
+    a.restart_filer_gracefully();
+    let files = log_files(&a);
+    assert!(!files.is_empty(), "the log was written out");
+    for f in &files {
+        a.delete(f);
+    }
+    a.put("/gap/kept.txt", b"its event is kept");
+    a.restart_filer_gracefully();
+    assert!(!log_files(&a).is_empty(), "the log goes on");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("is older than the start of A's metadata log"),
+        "{err}"
+    );
+    assert_same(&a.tree("/gap"), &b.tree("/gap"));
+    assert_eq!(b.get("/gap/lost.txt").unwrap(), b"its event is purged");
+    assert_eq!(b.get("/gap/before.txt"), None);
+}
+
+/// The files of a cluster's metadata log, oldest first.
+fn log_files(c: &Cluster) -> Vec<String> {
+    let client = c.client();
+    let mut out = Vec::new();
+    let root = "/topics/.system/log";
+    let mut days = Vec::new();
+    client.list(root, |e| Ok(days.push(e.name))).unwrap();
+    for day in days {
+        let dir = format!("{root}/{day}");
+        client
+            .list(&dir, |e| Ok(out.push(format!("{dir}/{}", e.name))))
+            .unwrap();
+    }
+    out
+}
+
 /// Both ways, a first run joins the trees: what one side lacks comes from
 /// the other, and a path both hold in different versions goes to the newer
 /// (a conflict, ledgered); then both follow their logs.
