@@ -44,7 +44,7 @@ pub fn serve(listener: std::net::TcpListener, all: &[Arc<Stats>], done: &AtomicB
 pub fn exposition(all: &[Arc<Stats>]) -> String {
     let mut out = String::new();
     type Read = fn(&Stats) -> f64;
-    let series: [(&str, &str, &str, Read); 14] = [
+    let series: [(&str, &str, &str, Read); 13] = [
         (
             "sync_offset",
             "gauge",
@@ -103,12 +103,6 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
             |s| s.rescan_entries.load(Relaxed) as f64,
         ),
         (
-            "rescan_differences_total",
-            "counter",
-            "differences rescans found and repaired",
-            |s| s.rescan_differences.load(Relaxed) as f64,
-        ),
-        (
             "rescan_last_success_timestamp_seconds",
             "gauge",
             "when the last rescan ended without error (0: none yet)",
@@ -130,14 +124,28 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
     for (name, kind, help, f) in series {
         header(&mut out, name, kind, help);
         for s in all {
-            sample(&mut out, name, s, f(s));
+            sample(&mut out, name, s, "", f(s));
+        }
+    }
+    let help = "differences rescans found and repaired, by class (as verify names them)";
+    header(&mut out, "rescan_differences_total", "counter", help);
+    for s in all {
+        for (class, n) in s.rescan_differences.lock().unwrap().iter() {
+            let class = format!("class=\"{}\",", esc(class));
+            sample(&mut out, "rescan_differences_total", s, &class, *n as f64);
         }
     }
     if all.iter().any(|s| s.ha_active.load(Relaxed) >= 0) {
         let help = "--ha: 1 while this instance is the active one, 0 standing by";
         header(&mut out, "ha_active", "gauge", help);
         for s in all {
-            sample(&mut out, "ha_active", s, s.ha_active.load(Relaxed) as f64);
+            sample(
+                &mut out,
+                "ha_active",
+                s,
+                "",
+                s.ha_active.load(Relaxed) as f64,
+            );
         }
     }
     out
@@ -148,11 +156,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE SeaweedFS_filerSync_{name} {kind}");
 }
 
-/// One sample of series `name` for the direction `s`, with its labels.
-fn sample(out: &mut String, name: &str, s: &Stats, value: f64) {
+/// One sample of series `name` for the direction `s`, with its labels
+/// (`extra` first: `class="…",` or nothing).
+fn sample(out: &mut String, name: &str, s: &Stats, extra: &str, value: f64) {
     let _ = writeln!(
         out,
-        "SeaweedFS_filerSync_{name}{{sourceFiler=\"{}\",targetFiler=\"{}\",\
+        "SeaweedFS_filerSync_{name}{{{extra}sourceFiler=\"{}\",targetFiler=\"{}\",\
          clientName=\"{}\",path=\"{}\"}} {value}",
         esc(&s.source),
         esc(&s.target),
@@ -198,11 +207,23 @@ mod tests {
             line.rsplit(' ').next().unwrap().to_string()
         };
         assert_eq!(value("events_superseded_total"), "3");
+        assert!(
+            !text.contains("rescan_differences_total{"),
+            "none found yet"
+        );
         assert_eq!(value("sync_offset"), "1000000000");
         assert!(value("lag_seconds").parse::<f64>().unwrap() > 0.0);
         assert_eq!((value("paused").as_str(), value("up").as_str()), ("0", "1"));
         s.paused.store(true, Relaxed);
+        s.rescan_differences
+            .lock()
+            .unwrap()
+            .insert("missing on B".into(), 2);
         let text = exposition(&[s]);
+        assert!(
+            text.contains("rescan_differences_total{class=\"missing on B\",sourceFiler="),
+            "{text}"
+        );
         assert!(
             text.contains("} 1\n# HELP SeaweedFS_filerSync_up"),
             "{text}"

@@ -2,7 +2,9 @@
 //! the progress renderer and the Prometheus endpoint (which read them). A
 //! leaf: it knows nothing of who reads or writes it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 #[derive(Debug)]
 pub struct Stats {
@@ -30,8 +32,11 @@ pub struct Stats {
     pub paused: AtomicBool,
     /// Entries listed by rescans, both sides.
     pub rescan_entries: AtomicU64,
-    /// Differences rescans found (and repaired).
-    pub rescan_differences: AtomicU64,
+    /// Differences rescans found (and repaired), by `verify` class.
+    pub rescan_differences: Mutex<BTreeMap<String, u64>>,
+    /// Entries the running rescan has listed so far; `u64::MAX` while
+    /// none runs.
+    pub rescan_listed: AtomicU64,
     /// When the last rescan ended without error (this host's clock, ns).
     pub rescan_done_ns: AtomicI64,
     /// When the source's stream last broke (this host's clock, ns; 0: not
@@ -62,7 +67,8 @@ impl Stats {
             source_seen_at: AtomicI64::new(0),
             paused: AtomicBool::new(false),
             rescan_entries: AtomicU64::new(0),
-            rescan_differences: AtomicU64::new(0),
+            rescan_differences: Mutex::new(BTreeMap::new()),
+            rescan_listed: AtomicU64::new(u64::MAX),
             rescan_done_ns: AtomicI64::new(0),
             stream_lost_at: AtomicI64::new(0),
             ha_active: AtomicI64::new(-1),
@@ -126,7 +132,11 @@ mod tests {
         assert!(!s.rescan_due_early(), "not before the stream answers");
         let lost = s.stream_lost_at.load(Relaxed);
         s.stream_lost();
-        assert_eq!(s.stream_lost_at.load(Relaxed), lost, "the first loss counts");
+        assert_eq!(
+            s.stream_lost_at.load(Relaxed),
+            lost,
+            "the first loss counts"
+        );
         while crate::util::now_ns() <= lost {
             std::hint::spin_loop();
         }

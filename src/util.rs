@@ -136,7 +136,11 @@ mod tests {
         for days in [1, 59, 11_016, 20_791, 100_000] {
             let date = utc(days * 86_400_000_000_000 + 1);
             let num = |r: std::ops::Range<usize>| date[r].parse::<i64>().unwrap();
-            assert_eq!(days_from_civil(num(0..4), num(5..7), num(8..10)), days, "{date}");
+            assert_eq!(
+                days_from_civil(num(0..4), num(5..7), num(8..10)),
+                days,
+                "{date}"
+            );
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 2, 29), 11_016);

@@ -11,9 +11,9 @@
 //! copy that fails for good (a chunk gone) goes to the failure ledger, as a
 //! failed event does, and the run goes on.
 
+use super::log_start::lost_since;
 use super::verify::{one_per_path, Compare};
 use super::Peers;
-use super::log_start::lost_since;
 use crate::config::{Bootstrap, Side, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::paths::under;
@@ -21,11 +21,14 @@ use crate::replicate::conflict::{self, mtime_ns, size};
 use crate::replicate::left_out;
 use crate::replicate::Action;
 use crate::retry::{retry, Cancel, Policy};
-use crate::state::{Commit, Conflict, Direction, Failure, State};
+use crate::state::{Commit, Conflict, Direction, Failure, State, WalkRecord};
+use crate::stats::Stats;
 use crate::util::utc;
+use crate::verify::Class;
 use crate::volume::throttle::Throttle;
 use crate::volume::{ChunkSource, Http};
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,18 +125,28 @@ pub fn first_run(
         cfg.b.path,
         if two_way { "both ways" } else { "one way" },
     );
-    let walked = copy_by_walk(cfg, peers, (cancel, throttle), "first-run walk", None)?;
+    let why = if gaps > 0 { "log gap" } else { "first run" };
+    let walked = match copy_by_walk(cfg, peers, (cancel, throttle), why, None, None) {
+        Ok(w) => w,
+        Err(e) => {
+            for (k, start, _) in &fresh {
+                state.record_walk(k, &Walked::stopped(why, *start, &e))?;
+            }
+            return Err(e);
+        }
+    };
     let (failed, mut conflicts) = (walked.failed, walked.conflicts);
     let failures: Vec<Failure> = failed
         .into_iter()
         .map(|(path, error)| Failure {
             event_ts_ns: 0,
             path,
-            error: format!("first-run walk: {error}"),
+            error: format!("{why} walk: {error}"),
         })
         .collect();
-    let mut walked = Vec::new();
+    let mut walked_keys = Vec::new();
     for (i, (k, start, client)) in fresh.into_iter().enumerate() {
+        state.record_walk(&k, &walked.record)?;
         let first = i == 0;
         let end = retry("source clock", Policy::SHORT, cancel, || client.now_ns())?;
         let commit = Commit {
@@ -148,30 +161,60 @@ pub fn first_run(
             ..Commit::default()
         };
         state.commit(&k, &commit)?;
-        walked.push(k);
+        walked_keys.push(k);
     }
-    Ok(FirstRun { failures, walked })
+    Ok(FirstRun {
+        failures,
+        walked: walked_keys,
+    })
 }
 
 /// What a walk found and did.
 pub struct Walked {
-    pub entries: u64,
-    pub differences: u64,
+    /// As the state keeps it (`State::record_walk`).
+    pub record: WalkRecord,
     /// (target path, error) of the copies that failed.
     pub failed: Vec<(String, String)>,
     pub conflicts: Vec<Conflict>,
 }
 
+impl Walked {
+    /// The record of a walk that began at `started_ns` (this host's clock)
+    /// and stopped short with `e`.
+    pub fn stopped(why: &str, started_ns: i64, e: &Error) -> WalkRecord {
+        WalkRecord {
+            why: why.into(),
+            started_ns,
+            ended_ns: crate::util::now_ns(),
+            error: e.to_string(),
+            ..WalkRecord::default()
+        }
+    }
+}
+
+/// Marks a running walk's live count (`Stats::rescan_listed`) as not
+/// running again, however the walk ends.
+struct Live<'a>(&'a AtomicU64);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.store(u64::MAX, Relaxed);
+    }
+}
+
 /// Walks both folders and makes them agree as `first_run` says. With
 /// `settled` (a source time and a pace), a rescan: entries changed since
-/// that time are left to the events, and the listings keep the pace.
+/// that time are left to the events, and the listings keep the pace. With
+/// `live`, what it has listed so far shows there while it runs.
 pub fn copy_by_walk(
     cfg: &SyncConfig,
     peers: &Peers,
     (cancel, throttle): (&Cancel, &Option<Arc<Throttle>>),
     why: &str,
     settled: Option<(i64, Option<&Throttle>)>,
+    live: Option<&Stats>,
 ) -> Result<Walked> {
+    let started_ns = crate::util::now_ns();
     let two_way = !cfg.active_passive;
     let pair = cfg.pair();
     let cmp = Compare::connect(&pair, cancel.clone())?.with_throttle(throttle.clone());
@@ -191,11 +234,16 @@ pub fn copy_by_walk(
         left_out(&cfg.a.excludes, &under(&cfg.a.path, rel))
             || left_out(&cfg.b.excludes, &under(&cfg.b.path, rel))
     };
-    let listed = AtomicU64::new(0);
+    let own = AtomicU64::new(0);
+    let _live = live.map(|s| {
+        s.rescan_listed.store(0, Relaxed);
+        Live(&s.rescan_listed)
+    });
+    let listed = live.map_or(&own, |s| &s.rescan_listed);
     let mut walk = cmp.walk(false);
     walk.skip = Some(&skip);
     walk.pace = settled.and_then(|(_, pace)| pace);
-    walk.listed = Some(&listed);
+    walk.listed = Some(listed);
     // Left to the events: what changed since the walk began (a second of
     // margin for S3's whole-second mtimes).
     let recent = |e: &Option<crate::pb::filer::Entry>| {
@@ -205,7 +253,8 @@ pub fn copy_by_walk(
         })
     };
     let (onto_b, onto_a) = (cmp.applier(true), cmp.applier(false));
-    let (mut copied, mut deletes, mut differences) = (0u64, 0u64, 0u64);
+    let (mut copied, mut deletes) = (0u64, 0u64);
+    let mut classes: BTreeMap<Class, u64> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut conflicts = Vec::new();
     walk.levels(|diffs| {
@@ -214,7 +263,7 @@ pub fn copy_by_walk(
             if recent(&d.a) || recent(&d.b) {
                 continue;
             }
-            differences += 1;
+            *classes.entry(d.class).or_default() += 1;
             match (d.a, d.b) {
                 (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
                 (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),
@@ -259,16 +308,29 @@ pub fn copy_by_walk(
         failed.extend(cmp.apply_all(work, &applied));
         Ok(())
     })?;
+    let record = WalkRecord {
+        why: why.into(),
+        started_ns,
+        ended_ns: crate::util::now_ns(),
+        entries: listed.load(Relaxed),
+        classes: classes
+            .into_iter()
+            .map(|(c, n)| (c.name().to_string(), n))
+            .collect(),
+        repaired: copied - failed.len() as u64,
+        failed: failed.len() as u64,
+        error: String::new(),
+    };
     log::info!(
-        "{why}: {} entries listed, {differences} differences, {copied} entries copied or deleted \
+        "{why}: {} entries listed, {} differences, {copied} entries copied or deleted \
             ({} failed), {} conflicts",
-        listed.load(Relaxed),
+        record.entries,
+        record.differences(),
         failed.len(),
         conflicts.len()
     );
     Ok(Walked {
-        entries: listed.load(Relaxed),
-        differences,
+        record,
         failed,
         conflicts,
     })

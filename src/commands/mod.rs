@@ -4,9 +4,9 @@
 //! checking them against a state file, the way every command does it.
 
 pub mod bootstrap;
-pub mod log_start;
 pub mod checkpoint;
 pub mod ha;
+pub mod log_start;
 pub mod migrate;
 pub mod render;
 pub mod status;

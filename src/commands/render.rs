@@ -178,8 +178,12 @@ impl Progress {
             } else {
                 String::new()
             };
+            let rescan = match s.rescan_listed.load(Relaxed) {
+                u64::MAX => String::new(),
+                n => format!(", rescan: {n} entries listed"),
+            };
             parts.push(format!(
-                "{}: {:.0} ev/s, {:.1} MB/s, lag {:.1}s{eta}, {} applied, {} failed",
+                "{}: {:.0} ev/s, {:.1} MB/s, lag {:.1}s{eta}, {} applied, {} failed{rescan}",
                 s.name,
                 (ev - last.0) as f64 / dt,
                 (by - last.1) as f64 / dt / 1e6,
@@ -207,6 +211,10 @@ mod tests {
             line.starts_with("A→B: ") && line.contains("100 applied"),
             "{line}"
         );
+        assert!(!line.contains("rescan"), "{line}");
+        s.rescan_listed.store(1234, Relaxed);
+        let line = p.line(std::slice::from_ref(&s));
+        assert!(line.ends_with(", rescan: 1234 entries listed"), "{line}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! whether a process is running on it now. Reads only the state files.
 
 use crate::error::Result;
-use crate::state::{self, lock, DirectionStatus, HaRole, State};
+use crate::state::{self, lock, DirectionStatus, HaRole, State, WalkRecord};
 use crate::util::{json_str, utc};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -14,6 +14,8 @@ struct Row {
     to: String,
     d: DirectionStatus,
     recent_failures: Vec<state::Failure>,
+    /// Its last walk of both folders (a first run, a log gap, a rescan).
+    walk: Option<WalkRecord>,
 }
 
 /// A state file, and the process on it.
@@ -61,6 +63,7 @@ pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
             rows.push(Row {
                 from: name(d.key.source_sig, &d.key.source_path)?,
                 to: name(d.key.target_sig, &d.key.target_path)?,
+                walk: st.last_walk(&d.key)?,
                 d,
                 recent_failures: recent,
             });
@@ -131,6 +134,9 @@ fn text(out: &mut String, file: &File, rows: &[Row], now: i64) {
             "    applied {} events, {} bytes; {} failures; {} conflicts",
             r.d.events, r.d.bytes, r.d.failures, r.d.conflicts
         );
+        if let Some(w) = &r.walk {
+            let _ = writeln!(out, "    {}", walk_line(w));
+        }
         for f in &r.recent_failures {
             let _ = writeln!(
                 out,
@@ -141,6 +147,56 @@ fn text(out: &mut String, file: &File, rows: &[Row], now: i64) {
             );
         }
     }
+}
+
+/// "last walk (rescan) 2026-…, 1.2 s: 40 entries, 3 differences (missing
+/// on B 2, content 1), 3 repaired, 0 failed".
+fn walk_line(w: &WalkRecord) -> String {
+    let classes: Vec<String> = w.classes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let mut line = format!(
+        "last walk ({}) {}, {:.1} s: {} entries, {} differences",
+        w.why,
+        utc(w.started_ns),
+        (w.ended_ns - w.started_ns) as f64 / 1e9,
+        w.entries,
+        w.differences()
+    );
+    if !classes.is_empty() {
+        let _ = write!(line, " ({})", classes.join(", "));
+    }
+    let _ = write!(line, ", {} repaired, {} failed", w.repaired, w.failed);
+    if !w.error.is_empty() {
+        let _ = write!(line, "; stopped short: {}", w.error);
+    }
+    line
+}
+
+fn walk_json(w: &Option<WalkRecord>) -> String {
+    let Some(w) = w else {
+        return "null".into();
+    };
+    let classes: Vec<String> = w
+        .classes
+        .iter()
+        .map(|(c, n)| format!("{}:{n}", json_str(c)))
+        .collect();
+    format!(
+        "{{\"why\":{},\"started_ns\":{},\"ended_ns\":{},\"entries\":{},\"differences\":{},\
+         \"by_class\":{{{}}},\"repaired\":{},\"failed\":{},\"error\":{}}}",
+        json_str(&w.why),
+        w.started_ns,
+        w.ended_ns,
+        w.entries,
+        w.differences(),
+        classes.join(","),
+        w.repaired,
+        w.failed,
+        if w.error.is_empty() {
+            "null".into()
+        } else {
+            json_str(&w.error)
+        }
+    )
 }
 
 fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
@@ -164,7 +220,8 @@ fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
                 "{{\"source\":{},\"target\":{},\"source_signature\":{},\"source_path\":{},\
                  \"target_signature\":{},\"target_path\":{},\"checkpoint_ts_ns\":{},\
                  \"lag_seconds\":{},\"committed_ts_ns\":{},\"events_applied\":{},\
-                 \"bytes_applied\":{},\"failures\":{},\"conflicts\":{},\"recent_failures\":[{}]}}",
+                 \"bytes_applied\":{},\"failures\":{},\"conflicts\":{},\"recent_failures\":[{}],\
+                 \"last_walk\":{}}}",
                 json_str(&r.from),
                 json_str(&r.to),
                 r.d.key.source_sig,
@@ -182,7 +239,8 @@ fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
                 r.d.bytes,
                 r.d.failures,
                 r.d.conflicts,
-                fails.join(",")
+                fails.join(","),
+                walk_json(&r.walk)
             )
         })
         .collect();

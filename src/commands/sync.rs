@@ -139,29 +139,45 @@ impl Term<'_> {
         // missed (a crashed source filer, writes on B), at the rescan pace.
         let pace = cfg.rescan.map(|r| Throttle::new(r.rate, run.clone()));
         let stats = self.stats[0].clone();
+        let key = flows[0].key.clone();
         let rescan = || {
             let since = match retry("source clock", Policy::SHORT, &run, || peers.a.now_ns()) {
                 Ok(t) => t,
                 Err(e) => return log::warn!("rescan skipped: {e}"),
             };
             let settled = Some((since, pace.as_ref()));
-            let why = "rescan";
-            match super::bootstrap::copy_by_walk(cfg, peers, (&run, &throttle), why, settled) {
+            let (why, started) = ("rescan", crate::util::now_ns());
+            let walk = (&run, &throttle);
+            let record = match super::bootstrap::copy_by_walk(
+                cfg,
+                peers,
+                walk,
+                why,
+                settled,
+                Some(&stats),
+            ) {
                 Ok(w) => {
-                    stats.rescan_entries.fetch_add(w.entries, Ordering::Relaxed);
-                    stats
-                        .rescan_differences
-                        .fetch_add(w.differences, Ordering::Relaxed);
+                    let r = w.record;
+                    stats.rescan_entries.fetch_add(r.entries, Ordering::Relaxed);
+                    let mut by_class = stats.rescan_differences.lock().unwrap();
+                    for (class, n) in &r.classes {
+                        *by_class.entry(class.clone()).or_default() += n;
+                    }
                     if w.failed.is_empty() {
-                        stats
-                            .rescan_done_ns
-                            .store(crate::util::now_ns(), Ordering::Relaxed);
+                        stats.rescan_done_ns.store(r.ended_ns, Ordering::Relaxed);
                     }
                     for (path, e) in &w.failed {
                         log::error!("rescan: {path}: {e}");
                     }
+                    r
                 }
-                Err(e) => log::warn!("rescan: {e}"),
+                Err(e) => {
+                    log::warn!("rescan: {e}");
+                    super::bootstrap::Walked::stopped(why, started, &e)
+                }
+            };
+            if let Err(e) = State::open(&cfg.state).and_then(|s| s.record_walk(&key, &record)) {
+                log::warn!("rescan: not recorded in the state file: {e}");
             }
         };
         let reporting = pipeline::Reporting {

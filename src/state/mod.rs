@@ -80,6 +80,23 @@ const MIGRATIONS: &[&str] = &[
     // v7: events up to this time (source clock) may already be on the
     // target: a first-run walk copied the trees while they were logged.
     "ALTER TABLE checkpoints ADD COLUMN careful_until_ns INTEGER NOT NULL DEFAULT 0;",
+    // v8: the last walk of each direction (a first run, a log gap, a
+    // periodic rescan), as `status` shows it.
+    "CREATE TABLE walks (
+        source_sig INTEGER NOT NULL,
+        source_path TEXT NOT NULL,
+        target_sig INTEGER NOT NULL,
+        target_path TEXT NOT NULL,
+        why TEXT NOT NULL,
+        started_ns INTEGER NOT NULL,
+        ended_ns INTEGER NOT NULL,
+        entries INTEGER NOT NULL,
+        classes TEXT NOT NULL,
+        repaired INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        PRIMARY KEY (source_sig, source_path, target_sig, target_path)
+     );",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -135,6 +152,32 @@ pub struct Commit {
     /// Raises the time up to which events are checked on the source before
     /// they apply (0: leaves it): the end of a first-run walk.
     pub careful_until_ns: i64,
+}
+
+/// A direction's last walk of both folders, as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WalkRecord {
+    /// "first run", "log gap" or "rescan".
+    pub why: String,
+    pub started_ns: i64,
+    pub ended_ns: i64,
+    /// Entries listed, both sides.
+    pub entries: u64,
+    /// Differences found, by `verify` class, in class order.
+    pub classes: Vec<(String, u64)>,
+    /// Entries copied or deleted to repair them.
+    pub repaired: u64,
+    /// Repairs that failed.
+    pub failed: u64,
+    /// Why the walk stopped short ("" when it ended).
+    pub error: String,
+}
+
+impl WalkRecord {
+    /// Differences found, all classes together.
+    pub fn differences(&self) -> u64 {
+        self.classes.iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// `sync --ha`: what this instance is, as `status` shows it.
@@ -522,6 +565,61 @@ impl State {
         Ok(())
     }
 
+    /// Records `w` as the direction's last walk.
+    pub fn record_walk(&self, d: &Direction, w: &WalkRecord) -> Result<()> {
+        let classes: Vec<String> = w.classes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        self.conn.execute(
+            "INSERT OR REPLACE INTO walks (source_sig, source_path, target_sig, target_path, why,
+               started_ns, ended_ns, entries, classes, repaired, failed, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                d.source_sig,
+                d.source_path,
+                d.target_sig,
+                d.target_path,
+                w.why,
+                w.started_ns,
+                w.ended_ns,
+                w.entries as i64,
+                classes.join(";"),
+                w.repaired as i64,
+                w.failed as i64,
+                w.error
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The direction's last walk, if it had one.
+    pub fn last_walk(&self, d: &Direction) -> Result<Option<WalkRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT why, started_ns, ended_ns, entries, classes, repaired, failed, error
+                 FROM walks WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3
+                   AND target_path=?4",
+                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                |r| {
+                    let classes: String = r.get(4)?;
+                    Ok(WalkRecord {
+                        why: r.get(0)?,
+                        started_ns: r.get(1)?,
+                        ended_ns: r.get(2)?,
+                        entries: r.get::<_, i64>(3)? as u64,
+                        classes: classes
+                            .split(';')
+                            .filter_map(|c| c.rsplit_once('='))
+                            .map(|(c, n)| (c.to_string(), n.parse().unwrap_or(0)))
+                            .collect(),
+                        repaired: r.get::<_, i64>(5)? as u64,
+                        failed: r.get::<_, i64>(6)? as u64,
+                        error: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     /// The role last recorded by `sync --ha` on this file, if any.
     pub fn ha_role(&self) -> Result<Option<HaRole>> {
         Ok(self
@@ -626,6 +724,30 @@ mod tests {
         assert_eq!(s.replay_horizon(&dir()).unwrap(), 500);
         assert_eq!(s.careful_until(&dir()).unwrap(), 1000);
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(40));
+    }
+
+    #[test]
+    fn the_last_walk_is_kept() {
+        let p = tmp("walks");
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.last_walk(&dir()).unwrap(), None);
+        let w = WalkRecord {
+            why: "rescan".into(),
+            started_ns: 5,
+            ended_ns: 9,
+            entries: 40,
+            classes: vec![("missing on B".into(), 2), ("content".into(), 1)],
+            repaired: 3,
+            failed: 0,
+            error: String::new(),
+        };
+        s.record_walk(&dir(), &WalkRecord::default()).unwrap();
+        s.record_walk(&dir(), &w).unwrap();
+        drop(s);
+        let s = State::open(&p).unwrap();
+        let got = s.last_walk(&dir()).unwrap().unwrap();
+        assert_eq!(got, w);
+        assert_eq!(got.differences(), 3);
     }
 
     #[test]

@@ -249,4 +249,18 @@ fn a_broken_stream_brings_a_rescan_forward() {
     });
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("stream broke and answers again"), "{text}");
+    // `status` shows that rescan (the only one in six hours) by class.
+    let mut json = String::new();
+    eventually(30, "the rescan in the state file", || {
+        json = run_sync(
+            &["status", "--state", &state, "--json"],
+            Duration::from_secs(30),
+        )
+        .1;
+        json.contains("\"last_walk\":{\"why\":\"rescan\"")
+    });
+    assert!(json.contains("\"missing on B\":"), "{json}");
+    assert!(!json.contains("\"differences\":0,"), "{json}");
+    let (_, text) = run_sync(&["status", "--state", &state], Duration::from_secs(30));
+    assert!(text.contains("last walk (rescan) "), "{text}");
 }

@@ -558,11 +558,19 @@ fn log_files(c: &Cluster) -> Vec<String> {
     let mut out = Vec::new();
     let root = "/topics/.system/log";
     let mut days = Vec::new();
-    client.list(root, |e| Ok(days.push(e.name))).unwrap();
+    client
+        .list(root, |e| {
+            days.push(e.name);
+            Ok(())
+        })
+        .unwrap();
     for day in days {
         let dir = format!("{root}/{day}");
         client
-            .list(&dir, |e| Ok(out.push(format!("{dir}/{}", e.name))))
+            .list(&dir, |e| {
+                out.push(format!("{dir}/{}", e.name));
+                Ok(())
+            })
             .unwrap();
     }
     out
