@@ -14,6 +14,9 @@ Workloads (sizes can be scaled down with BENCH_SCALE=0.1 for a quick look):
   3. mixed: creates, overwrites, directory renames, deletes (>= 20,000 events) -> events/s
   4. lag:   4 KiB files written to A at a steady rate while the sync runs -> p50/p95/p99
             (until B's filer logs each file's creation)
+  6. rescan: a rescan inside a following sync over two equal trees of 10,000
+            files, against `weed filer.sync.verify` on the same trees -> files/s,
+            CPU per file of the walker and of the servers (it must change nothing)
   5. limit: the rate at which a fresh target ingests the same data, written
             straight into it on a quiet machine: through its filer (HTTP PUTs
             from 16 kept-alive Python writers), with weed's own client from
@@ -478,6 +481,91 @@ def lag(rows):
         rows.append((f"4. live lag at {rate} files/s: {name} ms", out["weed"][i], out["filer-sync"][i], "p50 <= 1.0" if i == 0 else ""))
 
 
+def rescan(rows):
+    """The cost of a rescan over two equal trees, against `weed
+    filer.sync.verify` walking the same trees: files/s, and CPU ms per file
+    of the walking process and of both clusters' servers. filer-sync's is a
+    real rescan inside a following `sync` (`--rescan-secs 1`, unpaced), timed
+    by the walk record `status --json` shows; it must change nothing."""
+    n_dirs, per = 100, max(1, int(100 * SCALE))
+    n = n_dirs * per
+    a, b = Cluster(), Cluster()
+    try:
+        w = Writer(a)
+        for i in range(n):
+            w.put(f"/rescan/d{i % n_dirs}/f{i}.bin", os.urandom(4096))
+        subprocess.run([BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--once",
+                        "--state", os.path.join(WORK, "rescan-copy.db")],
+                       check=True, capture_output=True, env=dict(os.environ, RUST_LOG="warn"))
+        verify(a, b, "/rescan")
+        res = {"weed": [], "filer-sync": []}
+        for rnd in range(ROUNDS):
+            for tool in (["weed", "filer-sync"] if rnd % 2 == 0 else ["filer-sync", "weed"]):
+                m = rescan_once(tool, a, b, rnd)
+                log(f"  rescan round {rnd + 1} {tool}: {m[0]:.2f} s, {m[1]:.2f} CPU s, servers {m[2]:.2f} CPU s")
+                res[tool].append(m)
+    finally:
+        a.stop()
+        b.stop()
+    fs = {t: med([n / m[0] for m in v]) for t, v in res.items()}
+    cpu = {t: med([m[1] / n * 1000 for m in v]) for t, v in res.items()}
+    servers = {t: med([m[2] / n * 1000 for m in v]) for t, v in res.items()}
+    rows.append((f"6. rescan of two equal trees of {n:,} files (weed: filer.sync.verify): files/s",
+                 fs["weed"], fs["filer-sync"], ""))
+    rows.append(("   CPU ms per file (walking process)", cpu["weed"], cpu["filer-sync"], ""))
+    rows.append(("   CPU ms per file (both clusters' servers)", servers["weed"], servers["filer-sync"], ""))
+
+
+def rescan_once(tool, a, b, rnd):
+    """One walk of the equal trees; returns (wall s, process CPU s, servers CPU s)."""
+    if tool == "weed":
+        out = os.path.join(WORK, "verify.out")
+        servers0, t0 = a.cpu() + b.cpu(), time.monotonic()
+        p = subprocess.Popen([WEED, "filer.sync.verify", "-a", a.addr, "-b", b.addr, "-a.path", "/rescan",
+                              "-b.path", "/rescan", "-isActivePassive"], stdout=open(out, "w"),
+                             stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
+        servers = a.cpu() + b.cpu() - servers0
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"weed filer.sync.verify: {status}\n{open(out).read()[-2000:]}")
+        return wall, ru.ru_utime + ru.ru_stime, servers
+    state = os.path.join(WORK, f"rescan-{rnd}.db")
+    logf = os.path.join(WORK, f"rescan-{rnd}.log")
+    p = subprocess.Popen([BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--state", state,
+                          "--a-path", "/rescan", "--b-path", "/rescan", "--rescan-secs", "1",
+                          "--rescan-rate", "1000000000"], stdout=subprocess.DEVNULL, stderr=open(logf, "w"),
+                         env=dict(os.environ, RUST_LOG="info"))
+    try:
+        def text():
+            return open(logf).read()
+        wait_for(lambda: "following" in text(), p, "the first-run walk")
+        servers0, cpu0 = a.cpu() + b.cpu(), process_cpu(p.pid)
+        wait_for(lambda: "rescan: " in text(), p, "a rescan")
+        servers, cpu = a.cpu() + b.cpu() - servers0, process_cpu(p.pid) - cpu0
+        line = next(l for l in text().splitlines() if "rescan: " in l)
+        if " 0 differences, 0 entries copied" not in line:
+            raise RuntimeError(f"a rescan over equal trees changed something: {line}")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+    st = json.loads(subprocess.check_output([BIN, "status", "--state", state, "--json"], text=True))
+    walk = st[0]["directions"][0]["last_walk"]
+    if walk["why"] != "rescan":
+        raise RuntimeError(f"the last walk is not the rescan: {walk}")
+    return (walk["ended_ns"] - walk["started_ns"]) / 1e9, cpu, servers
+
+
+def wait_for(cond, p, what, limit=600):
+    t0 = time.monotonic()
+    while not cond():
+        if p.poll() is not None:
+            raise RuntimeError(f"exited with {p.returncode} before {what}")
+        if time.monotonic() - t0 > limit:
+            raise RuntimeError(f"no {what} in {limit} s")
+        time.sleep(0.02)
+
+
 def created_on(cluster, folder):
     """{name: ns} of the first event in the cluster's metadata log that shows
     each entry of `folder` (its creation), by the filer's clock."""
@@ -497,7 +585,7 @@ def created_on(cluster, folder):
 
 
 def main():
-    which = sys.argv[1:] or ["small", "large", "mixed", "lag"]
+    which = sys.argv[1:] or ["small", "large", "mixed", "lag", "rescan"]
     rows = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for w in which:

@@ -209,8 +209,8 @@ pub struct SyncArgs {
     /// seconds between progress lines (default: 1 on a terminal, 10 otherwise)
     #[argh(option)]
     pub progress_secs: Option<u64>,
-    /// one way, following: walk both folders this often and repair what differs
-    /// (default 21600, six hours; 0: never)
+    /// following: walk both folders this often and repair what differs (default 21600, six
+    /// hours; 0: never)
     #[argh(option)]
     pub rescan_secs: Option<u64>,
     /// entries listed per second during a rescan, both sides together (default 2000)
@@ -775,8 +775,9 @@ impl SyncArgs {
 }
 
 impl SyncArgs {
-    /// `--rescan-secs` and `--rescan-rate`: one way, following, every six
-    /// hours unless told otherwise.
+    /// `--rescan-secs` and `--rescan-rate`: while following, every six hours
+    /// unless told otherwise; never on a mesh link (`--origin-only`: a walk
+    /// would carry every cluster's entries over every link).
     fn rescan(&self) -> Result<Option<Rescan>> {
         if self.rescan_rate == 0 {
             return Err(Error::usage(
@@ -784,16 +785,16 @@ impl SyncArgs {
             ));
         }
         let asked = self.rescan_secs.filter(|s| *s > 0);
-        if asked.is_some() && (!self.active_passive || self.once || self.dry_run) {
+        if asked.is_some() && (self.once || self.dry_run || self.origin_only) {
             return Err(Error::usage(
-                "--rescan-secs: rescans run one way (--active-passive) while following \
-                 (without --once or --dry-run); a first run copies by a walk in every mode",
+                "--rescan-secs: rescans run while following (without --once or --dry-run), \
+                 never on an --origin-only link; a first run copies by a walk in every mode",
             ));
         }
         let every = match self.rescan_secs {
             Some(0) => return Ok(None),
             Some(s) => s,
-            None if self.active_passive && !self.once && !self.dry_run => 6 * 3600,
+            None if !self.once && !self.dry_run && !self.origin_only => 6 * 3600,
             None => return Ok(None),
         };
         Ok(Some(Rescan {
@@ -974,7 +975,7 @@ mod tests {
     }
 
     #[test]
-    fn rescans_run_one_way_while_following() {
+    fn rescans_run_while_following() {
         let every =
             |extra: &[&'static str]| cfg(&with(extra)).unwrap().rescan.map(|r| r.every_secs);
         assert_eq!(
@@ -982,15 +983,17 @@ mod tests {
             Some(6 * 3600),
             "on by default"
         );
+        assert_eq!(every(&[]), Some(6 * 3600), "both ways too");
         assert_eq!(
             every(&["--active-passive", "--rescan-secs", "60"]),
             Some(60)
         );
+        assert_eq!(every(&["--rescan-secs", "60"]), Some(60));
         assert_eq!(every(&["--active-passive", "--rescan-secs", "0"]), None);
         assert_eq!(every(&["--active-passive", "--once"]), None, "cron mode");
-        assert_eq!(every(&[]), None, "both ways");
+        assert_eq!(every(&["--origin-only"]), None, "a mesh link");
         for bad in [
-            &["--rescan-secs", "60"][..],
+            &["--origin-only", "--rescan-secs", "60"][..],
             &["--active-passive", "--once", "--rescan-secs", "60"],
             &["--active-passive", "--rescan-rate", "0"],
         ] {

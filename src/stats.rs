@@ -100,6 +100,16 @@ impl Stats {
         lost != 0 && self.source_seen_at.load(Relaxed) > lost
     }
 
+    /// Whether everything the source logged up to `ts_ns` (its clock) is
+    /// committed: the checkpoint passed it (windows commit in log order),
+    /// or the stream showed that time (an event or a heartbeat; it shows
+    /// times in order) and no received event waits.
+    pub fn applied_up_to(&self, ts_ns: i64) -> bool {
+        self.checkpoint_ns.load(Relaxed) >= ts_ns
+            || (self.source_ns.load(Relaxed) >= ts_ns
+                && self.received.load(Relaxed) <= self.committed.load(Relaxed))
+    }
+
     /// How far the checkpoint is behind the source while received events
     /// wait to be committed (0 when all are committed): the newest source
     /// time seen, advanced by the time passed since it was seen, minus the
@@ -144,6 +154,25 @@ mod tests {
         assert!(s.rescan_due_early());
         s.stream_lost_at.store(0, Relaxed);
         assert!(!s.rescan_due_early(), "not again once the rescan began");
+    }
+
+    #[test]
+    fn applied_up_to_a_time_once_the_stream_passed_it_and_nothing_waits() {
+        let s = Stats::new("A→B", "a", "b", "c", "/");
+        assert!(!s.applied_up_to(100));
+        s.saw_source_time(100);
+        assert!(s.applied_up_to(100));
+        assert!(!s.applied_up_to(101));
+        s.received.store(3, Relaxed);
+        s.committed.store(2, Relaxed);
+        assert!(!s.applied_up_to(100), "an event waits");
+        s.committed.store(3, Relaxed);
+        assert!(s.applied_up_to(100));
+        // Events keep coming: a checkpoint past the time tells.
+        s.received.store(9, Relaxed);
+        s.checkpoint_ns.store(120, Relaxed);
+        assert!(s.applied_up_to(110));
+        assert!(!s.applied_up_to(130));
     }
 
     #[test]

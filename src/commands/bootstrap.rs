@@ -24,7 +24,7 @@ use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Conflict, Direction, Failure, State, WalkRecord};
 use crate::stats::Stats;
 use crate::util::utc;
-use crate::verify::Class;
+use crate::verify::{Class, Diff};
 use crate::volume::throttle::Throttle;
 use crate::volume::{ChunkSource, Http};
 use std::cmp::Ordering;
@@ -126,7 +126,7 @@ pub fn first_run(
         if two_way { "both ways" } else { "one way" },
     );
     let why = if gaps > 0 { "log gap" } else { "first run" };
-    let walked = match copy_by_walk(cfg, peers, (cancel, throttle), why, None, None) {
+    let walked = match copy_by_walk(cfg, peers, (cancel, throttle), why, None, &[]) {
         Ok(w) => w,
         Err(e) => {
             for (k, start, _) in &fresh {
@@ -192,6 +192,28 @@ impl Walked {
     }
 }
 
+/// How long a rescan's repairs wait for the directions to apply what was
+/// logged up to the walk's end.
+const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Waits until each direction (`live[i]`) has applied what its source
+/// logged up to `ends[i]` (its source's clock); false after `SETTLE_LIMIT`.
+fn settle(live: &[Arc<Stats>], ends: &[i64], cancel: &Cancel) -> Result<bool> {
+    let limit = std::time::Instant::now() + SETTLE_LIMIT;
+    loop {
+        if live.iter().zip(ends).all(|(s, &end)| s.applied_up_to(end)) {
+            return Ok(true);
+        }
+        if std::time::Instant::now() > limit {
+            return Ok(false);
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::new(ErrorKind::Interrupted, "stopped"));
+        }
+        cancel.sleep(Duration::from_millis(100));
+    }
+}
+
 /// Marks a running walk's live count (`Stats::rescan_listed`) as not
 /// running again, however the walk ends.
 struct Live<'a>(&'a AtomicU64);
@@ -202,17 +224,26 @@ impl Drop for Live<'_> {
     }
 }
 
-/// Walks both folders and makes them agree as `first_run` says. With
-/// `settled` (a source time and a pace), a rescan: entries changed since
-/// that time are left to the events, and the listings keep the pace. With
-/// `live`, what it has listed so far shows there while it runs.
+/// Walks both folders and makes them agree as `first_run` says.
+///
+/// With `settled` (a source time and a pace), a rescan while the directions
+/// run (their live counters in `live`, A→B first): the listings keep the
+/// pace, and entries changed since that time are left to the events. Its
+/// repairs wait until every direction has applied what its source logged
+/// up to the walk's end, and then touch only the paths whose entries are
+/// still as the walk listed them on both sides: a difference left then is
+/// one the log did not bring (a lost event, a write on the passive side),
+/// never a change on its way. Both ways, what one side lacks is copied
+/// from the other and a path both hold in different versions goes to the
+/// newer, as a first run does; nothing is deleted. What the walk has listed
+/// so far shows in `live[0]` while it runs.
 pub fn copy_by_walk(
     cfg: &SyncConfig,
     peers: &Peers,
     (cancel, throttle): (&Cancel, &Option<Arc<Throttle>>),
     why: &str,
     settled: Option<(i64, Option<&Throttle>)>,
-    live: Option<&Stats>,
+    live: &[Arc<Stats>],
 ) -> Result<Walked> {
     let started_ns = crate::util::now_ns();
     let two_way = !cfg.active_passive;
@@ -235,11 +266,11 @@ pub fn copy_by_walk(
             || left_out(&cfg.b.excludes, &under(&cfg.b.path, rel))
     };
     let own = AtomicU64::new(0);
-    let _live = live.map(|s| {
+    let _live = live.first().map(|s| {
         s.rescan_listed.store(0, Relaxed);
         Live(&s.rescan_listed)
     });
-    let listed = live.map_or(&own, |s| &s.rescan_listed);
+    let listed = live.first().map_or(&own, |s| &s.rescan_listed);
     let mut walk = cmp.walk(false);
     walk.skip = Some(&skip);
     walk.pace = settled.and_then(|(_, pace)| pace);
@@ -257,13 +288,9 @@ pub fn copy_by_walk(
     let mut classes: BTreeMap<Class, u64> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut conflicts = Vec::new();
-    walk.levels(|diffs| {
+    let mut repair = |level: Vec<(String, Diff)>| -> Result<()> {
         let mut work = Vec::new();
-        for (rel, d) in one_per_path(diffs) {
-            if recent(&d.a) || recent(&d.b) {
-                continue;
-            }
-            *classes.entry(d.class).or_default() += 1;
+        for (rel, d) in level {
             match (d.a, d.b) {
                 (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
                 (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),
@@ -307,7 +334,43 @@ pub fn copy_by_walk(
         copied += work.len() as u64;
         failed.extend(cmp.apply_all(work, &applied));
         Ok(())
+    };
+    // A rescan holds its differences, level by level, until they settle.
+    let mut held = Vec::new();
+    walk.levels(|diffs| {
+        let mut level = Vec::new();
+        for (rel, d) in one_per_path(diffs) {
+            if recent(&d.a) || recent(&d.b) {
+                continue;
+            }
+            *classes.entry(d.class).or_default() += 1;
+            level.push((rel, d));
+        }
+        if settled.is_some() {
+            held.push(level);
+            Ok(())
+        } else {
+            repair(level)
+        }
     })?;
+    if !held.iter().all(Vec::is_empty) {
+        let ends = [&peers.a, &peers.b]
+            .iter()
+            .take(live.len())
+            .map(|c| retry("source clock", Policy::SHORT, cancel, || c.now_ns()))
+            .collect::<Result<Vec<i64>>>()?;
+        if settle(live, &ends, cancel)? {
+            for level in held {
+                repair(cmp.as_listed(level)?)?;
+            }
+        } else {
+            log::warn!(
+                "{why}: the sync did not apply what was logged up to the walk's end within {} \
+                 s; its differences are left to the next rescan",
+                SETTLE_LIMIT.as_secs()
+            );
+        }
+    }
     let record = WalkRecord {
         why: why.into(),
         started_ns,

@@ -135,8 +135,9 @@ impl Term<'_> {
             f.walked = walk.walked.contains(&f.key);
         }
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        // One way, following: a walk every so often repairs what the log
-        // missed (a crashed source filer, writes on B), at the rescan pace.
+        // Following: a walk every so often repairs what the log missed (a
+        // crashed source filer, writes on the passive side), at the rescan
+        // pace (see `copy_by_walk`).
         let pace = cfg.rescan.map(|r| Throttle::new(r.rate, run.clone()));
         let stats = self.stats[0].clone();
         let key = flows[0].key.clone();
@@ -148,34 +149,28 @@ impl Term<'_> {
             let settled = Some((since, pace.as_ref()));
             let (why, started) = ("rescan", crate::util::now_ns());
             let walk = (&run, &throttle);
-            let record = match super::bootstrap::copy_by_walk(
-                cfg,
-                peers,
-                walk,
-                why,
-                settled,
-                Some(&stats),
-            ) {
-                Ok(w) => {
-                    let r = w.record;
-                    stats.rescan_entries.fetch_add(r.entries, Ordering::Relaxed);
-                    let mut by_class = stats.rescan_differences.lock().unwrap();
-                    for (class, n) in &r.classes {
-                        *by_class.entry(class.clone()).or_default() += n;
+            let record =
+                match super::bootstrap::copy_by_walk(cfg, peers, walk, why, settled, self.stats) {
+                    Ok(w) => {
+                        let r = w.record;
+                        stats.rescan_entries.fetch_add(r.entries, Ordering::Relaxed);
+                        let mut by_class = stats.rescan_differences.lock().unwrap();
+                        for (class, n) in &r.classes {
+                            *by_class.entry(class.clone()).or_default() += n;
+                        }
+                        if w.failed.is_empty() {
+                            stats.rescan_done_ns.store(r.ended_ns, Ordering::Relaxed);
+                        }
+                        for (path, e) in &w.failed {
+                            log::error!("rescan: {path}: {e}");
+                        }
+                        r
                     }
-                    if w.failed.is_empty() {
-                        stats.rescan_done_ns.store(r.ended_ns, Ordering::Relaxed);
+                    Err(e) => {
+                        log::warn!("rescan: {e}");
+                        super::bootstrap::Walked::stopped(why, started, &e)
                     }
-                    for (path, e) in &w.failed {
-                        log::error!("rescan: {path}: {e}");
-                    }
-                    r
-                }
-                Err(e) => {
-                    log::warn!("rescan: {e}");
-                    super::bootstrap::Walked::stopped(why, started, &e)
-                }
-            };
+                };
             if let Err(e) = State::open(&cfg.state).and_then(|s| s.record_walk(&key, &record)) {
                 log::warn!("rescan: not recorded in the state file: {e}");
             }

@@ -11,9 +11,9 @@ use crate::filer::FilerClient;
 use crate::paths::{split_path, under};
 use crate::pb::filer::Entry;
 use crate::replicate::Action;
-use crate::retry::Cancel;
+use crate::retry::{retry, Cancel, Policy};
 use crate::util::json_str;
-use crate::verify::{Class, Diff, Walk};
+use crate::verify::{classify, Class, Diff, Walk};
 use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
 use rayon::prelude::*;
@@ -154,6 +154,33 @@ impl Compare<'_> {
             .map(|a| (applier, a))
             .collect();
         self.apply_all(work, &|_| {})
+    }
+
+    /// The differences of `level` whose entries both sides still hold as
+    /// the walk listed them (`classify` finds nothing between the two), in
+    /// parallel; the rest changed since, and are left to the events.
+    pub fn as_listed(&self, level: Vec<(String, Diff)>) -> Result<Vec<(String, Diff)>> {
+        let now = |c: &FilerClient, root: &str, rel: &str| {
+            let path = under(root, rel);
+            let (dir, name) = split_path(&path);
+            retry("LookupDirectoryEntry", Policy::SHORT, &self.cancel, || {
+                c.lookup(dir, name)
+            })
+        };
+        let kept: Vec<Result<Option<(String, Diff)>>> = self.walkers.install(|| {
+            level
+                .into_par_iter()
+                .map(|(rel, d)| {
+                    let a = now(&self.peers.a, &self.pair.a.path, &rel)?;
+                    let b = now(&self.peers.b, &self.pair.b.path, &rel)?;
+                    let same = |listed: &Option<Entry>, now: &Option<Entry>| {
+                        classify(listed.as_ref(), now.as_ref()).is_empty()
+                    };
+                    Ok((same(&d.a, &a) && same(&d.b, &b)).then_some((rel, d)))
+                })
+                .collect()
+        });
+        kept.into_iter().filter_map(Result::transpose).collect()
     }
 
     /// Applies each action with its applier, in parallel (a level's paths

@@ -816,3 +816,18 @@ pub fn one_way_sync(a: &str, b: &str, state: &str) -> Command {
     .env("RUST_LOG", "warn");
     c
 }
+
+/// An inline file entry (content in the metadata, no chunks).
+pub fn inline_entry(name: &str, content: &[u8], mtime: i64) -> filer_sync::pb::filer::Entry {
+    use filer_sync::pb::filer::{Entry, FuseAttributes};
+    let mut e = Entry::new();
+    e.name = name.into();
+    e.content = content.to_vec();
+    let mut a = FuseAttributes::new();
+    a.file_size = content.len() as u64;
+    a.mtime = mtime;
+    a.crtime = mtime;
+    a.file_mode = 0o644;
+    e.attributes = Some(a).into();
+    e
+}

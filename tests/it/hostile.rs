@@ -4,24 +4,10 @@
 //! mtimes its writes carry).
 
 use crate::harness::*;
-use filer_sync::pb::filer::{CreateEntryRequest, Entry, FuseAttributes};
+use filer_sync::pb::filer::{CreateEntryRequest, Entry};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// An inline file entry (content in the metadata, no chunks).
-fn inline_entry(name: &str, content: &[u8], mtime: i64) -> Entry {
-    let mut e = Entry::new();
-    e.name = name.into();
-    e.content = content.to_vec();
-    let mut a = FuseAttributes::new();
-    a.file_size = content.len() as u64;
-    a.mtime = mtime;
-    a.crtime = mtime;
-    a.file_mode = 0o644;
-    e.attributes = Some(a).into();
-    e
-}
 
 fn create(c: &Cluster, dir: &str, e: Entry) {
     let mut req = CreateEntryRequest::new();

@@ -349,7 +349,10 @@ def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
     started = time.time()
     a, b, ns = pair.a, pair.b, Namespace(seed)
     sync = harness.LongSync(sync_bin, a, b, str(tmp_path / "state.db"),
-                            str(tmp_path / f"sync-{seed}.log"), ["--a-debug", "--b-debug"])
+                            str(tmp_path / f"sync-{seed}.log"),
+                            # A rescan every 3 s runs among the writes: it must
+                            # never put back a version a writer replaced.
+                            ["--a-debug", "--b-debug", "--rescan-secs", "3"])
     stop = threading.Event()
     writers = [Writer("A", a, ns, seed, stop), Writer("B", b, ns, seed, stop)]
     journal_file = tmp_path / f"ops-{seed}.log"
