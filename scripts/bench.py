@@ -14,6 +14,8 @@ Workloads (sizes can be scaled down with BENCH_SCALE=0.1 for a quick look):
   3. mixed: creates, overwrites, directory renames, deletes (>= 20,000 events) -> events/s
   4. lag:   4 KiB files written to A at a steady rate while the sync runs -> p50/p95/p99
             (until B's filer logs each file's creation)
+  4b. lag_load: the lag workload's probes while A takes a steady background
+            load (two rates) -> p50/p95/p99 for both tools
   6. rescan: a rescan inside a following sync over two equal trees of 10,000
             files, against `weed filer.sync.verify` on the same trees -> files/s,
             CPU per file of the walker and of the servers (it must change nothing)
@@ -481,6 +483,77 @@ def lag(rows):
         rows.append((f"4. live lag at {rate} files/s: {name} ms", out["weed"][i], out["filer-sync"][i], "p50 <= 1.0" if i == 0 else ""))
 
 
+def lag_load(rows):
+    """Live lag of probe writes (50 files/s into /lag) while A takes a
+    steady background load of 4 KiB files into /load, for both tools, at
+    two loads. The loads are what this machine's load generator sustains
+    beside two clusters and the sync on 2 cores (a Python client cannot
+    write the 50 % and 80 % of filer-sync's catch-up rate the issue names:
+    that is above the filer's own HTTP ingest limit here); each row says the
+    rate it reached."""
+    import threading
+    rate, seconds = 50, max(5, int(20 * SCALE))
+    n = rate * seconds
+    for load in (300, 900):
+        out, reached = {}, {}
+        for tool in ["weed", "filer-sync"]:
+            a, b = Cluster(), Cluster()
+            try:
+                state = os.path.join(WORK, f"lagload-{load}-{tool}.db")
+                if tool == "weed":
+                    cmd = [WEED, "filer.sync", "-a", a.addr, "-b", b.addr, "-isActivePassive"]
+                else:
+                    cmd = [BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--state", state]
+                p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(2)
+                stop, counts = threading.Event(), []
+
+                def background(k, threads=4):
+                    w, i, per = Writer(a), 0, load / threads
+                    t0 = time.monotonic()
+                    while not stop.is_set():
+                        time.sleep(max(0, t0 + i / per - time.monotonic()))
+                        w.put(f"/load/t{k}/f{i}.bin", os.urandom(4096))
+                        i += 1
+                    counts.append(i)
+                bg = [threading.Thread(target=background, args=(k,)) for k in range(4)]
+                for t in bg:
+                    t.start()
+                w, written = Writer(a), {}
+                t0 = time.monotonic()
+                for i in range(n):
+                    time.sleep(max(0, t0 + i / rate - time.monotonic()))
+                    w.put(f"/lag/f{i}.bin", os.urandom(4096))
+                    written[f"f{i}.bin"] = time.time_ns()
+                elapsed = time.monotonic() - t0
+                stop.set()
+                for t in bg:
+                    t.join()
+                reached[tool] = sum(counts) / elapsed
+                deadline = time.monotonic() + 120
+                while not (b.exists(f"/lag/f{n - 1}.bin") and count_files(b, ["/lag"]) >= n):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{tool}: not all {n} probes reached B within 120 s")
+                    time.sleep(0.05)
+                p.send_signal(signal.SIGTERM); p.wait()
+                arrived = created_on(b, "/lag")
+                missing = [name for name in written if name not in arrived]
+                if missing:
+                    raise RuntimeError(f"{tool}: B's log has no creation of {len(missing)} probes")
+                lags = sorted((arrived[name] - t) / 1e6 for name, t in written.items())
+                q = statistics.quantiles(lags, n=100)
+                out[tool] = (q[49], q[94], q[98])
+                log(f"  lag under {load} files/s ({reached[tool]:.0f} reached) {tool}: p50 {q[49]:.1f} ms, "
+                    f"p95 {q[94]:.1f} ms, p99 {q[98]:.1f} ms, max {lags[-1]:.1f} ms")
+            finally:
+                a.stop(); b.stop()
+        got = min(reached.values())
+        for i, name in enumerate(["p50", "p95", "p99"]):
+            rows.append((f"4b. live lag at {rate} files/s under a load of {load} files/s "
+                         f"(>= {got:.0f} reached): {name} ms", out["weed"][i], out["filer-sync"][i],
+                         "p99 < 100 and < weed" if i == 2 else ""))
+
+
 def rescan(rows):
     """The cost of a rescan over two equal trees, against `weed
     filer.sync.verify` walking the same trees: files/s, and CPU ms per file
@@ -585,7 +658,7 @@ def created_on(cluster, folder):
 
 
 def main():
-    which = sys.argv[1:] or ["small", "large", "mixed", "lag", "rescan"]
+    which = sys.argv[1:] or ["small", "large", "mixed", "lag", "lag_load", "rescan"]
     rows = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for w in which:

@@ -41,7 +41,7 @@ use crate::retry::retry;
 use crate::retry::{Cancel, Policy};
 use crate::state::Conflict;
 use crate::volume::{fid, ChunkSink, ChunkSource};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 pub struct Applier {
@@ -78,6 +78,13 @@ pub struct Applier {
     /// Target folders renames may have left empty, with their source path
     /// and the signatures to remove them with (see `end_window`).
     vacated: std::sync::Mutex<BTreeMap<String, (String, Vec<i32>)>>,
+    /// One way: target folders moving entry by entry (their source folder
+    /// moved onto a folder): the only ones a rename out of them may leave
+    /// to be removed. A folder merely gone from its source path (an
+    /// ancestor moved since) is not one: the later move brings it along,
+    /// in one rename. (Both ways, every folder moves entry by entry, and
+    /// each brings its own folder along.)
+    moving: std::sync::Mutex<HashSet<String>>,
     /// Source folders listed in this window for `source_replaced`.
     source_view: std::sync::Mutex<SourceView>,
     /// How every remote call is retried: here, at the call, and nowhere
@@ -169,6 +176,7 @@ impl Applier {
             target_root: target_root.to_string(),
             moves_trusted_after_ns: Default::default(),
             vacated: Default::default(),
+            moving: Default::default(),
             removed_here: None,
             removals_awaited: Default::default(),
             removed_there: None,
@@ -305,7 +313,8 @@ impl Applier {
                 old_source,
                 ..
             } => {
-                // Whatever this rename does, it may leave its old folder empty.
+                // Whatever this rename does, it may leave its old folder
+                // empty, when that folder is moving entry by entry.
                 self.vacating(old_dir, parent(old_source), signatures);
                 if way == Route::SkipMovedAlong {
                     // One-way, the target's copy was the source's before the
@@ -450,6 +459,7 @@ impl Applier {
         };
         if entry.is_directory && (two_way || taken.as_ref().is_some_and(|t| t.is_directory)) {
             log::debug!("{old_path} moves to {new_path} entry by entry");
+            self.moving.lock().unwrap().insert(old_path.clone());
             self.vacating(&old_path, old_source, signatures);
             return Ok(false);
         }
@@ -490,9 +500,11 @@ impl Applier {
     }
 
     /// A rename may leave the target folder `dir` (the source's
-    /// `source_dir`) empty: `end_window` looks.
+    /// `source_dir`) empty: `end_window` looks, if `dir` is moving entry
+    /// by entry.
     fn vacating(&self, dir: &str, source_dir: &str, signatures: &[i32]) {
-        if self.inside(dir) {
+        if self.inside(dir) && (self.newer_target_wins || self.moving.lock().unwrap().contains(dir))
+        {
             self.vacated.lock().unwrap().insert(
                 dir.to_string(),
                 (source_dir.to_string(), signatures.to_vec()),
@@ -500,10 +512,10 @@ impl Applier {
         }
     }
 
-    /// The window is applied: a folder that renames left empty on the
-    /// target goes, when the source no longer has it either (it moved away
-    /// entry by entry, or its entries moved out), and so do the folders
-    /// above it that this leaves empty. Deepest first; a folder written
+    /// The window is applied: a folder moving entry by entry that renames
+    /// left empty on the target goes, when the source no longer has it
+    /// either, and so do the folders above it that this leaves empty and
+    /// that are moving too. Deepest first; a folder written
     /// into meanwhile stays (the delete is not recursive). Kept in memory
     /// only: a replayed window looks again, as each rename of it registers
     /// its folders anew.
@@ -538,7 +550,9 @@ impl Applier {
                 Err(e) => return Err(e),
             }
             self.dirs.lock().unwrap().forget(&path);
-            if self.inside(dir) {
+            let mut moving = self.moving.lock().unwrap();
+            moving.remove(&path);
+            if self.inside(dir) && (self.newer_target_wins || moving.contains(dir)) {
                 let above = (parent(&source_path).to_string(), signatures);
                 todo.entry(dir.to_string()).or_insert(above);
             }

@@ -813,7 +813,11 @@ pub fn one_way_sync(a: &str, b: &str, state: &str) -> Command {
         "--state",
         state,
     ])
-    .env("RUST_LOG", "warn");
+    // CHAOS_RUST_LOG: more of the sync's log, to trace a replayed seed.
+    .env(
+        "RUST_LOG",
+        std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     c
 }
 
