@@ -139,6 +139,15 @@ impl Term<'_> {
         // crashed source filer, writes on the passive side), at the rescan
         // pace (see `copy_by_walk`).
         let pace = cfg.rescan.map(|r| Throttle::new(r.rate, run.clone()));
+        if cfg.rescan.is_some() {
+            // Every class is served from 0, so that rates and alerts see it.
+            for s in self.stats {
+                let mut by_class = s.rescan_differences.lock().unwrap();
+                for c in crate::verify::Class::ALL {
+                    by_class.entry(c.name().to_string()).or_default();
+                }
+            }
+        }
         let stats = self.stats[0].clone();
         let key = flows[0].key.clone();
         let rescan = || {

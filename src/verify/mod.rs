@@ -28,6 +28,18 @@ pub enum Class {
 }
 
 impl Class {
+    pub const ALL: [Class; 9] = [
+        Class::MissingOnB,
+        Class::OnlyOnB,
+        Class::Type,
+        Class::Size,
+        Class::Mtime,
+        Class::Etag,
+        Class::ChunkCoverage,
+        Class::Content,
+        Class::Attributes,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Class::MissingOnB => "missing on B",
