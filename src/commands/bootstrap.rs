@@ -85,9 +85,21 @@ pub fn first_run(
                     Http::new(Duration::from_secs(cfg.timeout_secs.max(30))),
                 )
                 .with_read_signer(src.0.security.read.clone());
+                // Not knowing where the log begins must not stop the run:
+                // it is followed as before.
                 let lost = retry("where the log begins", Policy::SHORT, cancel, || {
                     lost_since(client, &chunks, at)
-                })?;
+                })
+                .unwrap_or_else(|e| {
+                    log::warn!(
+                        "{}→{}: where {}'s metadata log begins is unknown ({e}); it is followed \
+                         from the checkpoint",
+                        src.0.label,
+                        dst.0.label,
+                        src.0.label
+                    );
+                    None
+                });
                 if let Some(begins) = lost {
                     log::warn!(
                         "{}→{}: the checkpoint ({}) is older than the start of {}'s metadata \
