@@ -181,15 +181,9 @@ fn a_rescan_repairs_what_the_log_does_not_bring() {
         a.put(&format!("/rs/f{i}.txt"), format!("file {i}").as_bytes());
     }
     let state = temp_state("rescan");
-    let log = std::env::temp_dir().join(format!("filer-sync-it-rescan-{}.log", std::process::id()));
-    let _sync = Running(
-        one_way_sync(&a.addr(), &b.addr(), &state)
-            .args(["--rescan-secs", "2", "--rescan-rate", "500"])
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = one_way_sync(&a.addr(), &b.addr(), &state);
+    cmd.args(["--rescan-secs", "2", "--rescan-rate", "500"]);
+    let (_sync, log) = spawn_logged(cmd, "rescan");
     let same = || a.tree("/rs") == b.tree("/rs");
     eventually(60, "the first copy on B", same);
     let text = || std::fs::read_to_string(&log).unwrap();
@@ -220,17 +214,7 @@ fn a_broken_stream_brings_a_rescan_forward() {
     let b = Cluster::start();
     a.put("/rb/first.txt", b"before the pause");
     let state = temp_state("rescan-early");
-    let log = std::env::temp_dir().join(format!(
-        "filer-sync-it-rescan-early-{}.log",
-        std::process::id()
-    ));
-    let sync = Running(
-        one_way_sync(&a.addr(), &b.addr(), &state)
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (sync, log) = spawn_logged(one_way_sync(&a.addr(), &b.addr(), &state), "rescan-early");
     let same = || a.tree("/rb") == b.tree("/rb");
     eventually(60, "the first copy on B", same);
     let pid = sync.id() as i32;

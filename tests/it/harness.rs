@@ -786,6 +786,22 @@ pub fn verify(a: &Cluster, b: &Cluster, extra: &[&str]) -> (i32, String) {
 /// A child process killed (and reaped) when dropped, also when a test panics.
 pub struct Running(pub Child);
 
+/// Starts `cmd` (a sync) with RUST_LOG=info, its stderr into a log file
+/// named after `name`; returns the process and the file to read.
+pub fn spawn_logged(mut cmd: Command, name: &str) -> (Running, std::path::PathBuf) {
+    let log = std::env::temp_dir().join(format!(
+        "filer-sync-it-{name}-{}-{}.log",
+        std::process::id(),
+        filer_sync::util::now_ns()
+    ));
+    let child = cmd
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Running(child), log)
+}
+
 impl Running {
     pub fn id(&self) -> u32 {
         self.0.id()

@@ -590,26 +590,17 @@ fn rescans_both_ways_repair_without_reverting_fresh_changes() {
     let a = Cluster::start();
     let b = Cluster::start();
     a.put("/rr/seed.txt", b"seed");
-    let log = std::env::temp_dir().join(format!(
-        "filer-sync-it-rescan-both-{}.log",
-        std::process::id()
-    ));
     // B's gRPC through a proxy that can slow it: the changes A's writer
     // makes then stay on their way to B long enough for rescans to meet
     // them.
     let slow_b = FaultProxy::start(b.filer + 10000);
     let b_addr = format!("127.0.0.1:{}.{}", b.filer, slow_b.port);
-    let _sync = Running(
-        Command::new(bin())
-            .args(["sync", "-a", &a.addr(), "-b", &b_addr])
-            .args(["--state", &temp_state("rescan-both")])
-            .args(["--batch-window-ms", "50"])
-            .args(["--rescan-secs", "1", "--rescan-rate", "100000"])
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new(bin());
+    cmd.args(["sync", "-a", &a.addr(), "-b", &b_addr])
+        .args(["--state", &temp_state("rescan-both")])
+        .args(["--batch-window-ms", "50"])
+        .args(["--rescan-secs", "1", "--rescan-rate", "100000"]);
+    let (_sync, log) = spawn_logged(cmd, "rescan-both");
     converge(&[&a, &b], "/rr", 1, 60);
     let (sig_a, sig_b) = (
         a.client().configuration().unwrap().signature,
