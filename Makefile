@@ -29,8 +29,10 @@ demo: build
 	scripts/demo.sh
 
 # Side by side with weed filer.sync; results are prepended to BENCHMARKS.md.
-# BENCH_SCALE=0.1 for a quick look, BENCH_ROUNDS=N rounds (default 3).
+# BENCH_SCALE=0.1 for a quick look, BENCH_ROUNDS=N rounds (default 3);
+# BENCH_WORKLOADS="scale follow" for the scale curve and the long follow.
 bench: deps
+	@python3 -c 'import matplotlib, grpc, google.protobuf' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt
 	$(CARGO) build --release
 	python3 scripts/bench.py $(BENCH_WORKLOADS)
 

@@ -26,7 +26,31 @@ Workloads (sizes can be scaled down with BENCH_SCALE=0.1 for a quick look):
             CreateEntry per file, what a sync does on the target side), and
             into its volume servers alone (`weed benchmark -c 16`: assign and
             POST, no metadata). Each client runs on the same 2 cores.
-Every server binds 127.0.0.1.
+  5b. ceiling: what a fresh target filer absorbs of CreateEntry gRPC calls
+            alone (entries naming 4 KiB chunks already on its volume server,
+            32 calls in flight from Python grpcio, 20,000 entries a round)
+            -> entries/s, and each tool's small-file rate (workload 1 of the
+            same run, else BENCHMARKS.md's newest row 1) as a share of it
+Not in the default run (name them: `make bench BENCH_WORKLOADS="scale follow"`):
+  7. scale: catch-up of 10k, 100k and 1M x 1 KiB files (1 KiB, not 4, to
+            save disk) in folders of 1,000, and of one folder of 1M entries;
+            BENCH_SCALE scales the curve (0.1: 1k, 10k, 100k and a folder of
+            100k). A is filled once and grows from size to size; the folder is
+            a second A. filer-sync by log replay (as weed) and by a walk
+            (its default first run); weed up to 100k (scaled) only; ROUNDS
+            rounds at 10k, one above -> files/s, peak RSS, CPU ms per file,
+            state-file MB per size, where the cost stops being flat (ratios
+            to 10k, target within 20 %), charts/<run>-scale-*.svg. About
+            50 minutes at full size.
+  8. follow: filer-sync follows A for BENCH_FOLLOW_MINUTES (default 30;
+            BENCH_LONG=1: 120) while ~200 operations/s (creates, moves,
+            deletes) go to A; every BENCH_FOLLOW_SAMPLE_SECS (60) its RSS,
+            open fds, threads, CPU, state-file size and a probe file's lag
+            -> per-sample rows, growth first to last, what grows steadily
+            (last third's median > middle third's + 20 %), B verified equal
+            to A at the end, charts/<run>-follow-*.svg.
+Every server binds 127.0.0.1. The charts need matplotlib and 5b grpcio and
+protobuf (scripts/bench-requirements.txt, which `make bench` installs).
 """
 import http.client
 import json
@@ -39,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "filer-sync")
@@ -47,6 +72,12 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WEED = subprocess.check_output([os.path.join(ROOT, "scripts", "install-weed.sh")], text=True).strip()
 CLUSTER = os.path.join(ROOT, "scripts", "local-cluster.sh")
 WORK = tempfile.mkdtemp(prefix="filer-sync-bench.")
+# The filer protobuf schema as a descriptor set (shared/ beside the repository), for workload 5b.
+DESC = os.environ.get("BENCH_FILER_DESC", os.path.join(os.path.dirname(ROOT), "shared", "seaweedfs", "filer-4.48.desc"))
+STARTED = time.gmtime()
+STAMP = time.strftime("%Y%m%d-%H%M", STARTED)  # names this run's charts
+NOTES = []  # sections below the table (workloads 7 and 8: tables of their own, charts)
+SMALL_RATES = {}  # workload 1's files/s by tool, for 5b's share
 
 
 def log(*a):
@@ -232,7 +263,8 @@ def limit_rows(rows, unit, amount, tools, via_filer, via_copy, via_volumes):
 
 def run_tool(tool, a, b, seen, complete, state):
     """Runs one sync until the target is complete; returns (wall s, sync CPU s,
-    peak RSS MB, CPU s of both clusters' servers meanwhile).
+    peak RSS MB, CPU s of both clusters' servers meanwhile, state file MB:
+    the SQLite file and its -wal, 0 for weed, whose checkpoint is in B's KV).
 
     `seen()` is a cheap probe (the file written last is readable on B),
     polled every 10 ms; once it holds, `complete()` checks the whole target.
@@ -263,7 +295,8 @@ def run_tool(tool, a, b, seen, complete, state):
             if not seen():
                 time.sleep(0.01)
                 continue
-            mark = (time.monotonic() - t0, process_cpu(p.pid), peak_rss_mb(p.pid), a.cpu() + b.cpu() - servers0)
+            mark = (time.monotonic() - t0, process_cpu(p.pid), peak_rss_mb(p.pid), a.cpu() + b.cpu() - servers0,
+                    state_mb(state))
             if complete():
                 return mark
             time.sleep(0.2)
@@ -279,6 +312,11 @@ def process_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def state_mb(state):
+    """MB of a state file and its write-ahead log (0 if there is none)."""
+    return sum(os.path.getsize(f) for f in (state, state + "-wal") if os.path.exists(f)) / 2**20
+
+
 def peak_rss_mb(pid):
     """VmHWM of the running process. (wait4's ru_maxrss would also count the
     forked Python parent's memory before exec.)"""
@@ -290,16 +328,25 @@ def peak_rss_mb(pid):
 
 
 def count_files(cluster, dirs):
-    """Number of files in the given directories of a cluster (one listing each)."""
+    """Number of files in the given directories of a cluster (listings of
+    100,000 entries, paged for a larger folder)."""
     n = 0
     h = cluster.conn()
     for d in dirs:
-        h.request("GET", f"{d}/?limit=100000", headers={"Accept": "application/json"})
-        r = h.getresponse()
-        body = r.read()
-        if r.status != 200:
-            continue
-        n += sum(1 for e in (json.loads(body).get("Entries") or []) if not (e.get("Mode", 0) & (1 << 31)))
+        after = ""
+        while True:
+            h.request("GET", f"{d}/?limit=100000&lastFileName={urllib.parse.quote(after)}",
+                      headers={"Accept": "application/json"})
+            r = h.getresponse()
+            body = r.read()
+            if r.status != 200:
+                break
+            page = json.loads(body)
+            entries = page.get("Entries") or []
+            n += sum(1 for e in entries if not (e.get("Mode", 0) & (1 << 31)))
+            if not (entries and page.get("ShouldDisplayLoadMore")):
+                break
+            after = entries[-1]["FullPath"].rsplit("/", 1)[1]
     h.close()
     return n
 
@@ -319,15 +366,16 @@ def verified(a, b, path):
         return False
 
 
-def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False, walk=False):
-    """Rounds of both tools catching a fresh target up; returns {tool: [(wall, cpu, rss, servers)]}.
+def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False, walk=False, rounds=ROUNDS, weed=True):
+    """Rounds of both tools catching a fresh target up (`weed=False`: filer-sync
+    alone); returns {tool: [(wall, cpu, rss, servers, state MB)]}.
     The target is listed only once `last`, the file written last, is
     readable there (see `run_tool`). With `exact`, a run is complete only
     once the target also verifies equal (for workloads whose file count
     passes through the final value)."""
-    tools = ["weed", "filer-sync"] + (["filer-sync walk"] if walk else [])
+    tools = (["weed"] if weed else []) + ["filer-sync"] + (["filer-sync walk"] if walk else [])
     res = {t: [] for t in tools}
-    for rnd in range(ROUNDS):
+    for rnd in range(rounds):
         order = tools if rnd % 2 == 0 else tools[::-1]
         for tool in order:
             b = Cluster(*filer_flags)
@@ -374,6 +422,7 @@ def small(rows):
                  fs["weed"], fs["filer-sync walk"], ""))
     rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync walk"], ""))
     del fs["filer-sync walk"]
+    SMALL_RATES.update(fs)
     limit_rows(rows, "files", n, fs, *ingest)
 
 
@@ -603,6 +652,422 @@ def rescan_once(tool, a, b, rnd):
     return (walk["ended_ns"] - walk["started_ns"]) / 1e9, cpu, servers
 
 
+def ceiling(rows):
+    """Workload 5b: what a fresh target filer absorbs of CreateEntry gRPC
+    calls alone, for entries whose chunks are already on its volume server
+    (100 chunks of 4 KiB uploaded once: master /dir/assign, then a POST to
+    the volume server), 32 calls in flight from this Python process
+    (grpcio, message classes from the filer's descriptor set). The calls are
+    serialized before the clock starts. Rounds of 20,000 entries (scaled)
+    in folders of 1,000, each round in a folder of its own; median."""
+    import grpc
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    n, in_flight = max(1000, int(20_000 * SCALE)), 32
+    pool = descriptor_pool.DescriptorPool()
+    with open(DESC, "rb") as f:
+        for proto in descriptor_pb2.FileDescriptorSet.FromString(f.read()).file:
+            pool.Add(proto)
+    message = lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"filer_pb.{name}"))
+    Request, Response = message("CreateEntryRequest"), message("CreateEntryResponse")
+    c = Cluster()
+    try:
+        chunks = upload_chunks(c, 100, 4096)
+        channel = grpc.insecure_channel(f"{c.host}:{int(c.port) + 10000}")
+        create = channel.unary_unary("/filer_pb.SeaweedFiler/CreateEntry", response_deserializer=Response.FromString)
+        rates, cpu = [], []
+        for rnd in range(ROUNDS):
+            now = time.time_ns()
+            calls = []
+            for i in range(n):
+                fid, etag, _ = chunks[i % len(chunks)]
+                req = Request(directory=f"/ceiling/r{rnd}/d{i // 1000}")
+                e = req.entry
+                e.name = f"f{i}.bin"
+                e.attributes.file_size, e.attributes.file_mode = 4096, 0o644
+                e.attributes.mtime = e.attributes.crtime = now // 10**9
+                e.chunks.add(file_id=fid, size=4096, modified_ts_ns=now, e_tag=etag)
+                calls.append(req.SerializeToString())
+            servers0, client0 = c.cpu(), time.process_time()
+            secs = create_all(create, calls, in_flight)
+            servers, client = c.cpu() - servers0, time.process_time() - client0
+            rates.append(n / secs)
+            cpu.append((servers / n * 1000, client / n * 1000))
+            log(f"  ceiling round {rnd + 1}: {n:,} CreateEntry in {secs:.2f} s ({n / secs:,.0f}/s), "
+                f"cluster {servers / n * 1000:.3f} CPU ms per entry, this client {client / n * 1000:.3f}")
+        channel.close()
+        # The entries are real files: one reads back as its chunk's bytes.
+        fid, _, body = chunks[(n - 1) % len(chunks)]
+        h = c.conn()
+        h.request("GET", f"/ceiling/r0/d{(n - 1) // 1000}/f{n - 1}.bin")
+        r = h.getresponse()
+        if r.read() != body or count_files(c, [f"/ceiling/r0/d{d}" for d in range((n + 999) // 1000)]) != n:
+            raise RuntimeError("ceiling: the created entries do not read back")
+    finally:
+        c.stop()
+    ceil = med(rates)
+    tools, source = SMALL_RATES, ""
+    if not tools:
+        tools, source = newest_small_rates()
+    new = [(f"5b. limit: target CreateEntry gRPC alone, chunks already stored ({in_flight} in flight, "
+            f"{n:,} entries; CPU ms per entry: servers {med([x[0] for x in cpu]):.3f}, this client "
+            f"{med([x[1] for x in cpu]):.3f}), entries/s", ceil, ceil, "(same)")]
+    if tools:
+        new.append((f"   each tool's small-file rate{source} / the CreateEntry ceiling",
+                    tools["weed"] / ceil, tools["filer-sync"] / ceil, ""))
+    # Beside the small-file limit rows when workload 1 ran in this run.
+    at = next((i + 1 for i, r in enumerate(rows) if r[0].startswith("   each tool's rate / the filer.copy limit")
+               and rows[i - 1][0].endswith("files/s")), len(rows))
+    rows[at:at] = new
+
+
+def upload_chunks(cluster, k, size):
+    """Stores k chunks of `size` random bytes on the cluster's volume server
+    (assign at the master, POST to the volume server); returns [(fid, etag, bytes)]."""
+    with open(os.path.join(cluster.dir, "ports")) as f:
+        master = http.client.HTTPConnection("127.0.0.1", int(f.readline()), timeout=60)
+    out = []
+    for _ in range(k):
+        master.request("GET", "/dir/assign")
+        a = json.loads(master.getresponse().read())
+        body = os.urandom(size)
+        host, port = a["url"].split(":")
+        v = http.client.HTTPConnection(host, int(port), timeout=60)
+        v.request("POST", f"/{a['fid']}", body=body, headers={"Content-Type": "application/octet-stream"})
+        r = v.getresponse()
+        out.append((a["fid"], json.loads(r.read())["eTag"], body))
+        v.close()
+        if r.status != 201:
+            raise RuntimeError(f"volume POST {a['fid']}: {r.status}")
+    master.close()
+    return out
+
+
+def create_all(create, calls, in_flight):
+    """Sends the serialized CreateEntry requests with `in_flight` calls
+    outstanding; returns the seconds from the first call to the last answer.
+    A call that fails or answers an error fails the workload."""
+    import threading
+    import grpc
+    slots, errors = threading.Semaphore(in_flight), []
+
+    def done(fut):
+        try:
+            r = fut.result()
+            if r.error or r.error_code:
+                errors.append(f"{r.error} ({r.error_code})")
+        except grpc.RpcError as e:
+            errors.append(str(e))
+        slots.release()
+
+    t0 = time.monotonic()
+    for req in calls:
+        slots.acquire()
+        create.future(req, timeout=60).add_done_callback(done)
+    for _ in range(in_flight):
+        slots.acquire()
+    secs = time.monotonic() - t0
+    if errors:
+        raise RuntimeError(f"CreateEntry: {len(errors)} failed, e.g. {errors[0]}")
+    return secs
+
+
+def newest_small_rates():
+    """Both tools' small-file catch-up rates from BENCHMARKS.md's newest row
+    1, and a note of the run they come from."""
+    run = ""
+    with open(os.path.join(ROOT, "BENCHMARKS.md")) as f:
+        for line in f:
+            if line.startswith("## Run of "):
+                run = line[len("## Run of "):].strip()
+            if line.startswith("| 1. catch-up"):
+                cells = [c.strip().replace(",", "") for c in line.split("|")]
+                return {"weed": float(cells[2]), "filer-sync": float(cells[3])}, f" (row 1 of the run of {run})"
+    return {}, ""
+
+
+def fill(cluster, path, lo, hi):
+    """Writes files lo..hi-1 of 1 KiB (file i at `path(i)`) into the cluster
+    from 16 writers, the last one alone after the others, so that it is the
+    last file in the cluster's log (the probe `run_tool` polls)."""
+    if hi <= lo:
+        return
+    secs = write_all(cluster, ((path(i), os.urandom(1024)) for i in range(lo, hi - 1)), 16)
+    Writer(cluster).put(path(hi - 1), os.urandom(1024))
+    log(f"  filled {path(lo)} .. {path(hi - 1)}: {hi - lo:,} files in {secs:.0f} s")
+
+
+def scale(rows):
+    """Workload 7: the catch-up of 10k, 100k and 1M files in folders of
+    1,000, and of one folder of 1M (all scaled by BENCH_SCALE). A is filled
+    once, incrementally: each size adds files to it, and both tools replay
+    its whole log, which then holds exactly that many creations. The folder
+    of 1M is a second A of its own. weed runs up to the middle size only,
+    filer-sync both ways (log replay, as weed; walk, its default first run)."""
+    per = 1000
+    sizes = [max(1, int(n * SCALE)) for n in (10_000, 100_000, 1_000_000)]
+    out = []
+
+    def measure(label, n, a, path, dirs, last):
+        rounds = ROUNDS if n <= sizes[0] else 1
+        try:
+            res = catch_up(f"scale-{n}", a, path, dirs, n, last, walk=True, rounds=rounds, weed=n <= sizes[1])
+        except RuntimeError as e:  # one size failing leaves the others' figures
+            log(f"  scale {label}: {e}")
+            out.append(dict(label=label, n=n, tool="(failed)", rounds=rounds, error=str(e).splitlines()[0]))
+            return
+        for tool, v in res.items():
+            out.append(dict(label=label, n=n, tool=tool, rounds=rounds, fps=med([n / m[0] for m in v]),
+                            rss=med([m[2] for m in v]), cpu=med([m[1] / n * 1000 for m in v]),
+                            state=med([m[4] for m in v])))
+
+    a = Cluster()
+    try:
+        have = 0
+        for n in sizes:
+            fill(a, lambda i: f"/scale/d{i // per}/f{i}.bin", have, n)
+            have = n
+            dirs = [f"/scale/d{d}" for d in range((n + per - 1) // per)]
+            measure(f"{n:,} in {len(dirs):,} folders", n, a, "/scale", dirs, f"/scale/d{(n - 1) // per}/f{n - 1}.bin")
+    finally:
+        a.stop()
+    n = sizes[2]
+    a = Cluster()
+    try:
+        fill(a, lambda i: f"/wide/f{i}.bin", 0, n)
+        measure(f"{n:,} in one folder", n, a, "/wide", ["/wide"], f"/wide/f{n - 1}.bin")
+    finally:
+        a.stop()
+    scale_notes(out, sizes)
+
+
+TOOL_NAMES = {"weed": "weed filer.sync", "filer-sync": "filer-sync (log replay)",
+              "filer-sync walk": "filer-sync (walk, its default first run)"}
+
+
+def scale_notes(out, sizes):
+    """Workload 7's table, where its cost stops being flat, and two charts."""
+    lines = [f"### 7. Cost as the work grows (scale)", "",
+             f"Catch-up of 1 KiB files (not 4 KiB as in row 1, to save disk) in folders of 1,000, then of one folder "
+             f"holding {sizes[2]:,}: sizes are 10k, 100k and 1M times BENCH_SCALE={SCALE}. A is filled once and grows: "
+             f"each size adds files to it and every run replays its whole log from the start (which then holds exactly "
+             f"that many creations) into a fresh target; the one-folder case is a second A. {ROUNDS} rounds (medians) "
+             f"at {sizes[0]:,}, one round above; `weed filer.sync` up to {sizes[1]:,} only. State file: filer-sync's "
+             "SQLite file and its -wal when the target was complete (weed keeps its checkpoint in B's KV store).", "",
+             "| size | tool | rounds | files/s | peak RSS MB | CPU ms/file | state-file MB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in out:
+        if "error" in r:
+            lines.append(f"| {r['label']} | failed: {r['error']} | {r['rounds']} | | | | |")
+            continue
+        state = f"{r['state']:.3f}" if r["tool"] != "weed" else "–"
+        lines.append(f"| {r['label']} | {TOOL_NAMES[r['tool']]} | {r['rounds']} | {r['fps']:,.0f} | {r['rss']:.1f} "
+                     f"| {r['cpu']:.3f} | {state} |")
+    lines.append("")
+    done = [r for r in out if "error" not in r]
+    for tool in TOOL_NAMES:
+        mine = [r for r in done if r["tool"] == tool]
+        if len(mine) > 1:
+            lines.append("- " + flat_sentence(TOOL_NAMES[tool], mine))
+    spread = lambda tool: [r for r in done if r["tool"] == tool and "folders" in r["label"]]
+    for name, key, unit in (("rate", "fps", "files/s"), ("rss", "rss", "peak RSS MB")):
+        series = [(TOOL_NAMES[t], [r["n"] for r in spread(t)], [r[key] for r in spread(t)]) for t in TOOL_NAMES if spread(t)]
+        series += [(f"{TOOL_NAMES[r['tool']]}, one folder", [r["n"]], [r[key]], "s")
+                   for r in done if "one folder" in r["label"]]
+        rel = chart(f"scale-{name}", f"Catch-up: {unit} against the number of files (1 KiB)", "files on A", unit,
+                    series, logx=True)
+        lines.append(f"- Chart: [{unit} against size]({rel})")
+    NOTES.append("\n".join(lines) + "\n")
+
+
+def flat_sentence(name, mine):
+    """How a tool's figures at each larger size compare with its smallest one:
+    files/s, CPU per file and peak RSS as ratios, and where the first of them
+    leaves 20 %."""
+    base = mine[0]
+    keys = (("files/s", "fps"), ("CPU ms per file", "cpu"), ("peak RSS", "rss"))
+    ratio = lambda r, k: r[k] / base[k] if base[k] else float("nan")
+    parts = []
+    for r in mine[1:]:
+        parts.append(f"at {r['label']}: " + ", ".join(f"{q} ×{ratio(r, k):.2f}" for q, k in keys))
+    off = [(r, q, ratio(r, k)) for r in mine[1:] for q, k in keys if abs(ratio(r, k) - 1) > 0.2]
+    if off:
+        r, q, x = off[0]
+        where = f"cost stops being flat first for {q}, at {r['label']} (×{x:.2f} of {base['label']})"
+        others = sorted({q for _, q, _ in off[1:]} - {q})
+        if others:
+            where += f"; also beyond 20 %: {', '.join(others)}"
+    else:
+        where = "every figure stays within 20 % of the smallest size's (flat)"
+    return f"**{name}**, against {base['label']}: {'; '.join(parts)}. So {where}."
+
+
+def chart(name, title, xlabel, ylabel, series, logx=False):
+    """Writes charts/<run stamp>-<name>.svg from (label, xs, ys[, marker])
+    series; returns its path relative to the repository (for a link in
+    BENCHMARKS.md)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": name})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, xs, ys, *marker in series:
+        ax.plot(xs, ys, (marker[0] if marker else "o-"), label=label, markersize=6 if marker else 4)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    rel = f"charts/{STAMP}-{name}.svg"
+    os.makedirs(os.path.join(ROOT, "charts"), exist_ok=True)
+    fig.savefig(os.path.join(ROOT, rel), metadata={"Date": None}, bbox_inches="tight")
+    plt.close(fig)
+    return rel
+
+
+def follow(rows):
+    """Workload 8: filer-sync follows A for BENCH_FOLLOW_MINUTES (default 30,
+    120 with BENCH_LONG=1) while one writer puts about 200 operations a
+    second on A (8 in 10 create a 1 KiB file, 1 moves a live file into
+    another folder, 1 deletes one). Every BENCH_FOLLOW_SAMPLE_SECS (default
+    60) the sync process's RSS, open fds, threads, CPU and state file are
+    sampled, and 3 probe files are written to A and timed until B has them.
+    At the end B must verify equal to A."""
+    import threading
+    minutes = float(os.environ.get("BENCH_FOLLOW_MINUTES", "120" if os.environ.get("BENCH_LONG") else "30"))
+    every = float(os.environ.get("BENCH_FOLLOW_SAMPLE_SECS", "60"))
+    rate = 200
+    a, b = Cluster(), Cluster()
+    state = os.path.join(WORK, "follow.db")
+    p = subprocess.Popen([BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive", "--state", state],
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, "follow.log"), "w"),
+                         env=dict(os.environ, RUST_LOG="warn"))
+    stop, ops, failed = threading.Event(), [0], []
+    writer = threading.Thread(target=steady_writer, args=(a, rate, stop, ops, failed))
+    samples = []
+    try:
+        probe = Writer(a)
+        probe_lag(probe, b, "/follow/probe/start.bin")  # following before the load starts
+        t0 = time.monotonic()
+        writer.start()
+        cpu0, k = process_cpu(p.pid), 0
+        while time.monotonic() - t0 < minutes * 60:
+            k += 1
+            time.sleep(max(0, t0 + k * every - time.monotonic()))
+            if p.poll() is not None or failed:
+                raise RuntimeError(f"follow: sync exited with {p.returncode}" if not failed else f"writer: {failed[0]}")
+            with open(f"/proc/{p.pid}/status") as f:
+                status = dict(line.split(":", 1) for line in f)
+            cpu = process_cpu(p.pid)
+            lags = [probe_lag(probe, b, f"/follow/probe/p{k}-{j}.bin") for j in range(3)]
+            s = dict(t=time.monotonic() - t0, ops=ops[0], rss=int(status["VmRSS"].split()[0]) / 1024,
+                     fds=len(os.listdir(f"/proc/{p.pid}/fd")), threads=int(status["Threads"]),
+                     state=state_mb(state) * 1024, lag=med(lags), cpu=(cpu - cpu0) / every * 100)
+            cpu0 = cpu
+            samples.append(s)
+            log(f"  follow {s['t'] / 60:.1f} min: {s['ops']:,} ops, RSS {s['rss']:.1f} MB, {s['fds']} fds, "
+                f"{s['threads']} threads, state {s['state']:.0f} KB, probe lag {s['lag']:.1f} ms, CPU {s['cpu']:.0f} %")
+        stop.set()
+        writer.join()
+        reached = ops[0] / (time.monotonic() - t0)
+        probe_lag(probe, b, "/follow/probe/end.bin")
+        deadline = time.monotonic() + 120
+        while not verified(a, b, "/follow"):
+            if time.monotonic() > deadline:
+                verify(a, b, "/follow")  # raises with the differences
+            time.sleep(1)
+        log(f"  follow: B verifies equal to A after {ops[0]:,} operations ({reached:.0f}/s)")
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+        a.stop()
+        b.stop()
+    follow_notes(samples, minutes, every, rate, reached)
+
+
+def steady_writer(a, rate, stop, ops, failed):
+    """About `rate` operations a second on A under /follow until `stop`: in
+    every 10, 8 creates of a 1 KiB file (1,000 per folder), 1 move of a live
+    file into another folder, 1 delete; the count goes to ops[0]."""
+    w, rnd, live, i = Writer(a), random.Random(11), [], 0
+    t0 = time.monotonic()
+    try:
+        while not stop.is_set():
+            time.sleep(max(0, t0 + i / rate - time.monotonic()))
+            if i % 10 == 4 and live:
+                j = rnd.randrange(len(live))
+                new = f"/follow/m{i // 10000}/f{i}.bin"
+                w.req("POST", f"{new}?mv.from={live[j]}")
+                live[j] = new
+            elif i % 10 == 9 and live:
+                j = rnd.randrange(len(live))
+                live[j], live[-1] = live[-1], live[j]
+                w.req("DELETE", live.pop())
+            else:
+                live.append(f"/follow/d{i // 1000}/f{i}.bin")
+                w.put(live[-1], os.urandom(1024))
+            i += 1
+            ops[0] = i
+    except Exception as e:  # reported by the sampling loop
+        failed.append(e)
+
+
+def probe_lag(w, b, path, limit=120):
+    """Writes a probe file to A and returns the ms from the end of that write
+    until B serves it (polled every millisecond)."""
+    w.put(path, os.urandom(1024))
+    t0 = time.monotonic()
+    while not b.exists(path):
+        if time.monotonic() - t0 > limit:
+            raise RuntimeError(f"probe {path} did not reach B in {limit} s")
+        time.sleep(0.001)
+    return (time.monotonic() - t0) * 1000
+
+
+FOLLOW_COLUMNS = (("rss", "RSS MB", "{:.1f}"), ("fds", "open fds", "{:.0f}"), ("threads", "threads", "{:.0f}"),
+                  ("state", "state file KB", "{:.0f}"), ("lag", "probe lag ms", "{:.1f}"), ("cpu", "sync CPU %", "{:.1f}"))
+
+
+def follow_notes(samples, minutes, every, rate, reached):
+    """Workload 8's table of samples, first-to-last growth, what grows
+    steadily (the last third's median above the middle third's by more than
+    20 %), and two charts."""
+    lines = ["### 8. A long follow", "",
+             f"filer-sync follows A for {minutes:g} minutes while one writer puts ~{rate} operations/s on A "
+             f"({reached:.0f}/s reached; 8 in 10 create a 1 KiB file, 1 moves a live file to another folder, 1 deletes "
+             f"one). A sample every {every:g} s: the sync process's RSS (VmRSS), open fds, threads, state file (SQLite "
+             "and -wal), CPU over the interval, and the median lag of 3 probe files (end of the write on A until B "
+             "serves the file, polled every ms). At the end B verified equal to A (`filer-sync verify`).", "",
+             "| minute | operations so far | " + " | ".join(c[1] for c in FOLLOW_COLUMNS) + " |",
+             "|---:|---:|" + "---:|" * len(FOLLOW_COLUMNS)]
+    for s in samples:
+        lines.append(f"| {s['t'] / 60:.1f} | {s['ops']:,} | " +
+                     " | ".join(fmt.format(s[k]) for k, _, fmt in FOLLOW_COLUMNS) + " |")
+    lines.append("")
+    first, last, third = samples[0], samples[-1], len(samples) // 3
+    growth = ", ".join(f"{name} ×{last[k] / first[k]:.2f}" if first[k] else f"{name} {first[k]:g} → {last[k]:g}"
+                       for k, name, _ in FOLLOW_COLUMNS)
+    lines.append(f"- First sample to last: {growth}.")
+    if third:
+        grows = []
+        for k, name, _ in FOLLOW_COLUMNS:
+            mid, end = med([s[k] for s in samples[third:2 * third]]), med([s[k] for s in samples[2 * third:]])
+            if mid and end / mid > 1.2:
+                grows.append(f"{name} (last third's median {end:.1f} against the middle third's {mid:.1f}, "
+                             f"+{(end / mid - 1) * 100:.0f} %)")
+        lines.append("- Grows steadily: " + "; ".join(grows) + "." if grows else
+                     "- Nothing grows steadily: no last third's median is above the middle third's by more than 20 %.")
+    mins = [s["t"] / 60 for s in samples]
+    for name, key, unit in (("lag", "lag", "probe lag ms (median of 3)"), ("rss", "rss", "RSS MB")):
+        rel = chart(f"follow-{name}", f"Following A at ~{rate} operations/s: {unit}", "minutes", unit,
+                    [("filer-sync", mins, [s[key] for s in samples])])
+        lines.append(f"- Chart: [{unit} over time]({rel})")
+    NOTES.append("\n".join(lines) + "\n")
+
+
 def wait_for(cond, p, what, limit=600):
     t0 = time.monotonic()
     while not cond():
@@ -632,9 +1097,9 @@ def created_on(cluster, folder):
 
 
 def main():
-    which = sys.argv[1:] or ["small", "large", "mixed", "lag", "lag_load", "rescan"]
+    which = sys.argv[1:] or ["small", "large", "mixed", "lag", "lag_load", "rescan", "ceiling"]
     rows = []
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = time.strftime("%Y-%m-%d %H:%M UTC", STARTED)
     for w in which:
         log(f"== workload {w}")
         globals()[w](rows)
@@ -647,13 +1112,13 @@ def main():
         f"weed {subprocess.check_output([WEED, 'version'], text=True).split()[2]}, filer-sync release build. "
         "Both tools catch a fresh target up from the start of A's log; the target is verified after every run.",
         "",
-        "| measure | weed filer.sync | filer-sync | filer-sync / weed | target |",
-        "|---|---:|---:|---:|---|",
     ]
+    if rows:
+        lines += ["| measure | weed filer.sync | filer-sync | filer-sync / weed | target |", "|---|---:|---:|---:|---|"]
     for name, w, f, target in rows:
         ratio = f / w if w else float("nan")
         lines.append(f"| {name} | {w:,.2f} | {f:,.2f} | {ratio:.2f} | {target} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines).rstrip() + "\n" + "".join("\n" + note for note in NOTES)
     print(text)
     path = os.path.join(ROOT, "BENCHMARKS.md")
     head = "# Benchmarks\n\nNewest run first. Ratios are filer-sync / weed from the same run on the same data.\n\n"
