@@ -807,16 +807,16 @@ def scale(rows):
     sizes = [max(1, int(n * SCALE)) for n in (10_000, 100_000, 1_000_000)]
     out = []
 
-    def measure(label, n, a, path, dirs, last):
+    def measure(label, n, a, path, dirs, last, wide=False):
         rounds = ROUNDS if n <= sizes[0] else 1
         try:
             res = catch_up(f"scale-{n}", a, path, dirs, n, last, walk=True, rounds=rounds, weed=n <= sizes[1])
         except RuntimeError as e:  # one size failing leaves the others' figures
             log(f"  scale {label}: {e}")
-            out.append(dict(label=label, n=n, tool="(failed)", rounds=rounds, error=str(e).splitlines()[0]))
+            out.append(dict(label=label, n=n, tool="(failed)", rounds=rounds, wide=wide, error=str(e).splitlines()[0]))
             return
         for tool, v in res.items():
-            out.append(dict(label=label, n=n, tool=tool, rounds=rounds, fps=med([n / m[0] for m in v]),
+            out.append(dict(label=label, n=n, tool=tool, rounds=rounds, wide=wide, fps=med([n / m[0] for m in v]),
                             rss=med([m[2] for m in v]), cpu=med([m[1] / n * 1000 for m in v]),
                             state=med([m[4] for m in v])))
 
@@ -827,14 +827,15 @@ def scale(rows):
             fill(a, lambda i: f"/scale/d{i // per}/f{i}.bin", have, n)
             have = n
             dirs = [f"/scale/d{d}" for d in range((n + per - 1) // per)]
-            measure(f"{n:,} in {len(dirs):,} folders", n, a, "/scale", dirs, f"/scale/d{(n - 1) // per}/f{n - 1}.bin")
+            measure(f"{n:,} in {len(dirs):,} folder{'s' if len(dirs) > 1 else ''}", n, a, "/scale", dirs,
+                    f"/scale/d{(n - 1) // per}/f{n - 1}.bin")
     finally:
         a.stop()
     n = sizes[2]
     a = Cluster()
     try:
         fill(a, lambda i: f"/wide/f{i}.bin", 0, n)
-        measure(f"{n:,} in one folder", n, a, "/wide", ["/wide"], f"/wide/f{n - 1}.bin")
+        measure(f"{n:,} in one folder", n, a, "/wide", ["/wide"], f"/wide/f{n - 1}.bin", wide=True)
     finally:
         a.stop()
     scale_notes(out, sizes)
@@ -868,11 +869,11 @@ def scale_notes(out, sizes):
         mine = [r for r in done if r["tool"] == tool]
         if len(mine) > 1:
             lines.append("- " + flat_sentence(TOOL_NAMES[tool], mine))
-    spread = lambda tool: [r for r in done if r["tool"] == tool and "folders" in r["label"]]
+    spread = lambda tool: [r for r in done if r["tool"] == tool and not r["wide"]]
     for name, key, unit in (("rate", "fps", "files/s"), ("rss", "rss", "peak RSS MB")):
         series = [(TOOL_NAMES[t], [r["n"] for r in spread(t)], [r[key] for r in spread(t)]) for t in TOOL_NAMES if spread(t)]
         series += [(f"{TOOL_NAMES[r['tool']]}, one folder", [r["n"]], [r[key]], "s")
-                   for r in done if "one folder" in r["label"]]
+                   for r in done if r["wide"]]
         rel = chart(f"scale-{name}", f"Catch-up: {unit} against the number of files (1 KiB)", "files on A", unit,
                     series, logx=True)
         lines.append(f"- Chart: [{unit} against size]({rel})")
@@ -880,24 +881,27 @@ def scale_notes(out, sizes):
 
 
 def flat_sentence(name, mine):
-    """How a tool's figures at each larger size compare with its smallest one:
-    files/s, CPU per file and peak RSS as ratios, and where the first of them
-    leaves 20 %."""
+    """How a tool's figures at each larger size compare with its smallest
+    one (files/s, CPU per file, peak RSS as ratios), and the first size at
+    which one of them costs more than 20 % more (fewer files/s, more CPU per
+    file, more memory): where the cost stops being flat."""
     base = mine[0]
-    keys = (("files/s", "fps"), ("CPU ms per file", "cpu"), ("peak RSS", "rss"))
+    keys = (("files/s", "fps", -1), ("CPU ms per file", "cpu", 1), ("peak RSS", "rss", 1))
     ratio = lambda r, k: r[k] / base[k] if base[k] else float("nan")
-    parts = []
-    for r in mine[1:]:
-        parts.append(f"at {r['label']}: " + ", ".join(f"{q} ×{ratio(r, k):.2f}" for q, k in keys))
-    off = [(r, q, ratio(r, k)) for r in mine[1:] for q, k in keys if abs(ratio(r, k) - 1) > 0.2]
-    if off:
-        r, q, x = off[0]
-        where = f"cost stops being flat first for {q}, at {r['label']} (×{x:.2f} of {base['label']})"
-        others = sorted({q for _, q, _ in off[1:]} - {q})
-        if others:
-            where += f"; also beyond 20 %: {', '.join(others)}"
+    cost = lambda r, k, sign: ratio(r, k) ** sign  # > 1: costs more than at the smallest size
+    parts = [f"at {r['label']}: " + ", ".join(f"{q} ×{ratio(r, k):.2f}" for q, k, _ in keys) for r in mine[1:]]
+    worse = [(r, q, ratio(r, k)) for r in mine[1:] for q, k, sign in keys if cost(r, k, sign) > 1.2]
+    better = sorted({q for r in mine[1:] for q, k, sign in keys if cost(r, k, sign) < 1 / 1.2})
+    if worse:
+        r, q, x = worse[0]
+        where = f"the cost stops being flat first in {q}, at {r['label']} (×{x:.2f})"
+        more = sorted({w[1] for w in worse} - {q})
+        if more:
+            where += f"; {', '.join(more)} also {'costs' if len(more) == 1 else 'cost'} more than 20 % more somewhere"
     else:
-        where = "every figure stays within 20 % of the smallest size's (flat)"
+        where = "no figure costs more than 20 % more than at the smallest size: flat"
+    if better:
+        where += f" ({', '.join(better)} {'gets' if len(better) == 1 else 'get'} more than 20 % cheaper: fixed costs spread over more files)"
     return f"**{name}**, against {base['label']}: {'; '.join(parts)}. So {where}."
 
 
@@ -910,8 +914,11 @@ def chart(name, title, xlabel, ylabel, series, logx=False):
     import matplotlib.pyplot as plt
     plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": name})
     fig, ax = plt.subplots(figsize=(7, 4))
+    colors = {}  # a marker series takes the colour of the line its label extends
     for label, xs, ys, *marker in series:
-        ax.plot(xs, ys, (marker[0] if marker else "o-"), label=label, markersize=6 if marker else 4)
+        color = next((c for other, c in colors.items() if label.startswith(other)), None)
+        line, = ax.plot(xs, ys, (marker[0] if marker else "o-"), label=label, markersize=6 if marker else 4, color=color)
+        colors[label] = line.get_color()
     if logx:
         ax.set_xscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
@@ -950,9 +957,8 @@ def follow(rows):
         probe_lag(probe, b, "/follow/probe/start.bin")  # following before the load starts
         t0 = time.monotonic()
         writer.start()
-        cpu0, k = process_cpu(p.pid), 0
-        while time.monotonic() - t0 < minutes * 60:
-            k += 1
+        cpu0 = process_cpu(p.pid)
+        for k in range(1, max(1, round(minutes * 60 / every)) + 1):
             time.sleep(max(0, t0 + k * every - time.monotonic()))
             if p.poll() is not None or failed:
                 raise RuntimeError(f"follow: sync exited with {p.returncode}" if not failed else f"writer: {failed[0]}")
@@ -971,7 +977,7 @@ def follow(rows):
         writer.join()
         reached = ops[0] / (time.monotonic() - t0)
         probe_lag(probe, b, "/follow/probe/end.bin")
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while not verified(a, b, "/follow"):
             if time.monotonic() > deadline:
                 verify(a, b, "/follow")  # raises with the differences
