@@ -244,6 +244,9 @@ impl Applier {
 
     /// `apply` without the file-id refill it may start.
     fn apply_now(&self, action: &Action, ts_ns: i64, via: Transfer) -> Result<Outcome> {
+        if let (Some(here), Some(path)) = (&self.removed_here, action.removes()) {
+            here.carrying(&path, ts_ns);
+        }
         let known = self.known_for(action, ts_ns);
         let way = route(route::Kind::of(action), known, self.newer_target_wins);
         let skipped = || {
@@ -844,7 +847,9 @@ impl Applier {
         // it is now, as the other cluster weighed them.
         if existing.is_none() && self.newer_target_wins {
             let path = join_path(dir, &src.name);
-            if let Some(gone) = self.removed_here.as_ref().and_then(|r| r.get(&path)) {
+            if let Some((gone, gone_ns)) =
+                self.removed_here.as_ref().and_then(|r| r.removed_at(&path))
+            {
                 if conflict::same_version(src, &gone) {
                     // Made there once (a replayed event), and removed since.
                     log::debug!("{path}: the target had this version and removed it since");
@@ -853,10 +858,18 @@ impl Applier {
                         ..Outcome::default()
                     });
                 }
+                // Made by the source's users after the sync had carried
+                // this removal there: newer than it, whatever the clocks.
+                let after = self
+                    .removed_there
+                    .as_ref()
+                    .is_some_and(|r| r.made_after(source_path, src, gone_ns));
                 let behind =
                     self.dirs.lock().unwrap().is_behind(&path) || self.skipped_over(&path, &gone);
                 let r = conflict::weigh(src, base, behind, &gone);
-                if r.verdict == Verdict::Target && !src.is_directory {
+                if after {
+                    log::debug!("{path}: made on the source after the removal here reached it");
+                } else if r.verdict == Verdict::Target && !src.is_directory {
                     log::debug!(
                         "{path}: the target removed a version that wins over this one; not made"
                     );

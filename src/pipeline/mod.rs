@@ -486,7 +486,13 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
         format!("{}/", f.scope.source_path)
     };
     req.since_ns = since;
-    req.signature = f.scope.target_sig;
+    // The filer leaves out what carries the signature (what the sync wrote
+    // there), except where removals are noted: there the sync's own
+    // removals are noted too, then passed on as skipped.
+    req.signature = match f.removed_at_source {
+        Some(_) => 0,
+        None => f.scope.target_sig,
+    };
     req.client_id = client_id();
     req.client_epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
     req.client_supports_batching = true;
@@ -498,13 +504,19 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     // What the source's users remove is noted as it is read, ahead of the
     // windows, for the opposite direction.
     let removed = f.removed_at_source.clone();
+    let sync_sig = f.scope.target_sig;
     std::thread::Builder::new()
         .name(format!("{} stream", f.name))
         .spawn(move || {
-            for item in stream {
+            for mut item in stream {
                 if let Some(r) = &removed {
                     match &item {
-                        Ok(StreamItem::Event(ev)) => r.note_event(ev),
+                        Ok(StreamItem::Event(ev)) => {
+                            r.note_event(ev, sync_sig);
+                            if ev.notification.signatures.contains(&sync_sig) {
+                                item = Ok(StreamItem::Skipped(ev.ts_ns));
+                            }
+                        }
                         Ok(StreamItem::Idle(ts) | StreamItem::Skipped(ts)) => r.read_up_to(*ts),
                         Err(_) => {}
                     }

@@ -152,6 +152,18 @@ impl Action {
             Action::Delete { dir, name, .. } => join_path(dir, name),
         }
     }
+
+    /// The target path the action removes an entry from, if any: a
+    /// delete's, or a move's old path.
+    pub fn removes(&self) -> Option<String> {
+        match self {
+            Action::Upsert { .. } => None,
+            Action::Delete { dir, name, .. } => Some(join_path(dir, name)),
+            Action::Rename {
+                old_dir, old_name, ..
+            } => Some(join_path(old_dir, old_name)),
+        }
+    }
 }
 
 impl Scope {

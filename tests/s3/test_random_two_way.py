@@ -12,7 +12,9 @@ symlink, extended attributes, content hash) and both S3 views must be equal.
 Seeds: S3_RANDOM_SEEDS=1,2,3 replays those seeds, otherwise S3_RANDOM_RUNS
 (default 3) random ones. A seed fixes each writer's sequence of operations
 and the kill schedule (the interleaving with the sync remains the machine's).
-S3_RANDOM_OPS sets the operations per writer (90). S3_RANDOM_REPORT=FILE
+S3_RANDOM_OPS sets the operations per writer (90); S3_RANDOM_RESCAN_SECS the
+sync's rescan period (3; 0 for none, to find what the log alone misses).
+S3_RANDOM_REPORT=FILE
 appends a markdown row per seed and a total (scripts/chaos.sh)."""
 
 import collections
@@ -27,6 +29,7 @@ import pytest
 import harness
 
 OPS_PER_WRITER = int(os.environ.get("S3_RANDOM_OPS", "90"))
+RESCAN_SECS = os.environ.get("S3_RANDOM_RESCAN_SECS", "3")
 KEYS = ["k0", "k1.txt", "dir/k2.txt", "dir/k3", "dir/sub/k4.bin", "é k5.txt", "dir/sub/k6",
         "k7 +%.txt"]
 FOLDERS = ["f0", "f1", "f2", "f3", "f4"]  # f0..f2 exist at the start
@@ -350,9 +353,9 @@ def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
     a, b, ns = pair.a, pair.b, Namespace(seed)
     sync = harness.LongSync(sync_bin, a, b, str(tmp_path / "state.db"),
                             str(tmp_path / f"sync-{seed}.log"),
-                            # A rescan every 3 s runs among the writes: it must
-                            # never put back a version a writer replaced.
-                            ["--a-debug", "--b-debug", "--rescan-secs", "3"])
+                            # A rescan every few seconds runs among the writes:
+                            # it must never put back a version a writer replaced.
+                            ["--a-debug", "--b-debug", "--rescan-secs", RESCAN_SECS])
     stop = threading.Event()
     writers = [Writer("A", a, ns, seed, stop), Writer("B", b, ns, seed, stop)]
     journal_file = tmp_path / f"ops-{seed}.log"
