@@ -1042,7 +1042,7 @@ def follow_notes(samples, minutes, every, rate, reached):
     steadily (the last third's median above the middle third's by more than
     20 %), and two charts."""
     lines = ["### 8. A long follow", "",
-             f"filer-sync follows A for {minutes:g} minutes while one writer puts ~{rate} operations/s on A "
+             f"filer-sync follows A for {minutes:g} minute{'s' if minutes != 1 else ''} while one writer puts ~{rate} operations/s on A "
              f"({reached:.0f}/s reached; 8 in 10 create a 1 KiB file, 1 moves a live file to another folder, 1 deletes "
              f"one). A sample every {every:g} s: the sync process's RSS (VmRSS), open fds, threads, state file (SQLite "
              "and -wal), CPU over the interval, and the median lag of 3 probe files (end of the write on A until B "
