@@ -62,10 +62,11 @@ pub enum Command {
 /// A to B only with --active-passive. Resumes from the checkpoint in the
 /// state file; --once stops when caught up (cron mode).
 pub struct SyncArgs {
-    /// filer A as HOST:PORT (gRPC on PORT+10000) or HOST:PORT.GRPCPORT
+    /// filer A as HOST:PORT (gRPC on PORT+10000) or HOST:PORT.GRPCPORT; several
+    /// filers of one cluster (one filer store) separated by commas
     #[argh(option, short = 'a')]
     pub a: String,
-    /// filer B as HOST:PORT or HOST:PORT.GRPCPORT
+    /// filer B as -a (one filer, or several of one cluster)
     #[argh(option, short = 'b')]
     pub b: String,
     /// replicate only A to B (B is a follower)
@@ -235,10 +236,10 @@ pub struct SyncArgs {
 /// (missing on B, only on B, type, size, mtime, etag, chunk coverage; with
 /// --checksum also content). Exits 0 when equal, 1 when different.
 pub struct VerifyArgs {
-    /// filer A as HOST:PORT or HOST:PORT.GRPCPORT
+    /// filer A as HOST:PORT or HOST:PORT.GRPCPORT, or several of one cluster
     #[argh(option, short = 'a')]
     pub a: String,
-    /// filer B as HOST:PORT or HOST:PORT.GRPCPORT
+    /// filer B as -a (one filer, or several of one cluster)
     #[argh(option, short = 'b')]
     pub b: String,
     /// folder on A (default /)
@@ -284,10 +285,10 @@ pub struct VerifyArgs {
 /// replays the log from the start to catch changes made meanwhile, then
 /// verifies. Rerun after a kill to resume. Exits 0 when B equals A.
 pub struct MigrateArgs {
-    /// filer A (the source) as HOST:PORT or HOST:PORT.GRPCPORT
+    /// filer A (the source) as HOST:PORT or HOST:PORT.GRPCPORT, or several, comma-separated
     #[argh(option, short = 'a')]
     pub a: String,
-    /// filer B (the target) as HOST:PORT or HOST:PORT.GRPCPORT
+    /// filer B (the target), as -a
     #[argh(option, short = 'b')]
     pub b: String,
     /// folder on A (default /)
@@ -423,10 +424,11 @@ pub struct CheckpointArgs {
     /// show | set | reset | import | export
     #[argh(positional)]
     pub action: String,
-    /// filer A as HOST:PORT or HOST:PORT.GRPCPORT (needed except for show)
+    /// filer A as HOST:PORT or HOST:PORT.GRPCPORT, or several of one cluster (needed
+    /// except for show)
     #[argh(option, short = 'a')]
     pub a: Option<String>,
-    /// filer B as HOST:PORT or HOST:PORT.GRPCPORT (needed except for show)
+    /// filer B as -a (needed except for show)
     #[argh(option, short = 'b')]
     pub b: Option<String>,
     /// folder on A (default /)
@@ -470,9 +472,9 @@ impl CheckpointArgs {
                 )))
             }
         };
-        let addr = |flag: &str, v: &Option<String>| -> Result<Option<FilerAddr>> {
+        let addr = |flag: &str, v: &Option<String>| -> Result<Option<Vec<FilerAddr>>> {
             v.as_deref()
-                .map(|s| FilerAddr::parse(s).map_err(|e| e.context(flag)))
+                .map(|s| FilerAddr::parse_list(s).map_err(|e| e.context(flag)))
                 .transpose()
         };
         let a = addr("-a", &self.a)?;
@@ -506,7 +508,7 @@ impl CheckpointArgs {
         }
         let state = match (&self.state, &a, &b) {
             (Some(p), _, _) => p.clone(),
-            (None, Some(a), Some(b)) => default_state_path(a, &a_path, b, &b_path)?,
+            (None, Some(a), Some(b)) => default_state_path(&a[0], &a_path, &b[0], &b_path)?,
             _ => {
                 return Err(Error::usage(
                     "checkpoint show: give --state FILE, or -a and -b",
@@ -556,7 +558,9 @@ impl SyncArgs {
                     security: crate::security::Given|
          -> Result<Side> {
             let flag = label.to_ascii_lowercase();
-            let addr = FilerAddr::parse(addr).map_err(|e| e.context(format!("-{flag}")))?;
+            let mut filers =
+                FilerAddr::parse_list(addr).map_err(|e| e.context(format!("-{flag}")))?;
+            let addr = filers.remove(0);
             let path = normalize_folder(path).ok_or_else(|| {
                 Error::usage(format!(
                     "--{flag}-path {path:?}: give an absolute folder like /data (no //, . or ..)"
@@ -597,6 +601,7 @@ impl SyncArgs {
             Ok(Side {
                 label,
                 addr,
+                more: filers,
                 path,
                 excludes: ex,
                 proxy,

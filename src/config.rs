@@ -11,7 +11,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct Side {
     pub label: char,
+    /// The first filer named: it names the cluster (state file, messages).
     pub addr: FilerAddr,
+    /// The cluster's other filers named, if any.
+    pub more: Vec<FilerAddr>,
     pub path: String,
     pub excludes: Vec<String>,
     pub proxy: bool,
@@ -20,6 +23,21 @@ pub struct Side {
     pub deletes: bool,
     pub from_ts_ms: i64,
     pub security: Security,
+}
+
+impl Side {
+    /// Every filer named for this side, the first first.
+    pub fn filers(&self) -> Vec<FilerAddr> {
+        std::iter::once(self.addr.clone())
+            .chain(self.more.iter().cloned())
+            .collect()
+    }
+
+    /// The filers as the user gave them (comma-separated).
+    pub fn named(&self) -> String {
+        let all: Vec<String> = self.filers().iter().map(|a| a.to_string()).collect();
+        all.join(",")
+    }
 }
 
 /// The validated `sync` configuration.
@@ -128,8 +146,8 @@ pub enum CheckpointAction {
 #[derive(Debug, Clone)]
 pub struct CheckpointConfig {
     pub action: CheckpointAction,
-    pub a: Option<FilerAddr>,
-    pub b: Option<FilerAddr>,
+    pub a: Option<Vec<FilerAddr>>,
+    pub b: Option<Vec<FilerAddr>>,
     pub a_path: String,
     pub b_path: String,
     pub from: char,

@@ -98,8 +98,9 @@ pub struct Lease {
     owner: String,
     ttl: Duration,
     held: Mutex<Option<Held>>,
-    /// The generation of the current hold (0: none yet): rises with each
-    /// fresh grant, a fencing number recorded with each committed window.
+    /// The generation of the current hold (0: none yet): the lock filer's,
+    /// then the term's fencing number (`fence`), recorded with each
+    /// committed window.
     generation: AtomicI64,
     /// When the current hold began (this host's clock, ns).
     since_ns: AtomicI64,
@@ -132,6 +133,16 @@ impl Lease {
 
     pub fn generation(&self) -> i64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the lock filer's generation with the term's fencing number
+    /// (`commands::ha::fence`: a restarted lock filer counts from 1 again).
+    pub fn fence(&self, number: i64) {
+        self.generation.store(number, Ordering::SeqCst);
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     pub fn since_ns(&self) -> i64 {
@@ -266,11 +277,24 @@ impl Lease {
     /// before the local deadline), cancels `term` and returns. Also returns
     /// when `done` is set (the term ended by itself).
     pub fn keep(&self, term: &Cancel, done: &AtomicBool) {
+        self.keep_while(term, &|| !done.load(Ordering::SeqCst));
+    }
+
+    /// Keeps the lock for `d` (renewing as `keep` does) before the term
+    /// applies anything; false when the hold was lost meanwhile.
+    pub fn hold_for(&self, d: Duration, cancel: &Cancel) -> bool {
+        let until = Instant::now() + d;
+        let term = cancel.child();
+        self.keep_while(&term, &|| Instant::now() < until);
+        !self.was_lost() && !cancel.is_cancelled()
+    }
+
+    fn keep_while(&self, term: &Cancel, going: &dyn Fn() -> bool) {
         let step = Duration::from_millis(50);
         let renewed = self.held.lock().unwrap().as_ref().map(|h| h.renewed);
         let mut next = renewed.unwrap_or_else(Instant::now) + self.ttl / 3;
         loop {
-            if done.load(Ordering::SeqCst) || term.is_cancelled() {
+            if !going() || term.is_cancelled() {
                 return;
             }
             if !self.valid() {

@@ -23,8 +23,8 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         }
     };
     let peers = Peers::connect(
-        (a, &cfg.a_security),
-        (b, &cfg.b_security),
+        ('A', a, &cfg.a_security),
+        ('B', b, &cfg.b_security),
         Duration::from_secs(cfg.timeout_secs),
     )?;
     let (sig_a, sig_b) = (peers.sig_a(), peers.sig_b());

@@ -6,6 +6,14 @@
 //! checkpoint and the one the last active instance shared on the target's
 //! KV, never going back. The role goes to the state file for `status`, and
 //! `ha_active` is served on the metrics port in both roles.
+//!
+//! The group's terms are numbered on B's KV as well: each term takes the
+//! next number (its fencing number, logged and recorded with each window),
+//! and the lock filer's generation of the grant. A grant whose generation
+//! is not above the last one recorded comes from a lock filer that forgot
+//! its locks (restarted): the last holder may still act, by its own clock,
+//! for up to a TTL, so the new term holds the lock that long before it
+//! applies anything.
 
 use super::sync::Term;
 use crate::config::Ha;
@@ -61,6 +69,9 @@ pub fn run(
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
             Err(e) => return Err(e),
             Ok(()) => {}
+        }
+        if !fence(term, &lease, cancel)? {
+            continue;
         }
         log::info!(
             "ha: active, lock generation {} (another instance's windows are fenced off)",
@@ -152,4 +163,50 @@ fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Numbers the term that begins (see the module's note) and, after a lock
+/// filer that forgot its locks, holds the lock a TTL before the term
+/// applies. False when the lock was lost meanwhile.
+fn fence(term: &Term, lease: &Lease, cancel: &Cancel) -> Result<bool> {
+    let kv = &term.peers.b;
+    let key = format!("filer-sync.ha.term.{}", lease.name()).into_bytes();
+    let raw = retry("KvGet", Policy::FOREVER, cancel, || kv.kv_get(&key))?;
+    let (last, last_granted) = parse_term(&raw);
+    let granted = lease.generation();
+    let number = last + 1;
+    let record = format!("{number} {granted}");
+    retry("KvPut", Policy::FOREVER, cancel, || {
+        kv.kv_put(&key, record.as_bytes())
+    })?;
+    lease.fence(number);
+    if last > 0 && granted <= last_granted {
+        log::warn!(
+            "ha: the lock filer granted generation {granted}, not above the {last_granted} \
+             recorded: it forgot its locks (restarted); holding the lock {:?} before applying, \
+             until the last holder has stopped",
+            lease.ttl()
+        );
+        return Ok(lease.hold_for(lease.ttl(), cancel));
+    }
+    Ok(true)
+}
+
+/// A term record: "NUMBER GRANTED" (none yet: 0 0).
+fn parse_term(raw: &[u8]) -> (i64, i64) {
+    let text = String::from_utf8_lossy(raw);
+    let mut n = text
+        .split_whitespace()
+        .map(|v| v.parse::<i64>().unwrap_or(0));
+    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn term_records_parse() {
+        assert_eq!(super::parse_term(b""), (0, 0));
+        assert_eq!(super::parse_term(b"7 3"), (7, 3));
+        assert_eq!(super::parse_term(b"junk"), (0, 0));
+    }
 }

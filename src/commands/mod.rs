@@ -30,18 +30,18 @@ pub struct Peers {
     pub conf_b: GetFilerConfigurationResponse,
 }
 
+/// One side of `Peers::connect`: its flag's letter, its filers (one
+/// cluster), and how to reach them.
+pub type SideFilers<'a> = (char, &'a [FilerAddr], &'a Security);
+
 impl Peers {
     /// Connects to A and B (a deadline of `timeout` on every call) and asks
-    /// each for its configuration: an unreachable filer fails here, before
-    /// anything is read or written.
-    pub fn connect(
-        (a, a_sec): (&FilerAddr, &Security),
-        (b, b_sec): (&FilerAddr, &Security),
-        timeout: Duration,
-    ) -> Result<Peers> {
-        let a = FilerClient::connect_with(a, a_sec, timeout);
-        let b = FilerClient::connect_with(b, b_sec, timeout);
-        let (conf_a, conf_b) = (a.configuration()?, b.configuration()?);
+    /// each filer for its configuration: an unreachable filer fails here,
+    /// before anything is read or written, and so does a list of filers
+    /// that are not one cluster.
+    pub fn connect(a: SideFilers, b: SideFilers, timeout: Duration) -> Result<Peers> {
+        let (a, conf_a) = one_cluster(a, timeout)?;
+        let (b, conf_b) = one_cluster(b, timeout)?;
         Ok(Peers {
             a,
             b,
@@ -64,4 +64,28 @@ impl Peers {
         state.check_side(&self.a.addr().to_string(), self.sig_a())?;
         state.check_side(&self.b.addr().to_string(), self.sig_b())
     }
+}
+
+/// Connects to the filers of one side and checks that they share one filer
+/// store (one signature), as filers of one cluster do.
+fn one_cluster(
+    (label, addrs, security): SideFilers,
+    timeout: Duration,
+) -> Result<(FilerClient, GetFilerConfigurationResponse)> {
+    let client = FilerClient::connect_all(addrs, security, timeout);
+    let conf = client.only(0).configuration()?;
+    for (i, addr) in addrs.iter().enumerate().skip(1) {
+        let other = client.only(i).configuration()?;
+        if other.signature != conf.signature {
+            return Err(crate::error::Error::usage(format!(
+                "-{} lists filers of different clusters: {} has filer store signature {}, {addr} \
+                    has {}; list only filers that share one filer store",
+                label.to_ascii_lowercase(),
+                addrs[0],
+                conf.signature,
+                other.signature
+            )));
+        }
+    }
+    Ok((client, conf))
 }

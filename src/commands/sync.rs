@@ -22,8 +22,8 @@ use std::time::Duration;
 /// events failed for good (listed in the log and the state file).
 pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
     let peers = Peers::connect(
-        (&cfg.a.addr, &cfg.a.security),
-        (&cfg.b.addr, &cfg.b.security),
+        ('A', &cfg.a.filers(), &cfg.a.security),
+        ('B', &cfg.b.filers(), &cfg.b.security),
         Duration::from_secs(cfg.timeout_secs),
     )?;
     let (sig_a, sig_b) = (peers.sig_a(), peers.sig_b());
@@ -46,9 +46,9 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
     peers.check(&state)?;
     log::info!(
         "filer A {} (signature {sig_a}) {}, filer B {} (signature {sig_b}) {}; state {}",
-        cfg.a.addr,
+        cfg.a.named(),
         cfg.a.path,
-        cfg.b.addr,
+        cfg.b.named(),
         cfg.b.path,
         cfg.state.display()
     );

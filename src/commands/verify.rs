@@ -39,8 +39,8 @@ impl Compare<'_> {
         let timeout = Duration::from_secs(pair.timeout_secs);
         Ok(Compare {
             peers: Peers::connect(
-                (&pair.a.addr, &pair.a.security),
-                (&pair.b.addr, &pair.b.security),
+                ('A', &pair.a.filers(), &pair.a.security),
+                ('B', &pair.b.filers(), &pair.b.security),
                 timeout,
             )?,
             pair,

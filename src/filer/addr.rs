@@ -1,6 +1,7 @@
 //! Filer addresses as `weed` writes them: `host:port` (the HTTP port; gRPC is
-//! port+10000) or `host:port.grpcPort`. Parsing is strict so that a typo is
-//! reported before anything connects.
+//! port+10000) or `host:port.grpcPort`, and lists of them separated by
+//! commas (several filers of one cluster). Parsing is strict so that a typo
+//! is reported before anything connects.
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -65,6 +66,28 @@ impl FilerAddr {
         })
     }
 
+    /// A comma-separated list of filers of one cluster (one at least, none
+    /// twice).
+    pub fn parse_list(s: &str) -> Result<Vec<FilerAddr>> {
+        let mut out: Vec<FilerAddr> = Vec::new();
+        for part in s.split(',') {
+            if part.trim().is_empty() && s.contains(',') {
+                return Err(Error::usage(format!(
+                    "filer list {s:?}: an empty item; separate filers with single commas, e.g. \
+                        10.0.0.1:8888,10.0.0.2:8888"
+                )));
+            }
+            let a = FilerAddr::parse(part)?;
+            if out.contains(&a) {
+                return Err(Error::usage(format!(
+                    "filer list {s:?}: {a} is named twice"
+                )));
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
+
     pub fn http(&self) -> String {
         format!("{}:{}", self.host, self.http_port)
     }
@@ -106,6 +129,25 @@ mod tests {
         }
         assert_eq!(FilerAddr::parse("h:1.2").unwrap().to_string(), "h:1.2");
         assert_eq!(FilerAddr::parse("h:8888").unwrap().grpc(), "h:18888");
+    }
+
+    #[test]
+    fn lists() {
+        let l = FilerAddr::parse_list("h:1, h:2.3").unwrap();
+        assert_eq!(
+            l.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            ["h:1", "h:2.3"]
+        );
+        assert_eq!(FilerAddr::parse_list("h:1").unwrap().len(), 1);
+        for (s, says) in [
+            ("h:1,,h:2", "empty item"),
+            ("h:1,", "empty item"),
+            ("h:1,h:1", "named twice"),
+            ("h:1,h", "no port"),
+        ] {
+            let e = FilerAddr::parse_list(s).unwrap_err();
+            assert!(e.to_string().contains(says), "{s}: {e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! with keepalive and reconnect backoff, a timeout on every unary call, and
 //! typed wrappers that turn the filer's in-band `error` fields into `Error`s.
 //! It never retries by itself; callers wrap calls in `retry::retry`.
+//!
+//! A client may name several filers of one cluster (sharing a filer store):
+//! calls take turns among them, and one whose call failed as passing (down,
+//! unreachable, too slow) is passed over for a while, so that the caller's
+//! retry goes to another.
 
 pub mod addr;
 mod rpc;
@@ -13,8 +18,9 @@ pub use subscribe::{Event, StreamItem, Subscription};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pb::filer::*;
 use grpcio::{CallOption, ChannelBuilder, Client, EnvBuilder, Environment};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// gRPC's default 4 MiB is too small for batched metadata responses.
 const MAX_MESSAGE: i32 = 1 << 30;
@@ -32,10 +38,54 @@ fn environment() -> Arc<Environment> {
     .clone()
 }
 
-#[derive(Clone)]
-pub struct FilerClient {
+/// How long a filer whose call failed as passing is passed over, when the
+/// client has others.
+const PASS_OVER: Duration = Duration::from_secs(5);
+
+/// One filer of the cluster.
+struct Endpoint {
     addr: FilerAddr,
     client: Client,
+    /// Passed over until then (ms since `epoch()`; 0: never failed).
+    down_until_ms: AtomicU64,
+    /// Calls failed as passing since the last that succeeded.
+    failed: AtomicU32,
+}
+
+impl Endpoint {
+    /// A call succeeded: the filer is taken in turn again.
+    fn answered(&self) {
+        if self.failed.load(Ordering::Relaxed) != 0 {
+            self.failed.store(0, Ordering::Relaxed);
+            self.down_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A call failed as passing: passed over for `PASS_OVER`, doubled with
+    /// each failure in a row up to a minute.
+    fn failed(&self) -> Duration {
+        let n = self.failed.fetch_add(1, Ordering::Relaxed).min(4);
+        let d = (PASS_OVER * 2u32.pow(n)).min(Duration::from_secs(60));
+        self.down_until_ms
+            .store(now_ms() + d.as_millis() as u64, Ordering::Relaxed);
+        d
+    }
+}
+
+fn epoch() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+#[derive(Clone)]
+pub struct FilerClient {
+    ends: Arc<[Endpoint]>,
+    /// Whose turn is next.
+    turn: Arc<AtomicUsize>,
     timeout: Duration,
     tls: Option<Arc<crate::security::Tls>>,
 }
@@ -52,28 +102,91 @@ impl FilerClient {
         security: &crate::security::Security,
         timeout: Duration,
     ) -> FilerClient {
+        FilerClient::connect_all(std::slice::from_ref(addr), security, timeout)
+    }
+
+    /// Builds a channel to each filer of one cluster (at least one).
+    pub fn connect_all(
+        addrs: &[FilerAddr],
+        security: &crate::security::Security,
+        timeout: Duration,
+    ) -> FilerClient {
+        assert!(!addrs.is_empty(), "a filer client needs a filer");
         let tls = security.tls.clone();
+        let ends = addrs
+            .iter()
+            .map(|addr| Endpoint {
+                addr: addr.clone(),
+                client: Client::new(channel(addr, tls.as_deref())),
+                down_until_ms: AtomicU64::new(0),
+                failed: AtomicU32::new(0),
+            })
+            .collect();
         FilerClient {
-            addr: addr.clone(),
-            client: Client::new(channel(addr, tls.as_deref())),
+            ends,
+            turn: Arc::new(AtomicUsize::new(0)),
             timeout,
             tls,
         }
     }
 
+    /// The first filer named: the one that names the cluster.
     pub fn addr(&self) -> &FilerAddr {
-        &self.addr
+        &self.ends[0].addr
+    }
+
+    /// Every filer named.
+    pub fn addrs(&self) -> Vec<FilerAddr> {
+        self.ends.iter().map(|e| e.addr.clone()).collect()
+    }
+
+    /// The filer whose turn it is, for a call made outside this client (an
+    /// HTTP transfer through a filer).
+    pub fn live_addr(&self) -> &FilerAddr {
+        &self.pick().addr
+    }
+
+    /// A client for one of the filers only (each checked on its own).
+    pub fn only(&self, i: usize) -> FilerClient {
+        FilerClient::connect_with(
+            &self.ends[i].addr,
+            &crate::security::Security {
+                tls: self.tls.clone(),
+                ..Default::default()
+            },
+            self.timeout,
+        )
+    }
+
+    /// The next filer in turn that is not passed over (all passed over: the
+    /// one that failed longest ago).
+    fn pick(&self) -> &Endpoint {
+        let n = self.ends.len();
+        if n == 1 {
+            return &self.ends[0];
+        }
+        let now = now_ms();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.ends[(start + i) % n])
+            .find(|e| e.down_until_ms.load(Ordering::Relaxed) <= now)
+            .unwrap_or_else(|| {
+                self.ends
+                    .iter()
+                    .min_by_key(|e| e.down_until_ms.load(Ordering::Relaxed))
+                    .unwrap()
+            })
     }
 
     fn opt(&self) -> CallOption {
         CallOption::default().timeout(self.timeout)
     }
 
-    fn ctx(&self, what: &str) -> String {
-        format!("filer {} (gRPC {}) {what}", self.addr, self.addr.grpc())
+    fn ctx(&self, e: &Endpoint, what: &str) -> String {
+        format!("filer {} (gRPC {}) {what}", e.addr, e.addr.grpc())
     }
 
-    fn wrap(&self, what: &str, e: grpcio::Error) -> Error {
+    fn wrap(&self, end: &Endpoint, what: &str, e: grpcio::Error) -> Error {
         let e = Error::from(e);
         let hint = if e.kind() == ErrorKind::Transient && what == "GetFilerConfiguration" {
             " (is the filer running, and is this its gRPC port? give HOST:HTTPPORT or \
@@ -81,40 +194,54 @@ impl FilerClient {
         } else {
             ""
         };
-        Error::new(e.kind(), format!("{}: {e}{hint}", self.ctx(what)))
+        if e.kind() == ErrorKind::Transient && self.ends.len() > 1 {
+            let d = end.failed();
+            log::debug!("filer {} is passed over for {d:?}: {e}", end.addr);
+        } else {
+            end.answered();
+        }
+        Error::new(e.kind(), format!("{}: {e}{hint}", self.ctx(end, what)))
     }
 
     pub fn configuration(&self) -> Result<GetFilerConfigurationResponse> {
-        self.client
+        let end = self.pick();
+        end.client
             .unary_call(
                 &rpc::GET_FILER_CONFIGURATION,
                 &GetFilerConfigurationRequest::new(),
                 self.opt(),
             )
-            .map_err(|e| self.wrap("GetFilerConfiguration", e))
+            .map_err(|e| self.wrap(end, "GetFilerConfiguration", e))
+            .inspect(|_| end.answered())
     }
 
     /// The filer's clock (ns since the epoch), so that "now" means the
     /// source's now even when the clusters' and this host's clocks differ.
     pub fn now_ns(&self) -> Result<i64> {
-        self.client
+        let end = self.pick();
+        end.client
             .unary_call(&rpc::PING, &PingRequest::new(), self.opt())
             .map(|r| r.start_time_ns)
-            .map_err(|e| self.wrap("Ping", e))
+            .map_err(|e| self.wrap(end, "Ping", e))
+            .inspect(|_| end.answered())
     }
 
     /// Looks up one entry; `Ok(None)` when the filer says it does not exist.
     pub fn lookup(&self, directory: &str, name: &str) -> Result<Option<Entry>> {
+        let end = self.pick();
         let mut req = LookupDirectoryEntryRequest::new();
         req.directory = directory.to_string();
         req.name = name.to_string();
-        match self
+        match end
             .client
             .unary_call(&rpc::LOOKUP_DIRECTORY_ENTRY, &req, self.opt())
         {
-            Ok(mut r) => Ok(r.entry.take()),
+            Ok(mut r) => {
+                end.answered();
+                Ok(r.entry.take())
+            }
             Err(e) => {
-                let e = self.wrap("LookupDirectoryEntry", e);
+                let e = self.wrap(end, "LookupDirectoryEntry", e);
                 if e.kind() == ErrorKind::NotFound {
                     Ok(None)
                 } else {
@@ -160,28 +287,34 @@ impl FilerClient {
 
     /// Up to `limit` entries of `directory` after the name `start`.
     fn list_page(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
+        let end = self.pick();
         let mut req = ListEntriesRequest::new();
         req.directory = directory.to_string();
         req.startFromFileName = start.to_string();
         req.inclusiveStartFrom = false;
         req.limit = limit;
-        let stream = self
+        let stream = end
             .client
             .server_streaming(&rpc::LIST_ENTRIES, &req, self.opt())
-            .map_err(|e| self.wrap("ListEntries", e))?;
+            .map_err(|e| self.wrap(end, "ListEntries", e))
+            .inspect(|_| end.answered())?;
         let mut out = Vec::new();
         for item in futures::executor::block_on_stream(stream) {
-            let mut resp = item.map_err(|e| self.wrap("ListEntries", e))?;
+            let mut resp = item
+                .map_err(|e| self.wrap(end, "ListEntries", e))
+                .inspect(|_| end.answered())?;
             out.extend(resp.entry.take());
         }
         Ok(out)
     }
 
     pub fn create(&self, req: &CreateEntryRequest) -> Result<()> {
-        let r = self
+        let end = self.pick();
+        let r = end
             .client
             .unary_call(&rpc::CREATE_ENTRY, req, self.opt())
-            .map_err(|e| self.wrap("CreateEntry", e))?;
+            .map_err(|e| self.wrap(end, "CreateEntry", e))
+            .inspect(|_| end.answered())?;
         let code = r.error_code.enum_value_or_default();
         if !r.error.is_empty() || code != FilerError::OK {
             let kind = match code {
@@ -198,7 +331,7 @@ impl FilerClient {
                 kind,
                 format!(
                     "{} {}/{}: {} ({code:?})",
-                    self.ctx("CreateEntry"),
+                    self.ctx(end, "CreateEntry"),
                     req.directory,
                     req.entry.name,
                     r.error
@@ -209,21 +342,25 @@ impl FilerClient {
     }
 
     pub fn update(&self, req: &UpdateEntryRequest) -> Result<()> {
-        self.client
+        let end = self.pick();
+        end.client
             .unary_call(&rpc::UPDATE_ENTRY, req, self.opt())
-            .map_err(|e| self.wrap("UpdateEntry", e))
+            .map_err(|e| self.wrap(end, "UpdateEntry", e))
+            .inspect(|_| end.answered())
             .map(|_| ())
     }
 
     pub fn delete(&self, req: &DeleteEntryRequest) -> Result<()> {
-        let r = self
+        let end = self.pick();
+        let r = end
             .client
             .unary_call(&rpc::DELETE_ENTRY, req, self.opt())
-            .map_err(|e| self.wrap("DeleteEntry", e))?;
+            .map_err(|e| self.wrap(end, "DeleteEntry", e))
+            .inspect(|_| end.answered())?;
         if !r.error.is_empty() && !r.error.contains("not found") {
             return Err(Error::remote(format!(
                 "{} {}/{}: {}",
-                self.ctx("DeleteEntry"),
+                self.ctx(end, "DeleteEntry"),
                 req.directory,
                 req.name,
                 r.error
@@ -233,22 +370,26 @@ impl FilerClient {
     }
 
     pub fn rename(&self, req: &AtomicRenameEntryRequest) -> Result<()> {
-        self.client
+        let end = self.pick();
+        end.client
             .unary_call(&rpc::ATOMIC_RENAME_ENTRY, req, self.opt())
-            .map_err(|e| self.wrap("AtomicRenameEntry", e))
+            .map_err(|e| self.wrap(end, "AtomicRenameEntry", e))
+            .inspect(|_| end.answered())
             .map(|_| ())
     }
 
     pub fn assign(&self, req: &AssignVolumeRequest) -> Result<AssignVolumeResponse> {
-        let r = self
+        let end = self.pick();
+        let r = end
             .client
             .unary_call(&rpc::ASSIGN_VOLUME, req, self.opt())
-            .map_err(|e| self.wrap("AssignVolume", e))?;
+            .map_err(|e| self.wrap(end, "AssignVolume", e))
+            .inspect(|_| end.answered())?;
         if !r.error.is_empty() {
             // The master answers "no free volumes" while it grows new ones: passing.
             return Err(Error::transient(format!(
                 "{}: {}",
-                self.ctx("AssignVolume"),
+                self.ctx(end, "AssignVolume"),
                 r.error
             )));
         }
@@ -256,18 +397,20 @@ impl FilerClient {
     }
 
     pub fn lookup_volume(&self, vid: &str) -> Result<Vec<Location>> {
+        let end = self.pick();
         let mut req = LookupVolumeRequest::new();
         req.volume_ids.push(vid.to_string());
         // A volume the master cannot place right now (its server is down or
         // restarting) comes back as an error: passing, as far as anyone can
         // tell from here, so it is retried rather than ledgered.
-        let mut r = self
+        let mut r = end
             .client
             .unary_call(&rpc::LOOKUP_VOLUME, &req, self.opt())
             .map_err(|e| {
-                let e = self.wrap("LookupVolume", e);
+                let e = self.wrap(end, "LookupVolume", e);
                 Error::transient(e.to_string())
             })?;
+        end.answered();
         let locs = r
             .locations_map
             .remove(vid)
@@ -276,35 +419,47 @@ impl FilerClient {
         if locs.is_empty() {
             return Err(Error::transient(format!(
                 "{}: volume {vid} has no location (is its volume server down?)",
-                self.ctx("LookupVolume")
+                self.ctx(end, "LookupVolume")
             )));
         }
         Ok(locs)
     }
 
     pub fn kv_get(&self, key: &[u8]) -> Result<Vec<u8>> {
+        let end = self.pick();
         let mut req = KvGetRequest::new();
         req.key = key.to_vec();
-        let r = self
+        let r = end
             .client
             .unary_call(&rpc::KV_GET, &req, self.opt())
-            .map_err(|e| self.wrap("KvGet", e))?;
+            .map_err(|e| self.wrap(end, "KvGet", e))
+            .inspect(|_| end.answered())?;
         if !r.error.is_empty() {
-            return Err(Error::remote(format!("{}: {}", self.ctx("KvGet"), r.error)));
+            return Err(Error::remote(format!(
+                "{}: {}",
+                self.ctx(end, "KvGet"),
+                r.error
+            )));
         }
         Ok(r.value)
     }
 
     pub fn kv_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let end = self.pick();
         let mut req = KvPutRequest::new();
         req.key = key.to_vec();
         req.value = value.to_vec();
-        let r = self
+        let r = end
             .client
             .unary_call(&rpc::KV_PUT, &req, self.opt())
-            .map_err(|e| self.wrap("KvPut", e))?;
+            .map_err(|e| self.wrap(end, "KvPut", e))
+            .inspect(|_| end.answered())?;
         if !r.error.is_empty() {
-            return Err(Error::remote(format!("{}: {}", self.ctx("KvPut"), r.error)));
+            return Err(Error::remote(format!(
+                "{}: {}",
+                self.ctx(end, "KvPut"),
+                r.error
+            )));
         }
         Ok(())
     }
@@ -312,32 +467,39 @@ impl FilerClient {
     /// One `DistributedLock` call (take or renew), given up after `deadline`.
     /// The filer forwards it to the filer that owns the name.
     pub fn lock(&self, req: &LockRequest, deadline: Duration) -> Result<LockResponse> {
-        self.client
+        let end = self.pick();
+        end.client
             .unary_call(
                 &rpc::DISTRIBUTED_LOCK,
                 req,
                 CallOption::default().timeout(deadline),
             )
-            .map_err(|e| self.wrap("DistributedLock", e))
+            .map_err(|e| self.wrap(end, "DistributedLock", e))
+            .inspect(|_| end.answered())
     }
 
     pub fn unlock(&self, req: &UnlockRequest) -> Result<UnlockResponse> {
-        self.client
+        let end = self.pick();
+        end.client
             .unary_call(&rpc::DISTRIBUTED_UNLOCK, req, self.opt())
-            .map_err(|e| self.wrap("DistributedUnlock", e))
+            .map_err(|e| self.wrap(end, "DistributedUnlock", e))
+            .inspect(|_| end.answered())
     }
 
     /// Opens a metadata stream on a channel of its own, as the reference does,
     /// so that a long stream never queues behind unary calls.
     pub fn subscribe(&self, req: &SubscribeMetadataRequest) -> Result<Subscription> {
-        let client = Client::new(channel(&self.addr, self.tls.as_deref()));
+        let end = self.pick();
+        let client = Client::new(channel(&end.addr, self.tls.as_deref()));
         let stream = client
             .server_streaming(&rpc::SUBSCRIBE_METADATA, req, CallOption::default())
-            .map_err(|e| self.wrap("SubscribeMetadata", e))?;
+            .map_err(|e| self.wrap(end, "SubscribeMetadata", e))
+            .inspect(|_| end.answered())?;
         Ok(Subscription::new(
             client,
             stream,
-            self.ctx("SubscribeMetadata"),
+            self.ctx(end, "SubscribeMetadata"),
+            end.addr.clone(),
         ))
     }
 }

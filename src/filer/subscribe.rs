@@ -60,6 +60,7 @@ pub struct Subscription {
     stream: BlockingStream<ClientSStreamReceiver<SubscribeMetadataResponse>>,
     pending: VecDeque<StreamItem>,
     ctx: String,
+    filer: super::FilerAddr,
 }
 
 impl Subscription {
@@ -67,12 +68,14 @@ impl Subscription {
         client: Client,
         stream: ClientSStreamReceiver<SubscribeMetadataResponse>,
         ctx: String,
+        filer: super::FilerAddr,
     ) -> Subscription {
         Subscription {
             _client: client,
             stream: futures::executor::block_on_stream(stream),
             pending: VecDeque::new(),
             ctx,
+            filer,
         }
     }
 }
@@ -101,6 +104,13 @@ fn unpack_one(mut r: SubscribeMetadataResponse, out: &mut VecDeque<StreamItem>) 
             directory: r.directory,
             notification: n,
         })),
+    }
+}
+
+impl Subscription {
+    /// The filer that serves the stream.
+    pub fn filer(&self) -> &super::FilerAddr {
+        &self.filer
     }
 }
 

@@ -12,7 +12,7 @@ pub mod plan;
 
 use crate::apply::{Applier, Planned, Removed, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::filer::{Event, StreamItem};
+use crate::filer::{Event, FilerAddr, StreamItem};
 use crate::ha::Lease;
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
@@ -311,11 +311,10 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         if f.once && since >= start_ns {
             return done(failures);
         }
-        let rx = subscribe(f, since)?;
+        let (rx, via) = subscribe(f, since)?;
         log::info!(
-            "{}: following {} {} from {} into {}",
+            "{}: following {via} {} from {} into {}",
             f.name,
-            f.applier.source().addr(),
             f.scope.source_path,
             describe_ts(since),
             f.scope.target_path
@@ -477,7 +476,7 @@ fn describe_ts(ts: i64) -> String {
 
 /// Starts the subscriber thread; it ends when the stream does, passing the
 /// stream's last word (an error, or Ok at a clean end) as its final message.
-fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
+fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, FilerAddr)> {
     let mut req = SubscribeMetadataRequest::new();
     req.client_name = f.stats.client.clone();
     req.path_prefix = if f.scope.source_path.ends_with('/') {
@@ -500,6 +499,7 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
     let stream = retry("SubscribeMetadata", Policy::FOREVER, &f.cancel, || {
         f.applier.source().subscribe(&req)
     })?;
+    let via = stream.filer().clone();
     let (tx, rx) = bounded(f.batch_size.max(16) * 2);
     // What the source's users remove is noted as it is read, ahead of the
     // windows, for the opposite direction.
@@ -529,7 +529,7 @@ fn subscribe(f: &Flow, since: i64) -> Result<Receiver<Result<StreamItem>>> {
             let _ = tx.send(Err(Error::transient("stream closed")));
         })
         .map_err(|e| Error::state(format!("spawn subscriber: {e}")))?;
-    Ok(rx)
+    Ok((rx, via))
 }
 
 /// The event a subscription serves again. The filer positions a

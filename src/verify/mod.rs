@@ -288,7 +288,7 @@ impl Walk<'_> {
     fn hash(&self, c: &FilerClient, path: &str) -> Result<u64> {
         let url = format!(
             "http://{}{}",
-            c.addr().http(),
+            c.live_addr().http(),
             crate::volume::url_path(path)
         );
         let mut resp = self.http.agent().get(&url).call()?;

@@ -101,10 +101,14 @@ impl ChunkSource {
     /// volume server serves the chunk even when it is marked deleted.
     fn urls(&self, file_id: &str, deleted_too: bool) -> Result<Vec<String>> {
         if self.proxy {
-            return Ok(vec![format!(
-                "http://{}/?proxyChunkId={file_id}",
-                self.filer.addr().http()
-            )]);
+            // Every filer of the cluster, the one in turn first.
+            let first = self.filer.live_addr().clone();
+            let mut addrs = self.filer.addrs();
+            addrs.sort_by_key(|a| *a != first);
+            return Ok(addrs
+                .iter()
+                .map(|a| format!("http://{}/?proxyChunkId={file_id}", a.http()))
+                .collect());
         }
         let vid = fid::volume_id(file_id)?;
         let cached = {
@@ -739,7 +743,7 @@ impl ChunkSink {
         let url = if self.proxy {
             format!(
                 "http://{}/?proxyChunkId={file_id}",
-                self.filer.addr().http()
+                self.filer.live_addr().http()
             )
         } else {
             format!("http://{}/{file_id}", lease.url)

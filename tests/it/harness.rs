@@ -72,6 +72,9 @@ pub struct Opts {
     pub filer_args: Vec<String>,
     /// A security.toml for every server of the cluster (JWT signing keys, …).
     pub security_toml: Option<String>,
+    /// The filer store is a Redis server of the cluster's own (started and
+    /// stopped with it), so that more filers can share it (`add_filer`).
+    pub shared_store: bool,
 }
 
 pub struct Cluster {
@@ -146,14 +149,50 @@ impl Cluster {
                 c.master
             ))
             .call();
+        if c.opts.shared_store {
+            c.spawn_redis()?;
+        }
         c.spawn_filer();
         c.wait_filer()?;
         Ok(c)
     }
 
+    /// Starts the Redis server that holds the filer store, and names it in
+    /// ./filer.toml (which every filer of the cluster reads).
+    fn spawn_redis(&mut self) -> Result<(), String> {
+        let port = free_port();
+        let args = [
+            "--port".to_string(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        self.spawn_program("redis", Path::new("redis-server"), args.to_vec());
+        let toml = format!(
+            "[redis2]\nenabled = true\naddress = \"127.0.0.1:{port}\"\npassword = \"\"\ndatabase = 0\n"
+        );
+        std::fs::write(self.dir.join("filer.toml"), toml).unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(format!("redis on {port} did not answer"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     fn spawn(&mut self, name: &str, args: Vec<String>) {
+        self.spawn_program(name, &weed(), args)
+    }
+
+    fn spawn_program(&mut self, name: &str, program: &Path, args: Vec<String>) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let mut cmd = Command::new(weed());
+        let mut cmd = Command::new(program);
         cmd.args(&args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -204,18 +243,41 @@ impl Cluster {
     }
 
     fn spawn_filer(&mut self) {
+        self.spawn_filer_as("filer", self.filer);
+    }
+
+    fn spawn_filer_as(&mut self, name: &str, port: u16) {
+        let store = self.dir.join(name);
+        std::fs::create_dir_all(&store).unwrap();
         let mut a = vec![
             "filer".into(),
             "-ip=127.0.0.1".into(),
             "-ip.bind=127.0.0.1".into(),
-            format!("-port={}", self.filer),
-            format!("-port.grpc={}", self.filer + 10000),
+            format!("-port={port}"),
+            format!("-port.grpc={}", port + 10000),
             format!("-master=127.0.0.1:{}", self.master),
-            format!("-defaultStoreDir={}", self.dir.join("f").display()),
-            format!("-localSocket={}", self.dir.join("filer.sock").display()),
+            format!("-defaultStoreDir={}", store.display()),
+            format!(
+                "-localSocket={}",
+                self.dir.join(format!("{name}.sock")).display()
+            ),
         ];
         a.extend(self.opts.filer_args.iter().cloned());
-        self.spawn("filer", a);
+        self.spawn(name, a);
+    }
+
+    /// Starts another filer of the cluster on the shared store (the process
+    /// `name`, e.g. "filer2") and waits until it answers; its HTTP port.
+    pub fn add_filer(&mut self, name: &str) -> u16 {
+        assert!(
+            self.opts.shared_store,
+            "a second filer needs a shared store"
+        );
+        let port = free_port();
+        self.spawn_filer_as(name, port);
+        self.wait(&format!("http://127.0.0.1:{port}/"), |_| true)
+            .unwrap();
+        port
     }
 
     fn wait_filer(&self) -> Result<(), String> {
@@ -496,8 +558,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for name in ["filer", "volume", "master"] {
-            self.stop(name);
+        // The last started first: filers before their store and master.
+        while let Some((name, _)) = self.procs.last() {
+            let name = name.clone();
+            self.stop(&name);
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

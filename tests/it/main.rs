@@ -9,6 +9,7 @@ mod ha;
 mod harness;
 mod hostile;
 mod large;
+mod multi;
 mod operator;
 mod security;
 mod sync;
