@@ -7,10 +7,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: deps build test demo bench chaos lint fmt clean check-deploy
 
 deps:
-	@missing=""; for t in cmake curl openssl pkg-config faketime; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in cmake curl openssl pkg-config faketime redis-server; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	[ -e /usr/include/openssl/ssl.h ] || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (apt): cmake and libssl-dev build grpcio's C core with TLS, curl drives the demo clusters, openssl makes the TLS tests' certificates, faketime skews the clock in the clock-skew test"; \
+	  echo "installing$$missing (apt): cmake and libssl-dev build grpcio's C core with TLS, curl drives the demo clusters, openssl makes the TLS tests' certificates, faketime skews the clock in the clock-skew test, redis-server is the filer store that two filers of one test cluster share"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	  || { echo "could not install$$missing: run 'apt-get install$$missing' as root" >&2; exit 1; }; \
 	fi

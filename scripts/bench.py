@@ -366,13 +366,17 @@ def verified(a, b, path):
         return False
 
 
-def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False, walk=False, rounds=ROUNDS, weed=True):
+def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False, walk=False, rounds=ROUNDS, weed=True,
+             diverged=None):
     """Rounds of both tools catching a fresh target up (`weed=False`: filer-sync
     alone); returns {tool: [(wall, cpu, rss, servers, state MB)]}.
     The target is listed only once `last`, the file written last, is
     readable there (see `run_tool`). With `exact`, a run is complete only
     once the target also verifies equal (for workloads whose file count
-    passes through the final value)."""
+    passes through the final value). A target that holds every file but
+    differs from A after the run (attributes) fails the workload, unless
+    `diverged` is a list: then the run counts and (tool, what differed) is
+    noted there."""
     tools = (["weed"] if weed else []) + ["filer-sync"] + (["filer-sync walk"] if walk else [])
     res = {t: [] for t in tools}
     for rnd in range(rounds):
@@ -384,7 +388,14 @@ def catch_up(name, a, path, dirs, expect, last, filer_flags=(), exact=False, wal
                 seen = lambda: b.exists(last)
                 complete = lambda: count_files(b, dirs) >= expect and (not exact or verified(a, b, path))
                 m = run_tool(tool, a, b, seen, complete, state)
-                verify(a, b, path)
+                try:
+                    verify(a, b, path)
+                except RuntimeError as e:
+                    if diverged is None:
+                        raise
+                    what = e.args[0].strip().splitlines()[-1]
+                    log(f"  {name} round {rnd + 1} {tool}: {e}")
+                    diverged.append((tool, what))
                 log(f"  {name} round {rnd + 1} {tool}: {m[0]:.2f} s, {m[1]:.2f} CPU s, {m[2]:.0f} MB RSS, servers {m[3]:.2f} CPU s")
                 res[tool].append(m)
             finally:
@@ -809,16 +820,19 @@ def scale(rows):
 
     def measure(label, n, a, path, dirs, last, wide=False):
         rounds = ROUNDS if n <= sizes[0] else 1
+        diverged = []
         try:
-            res = catch_up(f"scale-{n}", a, path, dirs, n, last, walk=True, rounds=rounds, weed=n <= sizes[1])
+            res = catch_up(f"scale-{n}", a, path, dirs, n, last, walk=True, rounds=rounds, weed=n <= sizes[1],
+                           diverged=diverged)
         except RuntimeError as e:  # one size failing leaves the others' figures
             log(f"  scale {label}: {e}")
             out.append(dict(label=label, n=n, tool="(failed)", rounds=rounds, wide=wide, error=str(e).splitlines()[0]))
             return
         for tool, v in res.items():
+            differed = "; ".join(sorted({w for t, w in diverged if t == tool}))
             out.append(dict(label=label, n=n, tool=tool, rounds=rounds, wide=wide, fps=med([n / m[0] for m in v]),
                             rss=med([m[2] for m in v]), cpu=med([m[1] / n * 1000 for m in v]),
-                            state=med([m[4] for m in v])))
+                            state=med([m[4] for m in v]), differed=differed))
 
     a = Cluster()
     try:
@@ -861,8 +875,9 @@ def scale_notes(out, sizes):
             lines.append(f"| {r['label']} | failed: {r['error']} | {r['rounds']} | | | | |")
             continue
         state = f"{r['state']:.3f}" if r["tool"] != "weed" else "–"
-        lines.append(f"| {r['label']} | {TOOL_NAMES[r['tool']]} | {r['rounds']} | {r['fps']:,.0f} | {r['rss']:.1f} "
-                     f"| {r['cpu']:.3f} | {state} |")
+        differed = f" (target differed after a run: {r['differed']})" if r.get("differed") else ""
+        lines.append(f"| {r['label']} | {TOOL_NAMES[r['tool']]}{differed} | {r['rounds']} | {r['fps']:,.0f} "
+                     f"| {r['rss']:.1f} | {r['cpu']:.3f} | {state} |")
     lines.append("")
     done = [r for r in out if "error" not in r]
     for tool in TOOL_NAMES:

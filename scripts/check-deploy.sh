@@ -196,14 +196,14 @@ live() {
   # filer-sync as filer-sync@check.service would run it: the unit's ExecStart
   # with systemd's expansion (%i, %S, ${X} one word, $X split at whitespace)
   # and an env file in the documented format. The result is
-  #   filer-sync sync -a A -b B --state TMP/state/filer-sync/check.db --active-passive --metrics-port P
+  #   filer-sync sync -a A -b B --state TMP/state/filer-sync/check.db --active-passive --ha --metrics-port P (one --ha instance: the HA role panel has data)
   METRICS_PORT=$(pick_port)
   mkdir -p "$tmp/state/filer-sync"
   cat >"$tmp/check.env" <<EOF
 # test env file, format of deploy/systemd/filer-sync.env.example
 FILER_SYNC_A=$A
 FILER_SYNC_B=$B
-FILER_SYNC_OPTS=--active-passive --metrics-port $METRICS_PORT
+FILER_SYNC_OPTS=--active-passive --ha --metrics-port $METRICS_PORT
 EOF
   mapfile -d '' argv < <(python3 - "$tmp/units/filer-sync@.service" "$tmp/check.env" check "$tmp/state" <<'EOF'
 import re, sys

@@ -264,6 +264,22 @@ impl Applier {
                 base,
                 ..
             } => match way {
+                _ if entry.is_directory => {
+                    let now = self.folder_now(source, entry)?;
+                    let entry = now.as_ref().unwrap_or(entry);
+                    let write = match way {
+                        Route::Create => Some(Write::Create),
+                        Route::Replace => Some(Write::Replace),
+                        _ => None,
+                    };
+                    match write {
+                        Some(how) => self.write_unseen(dir, entry, signatures, source, via, how),
+                        None => {
+                            let base = base.as_deref();
+                            self.upsert(dir, entry, base, signatures, source, via, Vec::new())
+                        }
+                    }
+                }
                 Route::Create => {
                     self.write_unseen(dir, entry, signatures, source, via, Write::Create)
                 }
@@ -706,6 +722,20 @@ impl Applier {
                 .unwrap()
                 .remember_made(&join_path(dir, &entry.name));
         }
+    }
+
+    /// The folder at `source_path` as the source holds it now, when that
+    /// differs from the event's `entry`. Concurrent writes into a new folder
+    /// each create it (the filer makes missing parents), and the log's order
+    /// of those creations need not be the store's: the last one logged may
+    /// not be the one that stayed. A folder that is gone or a file now:
+    /// the event as it is (the events that follow say what became of it).
+    fn folder_now(&self, source_path: &str, entry: &Entry) -> Result<Option<Entry>> {
+        let (dir, name) = split_path(source_path);
+        let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
+            self.source.lookup(dir, name)
+        })?;
+        Ok(found.filter(|now| now.is_directory && !same_entry(now, entry)))
     }
 
     /// Creates `entry` in the target folder `dir`, carrying the signatures;
