@@ -304,7 +304,8 @@ fn flow(
             (
                 t.clone(),
                 ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone())
-                    .with_shared_ids(buckets_t),
+                    .with_shared_ids(buckets_t)
+                    .with_signatures(vec![sig_s]),
             ),
             &dst.path,
             Mode::of(!cfg.active_passive, cfg.dry_run),

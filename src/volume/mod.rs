@@ -10,7 +10,9 @@ pub mod throttle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
-use crate::pb::filer::{AssignVolumeRequest, Location};
+use crate::pb::filer::{
+    AssignVolumeRequest, CreateEntryRequest, DeleteEntryRequest, Entry, FileChunk, Location,
+};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -397,6 +399,10 @@ pub struct ChunkSink {
     /// Unused copies whose delete failed (their volume server away), and
     /// when they were last tried: tried again while uploads go on.
     unfreed: Mutex<(Vec<String>, Option<Instant>)>,
+    /// Carried by the throwaway entries that free copies made through the
+    /// filer proxy (the source's signatures: the opposite direction leaves
+    /// them alone).
+    signatures: Vec<i32>,
 }
 
 impl ChunkSink {
@@ -412,7 +418,15 @@ impl ChunkSink {
             rules: AtomicBool::new(true),
             typical: AtomicU64::new(0),
             unfreed: Default::default(),
+            signatures: Vec::new(),
         }
+    }
+
+    /// Signs the throwaway entries that free copies made through the filer
+    /// proxy (see `free_through_filer`).
+    pub fn with_signatures(mut self, signatures: Vec<i32>) -> ChunkSink {
+        self.signatures = signatures;
+        self
     }
 
     /// Lets all target folders share one pool of file ids (one per bucket
@@ -680,17 +694,30 @@ impl ChunkSink {
     }
 
     /// Frees chunks uploaded but left unused, best effort: a chunk that
-    /// cannot be freed (volume servers out of reach behind the filer proxy,
-    /// a cluster that signs writes) is named in a warning and left to
-    /// `weed shell volume.fsck`.
+    /// cannot be freed (a cluster that signs writes) is named in a warning
+    /// and left to `weed shell volume.fsck`; one whose volume is away is
+    /// tried again later (`free_later`).
     pub fn discard(&self, file_ids: &[String]) {
+        if self.proxy {
+            // Volume servers out of reach: the filer frees them.
+            if let Err(e) = self.free_through_filer(file_ids) {
+                let mut u = self.unfreed.lock().unwrap();
+                if e.is_retryable() {
+                    u.0.extend(file_ids.iter().cloned());
+                    u.1 = Some(Instant::now());
+                } else {
+                    log::warn!(
+                        "{} chunks were copied to the target but are not used, and could not \
+                            be freed ({e}); `weed shell volume.fsck` finds them",
+                        file_ids.len()
+                    );
+                }
+            }
+            return;
+        }
         let mut left = Vec::new();
         for id in file_ids {
-            let r = if self.proxy {
-                Err(Error::remote("chunks go through the filer proxy"))
-            } else {
-                self.delete(id)
-            };
+            let r = self.delete(id);
             match r {
                 Ok(()) => log::debug!("freed unused chunk {id} on the target"),
                 Err(e) if e.is_retryable() => left.push(id.clone()),
@@ -723,6 +750,44 @@ impl ChunkSink {
             std::mem::take(&mut u.0)
         };
         self.discard(&ids);
+    }
+
+    /// Frees copies made through the filer proxy, whose volume servers are
+    /// out of reach: a throwaway file at the target's root names them and
+    /// is deleted with its data, so the filer frees them. It lives for the
+    /// two calls, carrying the sync's signatures like its other writes.
+    fn free_through_filer(&self, file_ids: &[String]) -> Result<()> {
+        if file_ids.is_empty() {
+            return Ok(());
+        }
+        let now = crate::util::now_ns();
+        let mut e = Entry::new();
+        e.name = format!(".filer-sync-unused-{now}-{}", std::process::id());
+        let a = e.attributes.mut_or_insert_default();
+        (a.mtime, a.crtime, a.file_mode) = (now / 1_000_000_000, now / 1_000_000_000, 0o600);
+        for (i, id) in file_ids.iter().enumerate() {
+            let mut c = FileChunk::new();
+            (c.file_id, c.offset, c.size) = (id.clone(), i as i64, 1);
+            e.chunks.push(c);
+        }
+        let mut req = CreateEntryRequest::new();
+        req.directory = "/".into();
+        req.entry = Some(e.clone()).into();
+        req.is_from_other_cluster = true;
+        req.signatures = self.signatures.clone();
+        self.filer.create(&req)?;
+        let mut del = DeleteEntryRequest::new();
+        del.directory = "/".into();
+        del.name = e.name;
+        del.is_delete_data = true;
+        del.is_from_other_cluster = true;
+        del.signatures = self.signatures.clone();
+        self.filer.delete(&del)?;
+        log::debug!(
+            "freed {} unused chunks through the target's filer",
+            file_ids.len()
+        );
+        Ok(())
     }
 
     fn delete(&self, file_id: &str) -> Result<()> {
