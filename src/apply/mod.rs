@@ -365,6 +365,7 @@ impl Applier {
                     // path's own (weighed just now).
                     self.delete(old_dir, old_name, signatures)?;
                 }
+                self.level_folder(new_dir, parent(source), signatures, via)?;
                 Ok(out)
             }
         }
@@ -722,6 +723,45 @@ impl Applier {
                 .unwrap()
                 .remember_made(&join_path(dir, &entry.name));
         }
+    }
+
+    /// Active-active, after a move into the target folder `dir`: the folder
+    /// is weighed against the source's (`source_dir`) as an upsert of it
+    /// would be, once per window. A filer that makes a missing folder for a
+    /// move logs no event for it, so nothing else would carry its
+    /// attributes to a target that holds that folder already (kept there
+    /// over the source's delete of it, say): the clusters would keep two
+    /// versions of one folder until a rescan.
+    fn level_folder(
+        &self,
+        dir: &str,
+        source_dir: &str,
+        signatures: &[i32],
+        via: Transfer,
+    ) -> Result<()> {
+        if !self.newer_target_wins || !self.inside(dir) || source_dir == "/" {
+            return Ok(());
+        }
+        if !self
+            .source_view
+            .lock()
+            .unwrap()
+            .levelled
+            .insert(dir.to_string())
+        {
+            return Ok(());
+        }
+        let (spd, sname) = split_path(source_dir);
+        let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
+            self.source.lookup(spd, sname)
+        })?;
+        let Some(mut folder) = found.filter(|e| e.is_directory) else {
+            return Ok(());
+        };
+        let (pd, name) = split_path(dir);
+        folder.name = name.to_string();
+        self.upsert(pd, &folder, None, signatures, source_dir, via, Vec::new())?;
+        Ok(())
     }
 
     /// The folder at `source_path` as the source holds it now, when that

@@ -26,6 +26,9 @@ pub struct SourceView {
     asked: HashMap<String, u32>,
     /// Listed folders: name → `version` of each entry; `None`: too big.
     listed: HashMap<String, Option<HashMap<String, u64>>>,
+    /// Target folders levelled with the source's in this window (see
+    /// `Applier::level_folder`).
+    pub(super) levelled: std::collections::HashSet<String>,
 }
 
 impl SourceView {
@@ -38,6 +41,7 @@ impl SourceView {
     pub fn new_window(&mut self) {
         self.asked.clear();
         self.listed.clear();
+        self.levelled.clear();
     }
 
     /// What the listing of `dir` says about `name`: `Some(None)` for not
