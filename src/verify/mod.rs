@@ -9,8 +9,7 @@ use crate::paths::join_path;
 use crate::pb::filer::Entry;
 use crate::replicate::conflict::{mtime_ns, size};
 use crate::retry::{retry, Cancel, Policy};
-use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
@@ -189,23 +188,62 @@ pub struct Walk<'a> {
     pub listed: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
-/// One folder's entries by name, retried as every listing is.
-fn list(c: &FilerClient, dir: &str, cancel: &Cancel) -> Result<BTreeMap<String, Entry>> {
-    retry(&format!("ListEntries {dir}"), Policy::SHORT, cancel, || {
-        let mut m = BTreeMap::new();
-        match c.list(dir, |e| {
-            m.insert(e.name.clone(), e);
-            Ok(())
-        }) {
-            Ok(()) => Ok(m),
-            // A directory missing on one side lists as empty.
-            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(m),
-            Err(e) => Err(e),
+/// One folder's entries in name order, a page at a time (a folder of a
+/// million entries is never held whole), each page retried as every
+/// listing is. A folder missing on one side lists as empty.
+struct Listing<'a> {
+    c: &'a FilerClient,
+    dir: String,
+    after: String,
+    page: VecDeque<Entry>,
+    done: bool,
+    cancel: &'a Cancel,
+}
+
+impl<'a> Listing<'a> {
+    const PAGE: u32 = 1024;
+
+    fn new(c: &'a FilerClient, dir: String, cancel: &'a Cancel) -> Listing<'a> {
+        Listing {
+            c,
+            dir,
+            after: String::new(),
+            page: VecDeque::new(),
+            done: false,
+            cancel,
         }
-    })
+    }
+
+    /// The next entry; with it, how many entries a page fetched for it
+    /// brought (0: none fetched).
+    fn next(&mut self) -> Result<(Option<Entry>, u64)> {
+        let mut fetched = 0;
+        if self.page.is_empty() && !self.done {
+            let (dir, after) = (&self.dir, &self.after);
+            let got = retry(
+                &format!("ListEntries {dir}"),
+                Policy::SHORT,
+                self.cancel,
+                || match self.c.page(dir, after, Self::PAGE) {
+                    Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(Vec::new()),
+                    r => r,
+                },
+            )?;
+            self.done = got.len() < Self::PAGE as usize;
+            if let Some(last) = got.last() {
+                self.after = last.name.clone();
+            }
+            fetched = got.len() as u64;
+            self.page.extend(got);
+        }
+        Ok((self.page.pop_front(), fetched))
+    }
 }
 
 impl Walk<'_> {
+    /// Differences handed over at a time (a bound on what a walk holds).
+    const BATCH: usize = 2048;
+
     /// Every difference, in path order.
     pub fn diffs(&self) -> Result<Vec<Diff>> {
         let mut out = Vec::new();
@@ -217,71 +255,132 @@ impl Walk<'_> {
         Ok(out)
     }
 
-    /// Hands the differences to `each` one depth at a time, shallowest
-    /// first (so a folder comes before what is in it), holding one depth's
-    /// differences in memory, not the tree's.
+    /// Hands the differences to `each` in batches, one depth after the
+    /// other, shallowest first (a folder comes before what is in it). The
+    /// folders of a depth are compared in parallel, and their differences
+    /// reach `each` (on this thread) through a short queue: a walk holds a
+    /// few batches at a time, not a depth's or a folder's differences.
     pub fn levels(&self, mut each: impl FnMut(Vec<Diff>) -> Result<()>) -> Result<()> {
         let mut level = vec![String::new()];
         while !level.is_empty() {
-            let results: Vec<Result<(Vec<Diff>, Vec<String>)>> = self
-                .pool
-                .install(|| level.par_iter().map(|rel| self.dir(rel)).collect());
-            let mut next = Vec::new();
-            let mut diffs = Vec::new();
-            for r in results {
-                let (d, sub) = r?;
-                diffs.extend(d);
-                next.extend(sub);
+            let next = std::sync::Mutex::new(Vec::new());
+            let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<Diff>>>(4);
+            let mut failed = None;
+            self.pool.in_place_scope(|s| {
+                for rel in &level {
+                    let (tx, next) = (tx.clone(), &next);
+                    s.spawn(move |_| {
+                        let send = |d: Vec<Diff>| tx.send(Ok(d)).is_ok();
+                        match self.dir(rel, &send) {
+                            Ok(sub) => next.lock().unwrap().extend(sub),
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                            }
+                        }
+                    });
+                }
+                drop(tx);
+                // Every message is taken, also after a failure, so that no
+                // folder waits on a full queue.
+                for msg in rx {
+                    match msg {
+                        Ok(d) if failed.is_none() => {
+                            if let Err(e) = each(d) {
+                                failed = Some(e);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
             }
-            if !diffs.is_empty() {
-                each(diffs)?;
-            }
-            level = next;
+            level = next.into_inner().unwrap();
+            level.sort();
         }
         Ok(())
     }
 
-    /// Compares one directory; returns its differences and the subdirectories to walk.
-    fn dir(&self, rel: &str) -> Result<(Vec<Diff>, Vec<String>)> {
-        let la = list(self.a, &crate::paths::under(self.a_path, rel), self.cancel)?;
-        let lb = list(self.b, &crate::paths::under(self.b_path, rel), self.cancel)?;
-        let n = (la.len() + lb.len()) as u64;
-        if let Some(p) = self.pace {
-            p.take(n);
-        }
-        if let Some(c) = self.listed {
-            c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        }
+    /// Compares one directory, merging both sides' listings by name: its
+    /// differences go to `send` in batches (false: the walk is ending); returns
+    /// the subdirectories to walk.
+    fn dir(&self, rel: &str, send: &dyn Fn(Vec<Diff>) -> bool) -> Result<Vec<String>> {
+        let mut la = Listing::new(self.a, crate::paths::under(self.a_path, rel), self.cancel);
+        let mut lb = Listing::new(self.b, crate::paths::under(self.b_path, rel), self.cancel);
+        let count = |n: u64| {
+            if let Some(p) = self.pace {
+                p.take(n);
+            }
+            if let Some(c) = self.listed {
+                c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
         let mut diffs = Vec::new();
         let mut sub = Vec::new();
-        let names: std::collections::BTreeSet<&String> = la.keys().chain(lb.keys()).collect();
-        for name in names {
-            let (ea, eb) = (la.get(name), lb.get(name));
-            let child = join_path(if rel.is_empty() { "/" } else { rel }, name);
-            if self.skip.is_some_and(|skip| skip(&child)) {
-                continue;
-            }
-            let mut classes = classify(ea, eb);
-            if classes.is_empty() && self.checksum && ea.is_some_and(|e| !e.is_directory) {
-                let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
-                let hb = self.hash(self.b, &crate::paths::under(self.b_path, &child))?;
-                if ha != hb {
-                    classes.push(Class::Content);
+        let (mut ea, n) = la.next()?;
+        count(n);
+        let (mut eb, n) = lb.next()?;
+        count(n);
+        while ea.is_some() || eb.is_some() {
+            // The side whose name comes first, or both when equal.
+            let (take_a, take_b) = match (&ea, &eb) {
+                (Some(x), Some(y)) => (x.name <= y.name, y.name <= x.name),
+                (a, _) => (a.is_some(), a.is_none()),
+            };
+            let a = if take_a { ea.take() } else { None };
+            let b = if take_b { eb.take() } else { None };
+            let name = a
+                .as_ref()
+                .or(b.as_ref())
+                .map(|e| e.name.clone())
+                .unwrap_or_default();
+            let child = join_path(if rel.is_empty() { "/" } else { rel }, &name);
+            if !self.skip.is_some_and(|skip| skip(&child)) {
+                let mut classes = classify(a.as_ref(), b.as_ref());
+                if classes.is_empty()
+                    && self.checksum
+                    && a.as_ref().is_some_and(|e| !e.is_directory)
+                {
+                    let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
+                    let hb = self.hash(self.b, &crate::paths::under(self.b_path, &child))?;
+                    if ha != hb {
+                        classes.push(Class::Content);
+                    }
+                }
+                if a.as_ref().is_some_and(|e| e.is_directory)
+                    || b.as_ref().is_some_and(|e| e.is_directory)
+                {
+                    sub.push(child.clone());
+                }
+                for class in classes {
+                    diffs.push(Diff {
+                        class,
+                        rel: child.clone(),
+                        a: a.clone(),
+                        b: b.clone(),
+                    });
+                }
+                if diffs.len() >= Self::BATCH && !send(std::mem::take(&mut diffs)) {
+                    return Ok(sub);
                 }
             }
-            for class in classes {
-                diffs.push(Diff {
-                    class,
-                    rel: child.clone(),
-                    a: ea.cloned(),
-                    b: eb.cloned(),
-                });
+            if take_a {
+                let (e, n) = la.next()?;
+                (ea, _) = (e, count(n));
             }
-            if ea.is_some_and(|e| e.is_directory) || eb.is_some_and(|e| e.is_directory) {
-                sub.push(child);
+            if take_b {
+                let (e, n) = lb.next()?;
+                (eb, _) = (e, count(n));
             }
         }
-        Ok((diffs, sub))
+        if !diffs.is_empty() {
+            send(diffs);
+        }
+        Ok(sub)
     }
 
     /// FNV-1a over a file's bytes, read through the filer.

@@ -145,3 +145,50 @@ fn migrate_copies_without_the_log_and_resumes_after_a_kill() {
     assert_eq!(code, 0, "{err}");
     assert_same(&a.tree("/mig"), &b.tree("/moved"));
 }
+
+/// Folders larger than a listing page (1,024) are compared page by page,
+/// both sides merged by name: every difference is found wherever it falls
+/// among the pages, none is invented where the pages of A and B break at
+/// different names, and `--repair` (the walk a first run uses) fixes them.
+#[test]
+fn folders_of_several_pages_are_merged_by_name() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let write = |c: &Cluster, names: Vec<String>| {
+        let url = c.url("/big");
+        let chunks: Vec<Vec<String>> = names
+            .chunks(names.len() / 8 + 1)
+            .map(|c| c.to_vec())
+            .collect();
+        let threads: Vec<_> = chunks
+            .into_iter()
+            .map(|names| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let agent = http();
+                    for n in names {
+                        let r = agent.put(&format!("{url}/{n}")).send(n.as_bytes()).unwrap();
+                        assert!(r.status().as_u16() < 300);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    };
+    let name = |i: usize| format!("f{i:05}");
+    // A: 3,000 files. B: the same but every 7th missing, plus 50 of its own
+    // spread among them (so that B's pages break at other names).
+    write(&a, (0..3000).map(name).collect());
+    let mut on_b: Vec<String> = (0..3000).filter(|i| i % 7 != 0).map(name).collect();
+    on_b.extend((0..50).map(|i| format!("f{:05}x", i * 60)));
+    write(&b, on_b);
+    let (code, out) = verify(&a, &b, &["--json"]);
+    assert_eq!(code, 1, "{out}");
+    let count = |class: &str| out.matches(&format!("\"class\":\"{class}\"")).count();
+    assert_eq!(count("missing on B"), 429, "every 7th of 3,000");
+    assert_eq!(count("only on B"), 50);
+    let (code, out) = verify(&a, &b, &["--repair"]);
+    assert_eq!((code, out.trim()), (0, "equal"), "{out}");
+    let (code, out) = verify(&a, &b, &[]);
+    assert_eq!((code, out.trim()), (0, "equal"), "{out}");
+}
