@@ -26,8 +26,12 @@ pub(super) struct Compare<'p> {
     pub pair: &'p Pair,
     pub peers: Peers,
     http: volume::Http,
-    /// Lists folders of a level in parallel, and repairs in parallel.
+    /// Repairs in parallel.
     walkers: rayon::ThreadPool,
+    /// Lists the folders of a level in parallel. A pool of its own: a
+    /// listing waits for the repair of what came before it (the walk's
+    /// queue is short), which must not wait for the listing's threads.
+    listers: rayon::ThreadPool,
     chunks: rayon::ThreadPool,
     cancel: Cancel,
     /// `--bwlimit`, shared with the run that walks.
@@ -46,6 +50,7 @@ impl Compare<'_> {
             pair,
             http: volume::Http::new(Duration::from_secs(pair.timeout_secs.max(30))),
             walkers: crate::pipeline::pool("verify", "walk", pair.workers.min(16))?,
+            listers: crate::pipeline::pool("verify", "list", pair.workers.min(8))?,
             chunks: crate::pipeline::pool("verify", "chunk", pair.chunk_workers)?,
             cancel,
             throttle: None,
@@ -65,7 +70,7 @@ impl Compare<'_> {
             b_path: &self.pair.b.path,
             checksum,
             http: &self.http,
-            pool: &self.walkers,
+            pool: &self.listers,
             cancel: &self.cancel,
             skip: None,
             pace: None,

@@ -176,6 +176,7 @@ pub struct Walk<'a> {
     /// Also hash file bytes on both sides (through the filers' HTTP).
     pub checksum: bool,
     pub http: &'a crate::volume::Http,
+    /// Lists folders; never the pool that `levels`' caller repairs on.
     pub pool: &'a rayon::ThreadPool,
     /// Ends the listings' retries.
     pub cancel: &'a Cancel,
