@@ -285,12 +285,6 @@ impl FilerClient {
         }
     }
 
-    /// Up to `limit` entries of `directory` after the name `start`, in name
-    /// order (a listing paged by the caller).
-    pub fn page(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
-        self.list_page(directory, start, limit)
-    }
-
     /// Up to `limit` entries of `directory` after the name `start`.
     fn list_page(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
         let end = self.pick();

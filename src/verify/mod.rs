@@ -9,7 +9,7 @@ use crate::paths::join_path;
 use crate::pb::filer::Entry;
 use crate::replicate::conflict::{mtime_ns, size};
 use crate::retry::{retry, Cancel, Policy};
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
@@ -189,56 +189,23 @@ pub struct Walk<'a> {
     pub listed: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
-/// One folder's entries in name order, a page at a time (a folder of a
-/// million entries is never held whole), each page retried as every
-/// listing is. A folder missing on one side lists as empty.
-struct Listing<'a> {
-    c: &'a FilerClient,
-    dir: String,
-    after: String,
-    page: VecDeque<Entry>,
-    done: bool,
-    cancel: &'a Cancel,
-}
-
-impl<'a> Listing<'a> {
-    const PAGE: u32 = 1024;
-
-    fn new(c: &'a FilerClient, dir: String, cancel: &'a Cancel) -> Listing<'a> {
-        Listing {
-            c,
-            dir,
-            after: String::new(),
-            page: VecDeque::new(),
-            done: false,
-            cancel,
+/// One folder's entries by name, retried as every listing is. Held whole:
+/// the filer stores order names their own way (a Postgres store by its
+/// collation, leveldb by bytes), so two listings can only be merged once
+/// both are complete; memory grows with the largest folder, not the tree.
+fn list(c: &FilerClient, dir: &str, cancel: &Cancel) -> Result<BTreeMap<String, Entry>> {
+    retry(&format!("ListEntries {dir}"), Policy::SHORT, cancel, || {
+        let mut m = BTreeMap::new();
+        match c.list(dir, |e| {
+            m.insert(e.name.clone(), e);
+            Ok(())
+        }) {
+            Ok(()) => Ok(m),
+            // A directory missing on one side lists as empty.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(m),
+            Err(e) => Err(e),
         }
-    }
-
-    /// The next entry; with it, how many entries a page fetched for it
-    /// brought (0: none fetched).
-    fn next(&mut self) -> Result<(Option<Entry>, u64)> {
-        let mut fetched = 0;
-        if self.page.is_empty() && !self.done {
-            let (dir, after) = (&self.dir, &self.after);
-            let got = retry(
-                &format!("ListEntries {dir}"),
-                Policy::SHORT,
-                self.cancel,
-                || match self.c.page(dir, after, Self::PAGE) {
-                    Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(Vec::new()),
-                    r => r,
-                },
-            )?;
-            self.done = got.len() < Self::PAGE as usize;
-            if let Some(last) = got.last() {
-                self.after = last.name.clone();
-            }
-            fetched = got.len() as u64;
-            self.page.extend(got);
-        }
-        Ok((self.page.pop_front(), fetched))
-    }
+    })
 }
 
 impl Walk<'_> {
@@ -306,76 +273,52 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Compares one directory, merging both sides' listings by name: its
-    /// differences go to `send` in batches (false: the walk is ending); returns
-    /// the subdirectories to walk.
+    /// Compares one directory: its differences go to `send` in batches
+    /// (false: the walk is ending); returns the subdirectories to walk.
     fn dir(&self, rel: &str, send: &dyn Fn(Vec<Diff>) -> bool) -> Result<Vec<String>> {
-        let mut la = Listing::new(self.a, crate::paths::under(self.a_path, rel), self.cancel);
-        let mut lb = Listing::new(self.b, crate::paths::under(self.b_path, rel), self.cancel);
-        let count = |n: u64| {
-            if let Some(p) = self.pace {
-                p.take(n);
-            }
-            if let Some(c) = self.listed {
-                c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
-        };
+        let mut la = list(self.a, &crate::paths::under(self.a_path, rel), self.cancel)?;
+        let mut lb = list(self.b, &crate::paths::under(self.b_path, rel), self.cancel)?;
+        let n = (la.len() + lb.len()) as u64;
+        if let Some(p) = self.pace {
+            p.take(n);
+        }
+        if let Some(c) = self.listed {
+            c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut diffs = Vec::new();
         let mut sub = Vec::new();
-        let (mut ea, n) = la.next()?;
-        count(n);
-        let (mut eb, n) = lb.next()?;
-        count(n);
-        while ea.is_some() || eb.is_some() {
-            // The side whose name comes first, or both when equal.
-            let (take_a, take_b) = match (&ea, &eb) {
-                (Some(x), Some(y)) => (x.name <= y.name, y.name <= x.name),
-                (a, _) => (a.is_some(), a.is_none()),
-            };
-            let a = if take_a { ea.take() } else { None };
-            let b = if take_b { eb.take() } else { None };
-            let name = a
-                .as_ref()
-                .or(b.as_ref())
-                .map(|e| e.name.clone())
-                .unwrap_or_default();
+        let names: std::collections::BTreeSet<String> =
+            la.keys().chain(lb.keys()).cloned().collect();
+        for name in names {
+            // Taken out as compared: what is compared is not held twice.
+            let (a, b) = (la.remove(&name), lb.remove(&name));
             let child = join_path(if rel.is_empty() { "/" } else { rel }, &name);
-            if !self.skip.is_some_and(|skip| skip(&child)) {
-                let mut classes = classify(a.as_ref(), b.as_ref());
-                if classes.is_empty()
-                    && self.checksum
-                    && a.as_ref().is_some_and(|e| !e.is_directory)
-                {
-                    let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
-                    let hb = self.hash(self.b, &crate::paths::under(self.b_path, &child))?;
-                    if ha != hb {
-                        classes.push(Class::Content);
-                    }
-                }
-                if a.as_ref().is_some_and(|e| e.is_directory)
-                    || b.as_ref().is_some_and(|e| e.is_directory)
-                {
-                    sub.push(child.clone());
-                }
-                for class in classes {
-                    diffs.push(Diff {
-                        class,
-                        rel: child.clone(),
-                        a: a.clone(),
-                        b: b.clone(),
-                    });
-                }
-                if diffs.len() >= Self::BATCH && !send(std::mem::take(&mut diffs)) {
-                    return Ok(sub);
+            if self.skip.is_some_and(|skip| skip(&child)) {
+                continue;
+            }
+            let mut classes = classify(a.as_ref(), b.as_ref());
+            if classes.is_empty() && self.checksum && a.as_ref().is_some_and(|e| !e.is_directory) {
+                let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
+                let hb = self.hash(self.b, &crate::paths::under(self.b_path, &child))?;
+                if ha != hb {
+                    classes.push(Class::Content);
                 }
             }
-            if take_a {
-                let (e, n) = la.next()?;
-                (ea, _) = (e, count(n));
+            if a.as_ref().is_some_and(|e| e.is_directory)
+                || b.as_ref().is_some_and(|e| e.is_directory)
+            {
+                sub.push(child.clone());
             }
-            if take_b {
-                let (e, n) = lb.next()?;
-                (eb, _) = (e, count(n));
+            for class in classes {
+                diffs.push(Diff {
+                    class,
+                    rel: child.clone(),
+                    a: a.clone(),
+                    b: b.clone(),
+                });
+            }
+            if diffs.len() >= Self::BATCH && !send(std::mem::take(&mut diffs)) {
+                return Ok(sub);
             }
         }
         if !diffs.is_empty() {

@@ -146,10 +146,10 @@ fn migrate_copies_without_the_log_and_resumes_after_a_kill() {
     assert_same(&a.tree("/mig"), &b.tree("/moved"));
 }
 
-/// Folders larger than a listing page (1,024) are compared page by page,
-/// both sides merged by name: every difference is found wherever it falls
-/// among the pages, none is invented where the pages of A and B break at
-/// different names, and `--repair` (the walk a first run uses) fixes them.
+/// Folders larger than a listing page (1,024) and than a batch of
+/// differences (2,048): every difference is found wherever it falls among
+/// the pages, none is invented where the pages of A and B break at
+/// different names, and `--repair` fixes them.
 #[test]
 fn folders_of_several_pages_are_merged_by_name() {
     let a = Cluster::start();
