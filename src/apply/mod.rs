@@ -263,39 +263,30 @@ impl Applier {
                 source,
                 base,
                 ..
-            } => match way {
-                _ if entry.is_directory => {
-                    let now = self.folder_now(source, entry)?;
-                    let entry = now.as_ref().unwrap_or(entry);
-                    let write = match way {
-                        Route::Create => Some(Write::Create),
-                        Route::Replace => Some(Write::Replace),
-                        _ => None,
-                    };
-                    match write {
-                        Some(how) => self.write_unseen(dir, entry, signatures, source, via, how),
-                        None => {
-                            let base = base.as_deref();
-                            self.upsert(dir, entry, base, signatures, source, via, Vec::new())
-                        }
+            } => {
+                let now = match entry.is_directory {
+                    true => self.folder_now(source, entry)?,
+                    false => None,
+                };
+                let entry = now.as_ref().unwrap_or(entry);
+                match way {
+                    Route::Create => {
+                        self.write_unseen(dir, entry, signatures, source, via, Write::Create)
                     }
+                    Route::Replace => {
+                        self.write_unseen(dir, entry, signatures, source, via, Write::Replace)
+                    }
+                    _ => self.upsert(
+                        dir,
+                        entry,
+                        base.as_deref(),
+                        signatures,
+                        source,
+                        via,
+                        Vec::new(),
+                    ),
                 }
-                Route::Create => {
-                    self.write_unseen(dir, entry, signatures, source, via, Write::Create)
-                }
-                Route::Replace => {
-                    self.write_unseen(dir, entry, signatures, source, via, Write::Replace)
-                }
-                _ => self.upsert(
-                    dir,
-                    entry,
-                    base.as_deref(),
-                    signatures,
-                    source,
-                    via,
-                    Vec::new(),
-                ),
-            },
+            }
             Action::Delete {
                 dir,
                 name,
@@ -697,11 +688,8 @@ impl Applier {
         }
         let (pd, name) = split_path(dir);
         if self.lookup_target(pd, name)?.is_none() {
-            let (spd, sname) = split_path(source_dir);
-            let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
-                self.source.lookup(spd, sname)
-            })?;
-            let mut e = found.filter(|e| e.is_directory).unwrap_or_else(|| {
+            let spd = parent(source_dir);
+            let mut e = self.source_folder(source_dir)?.unwrap_or_else(|| {
                 log::debug!("{source_dir} is gone on the source; a stand-in folder goes to {dir}");
                 stand_in_folder()
             });
@@ -751,11 +739,7 @@ impl Applier {
         {
             return Ok(());
         }
-        let (spd, sname) = split_path(source_dir);
-        let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
-            self.source.lookup(spd, sname)
-        })?;
-        let Some(mut folder) = found.filter(|e| e.is_directory) else {
+        let Some(mut folder) = self.source_folder(source_dir)? else {
             return Ok(());
         };
         let (pd, name) = split_path(dir);
@@ -771,11 +755,18 @@ impl Applier {
     /// not be the one that stayed. A folder that is gone or a file now:
     /// the event as it is (the events that follow say what became of it).
     fn folder_now(&self, source_path: &str, entry: &Entry) -> Result<Option<Entry>> {
+        let found = self.source_folder(source_path)?;
+        Ok(found.filter(|now| !same_entry(now, entry)))
+    }
+
+    /// The folder at `source_path` on the source now (none: gone, or a
+    /// file there).
+    fn source_folder(&self, source_path: &str) -> Result<Option<Entry>> {
         let (dir, name) = split_path(source_path);
         let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
             self.source.lookup(dir, name)
         })?;
-        Ok(found.filter(|now| now.is_directory && !same_entry(now, entry)))
+        Ok(found.filter(|e| e.is_directory))
     }
 
     /// Creates `entry` in the target folder `dir`, carrying the signatures;

@@ -93,9 +93,8 @@ impl<V: Clone> Recent<V> {
     }
 
     fn take(&mut self, path: &str) -> Option<V> {
-        let v = self.get(path);
-        self.by_path.remove(path);
-        v
+        let (v, at) = self.by_path.remove(path)?;
+        (at.elapsed() <= Self::AGE).then_some(v)
     }
 }
 
@@ -143,8 +142,8 @@ impl Removed {
     }
 
     /// Notes what an event of the cluster's log does (see `note`); an event
-    /// carrying `sync_sig` was written there by the sync.
-    pub fn note_event(&self, ev: &Event, sync_sig: i32) {
+    /// carrying `sync_sig` was written there by the sync (true then).
+    pub fn note_event(&self, ev: &Event, sync_sig: i32) -> bool {
         let n = &ev.notification;
         let new_dir = match n.new_parent_path.as_str() {
             "" => ev.directory.as_str(),
@@ -157,6 +156,7 @@ impl Removed {
         let by_sync = sync_sig != 0 && n.signatures.contains(&sync_sig);
         self.note(&ev.directory, n.old_entry.as_ref(), new, by_sync, ev.ts_ns);
         self.read_up_to(ev.ts_ns);
+        by_sync
     }
 
     /// The cluster's log has been read up to `ts_ns` (an event's time, or

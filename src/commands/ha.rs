@@ -71,6 +71,11 @@ pub fn run(
             Ok(()) => {}
         }
         if !fence(term, &lease, cancel)? {
+            if cancel.is_cancelled() {
+                // Stopped while holding: a standby takes over at once.
+                lease.release();
+                return Ok(true);
+            }
             continue;
         }
         log::info!(

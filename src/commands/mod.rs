@@ -73,15 +73,16 @@ fn one_cluster(
     timeout: Duration,
 ) -> Result<(FilerClient, GetFilerConfigurationResponse)> {
     let client = FilerClient::connect_all(addrs, security, timeout);
-    let conf = client.only(0).configuration()?;
-    for (i, addr) in addrs.iter().enumerate().skip(1) {
-        let other = client.only(i).configuration()?;
+    let mut confs = client.configurations().into_iter();
+    let (first, conf) = confs.next().expect("one filer at least");
+    let conf = conf?;
+    for (addr, other) in confs {
+        let other = other?;
         if other.signature != conf.signature {
             return Err(crate::error::Error::usage(format!(
-                "-{} lists filers of different clusters: {} has filer store signature {}, {addr} \
-                    has {}; list only filers that share one filer store",
+                "-{} lists filers of different clusters: {first} has filer store signature {}, \
+                    {addr} has {}; list only filers that share one filer store",
                 label.to_ascii_lowercase(),
-                addrs[0],
                 conf.signature,
                 other.signature
             )));

@@ -146,18 +146,6 @@ impl FilerClient {
         &self.pick().addr
     }
 
-    /// A client for one of the filers only (each checked on its own).
-    pub fn only(&self, i: usize) -> FilerClient {
-        FilerClient::connect_with(
-            &self.ends[i].addr,
-            &crate::security::Security {
-                tls: self.tls.clone(),
-                ..Default::default()
-            },
-            self.timeout,
-        )
-    }
-
     /// The next filer in turn that is not passed over (all passed over: the
     /// one that failed longest ago).
     fn pick(&self) -> &Endpoint {
@@ -204,7 +192,18 @@ impl FilerClient {
     }
 
     pub fn configuration(&self) -> Result<GetFilerConfigurationResponse> {
-        let end = self.pick();
+        self.configuration_of(self.pick())
+    }
+
+    /// What each filer named says of itself, in the order named.
+    pub fn configurations(&self) -> Vec<(&FilerAddr, Result<GetFilerConfigurationResponse>)> {
+        self.ends
+            .iter()
+            .map(|e| (&e.addr, self.configuration_of(e)))
+            .collect()
+    }
+
+    fn configuration_of(&self, end: &Endpoint) -> Result<GetFilerConfigurationResponse> {
         end.client
             .unary_call(
                 &rpc::GET_FILER_CONFIGURATION,

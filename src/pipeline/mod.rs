@@ -512,8 +512,7 @@ fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, File
                 if let Some(r) = &removed {
                     match &item {
                         Ok(StreamItem::Event(ev)) => {
-                            r.note_event(ev, sync_sig);
-                            if ev.notification.signatures.contains(&sync_sig) {
+                            if r.note_event(ev, sync_sig) {
                                 item = Ok(StreamItem::Skipped(ev.ts_ns));
                             }
                         }

@@ -248,19 +248,12 @@ impl Walk<'_> {
                     });
                 }
                 drop(tx);
-                // Every message is taken, also after a failure, so that no
-                // folder waits on a full queue.
+                // The first failure ends the walk: the queue goes, and the
+                // folders still listing stop at their next batch.
                 for msg in rx {
-                    match msg {
-                        Ok(d) if failed.is_none() => {
-                            if let Err(e) = each(d) {
-                                failed = Some(e);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            failed.get_or_insert(e);
-                        }
+                    if let Err(e) = msg.and_then(&mut each) {
+                        failed = Some(e);
+                        break;
                     }
                 }
             });

@@ -698,32 +698,24 @@ impl ChunkSink {
     /// and left to `weed shell volume.fsck`; one whose volume is away is
     /// tried again later (`free_later`).
     pub fn discard(&self, file_ids: &[String]) {
-        if self.proxy {
-            // Volume servers out of reach: the filer frees them.
-            if let Err(e) = self.free_through_filer(file_ids) {
-                let mut u = self.unfreed.lock().unwrap();
-                if e.is_retryable() {
-                    u.0.extend(file_ids.iter().cloned());
-                    u.1 = Some(Instant::now());
-                } else {
-                    log::warn!(
-                        "{} chunks were copied to the target but are not used, and could not \
-                            be freed ({e}); `weed shell volume.fsck` finds them",
-                        file_ids.len()
-                    );
-                }
-            }
-            return;
-        }
+        // Directly, one by one; behind the filer proxy (volume servers out
+        // of reach), all at once by the filer.
+        let groups: Vec<&[String]> = match self.proxy {
+            true => vec![file_ids],
+            false => file_ids.chunks(1).collect(),
+        };
         let mut left = Vec::new();
-        for id in file_ids {
-            let r = self.delete(id);
+        for ids in groups.into_iter().filter(|ids| !ids.is_empty()) {
+            let r = match self.proxy {
+                true => self.free_through_filer(ids),
+                false => self.delete(&ids[0]),
+            };
             match r {
-                Ok(()) => log::debug!("freed unused chunk {id} on the target"),
-                Err(e) if e.is_retryable() => left.push(id.clone()),
+                Ok(()) => log::debug!("freed unused chunks {ids:?} on the target"),
+                Err(e) if e.is_retryable() => left.extend(ids.iter().cloned()),
                 Err(e) => log::warn!(
-                    "chunk {id} was copied to the target but is not used, and could not be freed \
-                        ({e}); `weed shell volume.fsck` finds it"
+                    "chunks {ids:?} were copied to the target but are not used, and could not be \
+                        freed ({e}); `weed shell volume.fsck` finds them"
                 ),
             }
         }
@@ -757,9 +749,6 @@ impl ChunkSink {
     /// is deleted with its data, so the filer frees them. It lives for the
     /// two calls, carrying the sync's signatures like its other writes.
     fn free_through_filer(&self, file_ids: &[String]) -> Result<()> {
-        if file_ids.is_empty() {
-            return Ok(());
-        }
         let now = crate::util::now_ns();
         let mut e = Entry::new();
         e.name = format!(".filer-sync-unused-{now}-{}", std::process::id());
@@ -782,12 +771,7 @@ impl ChunkSink {
         del.is_delete_data = true;
         del.is_from_other_cluster = true;
         del.signatures = self.signatures.clone();
-        self.filer.delete(&del)?;
-        log::debug!(
-            "freed {} unused chunks through the target's filer",
-            file_ids.len()
-        );
-        Ok(())
+        self.filer.delete(&del)
     }
 
     fn delete(&self, file_id: &str) -> Result<()> {

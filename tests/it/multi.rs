@@ -76,20 +76,7 @@ fn filers_of_different_clusters_in_one_list_are_refused() {
     a.put("/m/x.txt", b"x");
     let state = temp_state("mixed");
     let mixed = format!("{},{}", a.addr(), b.addr());
-    let (code, out) = run_sync(
-        &[
-            "sync",
-            "-a",
-            &mixed,
-            "-b",
-            &b.addr(),
-            "--active-passive",
-            "--once",
-            "--state",
-            &state,
-        ],
-        std::time::Duration::from_secs(60),
-    );
+    let (code, out) = sync_once(&mixed, &b.addr(), &state, &["--active-passive"]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("-a lists filers of different clusters"),
@@ -99,10 +86,7 @@ fn filers_of_different_clusters_in_one_list_are_refused() {
     assert!(b.get("/m/x.txt").is_none(), "nothing is written");
     // A list with a gap is a usage error too, before anything connects.
     let gap = format!("{},,{}", a.addr(), a.addr());
-    let (code, out) = run_sync(
-        &["sync", "-a", &gap, "-b", &b.addr(), "--state", &state],
-        std::time::Duration::from_secs(60),
-    );
+    let (code, out) = sync_once(&gap, &b.addr(), &state, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("empty item"), "{out}");
 }
