@@ -84,6 +84,9 @@ pub struct Cluster {
     pub filer: u16,
     procs: Vec<(String, Child)>,
     opts: Opts,
+    /// A filer of this cluster was killed (SIGKILL, or it died): the last
+    /// events of its metadata log, still in memory, are lost.
+    pub filer_killed: bool,
     /// What a client needs for this cluster (its own security.toml's [grpc]).
     security: filer_sync::security::Security,
 }
@@ -132,6 +135,7 @@ impl Cluster {
             procs: Vec::new(),
             opts,
             security,
+            filer_killed: false,
         };
         c.spawn_master();
         c.wait(
@@ -312,6 +316,7 @@ impl Cluster {
             let (_, mut child) = self.procs.remove(i);
             let _ = child.kill();
             let _ = child.wait();
+            self.filer_killed |= name.starts_with("filer");
         }
     }
 
@@ -348,8 +353,9 @@ impl Cluster {
     }
 
     /// Chunks stored on this cluster's volume servers that no filer entry
-    /// names (`weed shell` `volume.fsck`, over every needle however new).
-    pub fn orphan_chunks(&self) -> u64 {
+    /// names (`weed shell` `volume.fsck -v`, over every needle however
+    /// new), each as (volume id, needle key).
+    pub fn orphan_needles(&self) -> Vec<(u32, u64)> {
         let mut shell = Command::new(weed())
             .args([
                 "shell",
@@ -364,21 +370,66 @@ impl Cluster {
             .expect("weed shell");
         std::io::Write::write_all(
             shell.stdin.as_mut().unwrap(),
-            b"lock\nvolume.fsck -cutoffTimeAgo=1s\nunlock\n",
+            b"lock\nvolume.fsck -v -cutoffTimeAgo=1s\nunlock\n",
         )
         .unwrap();
         drop(shell.stdin.take());
         let out = shell.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains("no orphan data") {
-            return 0;
-        }
-        text.lines()
+        // Verbose lines name each orphan as `collection:vid,hexkey00000000`
+        // (a file id with a zero cookie).
+        let needles: Vec<(u32, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let f = filer_sync::volume::fid::parse(l.rsplit_once(':')?.1).ok()?;
+                Some((f.volume_id, f.file_key))
+            })
+            .collect();
+        let total = text
+            .lines()
             .find(|l| l.starts_with("Total"))
             .and_then(|l| l.split("orphan:").nth(1))
             .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("volume.fsck said: {text}"))
+            .and_then(|v| v.parse::<usize>().ok());
+        match total {
+            Some(n) if n == needles.len() => needles,
+            None if text.contains("no orphan data") => Vec::new(),
+            _ => panic!("volume.fsck said: {text}"),
+        }
+    }
+
+    /// Every chunk an entry in this cluster's metadata log has named (as
+    /// its new or its old version), each as (volume id, needle key).
+    pub fn logged_needles(&self) -> std::collections::HashSet<(u32, u64)> {
+        use filer_sync::filer::StreamItem;
+        use filer_sync::pb::filer::SubscribeMetadataRequest;
+        let mut req = SubscribeMetadataRequest::new();
+        req.client_name = "filer-sync-test-chunks".into();
+        req.path_prefix = "/".into();
+        static NEXT: AtomicU16 = AtomicU16::new(2000);
+        // A filer refuses a second subscription with the same id and epoch.
+        req.client_id = NEXT.fetch_add(1, Ordering::SeqCst) as i32;
+        req.client_epoch = 1;
+        req.client_supports_idle_heartbeat = true;
+        let mut seen = std::collections::HashSet::new();
+        for item in self.client().subscribe(&req).unwrap() {
+            let e = match item.unwrap() {
+                StreamItem::Event(e) => e,
+                StreamItem::Idle(_) => break,
+                StreamItem::Skipped(_) => continue,
+            };
+            let n = &e.notification;
+            for entry in [&n.old_entry, &n.new_entry].into_iter().flatten() {
+                for c in &entry.chunks {
+                    if let Ok(f) =
+                        filer_sync::volume::fid::parse(&filer_sync::volume::fid::of_chunk(c))
+                    {
+                        seen.insert((f.volume_id, f.file_key));
+                    }
+                }
+            }
+        }
+        seen
     }
 
     /// True when the process `name` was started and has died on its own.
