@@ -255,7 +255,7 @@ impl FilerClient {
         const PAGE: u32 = 1024;
         let mut start = String::new();
         loop {
-            let page = self.list_page(directory, &start, PAGE)?;
+            let page = self.list_after(directory, &start, PAGE)?;
             let n = page.len();
             for entry in page {
                 start = entry.name.clone();
@@ -270,22 +270,23 @@ impl FilerClient {
     /// Lists one directory in a single request when it holds at most `most`
     /// entries; `Ok(None)` when it holds more.
     pub fn list_at_most(&self, directory: &str, most: u32) -> Result<Option<Vec<Entry>>> {
-        let page = self.list_page(directory, "", most + 1)?;
+        let page = self.list_after(directory, "", most + 1)?;
         Ok((page.len() <= most as usize).then_some(page))
     }
 
     /// The first entry of `directory` in name order (`None`: it is empty
     /// or missing).
     pub fn first(&self, directory: &str) -> Result<Option<Entry>> {
-        match self.list_page(directory, "", 1) {
+        match self.list_after(directory, "", 1) {
             Ok(page) => Ok(page.into_iter().next()),
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Up to `limit` entries of `directory` after the name `start`.
-    fn list_page(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
+    /// Up to `limit` entries of `directory` after the name `start` (from
+    /// the first when empty), in the store's order.
+    pub fn list_after(&self, directory: &str, start: &str, limit: u32) -> Result<Vec<Entry>> {
         let end = self.pick();
         let mut req = ListEntriesRequest::new();
         req.directory = directory.to_string();

@@ -1,7 +1,8 @@
 //! Tree comparison for `verify` and `migrate`: walks the two folders level by
-//! level (directories of a level listed in parallel, one listing in memory
-//! per worker) and classifies every difference. `classify` is pure; the walk
-//! only lists and hashes.
+//! level (directories of a level listed in parallel, B's names and a print
+//! of each entry in memory per worker while A's entries stream past) and
+//! classifies every difference. `classify` is pure; the walk only lists,
+//! looks up and hashes.
 
 use crate::error::Result;
 use crate::filer::FilerClient;
@@ -9,7 +10,7 @@ use crate::paths::join_path;
 use crate::pb::filer::Entry;
 use crate::replicate::conflict::{mtime_ns, size};
 use crate::retry::{retry, Cancel, Policy};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
@@ -189,28 +190,50 @@ pub struct Walk<'a> {
     pub listed: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
-/// One folder's entries by name, retried as every listing is. Held whole:
-/// the filer stores order names their own way (a Postgres store by its
-/// collation, leveldb by bytes), so two listings can only be merged once
-/// both are complete; memory grows with the largest folder, not the tree.
-fn list(c: &FilerClient, dir: &str, cancel: &Cancel) -> Result<BTreeMap<String, Entry>> {
-    retry(&format!("ListEntries {dir}"), Policy::SHORT, cancel, || {
-        let mut m = BTreeMap::new();
-        match c.list(dir, |e| {
-            m.insert(e.name.clone(), e);
-            Ok(())
-        }) {
-            Ok(()) => Ok(m),
-            // A directory missing on one side lists as empty.
-            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(m),
-            Err(e) => Err(e),
-        }
-    })
+/// What `classify` looks at of an entry, in a few bytes: two entries with
+/// equal prints whose chunks cover them classify as equal (the content
+/// tag and the attributes are hashed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Print {
+    dir: bool,
+    covered: bool,
+    size: u64,
+    mtime: i64,
+    rest: u64,
+}
+
+fn print(e: &Entry) -> Print {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta(e).hash(&mut h);
+    if !e.is_directory {
+        etag(e).hash(&mut h);
+    }
+    Print {
+        dir: e.is_directory,
+        covered: covered(e),
+        size: if e.is_directory { 0 } else { size(e) },
+        mtime: mtime_ns(e),
+        rest: h.finish(),
+    }
+}
+
+/// What one folder's comparison has found so far.
+struct Found<'s> {
+    diffs: Vec<Diff>,
+    sub: Vec<String>,
+    send: &'s dyn Fn(Vec<Diff>) -> bool,
+    /// `send` said the walk is ending.
+    ended: bool,
 }
 
 impl Walk<'_> {
     /// Differences handed over at a time (a bound on what a walk holds).
     const BATCH: usize = 2048;
+
+    /// B's entries of one folder held whole at most; a larger folder is
+    /// held as prints.
+    const HOLD: usize = 10_000;
 
     /// Every difference, in path order.
     pub fn diffs(&self) -> Result<Vec<Diff>> {
@@ -268,56 +291,180 @@ impl Walk<'_> {
 
     /// Compares one directory: its differences go to `send` in batches
     /// (false: the walk is ending); returns the subdirectories to walk.
+    ///
+    /// The two filers may order names differently (a Postgres store by its
+    /// collation, leveldb by bytes), so listings cannot be merged as they
+    /// come: B's side is held by name while A's streams past it. A folder
+    /// of up to `HOLD` entries is held whole. Past that, only a print of
+    /// each entry is kept (a few bytes a name): an A entry whose print
+    /// differs is looked up on B, and the names only B holds are picked
+    /// from a second listing of B. Memory grows with the largest folder's
+    /// names, never its entries.
     fn dir(&self, rel: &str, send: &dyn Fn(Vec<Diff>) -> bool) -> Result<Vec<String>> {
-        let mut la = list(self.a, &crate::paths::under(self.a_path, rel), self.cancel)?;
-        let mut lb = list(self.b, &crate::paths::under(self.b_path, rel), self.cancel)?;
-        let n = (la.len() + lb.len()) as u64;
-        if let Some(p) = self.pace {
-            p.take(n);
-        }
-        if let Some(c) = self.listed {
-            c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        }
-        let mut diffs = Vec::new();
-        let mut sub = Vec::new();
-        let names: std::collections::BTreeSet<String> =
-            la.keys().chain(lb.keys()).cloned().collect();
-        for name in names {
-            // Taken out as compared: what is compared is not held twice.
-            let (a, b) = (la.remove(&name), lb.remove(&name));
-            let child = join_path(if rel.is_empty() { "/" } else { rel }, &name);
-            if self.skip.is_some_and(|skip| skip(&child)) {
-                continue;
+        let (a_dir, b_dir) = (
+            crate::paths::under(self.a_path, rel),
+            crate::paths::under(self.b_path, rel),
+        );
+        let mut held: HashMap<String, (Print, Option<Entry>)> = HashMap::new();
+        let mut whole = true;
+        self.each(self.b, &b_dir, |e| {
+            if whole && held.len() >= Self::HOLD {
+                whole = false;
+                held.values_mut().for_each(|(_, e)| *e = None);
             }
-            let mut classes = classify(a.as_ref(), b.as_ref());
-            if classes.is_empty() && self.checksum && a.as_ref().is_some_and(|e| !e.is_directory) {
-                let ha = self.hash(self.a, &crate::paths::under(self.a_path, &child))?;
-                let hb = self.hash(self.b, &crate::paths::under(self.b_path, &child))?;
-                if ha != hb {
-                    classes.push(Class::Content);
+            held.insert(e.name.clone(), (print(&e), whole.then_some(e)));
+            Ok(true)
+        })?;
+        let mut out = Found {
+            diffs: Vec::new(),
+            sub: Vec::new(),
+            send,
+            ended: false,
+        };
+        let child = |name: &str| join_path(if rel.is_empty() { "/" } else { rel }, name);
+        let skipped = |name: &str| self.skip.is_some_and(|skip| skip(name));
+        self.each(self.a, &a_dir, |a| {
+            let (name, b) = (child(&a.name), held.remove(&a.name));
+            if skipped(&name) {
+                return Ok(true);
+            }
+            match b {
+                Some((p, b)) if p == print(&a) && p.covered => {
+                    self.found(&mut out, name, Some(a), b, true)
+                }
+                Some((_, Some(b))) => self.found(&mut out, name, Some(a), Some(b), false),
+                Some((_, None)) => {
+                    let b = self.lookup_b(&name)?;
+                    self.found(&mut out, name, Some(a), b, false)
+                }
+                None => self.found(&mut out, name, Some(a), None, false),
+            }
+        })?;
+        let only_b = |b: Entry, out: &mut Found| {
+            let name = child(&b.name);
+            match skipped(&name) {
+                true => Ok(true),
+                false => self.found(out, name, None, Some(b), false),
+            }
+        };
+        if whole {
+            for (_, b) in held.into_values() {
+                if out.ended || !only_b(b.expect("held whole"), &mut out)? {
+                    break;
                 }
             }
-            if a.as_ref().is_some_and(|e| e.is_directory)
-                || b.as_ref().is_some_and(|e| e.is_directory)
-            {
-                sub.push(child.clone());
-            }
-            for class in classes {
-                diffs.push(Diff {
-                    class,
-                    rel: child.clone(),
-                    a: a.clone(),
-                    b: b.clone(),
-                });
-            }
-            if diffs.len() >= Self::BATCH && !send(std::mem::take(&mut diffs)) {
-                return Ok(sub);
+        } else if !held.is_empty() && !out.ended {
+            self.each(self.b, &b_dir, |b| {
+                if held.remove(&b.name).is_some() && !only_b(b, &mut out)? {
+                    return Ok(false);
+                }
+                Ok(!held.is_empty())
+            })?;
+        }
+        if !out.diffs.is_empty() && !out.ended {
+            send(out.diffs);
+        }
+        Ok(out.sub)
+    }
+
+    /// One name compared (`same`: its prints showed A's and B's entries
+    /// equal; B's may not be at hand); false when the walk is ending.
+    fn found(
+        &self,
+        out: &mut Found,
+        rel: String,
+        a: Option<Entry>,
+        b: Option<Entry>,
+        same: bool,
+    ) -> Result<bool> {
+        let mut classes = match same {
+            true => Vec::new(),
+            false => classify(a.as_ref(), b.as_ref()),
+        };
+        let file = |e: &Option<Entry>| e.as_ref().is_some_and(|e| !e.is_directory);
+        if classes.is_empty() && self.checksum && file(&a) {
+            let ha = self.hash(self.a, &crate::paths::under(self.a_path, &rel))?;
+            let hb = self.hash(self.b, &crate::paths::under(self.b_path, &rel))?;
+            if ha != hb {
+                classes.push(Class::Content);
             }
         }
-        if !diffs.is_empty() {
-            send(diffs);
+        // Bytes differ under equal prints: B's entry, for the repair.
+        let b = match (same && !classes.is_empty(), b) {
+            (true, None) => self.lookup_b(&rel)?,
+            (_, b) => b,
+        };
+        let dir = |e: &Option<Entry>| e.as_ref().is_some_and(|e| e.is_directory);
+        if dir(&a) || dir(&b) {
+            out.sub.push(rel.clone());
         }
-        Ok(sub)
+        for class in classes {
+            out.diffs.push(Diff {
+                class,
+                rel: rel.clone(),
+                a: a.clone(),
+                b: b.clone(),
+            });
+        }
+        if out.diffs.len() >= Self::BATCH {
+            out.ended = !(out.send)(std::mem::take(&mut out.diffs));
+        }
+        Ok(!out.ended)
+    }
+
+    /// B's entry at `rel`, retried as every call is.
+    fn lookup_b(&self, rel: &str) -> Result<Option<Entry>> {
+        let path = crate::paths::under(self.b_path, rel);
+        let (dir, name) = crate::paths::split_path(&path);
+        retry(
+            &format!("LookupDirectoryEntry {path}"),
+            Policy::SHORT,
+            self.cancel,
+            || self.b.lookup(dir, name),
+        )
+    }
+
+    /// Lists `dir` page by page in the store's order, handing each entry
+    /// to `f` until it answers false. Each page is retried as every call
+    /// is (a broken listing resumes after the last name it gave); a folder
+    /// missing (or gone meanwhile) lists as empty. Paced and counted.
+    fn each(
+        &self,
+        c: &FilerClient,
+        dir: &str,
+        mut f: impl FnMut(Entry) -> Result<bool>,
+    ) -> Result<()> {
+        const PAGE: u32 = 1024;
+        let mut last = String::new();
+        loop {
+            let page = retry(
+                &format!("ListEntries {dir}"),
+                Policy::SHORT,
+                self.cancel,
+                || c.list_after(dir, &last, PAGE),
+            );
+            let page = match page {
+                Ok(page) => page,
+                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let n = page.len();
+            if let Some(p) = self.pace {
+                p.take(n as u64);
+            }
+            if let Some(c) = self.listed {
+                c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            for e in page {
+                last = e.name.clone();
+                if !f(e)? {
+                    return Ok(());
+                }
+            }
+            if n < PAGE as usize {
+                return Ok(());
+            }
+        }
     }
 
     /// FNV-1a over a file's bytes, read through the filer.
@@ -401,7 +548,15 @@ mod tests {
         ];
         for (a, b, want) in cases {
             assert_eq!(classify(a.as_ref(), b.as_ref()), want, "{a:?} vs {b:?}");
+            // The walk skips the comparison where the prints agree.
+            if let (Some(a), Some(b)) = (&a, &b) {
+                let same = print(a) == print(b) && print(a).covered;
+                assert_eq!(same, want.is_empty(), "prints of {a:?} vs {b:?}");
+            }
         }
+        // Both sides with the same gap: equal prints, yet a difference.
+        assert!(!print(&gap).covered);
+        assert_eq!(classify(Some(&gap), Some(&gap)), vec![ChunkCoverage]);
     }
 
     #[test]

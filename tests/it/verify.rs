@@ -203,3 +203,84 @@ fn folders_of_several_pages_are_merged_by_name() {
     assert_eq!(code, 0, "{out}");
     assert_same(&a.tree("/many"), &b.tree("/many"));
 }
+
+/// A folder larger than a walk holds whole (10,000 entries): B's side is
+/// kept as prints, A's entries stream past them, and every class of
+/// difference is still found (the differing ones looked up on B, the names
+/// only B has picked from a second listing), then repaired.
+#[test]
+fn a_folder_too_large_to_hold_is_compared_by_prints() {
+    use filer_sync::pb::filer::CreateEntryRequest;
+    let a = Cluster::start();
+    let b = Cluster::start();
+    const N: usize = 10_300;
+    let on = |c: &Cluster, entries: Vec<filer_sync::pb::filer::Entry>| {
+        let per = entries.len() / 4 + 1;
+        std::thread::scope(|s| {
+            for part in entries.chunks(per) {
+                let client = c.client();
+                s.spawn(move || {
+                    for e in part {
+                        let mut req = CreateEntryRequest::new();
+                        req.directory = "/huge".into();
+                        req.entry = Some(e.clone()).into();
+                        client.create(&req).unwrap();
+                    }
+                });
+            }
+        });
+    };
+    // The folder itself alike on both (made at different times, it would
+    // differ in its attributes).
+    for c in [&a, &b] {
+        let mut d = inline_entry("huge", b"", 1_700_000_000);
+        (
+            d.is_directory,
+            d.attributes.mut_or_insert_default().file_mode,
+        ) = (true, 0o755 | 1 << 31);
+        let mut req = CreateEntryRequest::new();
+        req.directory = "/".into();
+        req.entry = Some(d).into();
+        c.client().create(&req).unwrap();
+    }
+    let entry = |i: usize| {
+        inline_entry(
+            &format!("n{i:05}"),
+            format!("{i}").as_bytes(),
+            1_700_000_000,
+        )
+    };
+    on(&a, (0..N).map(entry).collect());
+    // B: every 100th missing, 40 of its own, and among the rest 30 with
+    // another mtime, 20 with an extra attribute, 10 with other bytes of
+    // the same size and time.
+    let on_b = (0..N)
+        .filter(|i| i % 100 != 0)
+        .map(|i| {
+            let mut e = entry(i);
+            match i % 100 {
+                1 if i < 3000 => e.attributes.mut_or_insert_default().mtime += 5,
+                2 if i < 2000 => {
+                    e.extended.insert("user.k".into(), b"v".to_vec());
+                }
+                3 if i < 1000 => e.content = format!("{:>1$}", "x", e.content.len()).into_bytes(),
+                _ => {}
+            }
+            e
+        })
+        .chain((0..40).map(|i| inline_entry(&format!("n{:05}b", i * 250), b"b", 1_700_000_000)))
+        .collect();
+    on(&b, on_b);
+    let (code, out) = verify(&a, &b, &["--json"]);
+    assert_eq!(code, 1, "{out}");
+    let count = |class: &str| out.matches(&format!("\"class\":\"{class}\"")).count();
+    assert_eq!(count("missing on B"), 103, "every 100th of 10,300");
+    assert_eq!(count("only on B"), 40);
+    assert_eq!(count("mtime"), 30);
+    assert_eq!(count("attributes"), 20);
+    assert_eq!(count("etag"), 10);
+    let (code, out) = verify(&a, &b, &["--repair"]);
+    assert_eq!((code, out.trim()), (0, "equal"), "{out}");
+    let (code, out) = verify(&a, &b, &[]);
+    assert_eq!((code, out.trim()), (0, "equal"), "{out}");
+}
