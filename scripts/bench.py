@@ -41,7 +41,7 @@ Not in the default run (name them: `make bench BENCH_WORKLOADS="scale follow"`):
             rounds at 10k, one above -> files/s, peak RSS, CPU ms per file,
             state-file MB per size, where the cost stops being flat (ratios
             to 10k, target within 20 %), charts/<run>-scale-*.svg. About
-            50 minutes at full size.
+            50 minutes at full size. `wide`: its folder of 1M alone.
   8. follow: filer-sync follows A for BENCH_FOLLOW_MINUTES (default 30;
             BENCH_LONG=1: 120) while ~200 operations/s (creates, moves,
             deletes) go to A; every BENCH_FOLLOW_SAMPLE_SECS (60) its RSS,
@@ -807,13 +807,14 @@ def fill(cluster, path, lo, hi):
     log(f"  filled {path(lo)} .. {path(hi - 1)}: {hi - lo:,} files in {secs:.0f} s")
 
 
-def scale(rows):
+def scale(rows, only_wide=False):
     """Workload 7: the catch-up of 10k, 100k and 1M files in folders of
     1,000, and of one folder of 1M (all scaled by BENCH_SCALE). A is filled
     once, incrementally: each size adds files to it, and both tools replay
     its whole log, which then holds exactly that many creations. The folder
     of 1M is a second A of its own. weed runs up to the middle size only,
-    filer-sync both ways (log replay, as weed; walk, its default first run)."""
+    filer-sync both ways (log replay, as weed; walk, its default first run).
+    `only_wide`: the folder of 1M alone (workload `wide`)."""
     per = 1000
     sizes = [max(1, int(n * SCALE)) for n in (10_000, 100_000, 1_000_000)]
     out = []
@@ -834,17 +835,18 @@ def scale(rows):
                             rss=med([m[2] for m in v]), cpu=med([m[1] / n * 1000 for m in v]),
                             state=med([m[4] for m in v]), differed=differed))
 
-    a = Cluster()
+    a = None if only_wide else Cluster()
     try:
         have = 0
-        for n in sizes:
+        for n in ([] if only_wide else sizes):
             fill(a, lambda i: f"/scale/d{i // per}/f{i}.bin", have, n)
             have = n
             dirs = [f"/scale/d{d}" for d in range((n + per - 1) // per)]
             measure(f"{n:,} in {len(dirs):,} folder{'s' if len(dirs) > 1 else ''}", n, a, "/scale", dirs,
                     f"/scale/d{(n - 1) // per}/f{n - 1}.bin")
     finally:
-        a.stop()
+        if a:
+            a.stop()
     n = sizes[2]
     a = Cluster()
     try:
@@ -852,16 +854,21 @@ def scale(rows):
         measure(f"{n:,} in one folder", n, a, "/wide", ["/wide"], f"/wide/f{n - 1}.bin", wide=True)
     finally:
         a.stop()
-    scale_notes(out, sizes)
+    scale_notes(out, sizes, only_wide)
+
+
+def wide(rows):
+    """Workload 7's one folder of 1M entries (scaled) alone."""
+    scale(rows, only_wide=True)
 
 
 TOOL_NAMES = {"weed": "weed filer.sync", "filer-sync": "filer-sync (log replay)",
               "filer-sync walk": "filer-sync (walk, its default first run)"}
 
 
-def scale_notes(out, sizes):
+def scale_notes(out, sizes, only_wide=False):
     """Workload 7's table, where its cost stops being flat, and two charts."""
-    lines = [f"### 7. Cost as the work grows (scale)", "",
+    lines = [f"### 7. Cost as the work grows (scale{': its one folder alone, workload `wide`' if only_wide else ''})", "",
              f"Catch-up of 1 KiB files (not 4 KiB as in row 1, to save disk) in folders of 1,000, then of one folder "
              f"holding {sizes[2]:,}: sizes are 10k, 100k and 1M times BENCH_SCALE={SCALE}. A is filled once and grows: "
              f"each size adds files to it and every run replays its whole log from the start (which then holds exactly "
