@@ -10,6 +10,7 @@ use filer_sync::{commands, retry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    few_arenas();
     let args: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = match Cli::from_args(&["filer-sync"], &strs[1.min(strs.len())..]) {
@@ -83,6 +84,28 @@ fn main() -> ExitCode {
                 ErrorKind::Paused => 4,
                 _ => 1,
             })
+        }
+    }
+}
+
+/// glibc gives each thread that allocates a heap ("arena") of its own, up
+/// to 8 per core, and keeps what is freed in each for later: with the
+/// pipeline's threads and pools the resident memory of a long catch-up
+/// crept up with the number of files (a walk of 100,000 files: 58 MB
+/// against 43 MB at 10,000) while the live heap grew by 4 MB (heaptrack:
+/// more listing pages at once). With two arenas: 47 and 39 MB, at no
+/// measured cost in speed. An operator's MALLOC_ARENA_MAX still wins.
+fn few_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_ARENA_MAX: i32 = -8;
+        // SAFETY: mallopt only sets an allocator parameter; it is called
+        // before any other thread exists.
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
         }
     }
 }
