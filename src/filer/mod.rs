@@ -252,19 +252,10 @@ impl FilerClient {
 
     /// Lists one directory page by page; `f` sees every entry in name order.
     pub fn list(&self, directory: &str, mut f: impl FnMut(Entry) -> Result<()>) -> Result<()> {
-        const PAGE: u32 = 1024;
-        let mut start = String::new();
-        loop {
-            let page = self.list_after(directory, &start, PAGE)?;
-            let n = page.len();
-            for entry in page {
-                start = entry.name.clone();
-                f(entry)?;
-            }
-            if n < PAGE as usize {
-                return Ok(());
-            }
-        }
+        paged(
+            |start, n| self.list_after(directory, start, n),
+            |e| f(e).map(|()| true),
+        )
     }
 
     /// Lists one directory in a single request when it holds at most `most`
@@ -501,6 +492,30 @@ impl FilerClient {
             self.ctx(end, "SubscribeMetadata"),
             end.addr.clone(),
         ))
+    }
+}
+
+/// Lists a directory page by page: `page(start, n)` gives up to `n`
+/// entries after the name `start` (from the first when empty), and `f`
+/// sees each in turn until it answers false. A short page is the last.
+pub fn paged(
+    mut page: impl FnMut(&str, u32) -> Result<Vec<Entry>>,
+    mut f: impl FnMut(Entry) -> Result<bool>,
+) -> Result<()> {
+    const PAGE: u32 = 1024;
+    let mut start = String::new();
+    loop {
+        let entries = page(&start, PAGE)?;
+        let n = entries.len();
+        for entry in entries {
+            start = entry.name.clone();
+            if !f(entry)? {
+                return Ok(());
+            }
+        }
+        if n < PAGE as usize {
+            return Ok(());
+        }
     }
 }
 

@@ -428,43 +428,25 @@ impl Walk<'_> {
     /// to `f` until it answers false. Each page is retried as every call
     /// is (a broken listing resumes after the last name it gave); a folder
     /// missing (or gone meanwhile) lists as empty. Paced and counted.
-    fn each(
-        &self,
-        c: &FilerClient,
-        dir: &str,
-        mut f: impl FnMut(Entry) -> Result<bool>,
-    ) -> Result<()> {
-        const PAGE: u32 = 1024;
-        let mut last = String::new();
-        loop {
-            let page = retry(
-                &format!("ListEntries {dir}"),
-                Policy::SHORT,
-                self.cancel,
-                || c.list_after(dir, &last, PAGE),
-            );
-            let page = match page {
-                Ok(page) => page,
-                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
+    fn each(&self, c: &FilerClient, dir: &str, f: impl FnMut(Entry) -> Result<bool>) -> Result<()> {
+        let page = |start: &str, n: u32| {
+            let what = format!("ListEntries {dir}");
+            let page = match retry(&what, Policy::SHORT, self.cancel, || {
+                c.list_after(dir, start, n)
+            }) {
+                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Vec::new(),
+                page => page?,
             };
-            let n = page.len();
+            let listed = page.len() as u64;
             if let Some(p) = self.pace {
-                p.take(n as u64);
+                p.take(listed);
             }
             if let Some(c) = self.listed {
-                c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                c.fetch_add(listed, std::sync::atomic::Ordering::Relaxed);
             }
-            for e in page {
-                last = e.name.clone();
-                if !f(e)? {
-                    return Ok(());
-                }
-            }
-            if n < PAGE as usize {
-                return Ok(());
-            }
-        }
+            Ok(page)
+        };
+        crate::filer::paged(page, f)
     }
 
     /// FNV-1a over a file's bytes, read through the filer.

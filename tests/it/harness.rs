@@ -401,35 +401,42 @@ impl Cluster {
     /// Every chunk an entry in this cluster's metadata log has named (as
     /// its new or its old version), each as (volume id, needle key).
     pub fn logged_needles(&self) -> std::collections::HashSet<(u32, u64)> {
-        use filer_sync::filer::StreamItem;
-        use filer_sync::pb::filer::SubscribeMetadataRequest;
-        let mut req = SubscribeMetadataRequest::new();
-        req.client_name = "filer-sync-test-chunks".into();
-        req.path_prefix = "/".into();
-        static NEXT: AtomicU16 = AtomicU16::new(2000);
-        // A filer refuses a second subscription with the same id and epoch.
-        req.client_id = NEXT.fetch_add(1, Ordering::SeqCst) as i32;
-        req.client_epoch = 1;
-        req.client_supports_idle_heartbeat = true;
         let mut seen = std::collections::HashSet::new();
-        for item in self.client().subscribe(&req).unwrap() {
-            let e = match item.unwrap() {
-                StreamItem::Event(e) => e,
-                StreamItem::Idle(_) => break,
-                StreamItem::Skipped(_) => continue,
-            };
+        self.read_log(0, |e| {
             let n = &e.notification;
             for entry in [&n.old_entry, &n.new_entry].into_iter().flatten() {
                 for c in &entry.chunks {
-                    if let Ok(f) =
-                        filer_sync::volume::fid::parse(&filer_sync::volume::fid::of_chunk(c))
-                    {
+                    let id = filer_sync::volume::fid::of_chunk(c);
+                    if let Ok(f) = filer_sync::volume::fid::parse(&id) {
                         seen.insert((f.volume_id, f.file_key));
                     }
                 }
             }
-        }
+        });
         seen
+    }
+
+    /// Hands every event of this cluster's metadata log since `since_ns`
+    /// to `f`, reading until the filer says it is idle.
+    pub fn read_log(&self, since_ns: i64, mut f: impl FnMut(&filer_sync::filer::Event)) {
+        use filer_sync::filer::StreamItem;
+        use filer_sync::pb::filer::SubscribeMetadataRequest;
+        let mut req = SubscribeMetadataRequest::new();
+        req.client_name = "filer-sync-test-log".into();
+        req.path_prefix = "/".into();
+        req.since_ns = since_ns;
+        static NEXT: AtomicU16 = AtomicU16::new(1000);
+        // A filer refuses a second subscription with the same id and epoch.
+        req.client_id = NEXT.fetch_add(1, Ordering::SeqCst) as i32;
+        req.client_epoch = 1;
+        req.client_supports_idle_heartbeat = true;
+        for item in self.client().subscribe(&req).unwrap() {
+            match item.unwrap() {
+                StreamItem::Event(e) => f(&e),
+                StreamItem::Idle(_) => break,
+                StreamItem::Skipped(_) => {}
+            }
+        }
     }
 
     /// True when the process `name` was started and has died on its own.

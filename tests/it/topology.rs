@@ -5,7 +5,6 @@
 
 use crate::faults::{FaultProxy, Mode};
 use crate::harness::*;
-use filer_sync::filer::StreamItem;
 use filer_sync::pb::filer::*;
 use std::process::Command;
 use std::time::Duration;
@@ -142,37 +141,22 @@ fn equal_mtime_conflicts_converge_and_are_ledgered() {
 /// How many events in a cluster's log since `since_ns` end at `path` (as
 /// the new entry) or, with `with_old`, also start there. Reads until idle.
 fn log_events(c: &Cluster, path: &str, since_ns: i64, with_old: bool) -> usize {
-    let mut req = SubscribeMetadataRequest::new();
-    req.client_name = "filer-sync-test-count".into();
-    req.path_prefix = "/".into();
-    req.since_ns = since_ns;
-    static NEXT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
-    // A filer refuses a second subscription with the same client id and epoch.
-    req.client_id = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    req.client_epoch = 1;
-    req.client_supports_idle_heartbeat = true;
     let at = |x: &protobuf::MessageField<Entry>, dir: &str| {
         x.as_ref()
             .is_some_and(|en| filer_sync::paths::join_path(dir, &en.name) == path)
     };
     let mut n = 0;
-    for item in c.client().subscribe(&req).unwrap() {
-        match item.unwrap() {
-            StreamItem::Event(e) => {
-                let nn = &e.notification;
-                let new_dir = if nn.new_parent_path.is_empty() {
-                    &e.directory
-                } else {
-                    &nn.new_parent_path
-                };
-                if at(&nn.new_entry, new_dir) || (with_old && at(&nn.old_entry, &e.directory)) {
-                    n += 1;
-                }
-            }
-            StreamItem::Idle(_) => break,
-            StreamItem::Skipped(_) => {}
+    c.read_log(since_ns, |e| {
+        let nn = &e.notification;
+        let new_dir = if nn.new_parent_path.is_empty() {
+            &e.directory
+        } else {
+            &nn.new_parent_path
+        };
+        if at(&nn.new_entry, new_dir) || (with_old && at(&nn.old_entry, &e.directory)) {
+            n += 1;
         }
-    }
+    });
     n
 }
 
