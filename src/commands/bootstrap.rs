@@ -303,6 +303,11 @@ pub fn copy_by_walk(
     let mut repair = |level: Vec<(String, Diff)>| -> Result<()> {
         let mut work = Vec::new();
         for (rel, d) in level {
+            if settled.is_some() {
+                // A rescan's repairs are what the log did not bring: each is
+                // named, so that an operator (and a test) can tell which.
+                log::info!("{why}: repairing {rel} ({})", d.class.name());
+            }
             match (d.a, d.b) {
                 (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
                 (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),

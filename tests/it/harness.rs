@@ -917,7 +917,10 @@ pub fn spawn_logged(mut cmd: Command, name: &str) -> (Running, std::path::PathBu
         filer_sync::util::now_ns()
     ));
     let child = cmd
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("IT_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();

@@ -583,7 +583,10 @@ fn rescans_both_ways_repair_without_reverting_fresh_changes() {
     cmd.args(["sync", "-a", &a.addr(), "-b", &b_addr])
         .args(["--state", &temp_state("rescan-both")])
         .args(["--batch-window-ms", "50"])
-        .args(["--rescan-secs", "1", "--rescan-rate", "100000"]);
+        .args(["--rescan-secs", "1", "--rescan-rate", "100000"])
+        // Every event received and change applied, in the log a failure
+        // names.
+        .args(["--a-debug", "--b-debug"]);
     let (_sync, log) = spawn_logged(cmd, "rescan-both");
     converge(&[&a, &b], "/rr", 1, 60);
     let (sig_a, sig_b) = (
@@ -704,5 +707,12 @@ fn rescans_both_ways_repair_without_reverting_fresh_changes() {
                 .ok()
         })
         .sum();
-    assert_eq!(copied, 2, "{text}");
+    let rescans: Vec<&str> = text.lines().filter(|l| l.contains("rescan: ")).collect();
+    assert_eq!(
+        copied,
+        2,
+        "the rescans (log {}):\n{}",
+        log.display(),
+        rescans.join("\n")
+    );
 }
