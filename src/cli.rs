@@ -257,6 +257,9 @@ pub struct VerifyArgs {
     /// copy A's version over every difference, delete what is only on B, verify again
     #[argh(switch)]
     pub repair: bool,
+    /// with --repair: delete at most N entries on B (default: up to half of B's folder, or 100)
+    #[argh(option)]
+    pub max_delete: Option<u64>,
     /// read A's chunks through A's filer
     #[argh(switch)]
     pub a_filer_proxy: bool,
@@ -357,7 +360,14 @@ impl VerifyArgs {
             checksum: self.checksum,
             json: self.json,
             repair: self.repair,
+            max_delete: self.max_delete,
         };
+        if opts.max_delete.is_some() && !opts.repair {
+            return Err(Error::usage(
+                "--max-delete bounds what --repair deletes; without --repair verify deletes \
+                 nothing: drop it, or add --repair",
+            ));
+        }
         Ok((s.pair()?, opts))
     }
 }

@@ -130,6 +130,8 @@ pub struct VerifyOptions {
     pub checksum: bool,
     pub json: bool,
     pub repair: bool,
+    /// With `repair`: deletes on B allowed, in entries (see `verify::deletes`).
+    pub max_delete: Option<u64>,
 }
 
 /// What `checkpoint` does.

@@ -24,7 +24,7 @@ use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Conflict, Direction, Failure, State, WalkRecord};
 use crate::stats::Stats;
 use crate::util::utc;
-use crate::verify::{Class, Diff};
+use crate::verify::{deletes, Class, Diff};
 use crate::volume::throttle::Throttle;
 use crate::volume::{ChunkSource, Http};
 use std::cmp::Ordering;
@@ -204,6 +204,31 @@ impl Walked {
     }
 }
 
+/// Weighs deleting `only_b` (paths relative to B's folder, shallowest
+/// first, all depths) from B's `folder`, of which a walk listed `listed_b`
+/// entries: the paths to delete (what is below a folder goes with it), or
+/// the refusal that pauses the walk (see `deletes`).
+pub(super) fn weigh_deletes<'p>(
+    folder: &str,
+    only_b: &'p [String],
+    listed_b: u64,
+    max: Option<u64>,
+    what: &str,
+) -> Result<Vec<&'p String>> {
+    let n = only_b.len() as u64;
+    if !deletes::allowed(n, listed_b, max) {
+        let examples: Vec<String> = only_b.iter().take(3).map(|r| under(folder, r)).collect();
+        return Err(deletes::refused(
+            what,
+            (n, listed_b),
+            folder,
+            max,
+            &examples,
+        ));
+    }
+    Ok(deletes::topmost(only_b))
+}
+
 /// How long a rescan's repairs wait for the directions to apply what was
 /// logged up to the walk's end.
 const SETTLE_LIMIT: Duration = Duration::from_secs(600);
@@ -283,10 +308,13 @@ pub fn copy_by_walk(
         Live(&s.rescan_listed)
     });
     let listed = live.first().map_or(&own, |s| &s.rescan_listed);
+    let listed_b = AtomicU64::new(0);
     let mut walk = cmp.walk(false);
     walk.skip = Some(&skip);
     walk.pace = settled.and_then(|(_, pace)| pace);
     walk.listed = Some(listed);
+    walk.listed_b = Some(&listed_b);
+    walk.b_root_needed = two_way;
     // Left to the events: what changed since the walk began (a second of
     // margin for S3's whole-second mtimes).
     let recent = |e: &Option<crate::pb::filer::Entry>| {
@@ -296,7 +324,9 @@ pub fn copy_by_walk(
         })
     };
     let (onto_b, onto_a) = (cmp.applier(true), cmp.applier(false));
-    let (mut copied, mut deletes) = (0u64, 0u64);
+    let mut copied = 0u64;
+    // What only B holds, one way: deleted once the walk has weighed it all.
+    let mut only_b = Vec::new();
     let mut classes: BTreeMap<Class, u64> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut conflicts = Vec::new();
@@ -311,21 +341,7 @@ pub fn copy_by_walk(
             match (d.a, d.b) {
                 (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
                 (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),
-                (None, Some(_)) if cfg.b.deletes => {
-                    deletes += 1;
-                    if cfg.max_delete.is_some_and(|max| deletes > max) {
-                        return Err(Error::new(
-                            ErrorKind::Paused,
-                            format!(
-                                "{why} paused: it would delete more than --max-delete {} entries \
-                                 only on B; nothing more was deleted. Check the folders, then \
-                                 rerun with a larger --max-delete",
-                                cfg.max_delete.unwrap_or(0)
-                            ),
-                        ));
-                    }
-                    work.push((&onto_b, cmp.delete_on_b(&rel)));
-                }
+                (None, Some(_)) if cfg.b.deletes => only_b.push(rel),
                 (Some(ea), Some(eb)) => {
                     let a_wins = !two_way || conflict::compare(&ea, &eb) != Ordering::Less;
                     if two_way && !ea.is_directory && !eb.is_directory {
@@ -387,6 +403,17 @@ pub fn copy_by_walk(
                 SETTLE_LIMIT.as_secs()
             );
         }
+    }
+    if !only_b.is_empty() {
+        let b = (&cfg.b.path, listed_b.load(Relaxed));
+        let top = weigh_deletes(b.0, &only_b, b.1, cfg.max_delete, why)?;
+        log::info!("{why}: deleting {} entries only on B", only_b.len());
+        let work = top
+            .into_iter()
+            .map(|rel| (&onto_b, cmp.delete_on_b(rel)))
+            .collect::<Vec<_>>();
+        copied += work.len() as u64;
+        failed.extend(cmp.apply_all(work, &applied));
     }
     let record = WalkRecord {
         why: why.into(),

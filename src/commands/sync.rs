@@ -176,7 +176,12 @@ impl Term<'_> {
                         r
                     }
                     Err(e) => {
-                        log::warn!("rescan: {e}");
+                        // A refusal (a missing folder, a big delete) is for
+                        // the operator; a passing fault only delays.
+                        match e.kind() {
+                            ErrorKind::Paused | ErrorKind::Usage => log::error!("rescan: {e}"),
+                            _ => log::warn!("rescan: {e}"),
+                        }
                         super::bootstrap::Walked::stopped(why, started, &e)
                     }
                 };

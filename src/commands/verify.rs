@@ -75,6 +75,8 @@ impl Compare<'_> {
             skip: None,
             pace: None,
             listed: None,
+            listed_b: None,
+            b_root_needed: false,
         }
     }
 
@@ -279,11 +281,26 @@ pub(super) fn report(diffs: &[Diff], json: bool) {
 /// `verify`: Ok(true) when the folders are equal (after repair, if asked).
 pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
     let cmp = Compare::connect(pair, Cancel::new())?;
-    let diffs = cmp.walk(opts.checksum).diffs()?;
+    let listed_b = std::sync::atomic::AtomicU64::new(0);
+    let mut walk = cmp.walk(opts.checksum);
+    walk.listed_b = Some(&listed_b);
+    let diffs = walk.diffs()?;
     if !opts.repair || diffs.is_empty() {
         report(&diffs, opts.json);
         return Ok(diffs.is_empty());
     }
+    let only_b: Vec<String> = one_per_path(diffs.clone())
+        .into_iter()
+        .filter(|(_, d)| d.a.is_none())
+        .map(|(rel, _)| rel)
+        .collect();
+    super::bootstrap::weigh_deletes(
+        &pair.b.path,
+        &only_b,
+        listed_b.into_inner(),
+        opts.max_delete,
+        "verify --repair",
+    )?;
     log::info!("{} differences; repairing", diffs.len());
     let applier = cmp.applier(true).giving_up();
     // Parents first: a level at a time, shallowest first.

@@ -315,15 +315,19 @@ fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
         .chain(std::iter::once(path))
 }
 
+/// Each cluster's own: its filer's metadata log and system data. A filer
+/// serves no events for it; a walk must neither copy it to the other
+/// cluster nor delete the other cluster's.
+const SYSTEM: &str = "/topics/.system";
+
 /// S3 multipart uploads in progress live under /buckets/NAME/.uploads/: not data yet.
 /// True when `path` never replicates: it or an ancestor matches one of
 /// `excludes` (prefixes or globs), it is an S3 multipart upload in
 /// progress (its parts become an object's chunks when it completes), or it
-/// is in the filer's own metadata log (each cluster's own; a filer serves
-/// no events for it, and a walk must not copy it).
+/// is in the filer's own system folder (`SYSTEM`).
 pub fn left_out(excludes: &[String], path: &str) -> bool {
     is_multipart_upload(path)
-        || is_under(path, "/topics/.system/log")
+        || is_under(path, SYSTEM)
         || excludes.iter().any(|x| {
             if glob::is_glob(x) {
                 ancestors_and_self(path).any(|p| glob::matches(x, p))
@@ -331,6 +335,15 @@ pub fn left_out(excludes: &[String], path: &str) -> bool {
                 is_under(path, x)
             }
         })
+}
+
+/// The folder each filer makes for itself above `SYSTEM`, when it first
+/// writes its log: a walk looks inside it (topics users made replicate),
+/// but never copies or deletes the folder itself: one cluster's filer may
+/// simply not have made it yet, and deleting it would take the other's
+/// log with it.
+pub fn is_scaffold(path: &str) -> bool {
+    path == crate::paths::parent(SYSTEM)
 }
 
 fn is_multipart_upload(path: &str) -> bool {

@@ -138,6 +138,32 @@ fn multipart_uploads_are_skipped() {
 }
 
 #[test]
+fn each_clusters_system_folder_is_its_own() {
+    use super::{is_scaffold, left_out};
+    for p in [
+        "/topics/.system",
+        "/topics/.system/log/2026-12-06/01-34.f",
+        "/topics/.system/x",
+    ] {
+        assert!(left_out(&[], p), "{p}");
+    }
+    for p in [
+        "/topics",
+        "/topics/ns/t",
+        "/topics/.systemd",
+        "/x/topics/.system",
+    ] {
+        assert!(!left_out(&[], p), "{p}");
+    }
+    assert!(is_scaffold("/topics"));
+    assert!(!is_scaffold("/topics/ns") && !is_scaffold("/") && !is_scaffold("/x/topics"));
+    let s = scope("/", "/");
+    assert!(s
+        .plan(&ev(None, Some("/topics/.system/log/x"), &[]))
+        .is_empty());
+}
+
+#[test]
 fn signatures_are_forwarded() {
     let s = scope("/p", "/q");
     match &s.plan(&ev(None, Some("/p/a"), &[4]))[..] {

@@ -12,6 +12,8 @@ use crate::replicate::conflict::{mtime_ns, size};
 use crate::retry::{retry, Cancel, Policy};
 use std::collections::HashMap;
 
+pub mod deletes;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
     MissingOnB,
@@ -188,6 +190,32 @@ pub struct Walk<'a> {
     pub pace: Option<&'a crate::volume::throttle::Throttle>,
     /// Counts the entries listed.
     pub listed: Option<&'a std::sync::atomic::AtomicU64>,
+    /// Counts B's entries listed (the size of the target folder a delete
+    /// is weighed against; folders only on B are not walked into).
+    pub listed_b: Option<&'a std::sync::atomic::AtomicU64>,
+    /// B's folder must exist too (both ways, each side is a source).
+    pub b_root_needed: bool,
+}
+
+/// Whether `path` is a folder on `c` (the root always is); an error names
+/// a file found there.
+fn is_folder(c: &FilerClient, path: &str, cancel: &Cancel) -> Result<bool> {
+    if path == "/" {
+        return Ok(true);
+    }
+    let (dir, name) = crate::paths::split_path(path);
+    let e = retry(
+        &format!("LookupDirectoryEntry {path}"),
+        Policy::SHORT,
+        cancel,
+        || c.lookup(dir, name),
+    )?;
+    match e {
+        Some(e) if !e.is_directory => Err(crate::error::Error::usage(format!(
+            "{path} is a file, not a folder"
+        ))),
+        e => Ok(e.is_some()),
+    }
 }
 
 /// What `classify` looks at of an entry, in a few bytes: two entries with
@@ -252,6 +280,7 @@ impl Walk<'_> {
     /// reach `each` (on this thread) through a short queue: a walk holds a
     /// few batches at a time, not a depth's or a folder's differences.
     pub fn levels(&self, mut each: impl FnMut(Vec<Diff>) -> Result<()>) -> Result<()> {
+        self.check_roots()?;
         let mut level = vec![String::new()];
         while !level.is_empty() {
             let next = std::sync::Mutex::new(Vec::new());
@@ -289,6 +318,29 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// A walk never reads a missing source folder as empty: a mistyped
+    /// `--a-path` (or a folder gone from A) would look like a source that
+    /// lost everything, and one way B would be made empty to match.
+    fn check_roots(&self) -> Result<()> {
+        let sides = [
+            ('a', self.a, self.a_path, true),
+            ('b', self.b, self.b_path, self.b_root_needed),
+        ];
+        for (side, c, path, needed) in sides {
+            let up = side.to_ascii_uppercase();
+            let exists = is_folder(c, path, self.cancel)
+                .map_err(|e| e.context(format!("--{side}-path {path} on {up}")))?;
+            if needed && !exists {
+                return Err(crate::error::Error::usage(format!(
+                    "{up} has no folder {path}: nothing was compared or written. Check \
+                     --{side}-path (a typo, or the wrong cluster?); if the folder is new, create \
+                     it on {up} first"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Compares one directory: its differences go to `send` in batches
     /// (false: the walk is ending); returns the subdirectories to walk.
     ///
@@ -308,6 +360,9 @@ impl Walk<'_> {
         let mut held: HashMap<String, (Print, Option<Entry>)> = HashMap::new();
         let mut whole = true;
         self.each(self.b, &b_dir, |e| {
+            if let Some(n) = self.listed_b {
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if whole && held.len() >= Self::HOLD {
                 whole = false;
                 held.values_mut().for_each(|(_, e)| *e = None);
@@ -322,7 +377,11 @@ impl Walk<'_> {
             ended: false,
         };
         let child = |name: &str| join_path(if rel.is_empty() { "/" } else { rel }, name);
-        let skipped = |name: &str| self.skip.is_some_and(|skip| skip(name));
+        let skipped = |name: &str| {
+            let own =
+                |root: &str| crate::replicate::left_out(&[], &crate::paths::under(root, name));
+            own(self.a_path) || own(self.b_path) || self.skip.is_some_and(|skip| skip(name))
+        };
         self.each(self.a, &a_dir, |a| {
             let (name, b) = (child(&a.name), held.remove(&a.name));
             if skipped(&name) {
@@ -377,7 +436,10 @@ impl Walk<'_> {
         b: Option<Entry>,
         same: bool,
     ) -> Result<bool> {
-        let mut classes = match same {
+        let scaffold = [self.a_path, self.b_path]
+            .iter()
+            .any(|root| crate::replicate::is_scaffold(&crate::paths::under(root, &rel)));
+        let mut classes = match same || scaffold {
             true => Vec::new(),
             false => classify(a.as_ref(), b.as_ref()),
         };

@@ -1,0 +1,166 @@
+//! The replica survives the operator's mistakes and the source's disasters,
+//! on real clusters: a mistyped source folder is refused before anything is
+//! written, a walk that would delete most of the target pauses until the
+//! operator consents with `--max-delete`, and deletes are counted in entries
+//! (a folder is everything below it). Each refusal is proven by counting the
+//! target's files after the refused run.
+
+use crate::harness::*;
+use filer_sync::pb::filer::CreateEntryRequest;
+use std::time::Duration;
+
+/// `n` small files `f{i}.txt` under `dir` on `c`, made through gRPC (fast).
+fn fill(c: &Cluster, dir: &str, n: usize) {
+    let client = c.client();
+    let now = filer_sync::util::now_ns() / 1_000_000_000;
+    for i in 0..n {
+        let mut req = CreateEntryRequest::new();
+        req.directory = dir.into();
+        req.entry = Some(inline_entry(&format!("f{i}.txt"), b"replica", now)).into();
+        client.create(&req).unwrap();
+    }
+}
+
+fn files(t: &Tree) -> usize {
+    t.len()
+}
+
+#[test]
+fn a_missing_source_folder_is_refused_and_the_target_untouched() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/data/real.txt", b"the folder that was meant");
+    b.mkdir("/data");
+    fill(&b, "/data", 120);
+    let before = b.tree("/data");
+    assert_eq!(files(&before), 120);
+    let state = temp_state("missing-root");
+    let typo = ["--a-path", "/dta", "--b-path", "/data"];
+    // One way, a first run: the walk would have made B's folder empty.
+    let (code, err) = once(&a, &b, &state, &typo);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("A has no folder /dta") && err.contains("--a-path"),
+        "{err}"
+    );
+    assert_same(&before, &b.tree("/data"));
+    // verify --repair and migrate refuse it alike.
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut args = vec!["verify", "-a", &aa, "-b", &ba, "--repair"];
+    args.extend_from_slice(&typo);
+    let (code, err) = run_sync(&args, Duration::from_secs(60));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("A has no folder /dta"), "{err}");
+    let state2 = temp_state("missing-root-migrate");
+    let mut args = vec!["migrate", "-a", &aa, "-b", &ba, "--state", &state2];
+    args.extend_from_slice(&typo);
+    let (code, err) = run_sync(&args, Duration::from_secs(60));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("A has no folder /dta"), "{err}");
+    assert_same(&before, &b.tree("/data"));
+    // Both ways, each side is a source: a folder missing on either is
+    // refused too.
+    let state3 = temp_state("missing-root-both");
+    let (code, err) = both_ways(&a, &b, &state3, &["--a-path", "/data", "--b-path", "/dta"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("B has no folder /dta"), "{err}");
+    assert!(a.get("/data/f0.txt").is_none(), "nothing reached A");
+    // The folder as meant works.
+    let (code, err) = once(&a, &b, &state, &["--a-path", "/data", "--b-path", "/data"]);
+    assert_eq!(code, 4, "deleting 120 of 121 needs consent: {err}");
+    // A's file was copied (copies never need consent); B lost nothing.
+    let after = b.tree("/data");
+    assert!(before.keys().all(|k| after.contains_key(k)) && after.len() == 121);
+}
+
+#[test]
+fn a_walk_that_would_delete_most_of_the_target_pauses_until_consent() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    // A keeps 20 of B's 200 files: a first run one way would delete 90 %
+    // of B's folder.
+    a.mkdir("/r");
+    fill(&a, "/r", 20);
+    b.mkdir("/r");
+    fill(&b, "/r", 200);
+    let state = temp_state("big-delete");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("would delete 180 entries under /") && err.contains("--max-delete 180"),
+        "{err}"
+    );
+    assert_eq!(files(&b.tree("/r")), 200, "nothing deleted");
+    // verify --repair weighs the same deletes.
+    let (aa, ba) = (a.addr(), b.addr());
+    let args = ["verify", "-a", &aa, "-b", &ba, "--repair"];
+    let (code, err) = run_sync(&args, Duration::from_secs(60));
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(files(&b.tree("/r")), 200, "verify --repair deleted nothing");
+    // Consent: exactly the count the refusal named.
+    let (code, err) = once(&a, &b, &state, &["--max-delete", "180"]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/r"), &b.tree("/r"));
+}
+
+#[test]
+fn deletes_are_counted_in_entries_not_top_level_paths() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/big/keep.txt", b"kept on both");
+    b.put("/big/keep.txt", b"kept on both");
+    b.mkdir("/big/sub");
+    fill(&b, "/big/sub", 1000);
+    let state = temp_state("count-entries");
+    // One top-level path, 1,001 entries: --max-delete 1 deletes nothing.
+    let (code, err) = once(&a, &b, &state, &["--max-delete", "1"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("more than --max-delete 1"), "{err}");
+    assert_eq!(files(&b.tree("/big/sub")), 1000, "nothing deleted");
+    // Without a budget the default rule weighs the whole folder: 1,001 of
+    // 1,003 entries is more than half.
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("would delete 1001 entries"), "{err}");
+    assert_eq!(files(&b.tree("/big/sub")), 1000, "nothing deleted");
+    let (code, err) = once(&a, &b, &state, &["--max-delete", "1001"]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/big"), &b.tree("/big"));
+}
+
+#[test]
+fn walks_leave_each_clusters_system_folder_alone() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let plant = |c: &Cluster, dir: &str, name: &str| {
+        let mut req = CreateEntryRequest::new();
+        req.directory = dir.into();
+        req.entry = Some(inline_entry(name, b"this cluster's own", 1)).into();
+        c.client().create(&req).unwrap();
+    };
+    // B's own metadata log, and A's own system data; a topic a user made.
+    plant(&b, "/topics/.system/log/2026-12-06", "01-00.b0b0b0b0");
+    plant(&a, "/topics/.system/mine", "a.txt");
+    a.put("/topics/ns/t/data.txt", b"a user's topic");
+    a.put("/d/x.txt", b"x");
+    let state = temp_state("system-folder");
+    // A one-way first run of the whole tree: B's log is neither deleted
+    // (it is only on B) nor joined by A's.
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(b
+        .get("/topics/.system/log/2026-12-06/01-00.b0b0b0b0")
+        .is_some());
+    assert!(b.get("/topics/.system/mine/a.txt").is_none());
+    assert_eq!(
+        b.get("/topics/ns/t/data.txt").as_deref(),
+        Some(&b"a user's topic"[..])
+    );
+    // verify compares neither, and --repair touches neither.
+    let (code, out) = verify(&a, &b, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(b
+        .get("/topics/.system/log/2026-12-06/01-00.b0b0b0b0")
+        .is_some());
+    assert!(b.get("/topics/.system/mine/a.txt").is_none());
+}
