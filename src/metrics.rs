@@ -111,7 +111,7 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
         (
             "paused",
             "gauge",
-            "1 once --max-delete paused the direction (a human must look)",
+            "1 once the direction paused for a human (--max-delete, or a source store replaced)",
             |s| f64::from(u8::from(s.paused.load(Relaxed))),
         ),
         (

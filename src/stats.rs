@@ -28,7 +28,8 @@ pub struct Stats {
     pub source_ns: AtomicI64,
     /// This host's clock when `source_ns` was last seen (ns).
     source_seen_at: AtomicI64,
-    /// The direction stopped by `--max-delete`.
+    /// The direction stopped for a human (`--max-delete`, a replaced
+    /// source store).
     pub paused: AtomicBool,
     /// Entries listed by rescans, both sides.
     pub rescan_entries: AtomicU64,

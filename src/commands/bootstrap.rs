@@ -286,6 +286,12 @@ pub fn copy_by_walk(
     let two_way = !cfg.active_passive;
     let pair = cfg.pair();
     let cmp = Compare::connect(&pair, cancel.clone())?.with_throttle(throttle.clone());
+    // The clusters the run began with, not a store that replaced one since
+    // (`Compare::connect` read the signatures anew).
+    let began = (peers.sig_a(), peers.sig_b());
+    if (cmp.peers.sig_a(), cmp.peers.sig_b()) != began {
+        peers.unchanged(cancel)?;
+    }
     // --a-debug / --b-debug: every change applied to that side.
     let applied = |a: &Action| {
         let onto_b = a.signatures().first() == Some(&peers.sig_a());
@@ -314,7 +320,9 @@ pub fn copy_by_walk(
     walk.pace = settled.and_then(|(_, pace)| pace);
     walk.listed = Some(listed);
     walk.listed_b = Some(&listed_b);
-    walk.b_root_needed = two_way;
+    if two_way {
+        walk.missing_a = crate::verify::MissingA::Empty;
+    }
     // Left to the events: what changed since the walk began (a second of
     // margin for S3's whole-second mtimes).
     let recent = |e: &Option<crate::pb::filer::Entry>| {
@@ -393,6 +401,7 @@ pub fn copy_by_walk(
             .map(|c| retry("source clock", Policy::SHORT, cancel, || c.now_ns()))
             .collect::<Result<Vec<i64>>>()?;
         if settle(live, &ends, cancel)? {
+            peers.unchanged(cancel)?;
             for level in held {
                 repair(cmp.as_listed(level)?)?;
             }
@@ -405,6 +414,7 @@ pub fn copy_by_walk(
         }
     }
     if !only_b.is_empty() {
+        peers.unchanged(cancel)?;
         let b = (&cfg.b.path, listed_b.load(Relaxed));
         let top = weigh_deletes(b.0, &only_b, b.1, cfg.max_delete, why)?;
         log::info!("{why}: deleting {} entries only on B", only_b.len());

@@ -31,6 +31,22 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
     let (ca, cb) = (&peers.a, &peers.b);
     let _lock = crate::state::lock::acquire(&cfg.state)?;
     let mut st = State::open(&cfg.state)?;
+    // A reset is how an operator accepts a filer whose store was replaced
+    // (a new signature at a known address): the old store's checkpoints go
+    // with its record.
+    if cfg.action == CheckpointAction::Reset {
+        for (c, sig) in [(ca, sig_a), (cb, sig_b)] {
+            let addr = c.addr().to_string();
+            let Some(old) = st.side_signature(&addr)?.filter(|&old| old != sig) else {
+                continue;
+            };
+            st.forget_side(&addr, old)?;
+            crate::util::say(format!(
+                "{addr}: its filer store signature is now {sig} (was {old}): accepted; the \
+                 checkpoints of the old store are removed"
+            ));
+        }
+    }
     peers.check(&st)?;
     let (src_sig, src_path, dst_sig, dst_path, target) = if cfg.from == 'a' {
         (sig_a, &cfg.a_path, sig_b, &cfg.b_path, cb)
@@ -58,7 +74,10 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         CheckpointAction::Reset => {
             let had = st.reset_checkpoint(&key)?;
             crate::util::say(format!(
-                "{dir}: {}; the next sync starts from the beginning of the log",
+                "{dir}: {}; the next sync walks both folders to join them (one way, what only \
+                 the target holds is deleted, and a delete of most of it pauses for \
+                 --max-delete), then follows the log from then on; with --bootstrap log it \
+                 replays the source's log from its beginning instead",
                 if had {
                     "checkpoint removed"
                 } else {

@@ -47,7 +47,9 @@ pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         }
         let applier = cmp.applier(true).giving_up();
         let (mut copied, mut failed) = (0, 0);
-        cmp.walk(false).levels(|diffs| {
+        let mut walk = cmp.walk(false);
+        walk.missing_a = crate::verify::MissingA::Refused;
+        walk.levels(|diffs| {
             copied += diffs.iter().filter(|d| d.a.is_some()).count();
             for (path, e) in cmp.repair(&applier, diffs, false) {
                 log::error!("copy failed: {path}: {e}");

@@ -58,6 +58,18 @@ impl Peers {
         self.conf_b.signature
     }
 
+    /// Fails (paused, for a human) when a side's filer now answers with
+    /// another filer-store signature than when the pair was connected: its
+    /// store was replaced (a lost disk, a wrong filer.toml, a pod without
+    /// its volume), and what it holds must not be mirrored. See
+    /// `same_source`.
+    pub fn unchanged(&self, cancel: &crate::retry::Cancel) -> Result<()> {
+        for (side, c, sig) in [('A', &self.a, self.sig_a()), ('B', &self.b, self.sig_b())] {
+            crate::filer::same_source(side, c, sig, cancel)?;
+        }
+        Ok(())
+    }
+
     /// Records both filers' signatures in `state`, or refuses a state file
     /// that knows one of these addresses as another cluster.
     pub fn check(&self, state: &State) -> Result<()> {

@@ -76,7 +76,7 @@ impl Compare<'_> {
             pace: None,
             listed: None,
             listed_b: None,
-            b_root_needed: false,
+            missing_a: crate::verify::MissingA::RefusedIfBHolds,
         }
     }
 

@@ -543,3 +543,35 @@ fn channel(addr: &FilerAddr, tls: Option<&crate::security::Tls>) -> grpcio::Chan
         None => b.connect(&addr.grpc()),
     }
 }
+
+/// Fails (paused) when `side`'s filer `c` no longer has the filer store
+/// signature `sig` it had: a filer that came back on an empty or another
+/// store must never be mirrored (one way, its emptiness would delete the
+/// target). Waits for a filer that is away.
+pub fn same_source(
+    side: char,
+    c: &FilerClient,
+    sig: i32,
+    cancel: &crate::retry::Cancel,
+) -> Result<()> {
+    use crate::retry::{retry, Policy};
+    let now = retry("GetFilerConfiguration", Policy::FOREVER, cancel, || {
+        c.configuration()
+    })?;
+    if now.signature == sig {
+        return Ok(());
+    }
+    Err(crate::error::Error::new(
+        crate::error::ErrorKind::Paused,
+        format!(
+            "{side}'s filer {} now has filer store signature {}, not {sig}: its store was \
+             replaced or reset (a lost disk, another filer.toml, a new volume), so what it holds \
+             now is not what was replicated. Nothing more is read from it or written for it. If \
+             the old store comes back, restart the sync; to accept the new store as the source, \
+             run `filer-sync checkpoint reset` for the pair (the next run then walks both \
+             folders, and one way a walk that would delete most of the target pauses)",
+            c.addr(),
+            now.signature
+        ),
+    ))
+}

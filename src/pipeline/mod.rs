@@ -311,6 +311,12 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         if f.once && since >= start_ns {
             return done(failures);
         }
+        // Every (re)subscription first asks whether the source is still the
+        // store this direction replicates: a filer restarted on an empty
+        // store breaks the stream, and comes back with a new signature.
+        let side = f.name.chars().next().unwrap_or('?');
+        let source = f.applier.source();
+        crate::filer::same_source(side, source, f.key.source_sig, &f.cancel)?;
         let (rx, via) = subscribe(f, since)?;
         log::info!(
             "{}: following {via} {} from {} into {}",

@@ -389,15 +389,7 @@ impl State {
     /// Records a side's signature, or refuses when the address now answers
     /// with another signature (it is another cluster than before).
     pub fn check_side(&self, address: &str, signature: i32) -> Result<()> {
-        let known: Option<i32> = self
-            .conn
-            .query_row(
-                "SELECT signature FROM sides WHERE address = ?1",
-                [address],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match known {
+        match self.side_signature(address)? {
             Some(s) if s != signature => Err(Error::usage(format!(
                 "filer {address} now has signature {signature}, but state file {} recorded {s}: \
                  it is another cluster (or its store was reset). Refusing to apply a foreign \
@@ -414,6 +406,32 @@ impl State {
                 Ok(())
             }
         }
+    }
+
+    /// The signature recorded for `address`, if any.
+    pub fn side_signature(&self, address: &str) -> Result<Option<i32>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT signature FROM sides WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Forgets the signature `old` recorded for `address`, and every
+    /// checkpoint from or to that store: the next `check_side` records the
+    /// signature it answers with now (an operator accepting a filer whose
+    /// store was replaced).
+    pub fn forget_side(&self, address: &str, old: i32) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM sides WHERE address = ?1", [address])?;
+        self.conn.execute(
+            "DELETE FROM checkpoints WHERE source_sig = ?1 OR target_sig = ?1",
+            [old],
+        )?;
+        Ok(())
     }
 
     pub fn checkpoint(&self, d: &Direction) -> Result<Option<i64>> {

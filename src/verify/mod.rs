@@ -193,8 +193,22 @@ pub struct Walk<'a> {
     /// Counts B's entries listed (the size of the target folder a delete
     /// is weighed against; folders only on B are not walked into).
     pub listed_b: Option<&'a std::sync::atomic::AtomicU64>,
-    /// B's folder must exist too (both ways, each side is a source).
-    pub b_root_needed: bool,
+    /// What a missing A folder means (see `MissingA`).
+    pub missing_a: MissingA,
+}
+
+/// What a walk does when A has no folder at its path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MissingA {
+    /// Refused (a migration of nothing is a mistake).
+    Refused,
+    /// Refused when B's folder holds anything: read as empty, a missing
+    /// source would make B empty one way (a mistyped `--a-path`, a folder
+    /// gone from A); with nothing on B, the folder may simply come later.
+    RefusedIfBHolds,
+    /// Walked as empty: both ways nothing is deleted, and a folder one side
+    /// lacks is made from the other's (a new cluster joining).
+    Empty,
 }
 
 /// Whether `path` is a folder on `c` (the root always is); an error names
@@ -318,25 +332,28 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// A walk never reads a missing source folder as empty: a mistyped
-    /// `--a-path` (or a folder gone from A) would look like a source that
-    /// lost everything, and one way B would be made empty to match.
+    /// A walk never reads a missing source folder as empty where that
+    /// would cost B its files (see `MissingA`).
     fn check_roots(&self) -> Result<()> {
-        let sides = [
-            ('a', self.a, self.a_path, true),
-            ('b', self.b, self.b_path, self.b_root_needed),
-        ];
-        for (side, c, path, needed) in sides {
-            let up = side.to_ascii_uppercase();
-            let exists = is_folder(c, path, self.cancel)
-                .map_err(|e| e.context(format!("--{side}-path {path} on {up}")))?;
-            if needed && !exists {
-                return Err(crate::error::Error::usage(format!(
-                    "{up} has no folder {path}: nothing was compared or written. Check \
-                     --{side}-path (a typo, or the wrong cluster?); if the folder is new, create \
-                     it on {up} first"
-                )));
+        let on = |side: char| format!("--{side}-path on {}", side.to_ascii_uppercase());
+        let a = is_folder(self.a, self.a_path, self.cancel).map_err(|e| e.context(on('a')))?;
+        let refused = match self.missing_a {
+            _ if a => false,
+            MissingA::Empty => false,
+            MissingA::Refused => true,
+            MissingA::RefusedIfBHolds => {
+                let first = retry("ListEntries", Policy::SHORT, self.cancel, || {
+                    self.b.first(self.b_path)
+                });
+                first.map_err(|e| e.context(on('b')))?.is_some()
             }
+        };
+        if refused {
+            return Err(crate::error::Error::usage(format!(
+                "A has no folder {}: nothing was compared or written. Check --a-path (a typo, or \
+                 the wrong cluster?); if the folder is new, create it on A first",
+                self.a_path
+            )));
         }
         Ok(())
     }

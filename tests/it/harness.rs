@@ -453,6 +453,16 @@ impl Cluster {
         self.wait_filer().unwrap();
     }
 
+    /// Restarts the filer on the same ports with a new, empty store (a lost
+    /// disk, a pod without its volume): it comes back with another
+    /// signature and none of its entries.
+    pub fn restart_filer_on_empty_store(&mut self) {
+        self.stop("filer");
+        std::fs::remove_dir_all(self.dir.join("filer")).unwrap();
+        self.spawn_filer();
+        self.wait_filer().unwrap();
+    }
+
     /// Restarts the filer after stopping it as an operator would (see
     /// `stop_gracefully`).
     pub fn restart_filer_gracefully(&mut self) {

@@ -58,13 +58,15 @@ fn a_missing_source_folder_is_refused_and_the_target_untouched() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("A has no folder /dta"), "{err}");
     assert_same(&before, &b.tree("/data"));
-    // Both ways, each side is a source: a folder missing on either is
-    // refused too.
-    let state3 = temp_state("missing-root-both");
-    let (code, err) = both_ways(&a, &b, &state3, &["--a-path", "/data", "--b-path", "/dta"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("B has no folder /dta"), "{err}");
-    assert!(a.get("/data/f0.txt").is_none(), "nothing reached A");
+    // A folder that comes later is no mistake while B holds nothing there.
+    let state3 = temp_state("missing-root-later");
+    let (code, err) = once(
+        &a,
+        &b,
+        &state3,
+        &["--a-path", "/later", "--b-path", "/later"],
+    );
+    assert_eq!(code, 0, "{err}");
     // The folder as meant works.
     let (code, err) = once(&a, &b, &state, &["--a-path", "/data", "--b-path", "/data"]);
     assert_eq!(code, 4, "deleting 120 of 121 needs consent: {err}");
@@ -163,4 +165,82 @@ fn walks_leave_each_clusters_system_folder_alone() {
         .get("/topics/.system/log/2026-12-06/01-00.b0b0b0b0")
         .is_some());
     assert!(b.get("/topics/.system/mine/a.txt").is_none());
+}
+
+fn metric(port: u16, name: &str, source: &str) -> Option<f64> {
+    let text = http()
+        .get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    text.lines()
+        .find(|l| {
+            l.starts_with(&format!("SeaweedFS_filerSync_{name}{{"))
+                && l.contains(&format!("sourceFiler=\"{source}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// A's filer comes back on an empty store while the sync follows with a
+/// rescan every second: its direction pauses for a human (the log says
+/// why, the `paused` metric is 1), every rescan after refuses, and B keeps
+/// every file; `checkpoint reset` then accepts the new store, and the next
+/// run's walk pauses before deleting B's files.
+#[test]
+fn a_source_back_on_an_empty_store_is_never_mirrored() {
+    let mut a = Cluster::start();
+    let b = Cluster::start();
+    a.mkdir("/keep");
+    fill(&a, "/keep", 150);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let state = temp_state("empty-store");
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["sync", "-a", &aa, "-b", &ba, "--state", &state])
+        .args(["--rescan-secs", "1", "--metrics-port", &port.to_string()]);
+    let (_sync, log) = spawn_logged(cmd, "empty-store");
+    eventually(60, "A's files on B", || b.tree("/keep").len() == 150);
+    let before = b.tree("/keep");
+    a.restart_filer_on_empty_store();
+    a.mkdir("/keep");
+    let read = || std::fs::read_to_string(&log).unwrap();
+    eventually(60, "A→B paused, visible in the metrics", || {
+        metric(port, "paused", &aa) == Some(1.0)
+    });
+    assert!(read().contains("store was replaced or reset"), "{}", read());
+    // Several rescan periods pass, each refused; B loses nothing.
+    let refusals = || {
+        read()
+            .lines()
+            .filter(|l| l.contains("rescan: ") && l.contains("now has filer store signature"))
+            .count()
+    };
+    eventually(60, "three refused rescans", || refusals() >= 3);
+    assert_same(&before, &b.tree("/keep"));
+    drop(_sync);
+    // The operator accepts the new store; a first run one way would make
+    // B empty, and pauses before deleting anything.
+    let (code, out) = run_sync(
+        &[
+            "checkpoint",
+            "reset",
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--state",
+            &state,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("accepted"), "{out}");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 4, "{err}");
+    assert_same(&before, &b.tree("/keep"));
 }
