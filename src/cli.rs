@@ -192,7 +192,8 @@ pub struct SyncArgs {
     /// with --dry-run: print the plan as JSON lines
     #[argh(switch)]
     pub json: bool,
-    /// pause a direction instead of deleting more than N entries on its target within a minute
+    /// delete at most N entries on a target: per walk (all depths; default: up to half of the
+    /// target folder, or 100), and within any minute while following (default: no limit)
     #[argh(option)]
     pub max_delete: Option<u64>,
     /// limit chunk bytes moved per second, all directions together (e.g. 10M, 512K)
@@ -201,6 +202,10 @@ pub struct SyncArgs {
     /// seconds before a gRPC call is given up (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
+    /// re-subscribe when a source sends nothing for this many seconds, not even its 5 s
+    /// heartbeat (default 60)
+    #[argh(option, default = "60")]
+    pub stall_secs: u64,
     /// serve Prometheus metrics on this port (SeaweedFS_filerSync_*)
     #[argh(option)]
     pub metrics_port: Option<u16>,
@@ -770,6 +775,14 @@ impl SyncArgs {
                 .map(crate::volume::throttle::parse_rate)
                 .transpose()?,
             timeout_secs: self.timeout_secs,
+            stall_secs: match self.stall_secs {
+                10..=3600 => self.stall_secs,
+                n => {
+                    return Err(Error::usage(format!(
+                        "--stall-secs {n}: give 10 to 3600 (the filer's heartbeat comes every 5 s)"
+                    )))
+                }
+            },
             metrics: match self.metrics_port {
                 None | Some(0) => None,
                 Some(p) => Some(format!("{}:{p}", self.metrics_ip).parse().map_err(|_| {
@@ -1105,6 +1118,9 @@ mod tests {
         assert!(cfg(&with(&["--progress-secs", "0"])).is_err());
         let c = cfg(&AB).unwrap();
         assert_eq!((c.max_delete, c.bwlimit), (None, None));
+        assert_eq!(c.stall_secs, 60);
+        assert_eq!(cfg(&with(&["--stall-secs", "15"])).unwrap().stall_secs, 15);
+        assert!(cfg(&with(&["--stall-secs", "5"])).is_err());
         assert!(cfg(&with(&["--bwlimit", "fast"]))
             .unwrap_err()
             .to_string()

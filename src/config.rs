@@ -62,6 +62,8 @@ pub struct SyncConfig {
     /// Bytes per second.
     pub bwlimit: Option<u64>,
     pub timeout_secs: u64,
+    /// A source stream silent this long is re-subscribed.
+    pub stall_secs: u64,
     /// Where to serve metrics, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
     pub progress_secs: Option<u64>,

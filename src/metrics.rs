@@ -44,7 +44,7 @@ pub fn serve(listener: std::net::TcpListener, all: &[Arc<Stats>], done: &AtomicB
 pub fn exposition(all: &[Arc<Stats>]) -> String {
     let mut out = String::new();
     type Read = fn(&Stats) -> f64;
-    let series: [(&str, &str, &str, Read); 13] = [
+    let series: [(&str, &str, &str, Read); 14] = [
         (
             "sync_offset",
             "gauge",
@@ -56,6 +56,13 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
             "gauge",
             "how far the checkpoint is behind the source",
             |s| s.lag_seconds(),
+        ),
+        (
+            "source_silent_seconds",
+            "gauge",
+            "seconds since the source's stream sent anything (idle: under ~5, its heartbeat; \
+             growing: stalled or unreachable)",
+            |s| s.silent_seconds(),
         ),
         ("in_flight_jobs", "gauge", "events being applied now", |s| {
             s.in_flight.load(Relaxed) as f64
@@ -228,6 +235,10 @@ mod tests {
             text.contains("} 1\n# HELP SeaweedFS_filerSync_up"),
             "{text}"
         );
-        assert_eq!(text.matches("# TYPE").count(), 14);
+        assert_eq!(text.matches("# TYPE").count(), 15);
+        assert!(
+            text.contains("SeaweedFS_filerSync_source_silent_seconds{"),
+            "{text}"
+        );
     }
 }

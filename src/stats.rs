@@ -43,6 +43,9 @@ pub struct Stats {
     /// When the source's stream last broke (this host's clock, ns; 0: not
     /// since the last rescan began). See `rescan_due_early`.
     pub stream_lost_at: AtomicI64,
+    /// When the source's stream last sent anything, heartbeats included
+    /// (this host's clock, ns; when the direction began, before it did).
+    pub heard_at: std::sync::Arc<AtomicI64>,
     /// `--ha`: 1 while this instance is the active one, 0 standing by;
     /// -1 without `--ha`.
     pub ha_active: AtomicI64,
@@ -73,7 +76,16 @@ impl Stats {
             rescan_done_ns: AtomicI64::new(0),
             stream_lost_at: AtomicI64::new(0),
             ha_active: AtomicI64::new(-1),
+            heard_at: std::sync::Arc::new(AtomicI64::new(crate::util::now_ns())),
         }
+    }
+
+    /// How long the source's stream has sent nothing: a few seconds at
+    /// most while it is idle (the filer's heartbeat comes every 5 s), and
+    /// growing while it is stalled or unreachable.
+    pub fn silent_seconds(&self) -> f64 {
+        let since = crate::util::now_ns() - self.heard_at.load(Relaxed);
+        since.max(0) as f64 / 1e9
     }
 
     /// The stream showed the source's clock at `ts_ns` (an event's time or

@@ -326,6 +326,7 @@ fn flow(
         chunk_workers: cfg.chunk_workers,
         once: cfg.once,
         max_delete: cfg.max_delete,
+        stall: Duration::from_secs(cfg.stall_secs),
         debug_events: src.debug,
         debug_actions: dst.debug,
         cancel: run.clone(),

@@ -1,13 +1,21 @@
 //! The metadata subscription as a blocking iterator. It unpacks batched
 //! responses (first event in the top-level fields, the rest in `events`),
 //! turns idle heartbeats and "filtered" markers into cursor moves, and drops
-//! flush reports, so the consumer sees one item per event in log order.
+//! flush reports, so the consumer sees one item per event in log order. A
+//! filer that stops sending anything (not even its idle heartbeat, every
+//! 5 s) for the silence limit ends the stream with a passing error, so
+//! that the follower re-subscribes: a hung subscription whose connection
+//! still answers keepalives is otherwise never noticed.
 
 use crate::error::{Error, Result};
 use crate::pb::filer::{EventNotification, SubscribeMetadataResponse};
-use futures::executor::BlockingStream;
+use futures::Stream;
 use grpcio::{Client, ClientSStreamReceiver};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// One change from the source filer's metadata log.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,10 +65,43 @@ pub enum StreamItem {
 pub struct Subscription {
     // Keeps the channel alive as long as the stream.
     _client: Client,
-    stream: BlockingStream<ClientSStreamReceiver<SubscribeMetadataResponse>>,
+    /// `None` once ended (dropping the receiver cancels the call).
+    stream: Option<ClientSStreamReceiver<SubscribeMetadataResponse>>,
     pending: VecDeque<StreamItem>,
     ctx: String,
     filer: super::FilerAddr,
+    /// How long the filer may send nothing at all.
+    silence: Duration,
+    /// When the filer last sent anything (this host's clock, ns), for
+    /// whoever watches the stream.
+    heard: Arc<AtomicI64>,
+}
+
+/// Wakes the thread that waits on the stream.
+struct Unpark(std::thread::Thread);
+
+impl futures::task::ArcWake for Unpark {
+    fn wake_by_ref(me: &Arc<Self>) {
+        me.0.unpark();
+    }
+}
+
+/// The next message of `stream`, waiting at most `limit` (`None`: nothing
+/// came). Polls on this thread: no runtime.
+fn next_within<S: Stream + Unpin>(stream: &mut S, limit: Duration) -> Option<Option<S::Item>> {
+    let waker = futures::task::waker(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Poll::Ready(item) = std::pin::Pin::new(&mut *stream).poll_next(&mut cx) {
+            return Some(item);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
 }
 
 impl Subscription {
@@ -72,11 +113,21 @@ impl Subscription {
     ) -> Subscription {
         Subscription {
             _client: client,
-            stream: futures::executor::block_on_stream(stream),
+            stream: Some(stream),
             pending: VecDeque::new(),
             ctx,
             filer,
+            silence: Duration::MAX,
+            heard: Arc::default(),
         }
+    }
+
+    /// Ends the stream when the filer sends nothing for `silence`, and
+    /// notes in `heard` when it last sent anything.
+    pub fn watched(mut self, silence: Duration, heard: Arc<AtomicI64>) -> Subscription {
+        self.silence = silence;
+        self.heard = heard;
+        self
     }
 }
 
@@ -122,7 +173,18 @@ impl Iterator for Subscription {
             if let Some(item) = self.pending.pop_front() {
                 return Some(Ok(item));
             }
-            match self.stream.next()? {
+            let stream = self.stream.as_mut()?;
+            let Some(next) = next_within(stream, self.silence) else {
+                self.stream = None;
+                return Some(Err(Error::transient(format!(
+                    "{}: nothing from the filer for {} s, not even its idle heartbeat (every \
+                     5 s): a stalled subscription",
+                    self.ctx,
+                    self.silence.as_secs()
+                ))));
+            };
+            self.heard.store(crate::util::now_ns(), Ordering::Relaxed);
+            match next? {
                 Ok(resp) => unpack(resp, &mut self.pending),
                 Err(e) => {
                     let e = Error::from(e);
@@ -150,6 +212,25 @@ mod tests {
             r.event_notification = Some(n).into();
         }
         r
+    }
+
+    #[test]
+    fn a_silent_stream_ends_at_its_limit_and_a_talking_one_goes_on() {
+        let (mut tx, mut rx) = futures::channel::mpsc::channel::<u32>(4);
+        let t = Instant::now();
+        assert_eq!(next_within(&mut rx, Duration::from_millis(200)), None);
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            tx.try_send(7).unwrap();
+        });
+        assert_eq!(next_within(&mut rx, Duration::from_secs(10)), Some(Some(7)));
+        sender.join().unwrap();
+        assert_eq!(
+            next_within(&mut rx, Duration::from_secs(10)),
+            Some(None),
+            "ended"
+        );
     }
 
     #[test]

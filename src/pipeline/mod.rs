@@ -46,6 +46,8 @@ pub struct Flow {
     pub once: bool,
     /// More deletes than this on the target within a minute pause the direction.
     pub max_delete: Option<u64>,
+    /// The source's stream may be silent this long (see `Subscription`).
+    pub stall: Duration,
     /// Log every received event.
     pub debug_events: bool,
     /// Live counters, read by progress and metrics.
@@ -504,7 +506,8 @@ fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, File
     req.client_supports_idle_heartbeat = true;
     let stream = retry("SubscribeMetadata", Policy::FOREVER, &f.cancel, || {
         f.applier.source().subscribe(&req)
-    })?;
+    })?
+    .watched(f.stall, f.stats.heard_at.clone());
     let via = stream.filer().clone();
     let (tx, rx) = bounded(f.batch_size.max(16) * 2);
     // What the source's users remove is noted as it is read, ahead of the

@@ -19,6 +19,10 @@ pub enum Mode {
     Stall,
     /// New connections are closed at once; open ones carry on.
     Refuse,
+    /// HTTP/2 proxies (`start_h2`) only: the server's DATA frames are
+    /// dropped, every other frame passes: the connection answers pings
+    /// and settings, and no message arrives (a hung gRPC stream).
+    HoldData,
 }
 
 struct Shared {
@@ -36,6 +40,16 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free port and forwards to 127.0.0.1:`target`.
     pub fn start(target: u16) -> FaultProxy {
+        FaultProxy::listen(target, false)
+    }
+
+    /// `start` for an HTTP/2 server (gRPC): reads the server's frames, so
+    /// that `Mode::HoldData` can hold back its messages alone.
+    pub fn start_h2(target: u16) -> FaultProxy {
+        FaultProxy::listen(target, true)
+    }
+
+    fn listen(target: u16, h2: bool) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
@@ -69,8 +83,9 @@ impl FaultProxy {
                     s.clone(),
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
+                    false,
                 );
-                pump(s.clone(), server, client);
+                pump(s.clone(), server, client, h2);
             }
         });
         FaultProxy { port, shared }
@@ -101,14 +116,43 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Copies `from` → `to` segment by segment, obeying the mode for each one.
-fn pump(s: Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
+/// From an HTTP/2 server's bytes (`pending`, with what was just read),
+/// takes the whole frames: those to forward, DATA frames left out while
+/// `hold_data`. A partial frame stays pending.
+fn frames(pending: &mut Vec<u8>, hold_data: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while pending.len() - at >= 9 {
+        let len = u32::from_be_bytes([0, pending[at], pending[at + 1], pending[at + 2]]) as usize;
+        if pending.len() - at < 9 + len {
+            break;
+        }
+        if !(hold_data && pending[at + 3] == 0) {
+            out.extend_from_slice(&pending[at..at + 9 + len]);
+        }
+        at += 9 + len;
+    }
+    pending.drain(..at);
+    out
+}
+
+/// Copies `from` → `to` segment by segment, obeying the mode for each one
+/// (`h2`: `from` is an HTTP/2 server, forwarded frame by frame).
+fn pump(s: Arc<Shared>, mut from: TcpStream, mut to: TcpStream, h2: bool) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut pending = Vec::new();
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
+            };
+            let data = if h2 {
+                pending.extend_from_slice(&buf[..n]);
+                let hold = *s.mode.lock().unwrap() == Mode::HoldData;
+                frames(&mut pending, hold)
+            } else {
+                buf[..n].to_vec()
             };
             loop {
                 let mode = *s.mode.lock().unwrap();
@@ -123,10 +167,10 @@ fn pump(s: Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
                     _ => break,
                 }
             }
-            if to.write_all(&buf[..n]).is_err() {
+            if to.write_all(&data).is_err() {
                 break;
             }
-            s.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            s.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         let _ = to.shutdown(Shutdown::Write);
     });

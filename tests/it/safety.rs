@@ -5,6 +5,7 @@
 //! (a folder is everything below it). Each refusal is proven by counting the
 //! target's files after the refused run.
 
+use crate::faults::{FaultProxy, Mode};
 use crate::harness::*;
 use filer_sync::pb::filer::CreateEntryRequest;
 use std::time::Duration;
@@ -178,7 +179,7 @@ fn metric(port: u16, name: &str, source: &str) -> Option<f64> {
     text.lines()
         .find(|l| {
             l.starts_with(&format!("SeaweedFS_filerSync_{name}{{"))
-                && l.contains(&format!("sourceFiler=\"{source}\""))
+                && l.contains(&format!("sourceFiler=\"{source}"))
         })
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
@@ -243,4 +244,86 @@ fn a_source_back_on_an_empty_store_is_never_mirrored() {
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 4, "{err}");
     assert_same(&before, &b.tree("/keep"));
+}
+
+/// Waits until the metrics show A's stream silent for `secs` at least.
+fn silent_for(port: u16, a: &Cluster, secs: f64) {
+    let source = format!("127.0.0.1:{}", a.filer);
+    eventually(60, "the silence in the metrics", || {
+        metric(port, "source_silent_seconds", &source).is_some_and(|s| s >= secs)
+    });
+}
+
+/// Both stall tests: a one-way sync whose A is reached through `proxy`,
+/// re-subscribing after 10 s of silence, serving metrics; B has A's /st.
+fn stalled_sync(
+    a: &Cluster,
+    b: &Cluster,
+    proxy: &FaultProxy,
+    name: &str,
+) -> (Running, u16, std::path::PathBuf) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let a_addr = format!("127.0.0.1:{}.{}", a.filer, proxy.port);
+    let mut cmd = one_way_sync(&a_addr, &b.addr(), &temp_state(name));
+    cmd.args(["--stall-secs", "10", "--metrics-port", &port.to_string()]);
+    let (sync, log) = spawn_logged(cmd, name);
+    a.put("/st/first.txt", b"before the stall");
+    eventually(60, "the first file on B", || {
+        b.get("/st/first.txt").is_some()
+    });
+    (sync, port, log)
+}
+
+/// The source's stream stays connected (pings answered) and sends
+/// nothing while A is written: the silence shows in the metrics, the sync
+/// re-subscribes after --stall-secs, and everything reaches B.
+#[test]
+fn a_hung_subscription_is_seen_and_re_subscribed() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let proxy = FaultProxy::start_h2(a.filer + 10000);
+    let (_sync, port, log) = stalled_sync(&a, &b, &proxy, "hung");
+    proxy.set(Mode::HoldData);
+    for i in 0..20 {
+        a.put(
+            &format!("/st/during-{i}.txt"),
+            b"written while the stream hung",
+        );
+    }
+    silent_for(port, &a, 5.0);
+    let read = || std::fs::read_to_string(&log).unwrap();
+    eventually(60, "the stall noticed", || {
+        read().contains("a stalled subscription")
+    });
+    proxy.set(Mode::Pass);
+    eventually(60, "everything on B", || b.tree("/st").len() == 21);
+    assert_same(&a.tree("/st"), &b.tree("/st"));
+}
+
+/// A's gRPC port is blackholed (connections held open, nothing forwarded)
+/// for 20 s while A is written: the silence shows while it lasts, and
+/// after the heal everything reaches B.
+#[test]
+fn a_blackholed_source_heals_and_its_silence_shows() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let proxy = FaultProxy::start(a.filer + 10000);
+    let (_sync, port, _log) = stalled_sync(&a, &b, &proxy, "blackhole");
+    proxy.set(Mode::Stall);
+    let began = std::time::Instant::now();
+    for i in 0..20 {
+        a.put(&format!("/st/during-{i}.txt"), b"written while blackholed");
+    }
+    silent_for(port, &a, 10.0);
+    while began.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    proxy.set(Mode::Pass);
+    eventually(60, "everything on B after the heal", || {
+        b.tree("/st").len() == 21
+    });
+    assert_same(&a.tree("/st"), &b.tree("/st"));
 }
