@@ -14,6 +14,7 @@ use crate::apply::{Applier, Planned, Removed, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, FilerAddr, StreamItem};
 use crate::ha::Lease;
+use crate::paths::join_path;
 use crate::pb::filer::SubscribeMetadataRequest;
 use crate::replicate::{event_paths, Action, Scope};
 use crate::retry::{retry, Cancel, Policy};
@@ -294,7 +295,19 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         events: pool(&f.name, "worker", f.workers)?,
         chunks: pool(&f.name, "chunk", f.chunk_workers)?,
     };
-    let mut budget = f.max_delete.map(DeleteBudget::new);
+    // What earlier runs deleted within the span counts too: a cron job
+    // cannot delete N a run.
+    let mut budget = match f.max_delete {
+        None => None,
+        Some(max) => {
+            let since = crate::util::now_ns() - DeleteBudget::SPAN.as_nanos() as i64;
+            let mut b = DeleteBudget::new(max);
+            for (at_ns, n) in state.deletes_since(&f.key, since)? {
+                b.book_past(at_ns, n);
+            }
+            Some(b)
+        }
+    };
     let mut care = Care {
         // Resuming from a checkpoint: the previous process may have applied
         // one window past it before it stopped (a kill between apply and
@@ -583,6 +596,14 @@ impl DeleteBudget {
         }
     }
 
+    /// Books `n` deletes made by an earlier run at `at_ns` (this host's
+    /// clock, ns).
+    fn book_past(&mut self, at_ns: i64, n: u64) {
+        let age = Duration::from_nanos((crate::util::now_ns() - at_ns).max(0) as u64);
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        self.recent.push_back((at, n));
+    }
+
     /// Books `n` deletes at `now`, or returns the total they would make.
     fn take(&mut self, now: Instant, n: u64) -> std::result::Result<(), u64> {
         while self
@@ -745,12 +766,22 @@ fn apply_window(
             (ev, actions)
         })
         .collect();
+    let mut deletes = 0;
     if let Some(b) = budget {
-        let deletes = planned
+        // In entries: a folder's delete takes everything below it (a
+        // filer logs a recursive delete's children too: counted once).
+        let mut paths: Vec<String> = planned
             .iter()
             .flat_map(|(_, a)| a)
-            .filter(|a| matches!(a, Action::Delete { .. }))
-            .count() as u64;
+            .filter_map(|a| match a {
+                Action::Delete { dir, name, .. } => Some(join_path(dir, name)),
+                _ => None,
+            })
+            .collect();
+        paths.sort();
+        for p in crate::verify::deletes::topmost(&paths) {
+            deletes += 1 + entries_below(f, p, b.max)?;
+        }
         if let Err(total) = b.take(Instant::now(), deletes) {
             return Err(Error::new(
                 ErrorKind::Paused,
@@ -787,7 +818,25 @@ fn apply_window(
     if !f.dry_run {
         f.applier.end_window()?;
     }
+    total.commit.deletes = deletes;
     Ok((total.commit, total.planned))
+}
+
+/// The entries below `path` on the target when it is a folder (counting
+/// stops past `cap`), else 0.
+fn entries_below(f: &Flow, path: &str, cap: u64) -> Result<u64> {
+    let target = f.applier.target();
+    let (dir, name) = crate::paths::split_path(path);
+    let what = format!("LookupDirectoryEntry {path}");
+    let found = retry(&what, Policy::FOREVER, &f.cancel, || {
+        target.lookup(dir, name)
+    })?;
+    match found {
+        Some(e) if e.is_directory => {
+            crate::verify::deletes::count_below(target, path, cap, &f.cancel)
+        }
+        _ => Ok(0),
+    }
 }
 
 /// Applies one action, retrying passing faults until they pass (never

@@ -97,6 +97,14 @@ const MIGRATIONS: &[&str] = &[
         error TEXT NOT NULL,
         PRIMARY KEY (source_sig, source_path, target_sig, target_path)
      );",
+    // v9: deletes made on each target lately (`--max-delete` counts them
+    // across runs: a cron job starts with what the last one deleted).
+    "CREATE TABLE deletes (
+        target_sig INTEGER NOT NULL,
+        target_path TEXT NOT NULL,
+        at_ns INTEGER NOT NULL,
+        n INTEGER NOT NULL
+     );",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -152,6 +160,9 @@ pub struct Commit {
     /// Raises the time up to which events are checked on the source before
     /// they apply (0: leaves it): the end of a first-run walk.
     pub careful_until_ns: i64,
+    /// Entries the window deleted on the target (counted at all depths),
+    /// for `--max-delete` across runs.
+    pub deletes: u64,
 }
 
 /// A direction's last walk of both folders, as `status` shows it.
@@ -216,6 +227,7 @@ impl Commit {
         self.superseded += other.superseded;
         self.failures.extend(other.failures);
         self.conflicts.extend(other.conflicts);
+        self.deletes += other.deletes;
     }
 }
 
@@ -521,6 +533,16 @@ impl State {
                 c.careful_until_ns
             ],
         )?;
+        if c.deletes > 0 {
+            tx.execute(
+                "INSERT INTO deletes (target_sig, target_path, at_ns, n) VALUES (?1, ?2, ?3, ?4)",
+                params![d.target_sig, d.target_path, now, c.deletes as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM deletes WHERE at_ns < ?1",
+                [now - Self::DELETES_KEPT.as_nanos() as i64],
+            )?;
+        }
         for f in &c.failures {
             tx.execute(
                 "INSERT INTO failures (source_sig, source_path, target_sig, target_path,
@@ -562,6 +584,22 @@ impl State {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// How long deletes are remembered (longer than any budget's span).
+    const DELETES_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    /// The deletes committed on `d`'s target since `since_ns` (this host's
+    /// clock): (when, entries), oldest first.
+    pub fn deletes_since(&self, d: &Direction, since_ns: i64) -> Result<Vec<(i64, u64)>> {
+        let mut q = self.conn.prepare(
+            "SELECT at_ns, n FROM deletes WHERE target_sig = ?1 AND target_path = ?2 AND \
+             at_ns >= ?3 ORDER BY at_ns",
+        )?;
+        let rows = q.query_map(params![d.target_sig, d.target_path, since_ns], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Records this instance's role (`sync --ha`).

@@ -8,10 +8,13 @@
 //! operator's consent to at most N entries. A walk lists what is below a
 //! folder only B holds too, so the entries it would delete are its
 //! differences only on B, and the folder's size is what it listed of B.
-//! Pure and table-tested.
+//! `allowed` and `topmost` are pure and table-tested; `count_below` (for
+//! a delete the log brings) only lists.
 
-use crate::error::{Error, ErrorKind};
-use crate::paths::parent;
+use crate::error::{Error, ErrorKind, Result};
+use crate::filer::FilerClient;
+use crate::paths::{join_path, parent};
+use crate::retry::{retry, Cancel, Policy};
 use std::collections::HashSet;
 
 /// Deletes of up to this many entries never need consent.
@@ -27,8 +30,39 @@ pub fn allowed(n: u64, total: u64, max: Option<u64>) -> bool {
     }
 }
 
-/// The paths to delete so that all of `only_b` (shallowest first) goes:
-/// those below a folder that goes are deleted with it.
+/// The entries below folder `dir` on `c`, all depths; counting stops once
+/// it passes `cap`.
+pub fn count_below(c: &FilerClient, dir: &str, cap: u64, cancel: &Cancel) -> Result<u64> {
+    let mut n = 0u64;
+    let mut folders = vec![dir.to_string()];
+    while let Some(d) = folders.pop() {
+        let mut sub = Vec::new();
+        let listed = retry(&format!("ListEntries {d}"), Policy::SHORT, cancel, || {
+            sub.clear();
+            let mut k = 0u64;
+            c.list(&d, |e| {
+                k += 1;
+                if e.is_directory {
+                    sub.push(join_path(&d, &e.name));
+                }
+                Ok(())
+            })
+            .map(|()| k)
+        });
+        n += match listed {
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            r => r?,
+        };
+        if n > cap {
+            break;
+        }
+        folders.extend(sub);
+    }
+    Ok(n)
+}
+
+/// The paths to delete so that all of `only_b` (shallowest first, or in
+/// name order) goes: those below a folder that goes are deleted with it.
 pub fn topmost(only_b: &[String]) -> Vec<&String> {
     let mut gone: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();

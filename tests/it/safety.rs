@@ -327,3 +327,44 @@ fn a_blackholed_source_heals_and_its_silence_shows() {
     });
     assert_same(&a.tree("/st"), &b.tree("/st"));
 }
+
+/// While following, `--max-delete` counts a folder's delete as everything
+/// below it, and remembers across runs what was deleted within the
+/// minute: a cron job cannot delete N a run.
+#[test]
+fn the_follow_budget_counts_entries_and_spans_runs() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.mkdir("/fb/sub");
+    fill(&a, "/fb", 12);
+    fill(&a, "/fb/sub", 30);
+    let state = temp_state("follow-budget");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/fb"), &b.tree("/fb"));
+    let budget = ["--max-delete", "10", "--bootstrap", "log"];
+    for i in 0..6 {
+        a.delete(&format!("/fb/f{i}.txt"));
+    }
+    let (code, err) = once(&a, &b, &state, &budget);
+    assert_eq!(code, 0, "6 deletes within 10: {err}");
+    for i in 6..12 {
+        a.delete(&format!("/fb/f{i}.txt"));
+    }
+    // The run before deleted 6 within the minute: 6 more make 12.
+    let (code, err) = once(&a, &b, &state, &budget);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("would make 12 deletes"), "{err}");
+    assert!(
+        b.get("/fb/f6.txt").is_some(),
+        "nothing of the window applied"
+    );
+    let (code, err) = once(&a, &b, &state, &["--max-delete", "100"]);
+    assert_eq!(code, 0, "{err}");
+    // One folder of 30 files is 31 entries, on top of the 12 before.
+    a.delete("/fb/sub");
+    let (code, err) = once(&a, &b, &state, &["--max-delete", "25"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("would make 43 deletes"), "{err}");
+    assert_eq!(b.tree("/fb/sub").len(), 30, "nothing deleted");
+}
