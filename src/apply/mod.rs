@@ -479,9 +479,9 @@ impl Applier {
             return Ok(true);
         }
         log::debug!("{old_path} moves to {new_path}");
-        self.ensure_parent(new_dir, parent(source), signatures)?;
         self.confined(old_dir, old_name)?;
         self.confined(new_dir, &entry.name)?;
+        self.ensure_parent(new_dir, parent(source), signatures)?;
         let mut req = AtomicRenameEntryRequest::new();
         req.old_directory = old_dir.clone();
         req.old_name = old_name.clone();
