@@ -419,6 +419,23 @@ fn hostile_listing_names_are_refused_by_the_walk_and_ledgered() {
     assert!(out.contains("refused from A's listing"), "{out}");
     assert!(out.contains("equal"), "{out}");
     assert_same(&before, &outside(&b));
+    // Following, rescans list through it again: their refusals are
+    // ledgered once, however many rescans meet them.
+    let mut cmd = one_way_sync(&hostile.addr(), &b.addr(), &state);
+    cmd.args(["--a-path", "/src", "--b-path", "/dst", "--rescan-secs", "1"]);
+    let (_sync, log) = spawn_logged(cmd, "peer-rescan");
+    eventually(60, "two rescans", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let done = |l: &&str| l.contains("rescan: ") && l.contains(" entries listed");
+        text.lines().filter(done).count() >= 2
+    });
+    let failures = ledger(&b, &state);
+    let rescans: Vec<_> = failures
+        .iter()
+        .filter(|f| f.error.starts_with("rescan walk: refused from A's listing"))
+        .collect();
+    assert_eq!(rescans.len(), refusals, "{failures:#?}");
+    assert_same(&before, &outside(&b));
 }
 
 #[test]
