@@ -290,6 +290,9 @@ fn hostile_event_names_are_refused_ledgered_and_change_nothing_outside_the_folde
             // Deletes of the folder itself and of the root, by "..".
             event("/src/sub", Some(folder("..")), None, ""),
             event("/src", Some(folder("..")), None, ""),
+            // A path that its letters keep out of an exclude of
+            // /src/private (--a-exclude below) while it names it.
+            event("/src/x/..", None, evil("private"), ""),
             // Renames: a new parent that steps out, and a new name "..".
             event(
                 "/src",
@@ -318,10 +321,11 @@ fn hostile_event_names_are_refused_ledgered_and_change_nothing_outside_the_folde
         ],
         tree: BTreeMap::new(),
     };
-    let refusals = 11;
+    let refusals = 12;
     let hostile = HostileFiler::start(script);
     let state = temp_state("peer-events");
-    let (code, out) = sync_from(&hostile, &b, &state, &["--bootstrap", "log"]);
+    let flags = ["--bootstrap", "log", "--a-exclude", "/src/private"];
+    let (code, out) = sync_from(&hostile, &b, &state, &flags);
     ended_normally(code, &out);
     assert_same(&before, &outside(&b));
     // Inside the folder: the sound events applied, nothing else touched.
@@ -345,7 +349,7 @@ fn hostile_event_names_are_refused_ledgered_and_change_nothing_outside_the_folde
         "{failures:#?}"
     );
     // The next run starts past them: the refusals were not a retry loop.
-    let (code, out) = sync_from(&hostile, &b, &state, &["--bootstrap", "log"]);
+    let (code, out) = sync_from(&hostile, &b, &state, &flags);
     assert_eq!(code, 0, "{out}");
     assert_same(&before, &outside(&b));
 }
@@ -418,6 +422,33 @@ fn hostile_listing_names_are_refused_by_the_walk_and_ledgered() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("refused from A's listing"), "{out}");
     assert!(out.contains("equal"), "{out}");
+    assert_same(&before, &outside(&b));
+    // migrate copies through the same walk, and ledgers its refusals.
+    let migrated = temp_state("peer-migrate");
+    let args = [
+        "migrate",
+        "-a",
+        &hostile.addr(),
+        "-b",
+        &b.addr(),
+        "--a-path",
+        "/src",
+        "--b-path",
+        "/dst",
+        "--state",
+        &migrated,
+    ];
+    let (code, out) = run_sync(&args, Duration::from_secs(60));
+    assert_eq!(code, 1, "{out}");
+    let failures = ledger(&b, &migrated);
+    assert_eq!(failures.len(), refusals, "{failures:#?}");
+    for f in &failures {
+        assert!(
+            f.error
+                .starts_with("migrate walk: refused from A's listing"),
+            "{f:?}"
+        );
+    }
     assert_same(&before, &outside(&b));
     // Following, rescans list through it again: their refusals are
     // ledgered once, however many rescans meet them.
