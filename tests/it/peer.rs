@@ -253,11 +253,22 @@ fn ledger(b: &Cluster, state: &str) -> Vec<filer_sync::state::Failure> {
     s.failures(&key).unwrap()
 }
 
+/// `filer-sync COMMAND` on the hostile filer's /src and B's /dst, with
+/// `extra` flags: (exit code, its output).
+fn on_pair(command: &str, hostile: &HostileFiler, b: &Cluster, extra: &[&str]) -> (i32, String) {
+    let (a, b) = (hostile.addr(), b.addr());
+    let mut args = vec![
+        command, "-a", &a, "-b", &b, "--a-path", "/src", "--b-path", "/dst",
+    ];
+    args.extend_from_slice(extra);
+    run_sync(&args, Duration::from_secs(120))
+}
+
 /// A one-way `--once` run from the hostile filer's /src into B's /dst.
 fn sync_from(hostile: &HostileFiler, b: &Cluster, state: &str, extra: &[&str]) -> (i32, String) {
-    let mut args = vec!["--active-passive", "--a-path", "/src", "--b-path", "/dst"];
+    let mut args = vec!["--active-passive", "--once", "--state", state];
     args.extend_from_slice(extra);
-    sync_once(&hostile.addr(), &b.addr(), state, &args)
+    on_pair("sync", hostile, b, &args)
 }
 
 /// The run ended as a run with failures ends: no panic, its summary given.
@@ -407,38 +418,14 @@ fn hostile_listing_names_are_refused_by_the_walk_and_ledgered() {
     );
     // verify lists through the same walk: equal otherwise, the refusals
     // named, and not called equal.
-    let args = [
-        "verify",
-        "-a",
-        &hostile.addr(),
-        "-b",
-        &b.addr(),
-        "--a-path",
-        "/src",
-        "--b-path",
-        "/dst",
-    ];
-    let (code, out) = run_sync(&args, Duration::from_secs(60));
+    let (code, out) = on_pair("verify", &hostile, &b, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("refused from A's listing"), "{out}");
     assert!(out.contains("equal"), "{out}");
     assert_same(&before, &outside(&b));
     // migrate copies through the same walk, and ledgers its refusals.
     let migrated = temp_state("peer-migrate");
-    let args = [
-        "migrate",
-        "-a",
-        &hostile.addr(),
-        "-b",
-        &b.addr(),
-        "--a-path",
-        "/src",
-        "--b-path",
-        "/dst",
-        "--state",
-        &migrated,
-    ];
-    let (code, out) = run_sync(&args, Duration::from_secs(60));
+    let (code, out) = on_pair("migrate", &hostile, &b, &["--state", &migrated]);
     assert_eq!(code, 1, "{out}");
     let failures = ledger(&b, &migrated);
     assert_eq!(failures.len(), refusals, "{failures:#?}");
