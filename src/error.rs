@@ -3,6 +3,9 @@
 //!
 //! Rules: transport faults, timeouts, 5xx and gRPC UNAVAILABLE/DEADLINE/RESOURCE
 //! are retryable; 4xx, size mismatches, bad input and protocol misuse are not.
+//! Input a peer gives that would write outside the synced folder (a name
+//! that is not one path component) is refused: never applied, never
+//! retried, ledgered like any failure for good.
 //! Workers never print errors: they return them and the pipeline decides.
 //! `main` prints the final error once and maps it to an exit code.
 
@@ -30,6 +33,9 @@ pub enum ErrorKind {
     Paused,
     /// An exclusive create found the entry already there.
     Exists,
+    /// A peer's input was not admitted (a name that is not one path
+    /// component, a target path outside the synced folder): not applied.
+    Refused,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +64,9 @@ impl Error {
     }
     pub fn state(msg: impl Into<String>) -> Error {
         Error::new(ErrorKind::State, msg)
+    }
+    pub fn refused(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Refused, msg)
     }
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -194,6 +203,13 @@ mod tests {
             Error::from(ureq::Error::StatusCode(404)).kind(),
             ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn a_refusal_is_never_retried() {
+        let e = Error::refused("name \"..\"").context("/src");
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(!e.is_retryable());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! logs for the entries below it are not applied at all once this process
 //! has moved the folder on the target: the entries went along unchanged.
 
+mod confine;
 mod copy;
 mod dirs;
 mod dry_run;
@@ -478,6 +479,8 @@ impl Applier {
             return Ok(true);
         }
         log::debug!("{old_path} moves to {new_path}");
+        self.confined(old_dir, old_name)?;
+        self.confined(new_dir, &entry.name)?;
         self.ensure_parent(new_dir, parent(source), signatures)?;
         let mut req = AtomicRenameEntryRequest::new();
         req.old_directory = old_dir.clone();
@@ -502,6 +505,14 @@ impl Applier {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Every write to the target passes here first (`create`, `update`,
+    /// `delete_as`, the rename in `rename`): the entry `dir`/`name` must
+    /// lie strictly inside the synced folder, or nothing is written and
+    /// the action is refused (see `confine`).
+    fn confined(&self, dir: &str, name: &str) -> Result<()> {
+        confine::inside(&self.target_root, dir, name)
     }
 
     /// True for a target folder strictly inside the synced one (which
@@ -650,6 +661,7 @@ impl Applier {
     /// `delete`; not `recursive`, a folder that holds entries stays (the
     /// filer refuses).
     fn delete_as(&self, dir: &str, name: &str, signatures: &[i32], recursive: bool) -> Result<()> {
+        self.confined(dir, name)?;
         let mut req = DeleteEntryRequest::new();
         req.directory = dir.to_string();
         req.name = name.to_string();
@@ -755,7 +767,12 @@ impl Applier {
     /// not be the one that stayed. A folder that is gone or a file now:
     /// the event as it is (the events that follow say what became of it).
     fn folder_now(&self, source_path: &str, entry: &Entry) -> Result<Option<Entry>> {
-        let found = self.source_folder(source_path)?;
+        let found = self.source_folder(source_path)?.map(|mut now| {
+            // Written under the event's (admitted) name, never the one the
+            // lookup's answer carries.
+            now.name.clone_from(&entry.name);
+            now
+        });
         Ok(found.filter(|now| !same_entry(now, entry)))
     }
 
@@ -772,6 +789,7 @@ impl Applier {
     /// Creates `entry` in the target folder `dir`, carrying the signatures;
     /// with `exclusive`, fails (`ErrorKind::Exists`) when it is there.
     fn create(&self, dir: &str, entry: Entry, signatures: &[i32], exclusive: bool) -> Result<()> {
+        self.confined(dir, &entry.name)?;
         let mut req = CreateEntryRequest::new();
         req.directory = dir.to_string();
         req.entry = Some(entry).into();
@@ -870,6 +888,7 @@ impl Applier {
     }
 
     fn update(&self, dir: &str, entry: Entry, signatures: &[i32]) -> Result<()> {
+        self.confined(dir, &entry.name)?;
         let mut req = UpdateEntryRequest::new();
         req.directory = dir.to_string();
         req.entry = Some(entry).into();

@@ -145,6 +145,11 @@ impl Removed {
     /// carrying `sync_sig` was written there by the sync (true then).
     pub fn note_event(&self, ev: &Event, sync_sig: i32) -> bool {
         let n = &ev.notification;
+        if ev.admit().is_err() {
+            // Its paths name nothing sound; the window refuses it.
+            self.read_up_to(ev.ts_ns);
+            return false;
+        }
         let new_dir = match n.new_parent_path.as_str() {
             "" => ev.directory.as_str(),
             p => p,

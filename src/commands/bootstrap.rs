@@ -148,14 +148,7 @@ pub fn first_run(
         }
     };
     let (failed, mut conflicts) = (walked.failed, walked.conflicts);
-    let failures: Vec<Failure> = failed
-        .into_iter()
-        .map(|(path, error)| Failure {
-            event_ts_ns: 0,
-            path,
-            error: format!("{why} walk: {error}"),
-        })
-        .collect();
+    let failures = ledgered(why, failed.into_iter().chain(walked.refused));
     let mut walked_keys = Vec::new();
     for (i, (k, start, client)) in fresh.into_iter().enumerate() {
         state.record_walk(&k, &walked.record)?;
@@ -181,12 +174,28 @@ pub fn first_run(
     })
 }
 
+/// A walk's (path, error) pairs as the failure ledger keeps them: no
+/// event time, the walk named in the error.
+pub fn ledgered(why: &str, failed: impl IntoIterator<Item = (String, String)>) -> Vec<Failure> {
+    failed
+        .into_iter()
+        .map(|(path, error)| Failure {
+            event_ts_ns: 0,
+            path,
+            error: format!("{why} walk: {error}"),
+        })
+        .collect()
+}
+
 /// What a walk found and did.
 pub struct Walked {
     /// As the state keeps it (`State::record_walk`).
     pub record: WalkRecord,
     /// (target path, error) of the copies that failed.
     pub failed: Vec<(String, String)>,
+    /// (path as listed, why) of the listed names refused (`Walk::refused`):
+    /// neither compared nor copied; ledgered.
+    pub refused: Vec<(String, String)>,
     pub conflicts: Vec<Conflict>,
 }
 
@@ -425,6 +434,10 @@ pub fn copy_by_walk(
         copied += work.len() as u64;
         failed.extend(cmp.apply_all(work, &applied));
     }
+    let refused = walk.take_refused();
+    for (path, e) in &refused {
+        log::error!("{why}: {path}: {e}");
+    }
     let record = WalkRecord {
         why: why.into(),
         started_ns,
@@ -449,6 +462,7 @@ pub fn copy_by_walk(
     Ok(Walked {
         record,
         failed,
+        refused,
         conflicts,
     })
 }

@@ -26,6 +26,7 @@ pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         target_sig: cmp.peers.sig_b(),
         target_path: cfg.b.path.clone(),
     };
+    let refusals;
     {
         let _lock = crate::state::lock::acquire(&cfg.state)?;
         let mut st = State::open(&cfg.state)?;
@@ -57,11 +58,16 @@ pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
             }
             Ok(())
         })?;
-        log::info!("{copied} entries copied, {failed} failed");
+        // Names A listed that are not one path component: never copied,
+        // ledgered as a sync's walk ledgers them.
+        let refused = super::verify::refused(&walk);
+        refusals = refused.len();
+        st.ledger(&key, &super::bootstrap::ledgered("migrate", refused))?;
+        log::info!("{copied} entries copied, {failed} failed, {refusals} names refused");
     }
     log::info!("tree copied; replaying what changed since the start");
     let replay_ok = super::sync(cfg, cancel)?;
     let diffs = cmp.walk(false).diffs()?;
     report(&diffs, false);
-    Ok(replay_ok && diffs.is_empty())
+    Ok(replay_ok && diffs.is_empty() && refusals == 0)
 }

@@ -158,9 +158,11 @@ impl Term<'_> {
             let settled = Some((since, pace.as_ref()));
             let (why, started) = ("rescan", crate::util::now_ns());
             let walk = (&run, &throttle);
+            let mut refused = Vec::new();
             let record =
                 match super::bootstrap::copy_by_walk(cfg, peers, walk, why, settled, self.stats) {
                     Ok(w) => {
+                        refused = w.refused;
                         let r = w.record;
                         stats.rescan_entries.fetch_add(r.entries, Ordering::Relaxed);
                         let mut by_class = stats.rescan_differences.lock().unwrap();
@@ -185,7 +187,12 @@ impl Term<'_> {
                         super::bootstrap::Walked::stopped(why, started, &e)
                     }
                 };
-            if let Err(e) = State::open(&cfg.state).and_then(|s| s.record_walk(&key, &record)) {
+            // Refused names go to the ledger, as a first run's do.
+            let refused = super::bootstrap::ledgered(why, refused);
+            if let Err(e) = State::open(&cfg.state).and_then(|s| {
+                s.record_walk(&key, &record)?;
+                s.ledger(&key, &refused)
+            }) {
                 log::warn!("rescan: not recorded in the state file: {e}");
             }
         };

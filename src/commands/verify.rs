@@ -77,6 +77,7 @@ impl Compare<'_> {
             listed: None,
             listed_b: None,
             missing_a: crate::verify::MissingA::RefusedIfBHolds,
+            refused: Default::default(),
         }
     }
 
@@ -118,9 +119,12 @@ impl Compare<'_> {
     }
 
     /// Makes `rel` on the other side `entry`, the version one side holds.
-    pub fn copy(&self, onto_b: bool, rel: &str, entry: Entry) -> Action {
+    pub fn copy(&self, onto_b: bool, rel: &str, mut entry: Entry) -> Action {
         let ((src, _), (dst, _)) = self.sides(onto_b);
         let target = under(&dst.path, rel);
+        // Written under the name the walk listed (and admitted), never one
+        // a later lookup's answer carries.
+        entry.name = split_path(&target).1.to_string();
         Action::Upsert {
             dir: split_path(&target).0.to_string(),
             entry,
@@ -278,16 +282,28 @@ pub(super) fn report(diffs: &[Diff], json: bool) {
     }
 }
 
-/// `verify`: Ok(true) when the folders are equal (after repair, if asked).
+/// Logs the names `walk` refused (see `Walk::refused`), and returns them:
+/// a folder holding one is not equal to its copy, whatever else agrees.
+pub(super) fn refused(walk: &Walk) -> Vec<(String, String)> {
+    let refused = walk.take_refused();
+    for (path, why) in &refused {
+        log::error!("{path}: {why}");
+    }
+    refused
+}
+
+/// `verify`: Ok(true) when the folders are equal (after repair, if asked)
+/// and no listed name was refused.
 pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
     let cmp = Compare::connect(pair, Cancel::new())?;
     let listed_b = std::sync::atomic::AtomicU64::new(0);
     let mut walk = cmp.walk(opts.checksum);
     walk.listed_b = Some(&listed_b);
     let diffs = walk.diffs()?;
+    let clean = refused(&walk).is_empty();
     if !opts.repair || diffs.is_empty() {
         report(&diffs, opts.json);
-        return Ok(diffs.is_empty());
+        return Ok(diffs.is_empty() && clean);
     }
     let only_b: Vec<String> = one_per_path(diffs.clone())
         .into_iter()
@@ -316,7 +332,9 @@ pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
             log::error!("repair failed: {path}: {e}");
         }
     }
-    let after = cmp.walk(opts.checksum).diffs()?;
+    let walk = cmp.walk(opts.checksum);
+    let after = walk.diffs()?;
+    let clean = refused(&walk).is_empty();
     report(&after, opts.json);
-    Ok(after.is_empty())
+    Ok(after.is_empty() && clean)
 }

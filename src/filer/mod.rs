@@ -9,7 +9,7 @@
 //! retry goes to another.
 
 pub mod addr;
-mod rpc;
+pub mod rpc;
 pub mod subscribe;
 
 pub use addr::FilerAddr;

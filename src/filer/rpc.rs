@@ -1,6 +1,7 @@
 //! gRPC method descriptors of `filer_pb.SeaweedFiler` that filer-sync calls,
 //! written by hand: a dozen constants are smaller than a stub generator and
-//! need nothing at build time beyond the protobuf messages.
+//! need nothing at build time beyond the protobuf messages. Public so that
+//! a test's mock filer serves the very methods the client calls.
 
 use crate::pb::filer::*;
 use grpcio::{Marshaller, Method, MethodType};

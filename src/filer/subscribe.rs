@@ -6,6 +6,8 @@
 //! 5 s) for the silence limit ends the stream with a passing error, so
 //! that the follower re-subscribes: a hung subscription whose connection
 //! still answers keepalives is otherwise never noticed.
+//! `Event::admit` is where the names and folders of an event from a peer
+//! are checked, before anything plans from them.
 
 use crate::error::{Error, Result};
 use crate::pb::filer::{EventNotification, SubscribeMetadataResponse};
@@ -27,6 +29,46 @@ pub struct Event {
 }
 
 impl Event {
+    /// Admits the event's names and folders (`paths::admit_name`,
+    /// `paths::admit_dir`): its directory, its new parent, and the names of
+    /// its old and new entries. An event that fails is refused whole (a
+    /// move's sound side alone would misstate what happened). The root's
+    /// own entry ("" in "/"), which a filer logs when the root's attributes
+    /// change, is no name but is admitted: no scope holds it.
+    pub fn admit(&self) -> Result<()> {
+        let n = &self.notification;
+        let refuse = |what: &str, value: &str, why: &str| {
+            Err(Error::refused(format!(
+                "refused from the source: the event's {what} {value:?}: {why}; not applied"
+            )))
+        };
+        let new_dir = match n.new_parent_path.as_str() {
+            "" => self.directory.as_str(),
+            p => p,
+        };
+        let named = [
+            ("old", &n.old_entry, "directory", self.directory.as_str()),
+            ("new", &n.new_entry, "new parent", new_dir),
+        ];
+        for (which, entry, dir_is, dir) in named {
+            let Some(e) = entry.as_ref() else { continue };
+            if let Err(why) = crate::paths::admit_dir(dir) {
+                return refuse(dir_is, dir, why);
+            }
+            if dir == "/" && e.name.is_empty() {
+                continue;
+            }
+            if let Err(why) = crate::paths::admit_name(&e.name) {
+                return refuse(
+                    &format!("{which} entry name in {dir:?}"),
+                    &e.name,
+                    &format!("not one path component, {why}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Tells this event from another with the same time: FNV-1a over its
     /// time, directory, names and the new entry's mtime and size. Never 0.
     pub fn fingerprint(&self) -> i64 {
@@ -212,6 +254,56 @@ mod tests {
             r.event_notification = Some(n).into();
         }
         r
+    }
+
+    fn event(dir: &str, old: Option<&str>, new: Option<&str>, new_parent: &str) -> Event {
+        let named = |n: &str| {
+            let mut e = Entry::new();
+            e.name = n.into();
+            e
+        };
+        let mut n = EventNotification::new();
+        n.old_entry = old.map(named).into();
+        n.new_entry = new.map(named).into();
+        n.new_parent_path = new_parent.into();
+        Event {
+            ts_ns: 1,
+            directory: dir.into(),
+            notification: n,
+        }
+    }
+
+    #[test]
+    fn events_are_admitted_only_with_sound_names_and_folders() {
+        // (directory, old name, new name, new parent, admitted)
+        type Row<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, bool);
+        let table: &[Row] = &[
+            ("/d", None, Some("a"), "", true),
+            ("/d", Some("a"), Some("b"), "/e", true),
+            ("/d", Some("a"), None, "", true),
+            // The root's own entry.
+            ("/", None, Some(""), "", true),
+            ("/", Some(""), Some(""), "", true),
+            ("/d", None, Some(".."), "", false),
+            ("/d", None, Some("."), "", false),
+            ("/d", None, Some(""), "", false),
+            ("/d", None, Some("a/b"), "", false),
+            ("/d", None, Some("x\0y"), "", false),
+            ("/d", Some(".."), None, "", false),
+            ("/d", Some("a"), Some(".."), "/e", false),
+            ("/d", Some("a"), Some("a"), "/d/../private", false),
+            ("/d/../private", Some("a"), Some("a"), "", false),
+            ("/d/", None, Some("a"), "", false),
+            ("d", None, Some("a"), "", false),
+            ("", None, Some("a"), "", false),
+        ];
+        for (dir, old, new, parent, ok) in table {
+            let r = event(dir, *old, *new, parent).admit();
+            assert_eq!(r.is_ok(), *ok, "{dir:?} {old:?} {new:?} {parent:?}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.kind(), crate::error::ErrorKind::Refused);
+            }
+        }
     }
 
     #[test]

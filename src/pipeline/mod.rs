@@ -759,10 +759,21 @@ fn apply_window(
     budget: &mut Option<DeleteBudget>,
 ) -> Result<(Commit, Vec<Planned>)> {
     f.applier.new_window();
+    // An event the source gave with names that are not one path component
+    // each is refused: ledgered with its reason, never applied; the window
+    // goes on.
+    let mut refused = Vec::new();
     let planned: Vec<(Event, Vec<Action>)> = window
         .into_iter()
         .map(|ev| {
-            let actions = f.scope.plan(&ev);
+            let actions = f.scope.plan(&ev).unwrap_or_else(|e| {
+                refused.push(Failure {
+                    event_ts_ns: ev.ts_ns,
+                    path: shown(&event_paths(&ev)),
+                    error: e.to_string(),
+                });
+                Vec::new()
+            });
             (ev, actions)
         })
         .collect();
@@ -796,6 +807,7 @@ fn apply_window(
     }
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
     let mut total = Done::default();
+    total.commit.failures = refused;
     for level in plan::levels(&paths) {
         let results: Vec<Result<Done>> = pools.events.install(|| {
             level
@@ -837,6 +849,13 @@ fn entries_below(f: &Flow, path: &str, cap: u64) -> Result<u64> {
         }
         _ => Ok(0),
     }
+}
+
+/// An event's paths as the ledger and the log show them: old -> new, with
+/// control characters (a NUL a peer put in a name) escaped.
+fn shown(paths: &[String]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.escape_debug().to_string()).collect();
+    shown.join(" -> ")
 }
 
 /// Applies one action, retrying passing faults until they pass (never

@@ -1,13 +1,15 @@
 //! Event → actions, pure (no I/O): classification of a metadata event,
 //! scope and exclude filters, loop prevention by signature, and mapping of
 //! source paths onto the target folder. Everything the pipeline does to a
-//! target starts as an `Action` planned here.
+//! target starts as an `Action` planned here; an event whose names are not
+//! admitted (`Event::admit`) plans nothing and is refused.
 
 pub mod conflict;
 pub mod glob;
 
+use crate::error::Result;
 use crate::filer::Event;
-use crate::paths::{is_under, join_path};
+use crate::paths::{clean, is_under, join_path};
 use crate::pb::filer::Entry;
 
 /// What one direction replicates and how.
@@ -169,20 +171,25 @@ impl Action {
 impl Scope {
     /// A source path replicates when it is strictly below the source folder
     /// (the folder itself is the target's root) and neither it nor an
-    /// ancestor is excluded.
+    /// ancestor is excluded. A path that is not clean (`.`, `..`, empty
+    /// components) is never in scope: by its letters it may be below the
+    /// folder while it names a path outside.
     pub fn contains(&self, path: &str) -> bool {
-        if path == self.source_path || !is_under(path, &self.source_path) {
+        if clean(path) != path || path == self.source_path || !is_under(path, &self.source_path) {
             return false;
         }
         !left_out(&self.excludes, path)
     }
 
-    /// Maps a source path inside the folder onto the target.
+    /// Maps a source path inside the folder (`contains`) onto the target.
     pub fn map(&self, path: &str) -> String {
         let rel = if self.source_path == "/" {
             path
         } else {
-            &path[self.source_path.len()..]
+            // Never sliced by length: a path from a peer that is not inside
+            // the folder must not panic here (it maps to the root, which no
+            // write may touch; see `apply`'s confinement).
+            path.strip_prefix(self.source_path.as_str()).unwrap_or("")
         };
         if rel.is_empty() || rel == "/" {
             return self.target_path.clone();
@@ -194,8 +201,14 @@ impl Scope {
         }
     }
 
-    /// Plans what one event does to the target.
-    pub fn plan(&self, ev: &Event) -> Vec<Action> {
+    /// Plans what one event does to the target; refuses (`ErrorKind::Refused`)
+    /// an event whose names or folders are not admitted (`Event::admit`).
+    pub fn plan(&self, ev: &Event) -> Result<Vec<Action>> {
+        ev.admit()?;
+        Ok(self.plan_admitted(ev))
+    }
+
+    fn plan_admitted(&self, ev: &Event) -> Vec<Action> {
         let n = &ev.notification;
         if self.target_sig != 0 && n.signatures.contains(&self.target_sig) {
             return vec![];
@@ -324,8 +337,11 @@ const SYSTEM: &str = "/topics/.system";
 /// True when `path` never replicates: it or an ancestor matches one of
 /// `excludes` (prefixes or globs), it is an S3 multipart upload in
 /// progress (its parts become an object's chunks when it completes), or it
-/// is in the filer's own system folder (`SYSTEM`).
+/// is in the filer's own system folder (`SYSTEM`). Matched on the path
+/// cleaned (`paths::clean`): `/x/../private` is `/private`, whatever its
+/// letters.
 pub fn left_out(excludes: &[String], path: &str) -> bool {
+    let path = &*clean(path);
     is_multipart_upload(path)
         || is_under(path, SYSTEM)
         || excludes.iter().any(|x| {

@@ -35,6 +35,13 @@ fn ev(old: Option<&str>, new: Option<&str>, sigs: &[i32]) -> Event {
     }
 }
 
+impl Scope {
+    /// `plan` of an event the table expects admitted.
+    fn planned(&self, ev: &Event) -> Vec<Action> {
+        self.plan(ev).expect("admitted")
+    }
+}
+
 fn scope(src: &str, dst: &str) -> Scope {
     Scope {
         source_path: src.into(),
@@ -97,7 +104,7 @@ fn event_table() {
         (None, None, &[], &[]),
     ];
     for (old, new, sigs, want) in cases {
-        let got = show(&s.plan(&ev(*old, *new, sigs)));
+        let got = show(&s.planned(&ev(*old, *new, sigs)));
         assert_eq!(got, *want, "{old:?} -> {new:?} sigs {sigs:?}");
     }
 }
@@ -105,11 +112,14 @@ fn event_table() {
 #[test]
 fn whole_tree_and_root_mappings() {
     let s = scope("/", "/");
-    assert_eq!(show(&s.plan(&ev(None, Some("/a/b"), &[]))), ["U:/a/b"]);
+    assert_eq!(show(&s.planned(&ev(None, Some("/a/b"), &[]))), ["U:/a/b"]);
     let s = scope("/", "/backup");
-    assert_eq!(show(&s.plan(&ev(None, Some("/a"), &[]))), ["U:/backup/a"]);
+    assert_eq!(
+        show(&s.planned(&ev(None, Some("/a"), &[]))),
+        ["U:/backup/a"]
+    );
     let s = scope("/p", "/");
-    assert_eq!(show(&s.plan(&ev(None, Some("/p/a/b"), &[]))), ["U:/a/b"]);
+    assert_eq!(show(&s.planned(&ev(None, Some("/p/a/b"), &[]))), ["U:/a/b"]);
 }
 
 #[test]
@@ -118,9 +128,9 @@ fn without_deletes_renames_only_create() {
         deletes: false,
         ..scope("/p", "/q")
     };
-    assert!(s.plan(&ev(Some("/p/a"), None, &[])).is_empty());
+    assert!(s.planned(&ev(Some("/p/a"), None, &[])).is_empty());
     assert_eq!(
-        show(&s.plan(&ev(Some("/p/a"), Some("/p/b"), &[]))),
+        show(&s.planned(&ev(Some("/p/a"), Some("/p/b"), &[]))),
         ["U:/q/b"]
     );
 }
@@ -129,10 +139,10 @@ fn without_deletes_renames_only_create() {
 fn multipart_uploads_are_skipped() {
     let s = scope("/", "/");
     assert!(s
-        .plan(&ev(None, Some("/buckets/b1/.uploads/u1/0001.part"), &[]))
+        .planned(&ev(None, Some("/buckets/b1/.uploads/u1/0001.part"), &[]))
         .is_empty());
     assert_eq!(
-        show(&s.plan(&ev(None, Some("/buckets/b1/obj"), &[]))),
+        show(&s.planned(&ev(None, Some("/buckets/b1/obj"), &[]))),
         ["U:/buckets/b1/obj"]
     );
 }
@@ -160,13 +170,14 @@ fn each_clusters_system_folder_is_its_own() {
     let s = scope("/", "/");
     assert!(s
         .plan(&ev(None, Some("/topics/.system/log/x"), &[]))
+        .unwrap()
         .is_empty());
 }
 
 #[test]
 fn signatures_are_forwarded() {
     let s = scope("/p", "/q");
-    match &s.plan(&ev(None, Some("/p/a"), &[4]))[..] {
+    match &s.planned(&ev(None, Some("/p/a"), &[4]))[..] {
         [Action::Upsert { signatures, .. }] => assert_eq!(signatures, &[4]),
         other => panic!("{other:?}"),
     }
@@ -187,10 +198,10 @@ fn origin_only_forwards_only_native_changes() {
         origin_only: Some(5),
         ..scope("/p", "/q")
     };
-    assert_eq!(show(&s.plan(&ev(None, Some("/p/a"), &[5]))), ["U:/q/a"]);
-    assert_eq!(show(&s.plan(&ev(None, Some("/p/a"), &[]))), ["U:/q/a"]);
+    assert_eq!(show(&s.planned(&ev(None, Some("/p/a"), &[5]))), ["U:/q/a"]);
+    assert_eq!(show(&s.planned(&ev(None, Some("/p/a"), &[]))), ["U:/q/a"]);
     assert!(
-        s.plan(&ev(None, Some("/p/a"), &[3, 5])).is_empty(),
+        s.planned(&ev(None, Some("/p/a"), &[3, 5])).is_empty(),
         "came from cluster 3"
     );
 }
@@ -198,7 +209,7 @@ fn origin_only_forwards_only_native_changes() {
 #[test]
 fn an_upsert_says_how_the_entry_changed() {
     let change = |ev: &Event, s: &Scope| -> Vec<Change> {
-        s.plan(ev)
+        s.planned(ev)
             .iter()
             .filter_map(|a| match a {
                 Action::Upsert { change, .. } => Some(*change),
@@ -245,4 +256,48 @@ fn an_upsert_says_how_the_entry_changed() {
     assert_eq!(in_place(&[1], &[1, 2], false), [Change::Changed], "append");
     assert_eq!(in_place(&[1], &[1], false), [Change::Changed], "attributes");
     assert_eq!(in_place(&[], &[], true), [Change::Changed], "folder");
+}
+
+#[test]
+fn events_with_names_that_are_not_one_component_are_refused() {
+    let s = scope("/p", "/q");
+    let named = |dir: &str, name: &str| {
+        let mut e = ev(None, Some("/p/a"), &[]);
+        e.directory = dir.into();
+        e.notification.new_entry.as_mut().unwrap().name = name.into();
+        e
+    };
+    for (dir, name) in [
+        ("/p", ".."),
+        ("/p", "."),
+        ("/p", ""),
+        ("/p", "a/b"),
+        ("/p", "x\0y"),
+        ("/p/x/..", "private"),
+        ("/p/..", "p"),
+    ] {
+        let e = s.plan(&named(dir, name)).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Refused, "{dir} {name:?}");
+    }
+    // A move whose new parent steps out through "..".
+    let mut moved = ev(Some("/p/a"), Some("/p/b/a"), &[]);
+    moved.notification.new_parent_path = "/p/b/../../private".into();
+    assert!(s.plan(&moved).is_err());
+    // A move to a sound folder outside the scope is a move out of it.
+    let out = ev(Some("/p/a"), Some("/private/a"), &[]);
+    assert_eq!(show(&s.planned(&out)), ["D:/q/a"]);
+}
+
+#[test]
+fn excludes_and_scope_see_through_dots() {
+    let excludes = vec!["/private".to_string(), "/p/**.swp".to_string()];
+    assert!(left_out(&excludes, "/x/../private"));
+    assert!(left_out(&excludes, "/x/../private/k"));
+    assert!(left_out(&excludes, "/p/./a/../b.swp"));
+    assert!(!left_out(&excludes, "/x/private"));
+    let s = scope("/p", "/q");
+    assert!(s.contains("/p/a"));
+    for path in ["/p/../private", "/p/./a", "/p//a", "/p/a/"] {
+        assert!(!s.contains(path), "{path}");
+    }
 }

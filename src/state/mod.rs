@@ -543,23 +543,7 @@ impl State {
                 [now - Self::DELETES_KEPT.as_nanos() as i64],
             )?;
         }
-        for f in &c.failures {
-            tx.execute(
-                "INSERT INTO failures (source_sig, source_path, target_sig, target_path,
-                   event_ts_ns, path, error, at_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    d.source_sig,
-                    d.source_path,
-                    d.target_sig,
-                    d.target_path,
-                    f.event_ts_ns,
-                    f.path,
-                    f.error,
-                    now
-                ],
-            )?;
-        }
+        record_failures(&tx, d, &c.failures, now, false)?;
         for c in &c.conflicts {
             tx.execute(
                 "INSERT INTO conflicts (source_sig, source_path, target_sig, target_path, path,
@@ -720,6 +704,14 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Adds `failures` found outside a window (a rescan's refused names)
+    /// to the ledger, leaving the checkpoint as it is. One already there
+    /// (same path, same error: each rescan meets it again) is not added
+    /// twice.
+    pub fn ledger(&self, d: &Direction, failures: &[Failure]) -> Result<()> {
+        record_failures(&self.conn, d, failures, crate::util::now_ns(), true)
+    }
+
     pub fn failures(&self, d: &Direction) -> Result<Vec<Failure>> {
         let mut stmt = self.conn.prepare(
             "SELECT event_ts_ns, path, error FROM failures
@@ -738,6 +730,39 @@ impl State {
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// Inserts `failures` into the ledger of `d` at `now`; with `once`, those
+/// the ledger holds already (same path and error) are left out.
+fn record_failures(
+    conn: &rusqlite::Connection,
+    d: &Direction,
+    failures: &[Failure],
+    now: i64,
+    once: bool,
+) -> Result<()> {
+    for f in failures {
+        conn.execute(
+            "INSERT INTO failures (source_sig, source_path, target_sig, target_path,
+               event_ts_ns, path, error, at_ns)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+             WHERE NOT ?9 OR NOT EXISTS (SELECT 1 FROM failures
+               WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND target_path=?4
+                 AND path=?6 AND error=?7)",
+            params![
+                d.source_sig,
+                d.source_path,
+                d.target_sig,
+                d.target_path,
+                f.event_ts_ns,
+                f.path,
+                f.error,
+                now,
+                once
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -853,8 +878,20 @@ mod tests {
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(50));
         let d = &s.directions().unwrap()[0];
         assert_eq!((d.events, d.bytes, d.failures, d.conflicts), (3, 15, 1, 1));
-        assert_eq!(s.failures(&dir()).unwrap(), vec![fail]);
+        assert_eq!(s.failures(&dir()).unwrap(), vec![fail.clone()]);
         assert_eq!(s.conflicts().unwrap(), vec![conflict]);
+        // Failures found outside a window (a rescan's refused names) are
+        // ledgered once however often they are met; the checkpoint stays.
+        let refused = Failure {
+            event_ts_ns: 0,
+            path: "/a/..".into(),
+            error: "refused".into(),
+        };
+        for _ in 0..3 {
+            s.ledger(&dir(), std::slice::from_ref(&refused)).unwrap();
+        }
+        assert_eq!(s.failures(&dir()).unwrap(), vec![fail, refused]);
+        assert_eq!(s.checkpoint(&dir()).unwrap(), Some(50));
         let other = Direction {
             target_path: "/c".into(),
             ..dir()

@@ -2,7 +2,10 @@
 //! level (directories of a level listed in parallel, B's names and a print
 //! of each entry in memory per worker while A's entries stream past) and
 //! classifies every difference. `classify` is pure; the walk only lists,
-//! looks up and hashes.
+//! looks up and hashes. A listed name that is not one path component
+//! (`paths::admit_name`) is refused where the listing enters: left out of
+//! the comparison (never copied, never deleted) and kept for the caller to
+//! report or ledger (`Walk::refused`).
 
 use crate::error::Result;
 use crate::filer::FilerClient;
@@ -195,6 +198,9 @@ pub struct Walk<'a> {
     pub listed_b: Option<&'a std::sync::atomic::AtomicU64>,
     /// What a missing A folder means (see `MissingA`).
     pub missing_a: MissingA,
+    /// Listed entries whose names were refused: (the path as listed, with
+    /// control characters escaped; why).
+    pub refused: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 /// What a walk does when A has no folder at its path.
@@ -507,7 +513,12 @@ impl Walk<'_> {
     /// to `f` until it answers false. Each page is retried as every call
     /// is (a broken listing resumes after the last name it gave); a folder
     /// missing (or gone meanwhile) lists as empty. Paced and counted.
-    fn each(&self, c: &FilerClient, dir: &str, f: impl FnMut(Entry) -> Result<bool>) -> Result<()> {
+    fn each(
+        &self,
+        c: &FilerClient,
+        dir: &str,
+        mut f: impl FnMut(Entry) -> Result<bool>,
+    ) -> Result<()> {
         let page = |start: &str, n: u32| {
             let what = format!("ListEntries {dir}");
             let page = match retry(&what, Policy::SHORT, self.cancel, || {
@@ -525,7 +536,25 @@ impl Walk<'_> {
             }
             Ok(page)
         };
-        crate::filer::paged(page, f)
+        let side = if std::ptr::eq(c, self.a) { 'A' } else { 'B' };
+        crate::filer::paged(page, |e| match crate::paths::admit_name(&e.name) {
+            Ok(()) => f(e),
+            Err(why) => {
+                let path = join_path(dir, &e.name).escape_debug().to_string();
+                let why = format!(
+                    "refused from {side}'s listing: the name {:?} is not one path component \
+                     ({why}); not compared, copied or deleted",
+                    e.name
+                );
+                self.refused.lock().unwrap().push((path, why));
+                Ok(true)
+            }
+        })
+    }
+
+    /// The listed entries refused so far (see `refused`), taken.
+    pub fn take_refused(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.refused.lock().unwrap())
     }
 
     /// FNV-1a over a file's bytes, read through the filer.

@@ -11,6 +11,7 @@ mod hostile;
 mod large;
 mod multi;
 mod operator;
+mod peer;
 mod safety;
 mod security;
 mod sync;
