@@ -842,7 +842,11 @@ fn multipart(name: &str, mime: &str) -> (String, Vec<u8>, Vec<u8>) {
             }
         })
         .collect();
-    let mime = if mime.is_empty() {
+    // The MIME type comes from the source entry: one that is not a plain
+    // printable header value (a CR or LF would end the part's header and
+    // let the entry write its own) is sent as what it then is, bytes.
+    let printable = mime.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let mime = if mime.is_empty() || !printable {
         "application/octet-stream"
     } else {
         mime
@@ -902,6 +906,28 @@ mod tests {
         assert!(text.contains("filename=\"a_b.txt\""));
         assert!(text.contains("Content-Type: application/octet-stream\r\n\r\nxyz\r\n"));
         assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+    }
+
+    #[test]
+    fn a_mime_type_cannot_write_headers() {
+        for mime in [
+            "text/plain\r\nX-Injected: 1",
+            "text/plain\nX-Injected: 1",
+            "a\u{7f}b",
+            "tëxt/x",
+        ] {
+            let (_, head, _) = multipart("f.txt", mime);
+            let head = String::from_utf8(head).unwrap();
+            assert!(!head.contains("X-Injected"), "{head:?}");
+            assert!(
+                head.ends_with("\r\nContent-Type: application/octet-stream\r\n\r\n"),
+                "{head:?}"
+            );
+        }
+        let (_, head, _) = multipart("f.txt", "text/plain; charset=utf-8");
+        assert!(String::from_utf8(head)
+            .unwrap()
+            .contains("Content-Type: text/plain; charset=utf-8\r\n\r\n"));
     }
 
     #[test]
