@@ -169,10 +169,10 @@ impl ChunkSource {
                     .check(len)
                     .map_err(|e| e.context(format!("GET {url}: announced")))?;
             }
-            let mut body = Throttled {
-                inner: resp.body_mut().with_config().limit(len).reader(),
-                throttle: self.throttle.as_deref(),
-            };
+            let mut body = throttle::Throttled::new(
+                resp.body_mut().with_config().limit(len).reader(),
+                self.throttle.as_deref(),
+            );
             return f(&mut body, len);
         }
         if deleted_too || last.kind() != ErrorKind::NotFound {
@@ -281,22 +281,6 @@ impl Body<'_> {
             Body::Bytes(b) => b.len() as u64,
             Body::Stream(_, n) => *n,
         }
-    }
-}
-
-/// A chunk body read within the throttle (`--bwlimit`).
-struct Throttled<'a, R> {
-    inner: R,
-    throttle: Option<&'a throttle::Throttle>,
-}
-
-impl<R: Read> Read for Throttled<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(t) = self.throttle {
-            t.take(n as u64);
-        }
-        Ok(n)
     }
 }
 
