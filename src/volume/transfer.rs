@@ -242,6 +242,18 @@ mod tests {
     }
 
     #[test]
+    fn timeout_secs_sets_the_idle_time_with_a_floor_and_no_body_deadline() {
+        for (secs, idle) in [(10, 30), (30, 30), (120, 120)] {
+            let http = Http::for_timeout_secs(secs);
+            let c = http.agent().config();
+            let idle = Some(Duration::from_secs(idle));
+            assert_eq!((c.timeout_per_read(), c.timeout_per_write()), (idle, idle));
+            let t = c.timeouts();
+            assert_eq!((t.recv_body, t.send_body, t.global), (None, None, None));
+        }
+    }
+
+    #[test]
     fn a_body_longer_than_declared_is_corrupt_and_not_held() {
         let body = std::io::repeat(1).take(10 << 20);
         let mut got = Size::Exact(100).buffer();
