@@ -199,7 +199,8 @@ pub struct SyncArgs {
     /// limit chunk bytes moved per second, all directions together (e.g. 10M, 512K)
     #[argh(option)]
     pub bwlimit: Option<String>,
-    /// seconds before a gRPC call is given up (default 10)
+    /// seconds before a gRPC call is given up, and a chunk transfer that moves no byte (at
+    /// least 30; a slow one that keeps moving is never cut) (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
     /// re-subscribe when a source sends nothing for this many seconds, not even its 5 s
@@ -281,7 +282,8 @@ pub struct VerifyArgs {
     /// directories listed in parallel (default 8)
     #[argh(option, default = "8")]
     pub workers: usize,
-    /// seconds before a gRPC call is given up (default 10)
+    /// seconds before a gRPC call is given up, and a chunk transfer that moves no byte (at
+    /// least 30; a slow one that keeps moving is never cut) (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
 }
@@ -325,7 +327,8 @@ pub struct MigrateArgs {
     /// centres shares their link with everything else
     #[argh(option)]
     pub bwlimit: Option<String>,
-    /// seconds before a gRPC call is given up (default 10)
+    /// seconds before a gRPC call is given up, and a chunk transfer that moves no byte (at
+    /// least 30; a slow one that keeps moving is never cut) (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
 }

@@ -1,43 +1,133 @@
 //! The Prometheus endpoint: a minimal HTTP/1.1 responder on a listener the
 //! command opened, answering `GET /metrics` with the text exposition of the
 //! live counters (`stats`). Names and labels follow the
-//! reference's `SeaweedFS_filerSync_*` metrics. Runs on a thread the
-//! pipeline starts; reads counters, writes nothing else.
+//! reference's `SeaweedFS_filerSync_*` metrics. Runs on one thread the
+//! pipeline starts, non-blocking so that no client can hold up another;
+//! reads counters, writes nothing else.
 
 use crate::stats::Stats;
 use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Answers every HTTP request on `listener` until `done`.
+/// How long one client may take to ask and be answered.
+const CLIENT_TIME: Duration = Duration::from_secs(2);
+/// Clients served at once; one more drops the oldest.
+const CLIENTS: usize = 64;
+/// The longest request head read; a longer one is answered as it stands.
+const HEAD_MAX: usize = 8192;
+
+/// Answers every HTTP request on `listener` until `done`. One thread serves
+/// every scrape without blocking on any: each connection is read and
+/// written as far as it goes on every pass, so a client that connects and
+/// sends nothing (or reads nothing) holds up no other, and is dropped
+/// after `CLIENT_TIME`.
 pub fn serve(listener: std::net::TcpListener, all: &[Arc<Stats>], done: &AtomicBool) {
-    use std::io::{Read, Write};
     let _ = listener.set_nonblocking(true);
+    let mut clients: Vec<Client> = Vec::new();
     while !done.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((mut conn, _)) => {
-                let _ = conn.set_nonblocking(false);
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = [0u8; 4096];
-                let n = conn.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ")
-                {
-                    ("200 OK", exposition(all))
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_string())
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+        let mut moved = false;
+        while let Ok((conn, _)) = listener.accept() {
+            if conn.set_nonblocking(true).is_ok() {
+                if clients.len() >= CLIENTS {
+                    clients.remove(0);
+                }
+                clients.push(Client::new(conn));
+                moved = true;
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+        clients.retain_mut(|c| {
+            let (keep, progress) = c.step(all);
+            moved |= progress;
+            keep
+        });
+        // Idle, a scrape is accepted within 100 ms; with clients open, their
+        // sockets are looked at every few ms.
+        if !moved {
+            let pause = if clients.is_empty() { 100 } else { 5 };
+            std::thread::sleep(Duration::from_millis(pause));
         }
     }
+}
+
+/// One scrape in progress: the request head read so far, then the answer
+/// and how much of it is sent.
+struct Client {
+    conn: TcpStream,
+    head: Vec<u8>,
+    answer: Vec<u8>,
+    sent: usize,
+    since: Instant,
+}
+
+impl Client {
+    fn new(conn: TcpStream) -> Client {
+        Client {
+            conn,
+            head: Vec::new(),
+            answer: Vec::new(),
+            sent: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Reads and writes what the socket takes now: (whether to keep the
+    /// client, whether any byte moved). A client is dropped (closed) once
+    /// answered, gone, or out of time.
+    fn step(&mut self, all: &[Arc<Stats>]) -> (bool, bool) {
+        use std::io::ErrorKind::{Interrupted, WouldBlock};
+        if self.since.elapsed() > CLIENT_TIME {
+            return (false, false);
+        }
+        let mut moved = false;
+        if self.answer.is_empty() {
+            let mut buf = [0u8; 1024];
+            // The whole head is read before answering: closing with unread
+            // bytes would reset the connection and lose the answer.
+            while !self.head.windows(4).any(|w| w == b"\r\n\r\n") && self.head.len() < HEAD_MAX {
+                match self.conn.read(&mut buf) {
+                    Ok(0) => return (false, moved),
+                    Ok(n) => {
+                        self.head.extend_from_slice(&buf[..n]);
+                        moved = true;
+                    }
+                    Err(e) if e.kind() == WouldBlock => return (true, moved),
+                    Err(e) if e.kind() == Interrupted => {}
+                    Err(_) => return (false, moved),
+                }
+            }
+            self.answer = answer(&self.head, all).into_bytes();
+        }
+        while self.sent < self.answer.len() {
+            match self.conn.write(&self.answer[self.sent..]) {
+                Ok(n) => {
+                    self.sent += n;
+                    moved = true;
+                }
+                Err(e) if e.kind() == WouldBlock => return (true, moved),
+                Err(e) if e.kind() == Interrupted => {}
+                Err(_) => return (false, moved),
+            }
+        }
+        (false, moved)
+    }
+}
+
+/// The whole HTTP answer to a request head.
+fn answer(head: &[u8], all: &[Arc<Stats>]) -> String {
+    let (status, body) = if head.starts_with(b"GET /metrics") || head.starts_with(b"GET / ") {
+        ("200 OK", exposition(all))
+    } else {
+        ("404 Not Found", "try /metrics\n".to_string())
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The Prometheus text exposition of all directions.
@@ -186,6 +276,54 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GETs `path` from the endpoint at `addr`: the answer, and how long it took.
+    fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, Duration) {
+        let t = Instant::now();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        (text, t.elapsed())
+    }
+
+    #[test]
+    fn silent_clients_do_not_starve_a_scrape() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = Arc::new(Stats::new("A→B", "a:1", "b:1", "c", "/"));
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let all = std::slice::from_ref(&s);
+            let done = &done;
+            scope.spawn(move || serve(listener, all, done));
+            // Ten clients that connect and say nothing, one that says half
+            // a request: each would have held a one-at-a-time server for
+            // CLIENT_TIME.
+            let mut silent: Vec<TcpStream> =
+                (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            let mut half = TcpStream::connect(addr).unwrap();
+            half.write_all(b"GET /metr").unwrap();
+            silent.push(half);
+            let scrapes: Vec<_> = (0..4)
+                .map(|_| scope.spawn(move || scrape(addr, "/metrics")))
+                .collect();
+            for s in scrapes {
+                let (text, took) = s.join().unwrap();
+                assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+                assert!(text.contains("SeaweedFS_filerSync_up{"), "{text}");
+                assert!(took < CLIENT_TIME / 2, "{took:?}");
+            }
+            let (text, _) = scrape(addr, "/other");
+            assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+            // The silent ones are let go once their time is up.
+            let mut buf = [0u8; 16];
+            silent[0].set_read_timeout(Some(CLIENT_TIME * 3)).unwrap();
+            assert_eq!(silent[0].read(&mut buf).unwrap_or(0), 0);
+            done.store(true, Ordering::SeqCst);
+        });
+    }
 
     #[test]
     fn exposition_has_every_series_with_labels() {

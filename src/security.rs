@@ -131,8 +131,8 @@ impl Security {
                     None => 10,
                     Some(v) => v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
                         Error::usage(format!(
-                            "{what}: jwt.signing.read.expires_after_seconds {v:?} is not a \
-                             positive number"
+                            "{what}: jwt.signing.read.expires_after_seconds is not a positive \
+                             number"
                         ))
                     })?,
                 };
@@ -204,7 +204,9 @@ fn parse_toml(text: &str) -> std::result::Result<HashMap<String, String>, String
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = |why: &str| format!("line {}: {why}: {raw:?}", n + 1);
+        // Errors name the line, never any of its text: a broken line may
+        // hold a secret, and errors reach logs.
+        let bad = |why: &str| format!("line {}: {why}", n + 1);
         if let Some(rest) = line.strip_prefix('[') {
             let name = rest
                 .split_once(']')
@@ -308,6 +310,33 @@ mod tests {
         for bad in ["[grpc\n", "x\n", "k = \"open\n", "k = \"a\" b\n"] {
             assert!(parse_toml(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn errors_never_echo_what_the_file_holds() {
+        let secret = "s3cr3t-Zm9vYmFy";
+        let dir = std::env::temp_dir().join(format!("fs-sec-echo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = dir.join("security.toml");
+        for text in [
+            format!("[jwt.signing.read]\nkey = \"{secret}\n"),
+            format!("[jwt.signing.read]\nkey = '{secret}' {secret}\n"),
+            format!("[jwt.signing.read]\n{secret}\n"),
+            format!("[{secret}\n"),
+            format!("\"{secret}=\"x\n"),
+            format!("[jwt.signing.read]\nkey = \"k\"\nexpires_after_seconds = {secret}\n"),
+        ] {
+            std::fs::write(&toml, &text).unwrap();
+            let g = Given {
+                flag: "a",
+                file: Some(&toml),
+                ..Given::default()
+            };
+            let e = Security::load(&g).expect_err(&text).to_string();
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains("security.toml"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

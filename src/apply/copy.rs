@@ -2,16 +2,19 @@
 //! every chunk of an entry mapped to a target chunk, reused when the target
 //! already holds a copy of that very source chunk, copied otherwise (in
 //! parallel on the chunk pool), manifests rewritten to name the copies. A
-//! copy that fails frees the copies it made.
+//! copy that fails frees the copies it made. Manifests come from the peer:
+//! they nest a bounded depth, each is opened once per entry, and their
+//! blobs are read up to a bounded size.
 
 use super::Applier;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pb::filer::*;
 use crate::retry::retry;
-use crate::volume::{fid, Upload};
+use crate::volume::{fid, Size, Upload};
 use protobuf::Message;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 /// How one apply moves chunk bytes.
 #[derive(Clone, Copy)]
@@ -40,6 +43,47 @@ pub(super) struct Copied {
     pub bytes: u64,
     /// Copies made for it: to be freed if the write does not keep them.
     pub fresh: Vec<Fresh>,
+}
+
+/// How deep manifests may nest. weed writes one level (MaybeManifestize
+/// merges data chunks only, 10,000 to a manifest); a manifest that lists
+/// itself, or a longer chain, is corrupt rather than recursed into.
+const MANIFEST_DEPTH: usize = 4;
+
+/// The longest manifest blob read: weed's hold at most 10,000 chunks,
+/// well under 1 MiB.
+const MANIFEST_BYTES: u64 = 16 << 20;
+
+/// How much longer than its plaintext an encrypted chunk may be stored:
+/// AES-GCM adds its nonce and tag (28 bytes).
+const CIPHER_SLACK: u64 = 4096;
+
+/// The manifests opened so far while copying one entry, and how deep the
+/// chunk list at hand sits among them. Each manifest is opened once: one
+/// met again (a cycle, or listed twice) would repeat or never end.
+#[derive(Clone, Copy)]
+struct Manifests<'a> {
+    seen: &'a Mutex<HashSet<String>>,
+    depth: usize,
+}
+
+impl Manifests<'_> {
+    /// Admits manifest `id` of `path`, or says why it is corrupt.
+    fn open(&self, id: &str, path: &str) -> Result<()> {
+        let corrupt = |why: String| {
+            Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("chunk manifest {id} of {path}: {why}"),
+            ))
+        };
+        if self.depth >= MANIFEST_DEPTH {
+            return corrupt(format!("manifests nest deeper than {MANIFEST_DEPTH}"));
+        }
+        if !self.seen.lock().unwrap().insert(id.to_string()) {
+            return corrupt("listed again within the same file".into());
+        }
+        Ok(())
+    }
 }
 
 /// Chunks larger than this are streamed from the download into the upload;
@@ -73,8 +117,13 @@ impl Applier {
             .as_ref()
             .map(|a| a.mime.clone())
             .unwrap_or_default();
+        let seen = Mutex::new(HashSet::new());
+        let top = Manifests {
+            seen: &seen,
+            depth: 0,
+        };
         let (chunks, bytes, fresh) =
-            self.copy_chunks(via, &src.chunks, reuse, path, &src.name, &mime)?;
+            self.copy_chunks((via, top), &src.chunks, reuse, path, (&src.name, &mime))?;
         let mut entry = src.clone();
         entry.chunks = chunks;
         // Target chunks belong to this entry alone: hard links become copies.
@@ -92,12 +141,11 @@ impl Applier {
     /// fail, the copies made here are freed.
     fn copy_chunks(
         &self,
-        via: Transfer,
+        (via, nest): (Transfer, Manifests),
         src: &[FileChunk],
         reuse: &HashMap<String, FileChunk>,
         path: &str,
-        name: &str,
-        mime: &str,
+        (name, mime): (&str, &str),
     ) -> Result<(Vec<FileChunk>, u64, Vec<Fresh>)> {
         // A chunk, its bytes copied, and the copy made for it (if any).
         let one = |c: &FileChunk| -> Result<(FileChunk, u64, Option<Fresh>)> {
@@ -115,7 +163,7 @@ impl Applier {
                 return Ok((kept, 0, None));
             }
             let (copy, bytes, within) = if c.is_chunk_manifest {
-                self.copy_manifest(via, c, path, name, mime)?
+                self.copy_manifest((via, nest), c, path, (name, mime))?
             } else {
                 let (copy, bytes) = self.copy_chunk(c, path, name, mime, via.deleted_too)?;
                 (copy, bytes, Vec::new())
@@ -169,6 +217,10 @@ impl Applier {
         let id = fid::of_chunk(c);
         // Encrypted chunks are stored as ciphertext (+28 bytes): copy them verbatim.
         let plain = c.cipher_key.is_empty();
+        let size = match plain {
+            true => Size::Exact(c.size),
+            false => Size::AtMost(c.size.saturating_add(CIPHER_SLACK)),
+        };
         let (new_id, bytes) = if plain && c.size > STREAM_ABOVE {
             // Streamed from the download into the upload: memory stays flat
             // whatever the chunk size. A cut on either side starts the chunk
@@ -187,8 +239,7 @@ impl Applier {
             (r, c.size)
         } else {
             let data = retry(&format!("download {id}"), self.calls, &self.cancel, || {
-                self.chunks_in
-                    .download(&id, plain.then_some(c.size), deleted_too)
+                self.chunks_in.download(&id, size, deleted_too)
             })
             .map_err(|e| e.context(format!("chunk {id} of {path}")))?;
             let r = self.upload(&format!("upload {id}"), path, (name, mime), &data);
@@ -232,11 +283,10 @@ impl Applier {
     /// the bytes moved, and every copy it lists (nested manifests' too).
     fn copy_manifest(
         &self,
-        via: Transfer,
+        (via, nest): (Transfer, Manifests),
         c: &FileChunk,
         path: &str,
-        name: &str,
-        mime: &str,
+        (name, mime): (&str, &str),
     ) -> Result<(FileChunk, u64, Vec<String>)> {
         let id = fid::of_chunk(c);
         if !c.cipher_key.is_empty() {
@@ -245,11 +295,15 @@ impl Applier {
                 format!("chunk manifest {id} of {path} is encrypted; filer-sync cannot rewrite it"),
             ));
         }
+        nest.open(&id, path)?;
         let blob = retry(
             &format!("download manifest {id}"),
             self.calls,
             &self.cancel,
-            || self.chunks_in.download(&id, None, via.deleted_too),
+            || {
+                let size = Size::AtMost(MANIFEST_BYTES);
+                self.chunks_in.download(&id, size, via.deleted_too)
+            },
         )?;
         let manifest = FileChunkManifest::parse_from_bytes(&blob).map_err(|e| {
             Error::new(
@@ -257,8 +311,17 @@ impl Applier {
                 format!("chunk manifest {id} of {path}: {e}"),
             )
         })?;
-        let (children, bytes, fresh) =
-            self.copy_chunks(via, &manifest.chunks, &HashMap::new(), path, name, mime)?;
+        let below = Manifests {
+            depth: nest.depth + 1,
+            ..nest
+        };
+        let (children, bytes, fresh) = self.copy_chunks(
+            (via, below),
+            &manifest.chunks,
+            &HashMap::new(),
+            path,
+            (name, mime),
+        )?;
         let within: Vec<String> = fresh
             .into_iter()
             .flat_map(|f| std::iter::once(f.id).chain(f.within))
@@ -299,5 +362,32 @@ impl Applier {
         out.is_compressed = false;
         out.cipher_key.clear();
         Ok((out, bytes, within))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_is_opened_once_and_nests_a_bounded_depth() {
+        let seen = Mutex::new(HashSet::new());
+        let top = Manifests {
+            seen: &seen,
+            depth: 0,
+        };
+        top.open("3,01", "/f").unwrap();
+        // Listed by itself, or twice: the second opening is refused.
+        let again = top.open("3,01", "/f").unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::Corrupt);
+        assert!(!again.is_retryable());
+        let deep = Manifests {
+            depth: MANIFEST_DEPTH,
+            ..top
+        };
+        let e = deep.open("3,02", "/f").unwrap_err();
+        assert!(e.to_string().contains("nest deeper"), "{e}");
+        let below = Manifests { depth: 1, ..top };
+        below.open("3,03", "/f").unwrap();
     }
 }

@@ -82,7 +82,7 @@ pub fn first_run(
                 let chunks = ChunkSource::new(
                     client.clone(),
                     src.0.proxy,
-                    Http::new(Duration::from_secs(cfg.timeout_secs.max(30))),
+                    Http::for_timeout_secs(cfg.timeout_secs),
                 )
                 .with_read_signer(src.0.security.read.clone());
                 // Not knowing where the log begins must not stop the run:

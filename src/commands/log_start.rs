@@ -9,7 +9,7 @@
 use crate::error::Result;
 use crate::filer::FilerClient;
 use crate::pb::filer::LogEntry;
-use crate::volume::ChunkSource;
+use crate::volume::{ChunkSource, Size};
 use protobuf::Message;
 
 /// The folder the filer writes its metadata log into.
@@ -41,7 +41,7 @@ pub fn lost_since(
             .filter(|c| c.offset == 0 && !c.is_chunk_manifest && c.cipher_key.is_empty())
             .find_map(|c| {
                 let id = crate::volume::fid::of_chunk(c);
-                match chunks.download(&id, Some(c.size), false) {
+                match chunks.download(&id, Size::Exact(c.size), false) {
                     Ok(bytes) => first_record_ns(&bytes),
                     Err(e) => {
                         log::debug!("{dir}/{}: first record not read: {e}", file.name);

@@ -293,7 +293,7 @@ fn flow(
         target_sig: sig_t,
         target_path: dst.path.clone(),
     };
-    let http = volume::Http::new(Duration::from_secs(cfg.timeout_secs.max(30)));
+    let http = volume::Http::for_timeout_secs(cfg.timeout_secs);
     let (stats, name) = (stats.clone(), stats.name.clone());
     Flow {
         stats,

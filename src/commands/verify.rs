@@ -48,7 +48,7 @@ impl Compare<'_> {
                 timeout,
             )?,
             pair,
-            http: volume::Http::new(Duration::from_secs(pair.timeout_secs.max(30))),
+            http: volume::Http::for_timeout_secs(pair.timeout_secs),
             walkers: crate::pipeline::pool("verify", "walk", pair.workers.min(16))?,
             listers: crate::pipeline::pool("verify", "list", pair.workers.min(8))?,
             chunks: crate::pipeline::pool("verify", "chunk", pair.chunk_workers)?,

@@ -4,7 +4,7 @@
 //! refused instead of applying the same windows twice at once.
 
 use crate::error::{Error, ErrorKind, Result};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -21,11 +21,8 @@ pub fn lock_path(state: &Path) -> PathBuf {
 /// Takes the lock or says who holds it.
 pub fn acquire(state: &Path) -> Result<Lock> {
     let path = lock_path(state);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::state(format!("state directory {}: {e}", dir.display())))?;
-    }
-    let mut file = OpenOptions::new()
+    super::private::folder_for(&path)?;
+    let mut file = super::private::options()
         .create(true)
         .truncate(false)
         .read(true)

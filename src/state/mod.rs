@@ -5,6 +5,7 @@
 //! Only the pipeline's committing thread holds a `State`.
 
 pub mod lock;
+mod private;
 pub mod reference;
 
 use crate::error::{Error, Result};
@@ -255,10 +256,8 @@ impl State {
     /// Opens (creating if needed) and upgrades the file to `version`.
     fn open_at(path: &Path, version: usize) -> Result<State> {
         let ctx = not_a_state_file(path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::state(format!("state directory {}: {e}", dir.display())))?;
-        }
+        private::folder_for(path)?;
+        private::create_file(path)?;
         let conn = Connection::open(path).map_err(ctx)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(ctx)?;
@@ -922,6 +921,31 @@ mod tests {
         s.check_side("127.0.0.1:8888", 11).unwrap();
         let e = s.check_side("127.0.0.1:8888", 12).unwrap_err();
         assert!(e.to_string().contains("another cluster"), "{e}");
+    }
+
+    #[test]
+    fn the_state_its_wal_and_its_lock_are_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = tmp("private").with_file_name("deeper").join("state.db");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut s = State::open(&p).unwrap();
+        s.set_checkpoint(&dir(), 7).unwrap();
+        let _held = lock::acquire(&p).unwrap();
+        let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", p.display()));
+        for f in ["", "-wal", "-shm", ".lock"] {
+            assert!(with(f).exists(), "{f} is there");
+            assert_eq!(mode(&with(f)), 0o600, "state{f}");
+        }
+        for d in [p.parent().unwrap(), p.parent().unwrap().parent().unwrap()] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        // A file already there keeps the mode its owner gave it.
+        let q = tmp("shared");
+        std::fs::create_dir_all(q.parent().unwrap()).unwrap();
+        std::fs::write(&q, b"").unwrap();
+        std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o640)).unwrap();
+        State::open(&q).unwrap();
+        assert_eq!(mode(&q), 0o640);
     }
 
     #[test]

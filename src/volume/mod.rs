@@ -1,12 +1,16 @@
 //! Chunk bytes over HTTP (ureq): download a chunk by file id from the source
 //! cluster and upload it to the target cluster, either straight to volume
 //! servers (LookupVolume / AssignVolume through the filer) or through a
-//! filer's `/?proxyChunkId=` proxy. Keep-alive connections live in `Http`: a
-//! few agents, each thread always using the same one.
+//! filer's `/?proxyChunkId=` proxy. Connections and how bodies are read
+//! (timeouts on no progress, bodies bounded by their declared size) live in
+//! `transfer`.
 //! It knows nothing of entries or events; `apply` decides what to copy.
 
 pub mod fid;
 pub mod throttle;
+pub mod transfer;
+
+pub use transfer::{Http, Size};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
@@ -15,7 +19,7 @@ use crate::pb::filer::{
 };
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,46 +27,6 @@ use std::time::{Duration, Instant};
 const LOCATION_TTL: Duration = Duration::from_secs(60);
 /// A cut download is resumed with a Range request this many times.
 const RESUMES: u32 = 5;
-
-/// Keep-alive HTTP agents shared by all threads, each thread always taking
-/// the same one. ureq rescans its whole idle pool on every request (per-host
-/// counts, O(idle²)); one agent holding every connection of 40 threads spent
-/// ~5 % of the sync's CPU there. A few small pools keep that scan short
-/// while a thread still finds its own connections warm.
-#[derive(Clone)]
-pub struct Http {
-    agents: Arc<Vec<ureq::Agent>>,
-}
-
-impl Http {
-    const AGENTS: usize = 8;
-
-    pub fn new(timeout: Duration) -> Http {
-        let agent = || -> ureq::Agent {
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(Duration::from_secs(10)))
-                .timeout_recv_response(Some(timeout))
-                .timeout_recv_body(Some(timeout))
-                .max_idle_connections(64)
-                .max_idle_connections_per_host(16)
-                .build()
-                .into()
-        };
-        Http {
-            agents: Arc::new((0..Self::AGENTS).map(|_| agent()).collect()),
-        }
-    }
-
-    /// The calling thread's agent.
-    pub fn agent(&self) -> &ureq::Agent {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-        }
-        &self.agents[SLOT.with(|s| *s) % self.agents.len()]
-    }
-}
 
 /// Reads chunks from one cluster.
 pub struct ChunkSource {
@@ -145,32 +109,24 @@ impl ChunkSource {
     }
 
     /// Downloads a whole chunk (one marked deleted only with `deleted_too`),
-    /// trying each location and resuming a cut body.
-    /// `expected` is checked when given (not for encrypted chunks, whose
-    /// stored size differs from the plaintext size).
-    pub fn download(
-        &self,
-        file_id: &str,
-        expected: Option<u64>,
-        deleted_too: bool,
-    ) -> Result<Vec<u8>> {
+    /// trying each location and resuming a cut body. The body must have
+    /// `size` (a plain chunk's size from its entry; an upper bound for an
+    /// encrypted chunk, whose stored size differs from the plaintext size,
+    /// or a manifest); a longer one is refused without being held.
+    pub fn download(&self, file_id: &str, size: Size, deleted_too: bool) -> Result<Vec<u8>> {
         let urls = self.urls(file_id, deleted_too)?;
         let mut last = Error::transient(format!("chunk {file_id}: no location"));
         for url in &urls {
-            match self.get(url, file_id, expected) {
+            match self.get(url, file_id, size) {
                 Ok(body) => {
                     if let Some(t) = &self.throttle {
                         t.take(body.len() as u64);
                     }
-                    if let Some(n) = expected {
-                        if body.len() as u64 != n {
-                            return Err(Error::new(
-                                ErrorKind::Corrupt,
-                                format!("GET {url}: got {} bytes, the entry says {n}", body.len()),
-                            ));
-                        }
-                    }
                     return Ok(body);
+                }
+                // Every copy is the same needle: another holds no other bytes.
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    return Err(e.context(format!("GET {url}")))
                 }
                 Err(e) => last = e.context(format!("GET {url}")),
             }
@@ -205,27 +161,18 @@ impl ChunkSource {
                     continue;
                 }
             };
-            let announced = resp
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let len = match (announced, expected) {
-                (Some(n), Some(e)) if n != e => {
-                    return Err(Error::new(
-                        ErrorKind::Corrupt,
-                        format!("GET {url}: {n} bytes announced, the entry says {e}"),
-                    ))
-                }
-                (Some(n), _) => n,
-                (None, _) => {
-                    return Err(Error::transient(format!("GET {url}: no Content-Length")));
-                }
+            let Some(len) = content_length(&resp) else {
+                return Err(Error::transient(format!("GET {url}: no Content-Length")));
             };
-            let mut body = Throttled {
-                inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
-                throttle: self.throttle.as_deref(),
-            };
+            if let Some(e) = expected {
+                Size::Exact(e)
+                    .check(len)
+                    .map_err(|e| e.context(format!("GET {url}: announced")))?;
+            }
+            let mut body = throttle::Throttled::new(
+                resp.body_mut().with_config().limit(len).reader(),
+                self.throttle.as_deref(),
+            );
             return f(&mut body, len);
         }
         if deleted_too || last.kind() != ErrorKind::NotFound {
@@ -283,15 +230,18 @@ impl ChunkSource {
         Ok(resp)
     }
 
-    fn get(&self, url: &str, file_id: &str, expected: Option<u64>) -> Result<Vec<u8>> {
-        let mut body = Vec::with_capacity(expected.unwrap_or(0) as usize);
+    fn get(&self, url: &str, file_id: &str, size: Size) -> Result<Vec<u8>> {
+        let mut body = size.buffer();
         let mut resumes = 0;
         loop {
             let from = (!body.is_empty()).then_some(body.len() as u64);
             let mut resp = self.open(url, file_id, from)?;
-            let mut reader = resp.body_mut().as_reader();
-            match reader.read_to_end(&mut body) {
-                Ok(_) => return Ok(body),
+            size.admit(content_length(&resp), body.len() as u64)?;
+            match size.read_into(resp.body_mut().as_reader(), &mut body) {
+                Ok(()) => {
+                    size.check(body.len() as u64)?;
+                    return Ok(body);
+                }
                 Err(e) if resumes < RESUMES && !body.is_empty() => {
                     resumes += 1;
                     log::debug!("{url}: cut after {} bytes ({e}); resuming", body.len());
@@ -300,6 +250,14 @@ impl ChunkSource {
             }
         }
     }
+}
+
+/// The length an answer announces for its body.
+fn content_length(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    resp.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Where and how uploads land on the target cluster.
@@ -323,22 +281,6 @@ impl Body<'_> {
             Body::Bytes(b) => b.len() as u64,
             Body::Stream(_, n) => *n,
         }
-    }
-}
-
-/// A chunk body read within the throttle (`--bwlimit`).
-struct Throttled<'a, R> {
-    inner: R,
-    throttle: Option<&'a throttle::Throttle>,
-}
-
-impl<R: Read> Read for Throttled<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(t) = self.throttle {
-            t.take(n as u64);
-        }
-        Ok(n)
     }
 }
 
@@ -884,7 +826,11 @@ fn multipart(name: &str, mime: &str) -> (String, Vec<u8>, Vec<u8>) {
             }
         })
         .collect();
-    let mime = if mime.is_empty() {
+    // The MIME type comes from the source entry: one that is not a plain
+    // printable header value (a CR or LF would end the part's header and
+    // let the entry write its own) is sent as what it then is, bytes.
+    let printable = mime.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let mime = if mime.is_empty() || !printable {
         "application/octet-stream"
     } else {
         mime
@@ -944,6 +890,28 @@ mod tests {
         assert!(text.contains("filename=\"a_b.txt\""));
         assert!(text.contains("Content-Type: application/octet-stream\r\n\r\nxyz\r\n"));
         assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+    }
+
+    #[test]
+    fn a_mime_type_cannot_write_headers() {
+        for mime in [
+            "text/plain\r\nX-Injected: 1",
+            "text/plain\nX-Injected: 1",
+            "a\u{7f}b",
+            "tëxt/x",
+        ] {
+            let (_, head, _) = multipart("f.txt", mime);
+            let head = String::from_utf8(head).unwrap();
+            assert!(!head.contains("X-Injected"), "{head:?}");
+            assert!(
+                head.ends_with("\r\nContent-Type: application/octet-stream\r\n\r\n"),
+                "{head:?}"
+            );
+        }
+        let (_, head, _) = multipart("f.txt", "text/plain; charset=utf-8");
+        assert!(String::from_utf8(head)
+            .unwrap()
+            .contains("Content-Type: text/plain; charset=utf-8\r\n\r\n"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `--bwlimit`: a token bucket on chunk bytes, shared by every transfer of
 //! the process. Callers take tokens for the bytes they moved and sleep as
-//! long as the bucket is in debt. One second of burst.
+//! long as the bucket is in debt. One second of burst. A throttled stream
+//! reads in slices of a quarter second's worth, so that its bytes flow
+//! steadily instead of in bursts far apart.
 
 use crate::error::{Error, Result};
 use crate::retry::Cancel;
+use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,34 @@ impl Throttle {
         if !wait.is_zero() {
             self.cancel.sleep(wait);
         }
+    }
+}
+
+/// A stream read within a throttle (none: read as it comes).
+pub struct Throttled<'a, R> {
+    inner: R,
+    throttle: Option<&'a Throttle>,
+}
+
+impl<'a, R: Read> Throttled<'a, R> {
+    pub fn new(inner: R, throttle: Option<&'a Throttle>) -> Throttled<'a, R> {
+        Throttled { inner, throttle }
+    }
+}
+
+impl<R: Read> Read for Throttled<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(t) = self.throttle else {
+            return self.inner.read(buf);
+        };
+        // A quarter second's worth at most (1 KiB at least): a whole
+        // buffer at a low rate would be one burst, then seconds of
+        // silence on both connections, which a volume server's idle
+        // timeout (30 s by default) takes for a dead peer.
+        let most = ((t.rate / 4.0) as usize).max(1024).min(buf.len());
+        let n = self.inner.read(&mut buf[..most])?;
+        t.take(n as u64);
+        Ok(n)
     }
 }
 
@@ -80,6 +111,20 @@ mod tests {
         for bad in ["", "fast", "-1M", "10", "M"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_throttled_stream_reads_in_slices() {
+        let t = Throttle::new(64 << 10, Cancel::new());
+        let mut r = Throttled::new(std::io::repeat(1), Some(&t));
+        let mut buf = vec![0u8; 1 << 20];
+        assert_eq!(r.read(&mut buf).unwrap(), 16 << 10);
+        let slow = Throttle::new(1024, Cancel::new());
+        let mut r = Throttled::new(std::io::repeat(1), Some(&slow));
+        assert_eq!(r.read(&mut buf).unwrap(), 1024);
+        assert_eq!(r.read(&mut buf[..10]).unwrap(), 10);
+        let mut free = Throttled::new(std::io::repeat(1), None);
+        assert_eq!(free.read(&mut buf).unwrap(), 1 << 20);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Input that breaks naive replicators: a folder with 100,000 entries, names
-//! at the length limit and full of odd bytes, and clocks that disagree (this
+//! at the length limit and full of odd bytes, clocks that disagree (this
 //! host's clock skewed with libfaketime; a cluster's clock skewed through the
-//! mtimes its writes carry).
+//! mtimes its writes carry), and a corrupt data plane (a chunk manifest that
+//! lists itself, a chunk longer than its entry says).
 
 use crate::harness::*;
-use filer_sync::pb::filer::{CreateEntryRequest, Entry};
+use filer_sync::pb::filer::{CreateEntryRequest, Entry, FileChunk, FileChunkManifest};
+use filer_sync::state::{Direction, State};
+use filer_sync::volume::{fid, ChunkSink, Http, Placement};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -232,4 +235,118 @@ fn a_cluster_whose_clock_runs_ahead_wins_conflicts_and_both_converge() {
     let (code, err) = both_ways(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("done: 0 events").count(), 2, "{err}");
+}
+
+/// Writes `data` over the needle `file_id` on the cluster's volume server
+/// (a blob that must name its own id can only be written once it has one).
+fn overwrite_needle(c: &Cluster, file_id: &str, data: &[u8]) {
+    let boundary = "filer-sync-it-25";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m\"\r\n\
+            Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let body = [
+        head.as_bytes(),
+        data,
+        format!("\r\n--{boundary}--\r\n").as_bytes(),
+    ]
+    .concat();
+    let mut r = http()
+        .post(&format!("http://127.0.0.1:{}/{file_id}", c.volume))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&body[..])
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    assert!(status < 300, "POST {file_id}: {status} {text}");
+}
+
+/// A file entry named `name` of `size` bytes whose one chunk is `chunk`.
+fn entry_with(name: &str, size: u64, chunk: FileChunk) -> Entry {
+    let mut e = inline_entry(name, b"", 1_700_000_000);
+    e.attributes.as_mut().unwrap().file_size = size;
+    e.chunks = vec![chunk];
+    e
+}
+
+/// Issue #25: a manifest chunk that lists itself recursed until the stack
+/// overflowed (a crash loop), and a chunk longer than its entry says was
+/// read whole into memory. Both are corrupt input: the sync ledgers each
+/// file, copies nothing of it, and goes on with the rest.
+#[test]
+fn a_self_listing_manifest_and_an_overlong_chunk_are_ledgered_not_fatal() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.put("/hostile/before.txt", b"before");
+    let sink = ChunkSink::new(
+        a.client(),
+        false,
+        Http::new(Duration::from_secs(30)),
+        Placement::default(),
+    );
+    // A manifest chunk whose blob lists its own file id, as a manifest
+    // again. weed's filer resolves the manifests of an entry it creates
+    // (to free the chunks the entry replaces) and would itself loop on
+    // that blob until the call's deadline: the entry is created over a
+    // sound manifest, and the blob overwritten with the loop after.
+    let data = sink
+        .upload("/hostile/loop.bin", "loop.bin", "", &bytes(4, 100))
+        .unwrap();
+    let manifest = |id: &str, is_manifest: bool| {
+        let mut c = FileChunk::new();
+        c.fid = Some(fid::parse(id).unwrap()).into();
+        (c.size, c.modified_ts_ns, c.is_chunk_manifest) = (100, 1, is_manifest);
+        let mut m = FileChunkManifest::new();
+        m.chunks.push(c);
+        protobuf::Message::write_to_bytes(&m).unwrap()
+    };
+    let id = sink
+        .upload("/hostile/loop.bin", "", "", &manifest(&data, false))
+        .unwrap();
+    let mut c = FileChunk::new();
+    (c.file_id, c.size, c.modified_ts_ns, c.is_chunk_manifest) = (id.clone(), 100, 1, true);
+    create(&a, "/hostile", entry_with("loop.bin", 100, c));
+    overwrite_needle(&a, &id, &manifest(&id, true));
+    // A 20,000-byte blob under an entry that says 1,000.
+    let id = sink
+        .upload("/hostile/long.bin", "long.bin", "", &bytes(5, 20_000))
+        .unwrap();
+    let mut c = FileChunk::new();
+    (c.file_id, c.size, c.modified_ts_ns) = (id, 1000, 1);
+    create(&a, "/hostile", entry_with("long.bin", 1000, c));
+    a.put("/hostile/after.txt", b"after");
+
+    let state = temp_state("hostile-data");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 1, "{err}");
+    for name in ["loop.bin", "long.bin"] {
+        assert!(err.contains(&format!("failed: /hostile/{name}")), "{err}");
+        let on_b = b.client().lookup("/hostile", name).unwrap();
+        assert!(on_b.is_none(), "{name} reached B: {on_b:?}");
+    }
+    assert!(err.contains("listed again within the same file"), "{err}");
+    assert!(err.contains("the entry says 1000"), "{err}");
+    assert_eq!(b.get("/hostile/before.txt").unwrap(), b"before");
+    assert_eq!(b.get("/hostile/after.txt").unwrap(), b"after");
+    let key = Direction {
+        source_sig: a.client().configuration().unwrap().signature,
+        source_path: "/".into(),
+        target_sig: b.client().configuration().unwrap().signature,
+        target_path: "/".into(),
+    };
+    let s = State::open(std::path::Path::new(&state)).unwrap();
+    let mut ledgered: Vec<String> = s
+        .failures(&key)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    ledgered.sort();
+    assert_eq!(ledgered, ["/hostile/long.bin", "/hostile/loop.bin"]);
+    // The next run starts after them: nothing left to do, nothing retried.
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
 }

@@ -75,3 +75,28 @@ fn large_chunks_stream_in_flat_memory_and_survive_cuts() {
         peak >> 20
     );
 }
+
+/// Issue #25: a chunk whose transfer takes longer than the HTTP timeout
+/// (48 MiB in one chunk at 1 MiB/s: ~47 s against 30 s) finishes, where a
+/// deadline on the whole body failed it at the same point on every retry.
+#[test]
+fn a_single_chunk_slower_than_the_timeout_finishes_under_bwlimit() {
+    let a = Cluster::with(Opts {
+        filer_args: vec!["-maxMB=64".into()],
+        ..Opts::default()
+    });
+    let b = Cluster::start();
+    let big = bytes(25, 48 << 20);
+    a.put("/slow/one.bin", &big);
+    assert_eq!(a.entry("/slow/one.bin").chunks.len(), 1, "one 48 MiB chunk");
+    let state = temp_state("slow-chunk");
+    let t = Instant::now();
+    let (code, err) = once(&a, &b, &state, &["--bwlimit", "1M"]);
+    let took = t.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("retry"), "the chunk was tried again:\n{err}");
+    // The throttle held: it did take longer than the old deadline.
+    assert!(took > Duration::from_secs(40), "took {took:?}");
+    assert_eq!(fnv(&b.get("/slow/one.bin").unwrap()), fnv(&big));
+    assert_same(&a.tree("/slow"), &b.tree("/slow"));
+}

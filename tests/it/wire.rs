@@ -4,7 +4,7 @@
 use crate::harness::*;
 use filer_sync::filer::{Event, StreamItem};
 use filer_sync::pb::filer::*;
-use filer_sync::volume::{fid, ChunkSink, ChunkSource, Placement};
+use filer_sync::volume::{fid, ChunkSink, ChunkSource, Placement, Size};
 use std::time::Duration;
 
 #[test]
@@ -126,7 +126,7 @@ fn copy_first_chunk(proxy: bool) {
     let id = fid::of_chunk(chunk);
     let agent = filer_sync::volume::Http::new(Duration::from_secs(30));
     let src = ChunkSource::new(ca.clone(), proxy, agent.clone());
-    let got = src.download(&id, Some(chunk.size), false).unwrap();
+    let got = src.download(&id, Size::Exact(chunk.size), false).unwrap();
     assert_eq!(got, data);
     let sink = ChunkSink::new(cb.clone(), proxy, agent, Placement::default());
     let new_id = sink.upload("/c/blob.bin", "blob.bin", "", &got).unwrap();
@@ -192,7 +192,7 @@ fn missing_and_deleted_chunks_are_not_found_unless_asked_for() {
     );
     for deleted_too in [false, true] {
         let e = src
-            .download(&fid::format(&gone), Some(10), deleted_too)
+            .download(&fid::format(&gone), Size::Exact(10), deleted_too)
             .unwrap_err();
         assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
     }
@@ -200,9 +200,9 @@ fn missing_and_deleted_chunks_are_not_found_unless_asked_for() {
     let url = format!("http://127.0.0.1:{}/{id}", a.volume);
     let status = http().delete(&url).call().unwrap().status().as_u16();
     assert!((200..300).contains(&status), "DELETE {url}: {status}");
-    let e = src.download(&id, Some(10_000), false).unwrap_err();
+    let e = src.download(&id, Size::Exact(10_000), false).unwrap_err();
     assert_eq!(e.kind(), filer_sync::error::ErrorKind::NotFound, "{e}");
-    assert_eq!(src.download(&id, Some(10_000), true).unwrap(), data);
+    assert_eq!(src.download(&id, Size::Exact(10_000), true).unwrap(), data);
 }
 
 /// File ids come 16 to an AssignVolume; topping them up after an entry is
