@@ -133,16 +133,17 @@ impl futures::task::ArcWake for Unpark {
 fn next_within<S: Stream + Unpin>(stream: &mut S, limit: Duration) -> Option<Option<S::Item>> {
     let waker = futures::task::waker(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
-    let deadline = Instant::now() + limit;
+    // No deadline past what an Instant can hold (`Duration::MAX`: unwatched).
+    let deadline = Instant::now().checked_add(limit);
     loop {
         if let Poll::Ready(item) = std::pin::Pin::new(&mut *stream).poll_next(&mut cx) {
             return Some(item);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
+        match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(left) if left.is_zero() => return None,
+            Some(left) => std::thread::park_timeout(left),
+            None => std::thread::park(),
         }
-        std::thread::park_timeout(left);
     }
 }
 
@@ -318,6 +319,10 @@ mod tests {
         });
         assert_eq!(next_within(&mut rx, Duration::from_secs(10)), Some(Some(7)));
         sender.join().unwrap();
+        // Unwatched: no deadline at all (an Instant cannot hold one).
+        let (mut tx2, mut rx2) = futures::channel::mpsc::channel::<u32>(1);
+        tx2.try_send(1).unwrap();
+        assert_eq!(next_within(&mut rx2, Duration::MAX), Some(Some(1)));
         assert_eq!(
             next_within(&mut rx, Duration::from_secs(10)),
             Some(None),
