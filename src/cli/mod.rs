@@ -15,9 +15,9 @@ use std::path::PathBuf;
 /// --max-delete.
 pub struct Cli {
     /// log lines as text (default) or json (one object per line: time, level, target, direction,
-    /// message)
-    #[argh(option, default = "String::from(\"text\")")]
-    pub log_format: String,
+    /// message); also accepted after the command
+    #[argh(option)]
+    pub log_format: Option<String>,
     #[argh(subcommand)]
     pub cmd: Command,
 }
@@ -30,8 +30,17 @@ pub enum LogFormat {
 }
 
 impl Cli {
+    /// `--log-format`, given before the command or after it (once).
     pub fn log_format(&self) -> Result<LogFormat> {
-        match self.log_format.as_str() {
+        let given = match (self.log_format.as_deref(), self.cmd.log_format()) {
+            (Some(_), Some(_)) => {
+                return Err(Error::usage(
+                    "--log-format: give it once, before or after the command",
+                ))
+            }
+            (before, after) => before.or(after).unwrap_or("text"),
+        };
+        match given {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             other => Err(Error::usage(format!(
@@ -50,6 +59,19 @@ pub enum Command {
     Migrate(MigrateArgs),
     Status(StatusArgs),
     Checkpoint(CheckpointArgs),
+}
+
+impl Command {
+    /// `--log-format` as given after the command.
+    fn log_format(&self) -> Option<&str> {
+        match self {
+            Command::Sync(a) => a.log_format.as_deref(),
+            Command::Verify(a) => a.log_format.as_deref(),
+            Command::Migrate(a) => a.log_format.as_deref(),
+            Command::Status(a) => a.log_format.as_deref(),
+            Command::Checkpoint(a) => a.log_format.as_deref(),
+        }
+    }
 }
 
 #[derive(FromArgs, Debug)]
@@ -230,6 +252,10 @@ pub struct SyncArgs {
     /// within about TTL + TTL/3 of the active's death)
     #[argh(option, default = "6")]
     pub ha_ttl_secs: u64,
+    /// log lines as text (default) or json (one object per line: time, level, target, direction,
+    /// message); also accepted before the command
+    #[argh(option)]
+    pub log_format: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -282,6 +308,10 @@ pub struct VerifyArgs {
     /// least 30; a slow one that keeps moving is never cut) (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
+    /// log lines as text (default) or json (one object per line: time, level, target, direction,
+    /// message); also accepted before the command
+    #[argh(option)]
+    pub log_format: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -327,6 +357,10 @@ pub struct MigrateArgs {
     /// least 30; a slow one that keeps moving is never cut) (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
+    /// log lines as text (default) or json (one object per line: time, level, target, direction,
+    /// message); also accepted before the command
+    #[argh(option)]
+    pub log_format: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -341,6 +375,10 @@ pub struct StatusArgs {
     /// print JSON instead of text
     #[argh(switch)]
     pub json: bool,
+    /// log lines as text (default) or json (one object per line: time, level, target, direction,
+    /// message); also accepted before the command
+    #[argh(option)]
+    pub log_format: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -384,6 +422,10 @@ pub struct CheckpointArgs {
     /// seconds before a gRPC call is given up (default 10)
     #[argh(option, default = "10")]
     pub timeout_secs: u64,
+    /// log lines as text (default) or json (one object per line: time, level, target, direction,
+    /// message); also accepted before the command
+    #[argh(option)]
+    pub log_format: Option<String>,
 }
 
 #[cfg(test)]
@@ -405,6 +447,48 @@ mod tests {
         let mut v = AB.to_vec();
         v.extend_from_slice(extra);
         v
+    }
+
+    /// `--log-format` before the command, or after it for every command;
+    /// given in both places it is refused rather than one silently winning.
+    #[test]
+    fn flag_log_format_before_or_after_the_command() {
+        let ab = ["-a", "h:1", "-b", "h:2"];
+        let commands: [(&str, &[&str]); 5] = [
+            ("sync", &ab),
+            ("verify", &ab),
+            ("migrate", &ab),
+            ("status", &[]),
+            ("checkpoint", &["show"]),
+        ];
+        let format = |args: &[&str]| {
+            Cli::from_args(&["filer-sync"], args)
+                .map_err(|e| e.output)
+                .unwrap()
+                .log_format()
+        };
+        for (cmd, rest) in commands {
+            let plain: Vec<&str> = [&[cmd], rest].concat();
+            assert_eq!(format(&plain).unwrap(), LogFormat::Text, "{cmd}");
+            let before = [&["--log-format", "json", cmd], rest].concat();
+            assert_eq!(format(&before).unwrap(), LogFormat::Json, "{cmd}");
+            let after = [&[cmd], rest, &["--log-format", "json"]].concat();
+            assert_eq!(format(&after).unwrap(), LogFormat::Json, "{cmd}");
+            let bad = [&[cmd], rest, &["--log-format", "yaml"]].concat();
+            let e = format(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--log-format \"yaml\": give text or json"),
+                "{e}"
+            );
+            let twice = [
+                &["--log-format", "json", cmd],
+                rest,
+                &["--log-format", "text"],
+            ]
+            .concat();
+            let e = format(&twice).unwrap_err().to_string();
+            assert!(e.contains("give it once"), "{e}");
+        }
     }
 
     #[test]

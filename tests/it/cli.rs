@@ -187,9 +187,8 @@ fn json_logs_are_one_object_per_line() {
     let b = Cluster::start();
     a.put("/j/f.txt", b"json");
     let state = temp_state("json-logs");
+    // After the command, as people type it (before it works as well).
     let (code, err) = run(&[
-        "--log-format",
-        "json",
         "sync",
         "-a",
         &a.addr(),
@@ -199,6 +198,8 @@ fn json_logs_are_one_object_per_line() {
         "--once",
         "--state",
         &state,
+        "--log-format",
+        "json",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(b.get("/j/f.txt").unwrap(), b"json");
