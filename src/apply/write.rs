@@ -105,7 +105,7 @@ impl Applier {
     }
 
     /// A folder this process just made on the target: it is fresh.
-    pub(super) fn made_dir(&self, dir: &str, entry: &Entry) {
+    fn made_dir(&self, dir: &str, entry: &Entry) {
         if entry.is_directory {
             self.dirs
                 .lock()
@@ -167,7 +167,7 @@ impl Applier {
 
     /// The folder at `source_path` on the source now (none: gone, or a
     /// file there).
-    pub(super) fn source_folder(&self, source_path: &str) -> Result<Option<Entry>> {
+    fn source_folder(&self, source_path: &str) -> Result<Option<Entry>> {
         let (dir, name) = split_path(source_path);
         let found = retry("LookupDirectoryEntry", self.calls, &self.cancel, || {
             self.source.lookup(dir, name)
@@ -177,13 +177,7 @@ impl Applier {
 
     /// Creates `entry` in the target folder `dir`, carrying the signatures;
     /// with `exclusive`, fails (`ErrorKind::Exists`) when it is there.
-    pub(super) fn create(
-        &self,
-        dir: &str,
-        entry: Entry,
-        signatures: &[i32],
-        exclusive: bool,
-    ) -> Result<()> {
+    fn create(&self, dir: &str, entry: Entry, signatures: &[i32], exclusive: bool) -> Result<()> {
         self.confined(dir, &entry.name)?;
         let mut req = CreateEntryRequest::new();
         req.directory = dir.to_string();
@@ -268,7 +262,7 @@ impl Applier {
     /// leaves none behind. When the target cannot be asked, they are kept
     /// rather than risk freeing a chunk in use (a write whose answer was lost
     /// may have landed).
-    pub(super) fn free_unless_named(&self, dir: &str, name: &str, fresh: &[copy::Fresh]) {
+    fn free_unless_named(&self, dir: &str, name: &str, fresh: &[copy::Fresh]) {
         if fresh.is_empty() {
             return;
         }
@@ -282,7 +276,7 @@ impl Applier {
         }
     }
 
-    pub(super) fn update(&self, dir: &str, entry: Entry, signatures: &[i32]) -> Result<()> {
+    fn update(&self, dir: &str, entry: Entry, signatures: &[i32]) -> Result<()> {
         self.confined(dir, &entry.name)?;
         let mut req = UpdateEntryRequest::new();
         req.directory = dir.to_string();

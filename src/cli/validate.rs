@@ -20,7 +20,7 @@ impl SyncArgs {
     /// The flags of `sync` for A's folder onto B's, one way, everything else
     /// at argh's defaults (parsed, so that the defaults have one home), for
     /// the subcommands that reuse its validation.
-    pub(super) fn one_way(a: &str, b: &str, a_path: &str, b_path: &str) -> Result<SyncArgs> {
+    fn one_way(a: &str, b: &str, a_path: &str, b_path: &str) -> Result<SyncArgs> {
         let flags = [
             "-a",
             a,
@@ -189,7 +189,7 @@ impl CheckpointArgs {
 impl SyncArgs {
     /// The two sides and the limits that every command on a pair of
     /// folders shares (sync, verify, migrate).
-    pub(super) fn pair(&self) -> Result<Pair> {
+    fn pair(&self) -> Result<Pair> {
         let side = |label: char,
                     addr: &str,
                     path: &str,
@@ -435,7 +435,7 @@ impl SyncArgs {
     /// `--rescan-secs` and `--rescan-rate`: while following, every six hours
     /// unless told otherwise; never on a mesh link (`--origin-only`: a walk
     /// would carry every cluster's entries over every link).
-    pub(super) fn rescan(&self) -> Result<Option<Rescan>> {
+    fn rescan(&self) -> Result<Option<Rescan>> {
         if self.rescan_rate == 0 {
             return Err(Error::usage(
                 "--rescan-rate 0: give 1 or more entries per second",
@@ -463,7 +463,7 @@ impl SyncArgs {
 
 impl SyncArgs {
     /// `--ha`, `--ha-name`, `--ha-ttl-secs`.
-    pub(super) fn ha(&self) -> Result<Option<Ha>> {
+    fn ha(&self) -> Result<Option<Ha>> {
         if !self.ha {
             if self.ha_name.is_some() {
                 return Err(Error::usage("--ha-name: give it with --ha"));
@@ -493,7 +493,7 @@ impl SyncArgs {
 }
 
 /// `$XDG_STATE_HOME/filer-sync` or `~/.local/state/filer-sync`.
-pub(super) fn state_dir() -> Result<PathBuf> {
+fn state_dir() -> Result<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -509,12 +509,7 @@ pub(super) fn state_dir() -> Result<PathBuf> {
 }
 
 /// The default state file: one per pair of folders, in `state_dir()`.
-pub(super) fn default_state_path(
-    a: &FilerAddr,
-    a_path: &str,
-    b: &FilerAddr,
-    b_path: &str,
-) -> Result<PathBuf> {
+fn default_state_path(a: &FilerAddr, a_path: &str, b: &FilerAddr, b_path: &str) -> Result<PathBuf> {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {

@@ -19,13 +19,13 @@ use std::time::Instant;
 /// What applying part of a window did: what to commit, and what a dry run
 /// would have changed.
 #[derive(Default)]
-pub(super) struct Done {
-    pub(super) commit: Commit,
-    pub(super) planned: Vec<Planned>,
+struct Done {
+    commit: Commit,
+    planned: Vec<Planned>,
 }
 
 impl Done {
-    pub(super) fn merge(&mut self, other: Done) {
+    fn merge(&mut self, other: Done) {
         self.commit.merge(other.commit);
         self.planned.extend(other.planned);
     }
@@ -121,7 +121,7 @@ pub(super) fn apply_window(
 
 /// The entries below `path` on the target when it is a folder (counting
 /// stops past `cap`), else 0.
-pub(super) fn entries_below(f: &Flow, path: &str, cap: u64) -> Result<u64> {
+fn entries_below(f: &Flow, path: &str, cap: u64) -> Result<u64> {
     let target = f.applier.target();
     let (dir, name) = crate::paths::split_path(path);
     let what = format!("LookupDirectoryEntry {path}");
@@ -138,7 +138,7 @@ pub(super) fn entries_below(f: &Flow, path: &str, cap: u64) -> Result<u64> {
 
 /// An event's paths as the ledger and the log show them: old -> new, with
 /// control characters (a NUL a peer put in a name) escaped.
-pub(super) fn shown(paths: &[String]) -> String {
+fn shown(paths: &[String]) -> String {
     let shown: Vec<String> = paths.iter().map(|p| p.escape_debug().to_string()).collect();
     shown.join(" -> ")
 }
@@ -157,7 +157,7 @@ pub(super) fn shown(paths: &[String]) -> String {
 /// once the source confirms it moved on, and the later events bring what
 /// came next. Should the source still hold that version, the action is
 /// applied again reading deleted chunks too, as the reference always does.
-pub(super) fn apply_one(
+fn apply_one(
     f: &Flow,
     chunks: &rayon::ThreadPool,
     ev: &Event,

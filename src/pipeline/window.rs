@@ -29,7 +29,7 @@ pub(super) struct Replay {
 }
 
 impl Replay {
-    pub(super) fn is_replay(&mut self, ev: &Event) -> bool {
+    fn is_replay(&mut self, ev: &Event) -> bool {
         let hit =
             self.fingerprint != 0 && ev.ts_ns == self.ts_ns && ev.fingerprint() == self.fingerprint;
         if hit {
@@ -44,7 +44,7 @@ impl Replay {
 /// few at a time.
 pub(super) struct DeleteBudget {
     pub(super) max: u64,
-    pub(super) recent: std::collections::VecDeque<(Instant, u64)>,
+    recent: std::collections::VecDeque<(Instant, u64)>,
 }
 
 impl DeleteBudget {
@@ -153,7 +153,7 @@ pub(super) fn collect_window(
 /// event a moment after its store shows the change. Without the source's
 /// clock, this host's plus an hour.
 pub(super) fn replay_horizon(f: &Flow) -> i64 {
-    pub(super) const MINUTE: i64 = 60_000_000_000;
+    const MINUTE: i64 = 60_000_000_000;
     match retry(
         &format!("{}: source clock", f.name),
         Policy::SHORT,
