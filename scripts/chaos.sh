@@ -85,7 +85,7 @@ mins=$(( ($(date +%s) - t0) / 60 ))
   echo "  written 3 s before a kill are gone from the log though in its store; a SIGTERM stop flushes"
   echo "  them). In the filer-restart scenario a mkdir the sync had not yet received so never reached"
   echo "  it (CI: a folder left on B as a stand-in). No log follower can recover such an event; the"
-  echo "  scenario now stops the source with SIGTERM, as an operator would, and the README says so."
+  echo "  scenario now stops the source with SIGTERM, as an operator would, and docs/first-runs-and-rescans.md says so."
   echo "- Chunks leaked by retries (weed shell volume.fsck -v after each scenario): an upload whose answer"
   echo "  was lost (a cut connection, a volume server going down) left its needle behind when the retry"
   echo "  took a new file id (TCP faults: 1 orphan, volume servers down: 3). The same file id is now"

@@ -15,7 +15,7 @@
 //! for up to a TTL, so the new term holds the lock that long before it
 //! applies anything.
 
-use super::sync::Term;
+use super::term::Term;
 use crate::config::Ha;
 use crate::error::{ErrorKind, Result};
 use crate::ha::Lease;

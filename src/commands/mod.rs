@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod render;
 pub mod status;
 pub mod sync;
+pub mod term;
 pub mod verify;
 
 pub use sync::sync;

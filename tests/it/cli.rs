@@ -2,6 +2,7 @@
 //! was wrong, the documented exit code, no panic, no hang.
 
 use crate::harness::*;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn run(args: &[&str]) -> (i32, String) {
@@ -187,9 +188,8 @@ fn json_logs_are_one_object_per_line() {
     let b = Cluster::start();
     a.put("/j/f.txt", b"json");
     let state = temp_state("json-logs");
+    // After the command, as people type it (before it works as well).
     let (code, err) = run(&[
-        "--log-format",
-        "json",
         "sync",
         "-a",
         &a.addr(),
@@ -199,6 +199,8 @@ fn json_logs_are_one_object_per_line() {
         "--once",
         "--state",
         &state,
+        "--log-format",
+        "json",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(b.get("/j/f.txt").unwrap(), b"json");
@@ -220,4 +222,156 @@ fn json_logs_are_one_object_per_line() {
         err.contains("--log-format \"yaml\": give text or json"),
         "{err}"
     );
+}
+
+/// Docs cannot drift from the flags: every flag in every command's `--help`
+/// (and the top level's) has exactly one row in docs/ — a table headed
+/// `| flag | commands |` — naming exactly the commands whose `--help` lists
+/// it, and every `--flag` that docs/ or README.md mention is a flag some
+/// command has.
+#[test]
+fn every_flag_is_documented_once_in_docs() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The flags of one `--help`: option lines start with two spaces and a
+    // dash ("  -a, --a", "  --a-path"); wrapped text is indented further.
+    let flags_of = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("  -"))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .filter(|f| f != "--help")
+            .collect()
+    };
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(commands.len() >= 5, "{top}");
+    let mut has: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in flags_of(&top) {
+        has.entry(f).or_default();
+    }
+    for c in &commands {
+        for f in flags_of(&help(&[c, "--help"])) {
+            has.entry(f).or_default().insert(c.clone());
+        }
+    }
+    assert!(has.contains_key("--log-format") && has.contains_key("--a-path"));
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    let mut problems = Vec::new();
+    // flag → where a row documents it, and the commands that row names.
+    let mut rows: BTreeMap<String, Vec<(String, BTreeSet<String>)>> = BTreeMap::new();
+    let mut mentioned: BTreeMap<String, String> = BTreeMap::new();
+    for page in pages.iter().chain([&root.join("README.md")]) {
+        let name = page.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(page).unwrap();
+        let in_docs = page.parent() == Some(&root.join("docs"));
+        let mut flag_table = false;
+        for (n, line) in text.lines().enumerate() {
+            let at = format!("{name}:{}", n + 1);
+            for f in mentions(line) {
+                mentioned.entry(f).or_insert_with(|| at.clone());
+            }
+            if !line.starts_with('|') {
+                flag_table = false;
+                continue;
+            }
+            if line.starts_with("| flag | commands |") {
+                assert!(in_docs, "{at}: flags are documented in docs/");
+                flag_table = true;
+                continue;
+            }
+            if !flag_table || line.starts_with("|---") {
+                continue;
+            }
+            let line = line.replace("\\|", "/");
+            let cells: Vec<&str> = line.split('|').collect();
+            let names: BTreeSet<String> = if cells[2].contains("all") {
+                commands.iter().cloned().collect()
+            } else {
+                cells[2]
+                    .split(|c: char| !c.is_ascii_alphabetic())
+                    .filter(|w| commands.iter().any(|c| c == w))
+                    .map(String::from)
+                    .collect()
+            };
+            // Each `code span` of the first cell names a flag by its first
+            // word: `--a-path /p`, or `-a HOST:PORT` for --a.
+            let spans = cells[1].split('`').skip(1).step_by(2);
+            for word in spans.filter_map(|s| s.split_whitespace().next()) {
+                let flag = match word.strip_prefix('-') {
+                    Some(short) if short.len() == 1 => format!("--{short}"),
+                    _ => word.to_string(),
+                };
+                rows.entry(flag)
+                    .or_default()
+                    .push((at.clone(), names.clone()));
+            }
+        }
+    }
+    for (flag, cmds) in &has {
+        match rows.get(flag).map(Vec::as_slice) {
+            None | Some([]) => problems.push(format!("{flag} ({cmds:?}) has no row in docs/")),
+            Some([(at, named)]) if named != cmds => problems.push(format!(
+                "{at}: {flag} is a flag of {cmds:?}, the row names {named:?}"
+            )),
+            Some([_]) => {}
+            Some(many) => problems.push(format!(
+                "{flag} is documented {} times: {:?}",
+                many.len(),
+                many.iter().map(|(at, _)| at).collect::<Vec<_>>()
+            )),
+        }
+    }
+    for (flag, places) in &rows {
+        if !has.contains_key(flag) {
+            problems.push(format!("{}: {flag} is no command's flag", places[0].0));
+        }
+    }
+    for (flag, at) in &mentioned {
+        if !has.contains_key(flag) && flag != "--help" {
+            problems.push(format!("{at}: mentions {flag}, no command's flag"));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The `--long-flag` words of a line of prose (a table's `|---|` is none).
+fn mentions(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("--") {
+        let after = &rest[i + 2..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(after.len());
+        let word = after[..len].trim_end_matches('-');
+        let before = rest[..i].chars().last();
+        if after.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            found.push(format!("--{word}"));
+        }
+        rest = &after[len.max(1).min(after.len())..];
+    }
+    found
 }

@@ -1,0 +1,241 @@
+//! Applying one window: level by level (see `plan`) on the direction's event
+//! pool, the window's deletes weighed against `--max-delete` first, each
+//! action retried until its fault passes, superseded on the source, or
+//! recorded in the failure ledger; what to commit is handed back to the run
+//! loop in `mod.rs`, which alone commits.
+
+use super::window::DeleteBudget;
+use super::{fenced, plan, Flow, Pools};
+use crate::apply::{Planned, Replayed, Transfer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::filer::Event;
+use crate::paths::join_path;
+use crate::replicate::{event_paths, Action};
+use crate::retry::{retry, Policy};
+use crate::state::{Commit, Failure};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// What applying part of a window did: what to commit, and what a dry run
+/// would have changed.
+#[derive(Default)]
+struct Done {
+    commit: Commit,
+    planned: Vec<Planned>,
+}
+
+impl Done {
+    fn merge(&mut self, other: Done) {
+        self.commit.merge(other.commit);
+        self.planned.extend(other.planned);
+    }
+}
+
+/// Applies a window level by level (see `plan`); returns what to commit and
+/// what a dry run planned. Fails only when a stop was requested mid-window
+/// (nothing is committed then). The first `checked` events may have been
+/// applied by a process that stopped before committing them: see
+/// `apply_one`.
+pub(super) fn apply_window(
+    f: &Flow,
+    pools: &Pools,
+    window: Vec<Event>,
+    checked: usize,
+    budget: &mut Option<DeleteBudget>,
+) -> Result<(Commit, Vec<Planned>)> {
+    f.applier.new_window();
+    // An event the source gave with names that are not one path component
+    // each is refused: ledgered with its reason, never applied; the window
+    // goes on.
+    let mut refused = Vec::new();
+    let planned: Vec<(Event, Vec<Action>)> = window
+        .into_iter()
+        .map(|ev| {
+            let actions = f.scope.plan(&ev).unwrap_or_else(|e| {
+                refused.push(Failure {
+                    event_ts_ns: ev.ts_ns,
+                    path: shown(&event_paths(&ev)),
+                    error: e.to_string(),
+                });
+                Vec::new()
+            });
+            (ev, actions)
+        })
+        .collect();
+    let mut deletes = 0;
+    if let Some(b) = budget {
+        // In entries: a folder's delete takes everything below it (a
+        // filer logs a recursive delete's children too: counted once).
+        let mut paths: Vec<String> = planned
+            .iter()
+            .flat_map(|(_, a)| a)
+            .filter_map(|a| match a {
+                Action::Delete { dir, name, .. } => Some(join_path(dir, name)),
+                _ => None,
+            })
+            .collect();
+        paths.sort();
+        for p in crate::verify::deletes::topmost(&paths) {
+            deletes += 1 + entries_below(f, p, b.max)?;
+        }
+        if let Err(total) = b.take(Instant::now(), deletes) {
+            return Err(Error::new(
+                ErrorKind::Paused,
+                format!(
+                    "{}: paused: the next window would make {total} deletes on the target within \
+                     a minute, more than --max-delete {}; nothing of it was applied. Check the \
+                     source, then rerun with a larger --max-delete to let it through",
+                    f.name, b.max
+                ),
+            ));
+        }
+    }
+    let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
+    let mut total = Done::default();
+    total.commit.failures = refused;
+    for level in plan::levels(&paths) {
+        let results: Vec<Result<Done>> = pools.events.install(|| {
+            level
+                .par_iter()
+                .map(|&i| {
+                    let mut d = Done::default();
+                    let (ev, actions) = &planned[i];
+                    d.commit.events += 1;
+                    for a in actions {
+                        apply_one(f, &pools.chunks, ev, a, i < checked, &mut d)?;
+                    }
+                    Ok(d)
+                })
+                .collect()
+        });
+        for r in results {
+            total.merge(r?);
+        }
+    }
+    if !f.dry_run {
+        f.applier.end_window()?;
+    }
+    total.commit.deletes = deletes;
+    Ok((total.commit, total.planned))
+}
+
+/// The entries below `path` on the target when it is a folder (counting
+/// stops past `cap`), else 0.
+fn entries_below(f: &Flow, path: &str, cap: u64) -> Result<u64> {
+    let target = f.applier.target();
+    let (dir, name) = crate::paths::split_path(path);
+    let what = format!("LookupDirectoryEntry {path}");
+    let found = retry(&what, Policy::FOREVER, &f.cancel, || {
+        target.lookup(dir, name)
+    })?;
+    match found {
+        Some(e) if e.is_directory => {
+            crate::verify::deletes::count_below(target, path, cap, &f.cancel)
+        }
+        _ => Ok(0),
+    }
+}
+
+/// An event's paths as the ledger and the log show them: old -> new, with
+/// control characters (a NUL a peer put in a name) escaped.
+fn shown(paths: &[String]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.escape_debug().to_string()).collect();
+    shown.join(" -> ")
+}
+
+/// Applies one action, retrying passing faults until they pass (never
+/// skipping an event); a permanent failure is either superseded on the
+/// source (a lossless skip) or goes to the ledger. A `replayed` upsert or
+/// rename whose version the source no longer holds is skipped (see
+/// `Applier::replayed`): applied again after later events had moved
+/// or removed it, it would bring back an entry (and its folders) that the
+/// source has not got; the later events follow.
+///
+/// Chunks are first read as live only: a chunk the source has deleted most
+/// often belongs to a version replaced or removed since (a catch-up over a
+/// busy tree meets many), whose bytes need not travel: its event is skipped
+/// once the source confirms it moved on, and the later events bring what
+/// came next. Should the source still hold that version, the action is
+/// applied again reading deleted chunks too, as the reference always does.
+fn apply_one(
+    f: &Flow,
+    chunks: &rayon::ThreadPool,
+    ev: &Event,
+    a: &Action,
+    replayed: bool,
+    done: &mut Done,
+) -> Result<()> {
+    fenced(f)?;
+    let c = &mut done.commit;
+    let instead;
+    let a = match replayed.then(|| f.applier.replayed(a)) {
+        Some(Ok(Replayed::Moot)) => {
+            f.applier.skipped_replayed();
+            f.applier.mark_if_behind(a);
+            c.superseded += 1;
+            log::debug!(
+                "{}: {} changed on the source since this replayed event; skipping it",
+                f.name,
+                a.target()
+            );
+            return Ok(());
+        }
+        Some(Ok(Replayed::NewOnly(upsert))) => {
+            instead = *upsert;
+            &instead
+        }
+        // Unknown: applied as planned, as it was before the stop.
+        _ => a,
+    };
+    // Every call inside is retried where it is made, until it succeeds
+    // or fails for good: the action as a whole is tried once.
+    let attempt = |deleted_too| {
+        let via = Transfer {
+            pool: chunks,
+            deleted_too,
+        };
+        f.applier.apply(a, ev.ts_ns, via)
+    };
+    let mut result = attempt(false);
+    if let (Err(e), Some((p, entry))) = (&result, a.source_version()) {
+        if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
+            if f.applier.source_replaced(p, entry).unwrap_or(false) {
+                f.applier.skipped_version(a);
+                c.superseded += 1;
+                log::debug!(
+                    "{}: {p} changed again on the source; skipping this version ({e})",
+                    f.name
+                );
+                return Ok(());
+            }
+            if e.kind() == ErrorKind::NotFound {
+                result = attempt(true);
+            }
+        }
+    }
+    match result {
+        Ok(out) => {
+            c.bytes += out.bytes;
+            c.conflicts.extend(out.conflict);
+            done.planned.extend(out.planned);
+            if f.debug_actions {
+                log::info!(
+                    "{}: {} {}",
+                    f.name,
+                    if out.skipped { "unchanged" } else { "applied" },
+                    a.target()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
+        Err(e) => {
+            c.failures.push(Failure {
+                event_ts_ns: ev.ts_ns,
+                path: a.target(),
+                error: e.to_string(),
+            });
+            Ok(())
+        }
+    }
+}
