@@ -1,5 +1,6 @@
-//! The binary's behaviour on bad input: a clear one-line error naming what
-//! was wrong, the documented exit code, no panic, no hang.
+//! The binary as a user meets it: bad input gets a clear one-line error
+//! naming what was wrong, the documented exit code, no panic, no hang; the
+//! flags are the ones docs/ describes, and README.md's commands work.
 
 use crate::harness::*;
 use std::path::{Path, PathBuf};
@@ -374,4 +375,53 @@ fn mentions(line: &str) -> Vec<String> {
         rest = &after[len.max(1).min(after.len())..];
     }
     found
+}
+
+/// The commands README.md's "Replicate two clusters" shows, taken from its
+/// text, run as a newcomer would against two local clusters (with `--once`
+/// and a state file of the test's own): one way B becomes A's copy, both
+/// ways each side's writes reach the other.
+#[test]
+fn the_readmes_commands_replicate_two_clusters() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("## Replicate two clusters")
+        .expect("the section");
+    let commands: Vec<&str> = readme[at..]
+        .lines()
+        .filter(|l| l.starts_with("filer-sync sync "))
+        .take(2)
+        .collect();
+    assert_eq!(commands.len(), 2, "a one-way and a both-ways command");
+    let (one_way, both) = (commands[0], commands[1]);
+    assert!(one_way.contains("--active-passive") && !both.contains("--active-passive"));
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let run = |line: &str, state: &str| {
+        let line = line
+            .replace("a-filer:8888", &a.addr())
+            .replace("b-filer:8888", &b.addr());
+        let mut args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        args.extend(["--once", "--state", state]);
+        let (code, out) = run_sync(&args, Duration::from_secs(120));
+        assert_eq!(code, 0, "{line}: {out}");
+    };
+    a.put("/data/from-a.txt", b"written on A");
+    b.put("/data/stale-on-b.txt", b"only on B");
+    run(one_way, &temp_state("readme-one-way"));
+    assert_same(&a.tree("/data"), &b.tree("/data"));
+    assert!(
+        b.get("/data/stale-on-b.txt").is_none(),
+        "one way, B is A's copy"
+    );
+    b.put("/data/from-b.txt", b"written on B");
+    a.put("/data/more-from-a.txt", b"written on A later");
+    run(both, &temp_state("readme-both-ways"));
+    assert_same(&a.tree("/data"), &b.tree("/data"));
+    assert_eq!(
+        a.get("/data/from-b.txt").as_deref(),
+        Some(&b"written on B"[..])
+    );
+    assert!(b.get("/data/more-from-a.txt").is_some());
 }
