@@ -76,6 +76,7 @@ pub enum Route {
 pub fn route(kind: Kind, known: Known, two_way: bool) -> Route {
     match kind {
         Kind::Upsert(Change::Created) if known.fresh_dir => Route::Create,
+        Kind::Upsert(Change::Missing) => Route::Create,
         Kind::Upsert(Change::Rewritten) if !two_way => Route::Replace,
         Kind::Upsert(_) => Route::Upsert,
         Kind::Delete if two_way => Route::DeleteUnlessKept,
@@ -126,6 +127,10 @@ mod tests {
             (Kind::Upsert(Rewritten), none, two_way, Route::Upsert),
             (Kind::Upsert(Changed), fresh, one_way, Route::Upsert),
             (Kind::Upsert(Changed), none, two_way, Route::Upsert),
+            // A walk listed the target without it: an exclusive create, no
+            // lookup (one that finds it there after all compares as usual).
+            (Kind::Upsert(Missing), none, one_way, Route::Create),
+            (Kind::Upsert(Missing), none, two_way, Route::Create),
             // Deletes: a skipped first version is known absent one-way only.
             (Kind::Delete, absent, one_way, Route::SkipAbsent),
             (Kind::Delete, none, one_way, Route::Delete),

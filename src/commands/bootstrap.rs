@@ -356,8 +356,10 @@ pub fn copy_by_walk(
                 log::info!("{why}: repairing {rel} ({})", d.class.name());
             }
             match (d.a, d.b) {
-                (Some(ea), None) => work.push((&onto_b, cmp.copy(true, &rel, ea))),
-                (None, Some(eb)) if two_way => work.push((&onto_a, cmp.copy(false, &rel, eb))),
+                (Some(ea), None) => work.push((&onto_b, cmp.copy_missing(true, &rel, ea))),
+                (None, Some(eb)) if two_way => {
+                    work.push((&onto_a, cmp.copy_missing(false, &rel, eb)))
+                }
                 (None, Some(_)) if cfg.b.deletes => only_b.push(rel),
                 (Some(ea), Some(eb)) => {
                     let a_wins = !two_way || conflict::compare(&ea, &eb) != Ordering::Less;

@@ -119,7 +119,22 @@ impl Compare<'_> {
     }
 
     /// Makes `rel` on the other side `entry`, the version one side holds.
-    pub fn copy(&self, onto_b: bool, rel: &str, mut entry: Entry) -> Action {
+    pub fn copy(&self, onto_b: bool, rel: &str, entry: Entry) -> Action {
+        self.copy_as(onto_b, rel, entry, crate::replicate::Change::Changed)
+    }
+
+    /// `copy` of an entry the other side was listed without.
+    pub fn copy_missing(&self, onto_b: bool, rel: &str, entry: Entry) -> Action {
+        self.copy_as(onto_b, rel, entry, crate::replicate::Change::Missing)
+    }
+
+    fn copy_as(
+        &self,
+        onto_b: bool,
+        rel: &str,
+        mut entry: Entry,
+        change: crate::replicate::Change,
+    ) -> Action {
         let ((src, _), (dst, _)) = self.sides(onto_b);
         let target = under(&dst.path, rel);
         // Written under the name the walk listed (and admitted), never one
@@ -130,7 +145,7 @@ impl Compare<'_> {
             entry,
             signatures: vec![s_sig(&self.peers, onto_b)],
             source: under(&src.path, rel),
-            change: crate::replicate::Change::Changed,
+            change,
             base: None,
         }
     }

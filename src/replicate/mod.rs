@@ -78,6 +78,9 @@ pub enum Change {
     Rewritten,
     /// Anything else (attributes, appends, folders, a repair).
     Changed,
+    /// A walk listed the target and found nothing at this path: created
+    /// exclusively without a lookup first (see `apply::route`).
+    Missing,
 }
 
 impl Change {
