@@ -49,6 +49,8 @@ Not in the default run (name them: `make bench BENCH_WORKLOADS="scale follow"`):
             -> per-sample rows, growth first to last, what grows steadily
             (last third's median > middle third's + 20 %), B verified equal
             to A at the end, charts/<run>-follow-*.svg.
+`python3 scripts/bench.py headline` rewrites BENCHMARKS.md's headline table
+from the runs it lists (every run does so too), running nothing.
 Every server binds 127.0.0.1. The charts need matplotlib and 5b grpcio and
 protobuf (scripts/bench-requirements.txt, which `make bench` installs).
 """
@@ -426,12 +428,12 @@ def small(rows):
     rss = {t: med([m[2] for m in v]) for t, v in res.items()}
     rows.append((f"1. catch-up {n:,} x 4 KiB: files/s", fs["weed"], fs["filer-sync"], ">= 2.0"))
     servers = {t: med([m[3] / n * 1000 for m in v]) for t, v in res.items()}
-    rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync"], "<= 0.25"))
+    rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync"], "<= 0.09 ms"))
     rows.append(("   CPU ms per file (both clusters' servers)", servers["weed"], servers["filer-sync"], ""))
     rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], ""))
     rows.append((f"1b. first run by a walk (filer-sync's default) of the same {n:,} files: files/s",
-                 fs["weed"], fs["filer-sync walk"], ""))
-    rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync walk"], ""))
+                 fs["weed"], fs["filer-sync walk"], ">= 2.0"))
+    rows.append(("   CPU ms per file (sync process)", cpu["weed"], cpu["filer-sync walk"], "<= row 1's"))
     del fs["filer-sync walk"]
     SMALL_RATES.update(fs)
     limit_rows(rows, "files", n, fs, *ingest)
@@ -454,7 +456,7 @@ def large(rows):
     ingest = limits(items, n * size // chunk, chunk, ("-maxMB=4",))
     mbs = {t: med([n * size / m[0] / 1e6 for m in v]) for t, v in res.items()}
     rss = {t: med([m[2] for m in v]) for t, v in res.items()}
-    rows.append((f"2. catch-up {n} x 50 MiB: MB/s", mbs["weed"], mbs["filer-sync"], ">= 1.0"))
+    rows.append((f"2. catch-up {n} x 50 MiB: MB/s", mbs["weed"], mbs["filer-sync"], ">= 1.3"))
     rows.append(("   peak RSS MB", rss["weed"], rss["filer-sync"], "<= 0.125"))
     limit_rows(rows, "MB", n * size / 1e6, mbs, *ingest)
 
@@ -1125,6 +1127,12 @@ def created_on(cluster, folder):
 
 
 def main():
+    if sys.argv[1:] == ["headline"]:
+        # Rewrites BENCHMARKS.md's headline from the runs it lists, running nothing.
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        text = page(history(open(path).read()))
+        open(path, "w").write(text)
+        return
     which = sys.argv[1:] or ["small", "large", "mixed", "lag", "lag_load", "rescan", "ceiling"]
     rows = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", STARTED)
@@ -1149,11 +1157,138 @@ def main():
     text = "\n".join(lines).rstrip() + "\n" + "".join("\n" + note for note in NOTES)
     print(text)
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    head = "# Benchmarks\n\nNewest run first. Ratios are filer-sync / weed from the same run on the same data.\n\n"
-    old = open(path).read() if os.path.exists(path) else head
-    body = old[len(head):] if old.startswith(head) else old
-    open(path, "w").write(head + text + "\n" + body)
+    old = open(path).read() if os.path.exists(path) else ""
+    runs = text + "\n" + history(old)
+    open(path, "w").write(page(runs))
     shutil.rmtree(WORK, ignore_errors=True)
+
+
+# The headline of BENCHMARKS.md: (label, row, sub-row, target). `row` matches
+# a measure's name in a run's table, `sub-row` (or None) one of the indented
+# rows below it. A target is "ratio OP X" (filer-sync / weed), "filer-sync OP
+# X", or "" (reported, no target); `p99 <= 2 x p50` compares with the lag's
+# p50 of the same run.
+HEADLINE = [
+    ("Small files, log replay: files/s", r"^1\. catch-up [\d,]+ x 4 KiB: files/s", None, "ratio >= 2.0"),
+    ("↳ sync CPU ms per file", r"^1\. catch-up", r"CPU ms per file \(sync process\)", "filer-sync <= 0.09"),
+    ("↳ servers' CPU ms per file", r"^1\. catch-up", r"CPU ms per file \(both clusters", ""),
+    ("↳ peak RSS MB", r"^1\. catch-up", r"peak RSS MB", ""),
+    ("Small files, first run by a walk (the default): files/s", r"^1b\. first run by a walk", None, "ratio >= 2.0"),
+    ("↳ sync CPU ms per file", r"^1b\. first run by a walk", r"CPU ms per file \(sync process\)",
+     "filer-sync <= the log replay's"),
+    ("Share of the target's CreateEntry ceiling (small files)", r"^5b\. limit", r"small-file rate",
+     "filer-sync >= 0.8"),
+    ("Large files (20 x 50 MiB): MB/s", r"^2\. catch-up", None, "ratio >= 1.3"),
+    ("↳ peak RSS MB", r"^2\. catch-up", r"peak RSS MB", "ratio <= 0.125"),
+    ("Mixed workload: events/s", r"^3\. mixed workload", None, "ratio >= 2.0"),
+    ("Live lag at 50 files/s, p50 ms", r"^4\. live lag at 50 files/s: p50", None, "ratio <= 0.5"),
+    ("Live lag at 50 files/s, p99 ms", r"^4\. live lag at 50 files/s: p99", None, "p99 <= 2 x p50"),
+    ("Rescan of two equal trees: files/s", r"^6\. rescan", None, ""),
+]
+
+REPRODUCE = """## How to reproduce
+
+- `make bench` builds the release binary, installs weed 4.48 and the Python parts, and runs workloads 1-6
+  (about 40 minutes on 2 cores); `make bench BENCH_WORKLOADS="small ceiling"` runs the named ones,
+  `BENCH_SCALE=0.1` a tenth of the data (such runs are listed below but never make the headline),
+  `BENCH_ROUNDS=N` more rounds. Every run starts its own clusters on 127.0.0.1 and verifies each target.
+- What each workload does: the docstring of `scripts/bench.py`.
+- The flame graphs in `charts/` are `perf record -F 999 --call-graph dwarf -- target/release/filer-sync sync
+  --once ...` on row 1's catch-up, folded and drawn by inferno (`cargo install inferno`):
+  `perf script | inferno-collapse-perf | inferno-flamegraph > charts/NAME.svg`.
+"""
+
+
+def history(old):
+    """The runs of an existing BENCHMARKS.md, newest first (what follows its
+    headline and reproduction sections)."""
+    at = old.find("## Run of ")
+    return old[at:] if at >= 0 else ""
+
+
+def runs_of(text):
+    """(date, full_size, [(name, parent, weed, filer-sync)]) per run in `text`,
+    newest first. Indented rows get the row above them as `parent`."""
+    import re
+    out = []
+    for part in re.split(r"(?m)^## Run of ", text)[1:]:
+        date = part.split("\n", 1)[0].strip()
+        full = "BENCH_SCALE=1.0" in part.split("\n|", 1)[0] or "BENCH_SCALE" not in part.split("\n|", 1)[0]
+        rows, parent = [], None
+        for line in part.splitlines():
+            cells = [c for c in line.split("|")[1:-1]]
+            if len(cells) != 5 or not cells[0].strip() or cells[0].strip() in ("measure", "---"):
+                continue
+            try:
+                w, f = (float(c.strip().replace(",", "")) for c in cells[1:3])
+            except ValueError:
+                continue
+            name = cells[0].rstrip()
+            if name.startswith("  "):
+                rows.append((name.strip(), parent, w, f))
+            else:
+                parent = name.strip()
+                rows.append((parent, None, w, f))
+        out.append((date, full, rows))
+    return out
+
+
+def met(target, w, f, run_rows, found):
+    """Whether (weed, filer-sync) meets `target` ("" when there is none)."""
+    if not target:
+        return ""
+    if target == "p99 <= 2 x p50":
+        p50 = next((r[3] for r in run_rows if r[0].startswith("4. live lag at 50 files/s: p50")), None)
+        ok = p50 is not None and f <= 2 * p50
+    elif target == "filer-sync <= the log replay's":
+        replay = found.get((r"^1\. catch-up", r"CPU ms per file \(sync process\)"))
+        ok = replay is not None and f <= replay
+    else:
+        who, op, x = target.split()
+        v = f / w if who == "ratio" and w else f
+        ok = v >= float(x) if op == ">=" else v <= float(x)
+    return "yes" if ok else "**no**"
+
+
+def headline(runs_text):
+    """The headline table: each HEADLINE measure's newest full-size figure."""
+    import re
+    runs = [r for r in runs_of(runs_text) if r[1]]
+    lines = ["| measure | weed filer.sync | filer-sync | filer-sync / weed | target | met | run |",
+             "|---|---:|---:|---:|---|---|---|"]
+    found = {}
+    for label, row, sub, target in HEADLINE:
+        hit = None
+        for date, _, rows in runs:
+            for name, parent, w, f in rows:
+                if sub is None and parent is None and re.search(row, name):
+                    hit = (date, rows, w, f)
+                elif sub is not None and parent is not None and re.search(row, parent) and re.search(sub, name):
+                    hit = (date, rows, w, f)
+                if hit:
+                    break
+            if hit:
+                break
+        if not hit:
+            lines.append(f"| {label} | – | – | – | {target} | not measured yet | |")
+            continue
+        date, rows, w, f = hit
+        found[(row, sub)] = f
+        ratio = f"{f / w:.2f}" if w else "–"
+        anchor = "run-of-" + re.sub(r"[^a-z0-9 -]", "", date.lower()).replace(" ", "-")
+        lines.append(f"| {label} | {w:,.2f} | {f:,.2f} | {ratio} | {target} | {met(target, w, f, rows, found)} "
+                     f"| [{date}](#{anchor}) |")
+    return "\n".join(lines) + "\n"
+
+
+def page(runs_text):
+    """BENCHMARKS.md: the headline, how to reproduce, then every run."""
+    return ("# Benchmarks\n\n"
+            "filer-sync against `weed filer.sync` (SeaweedFS 4.48), both catching up the same data in the same "
+            "run on the same machine; ratios are filer-sync / weed. The table is made by `make bench` from the "
+            "newest full-size run of each measure (the run it came from is linked); the runs follow, newest "
+            "first.\n\n## Headline\n\n" + headline(runs_text) + "\n" + REPRODUCE + "\n## Runs, newest first\n\n"
+            + runs_text)
 
 
 if __name__ == "__main__":
