@@ -49,7 +49,8 @@ impl Compare<'_> {
             )?,
             pair,
             http: volume::Http::for_timeout_secs(pair.timeout_secs),
-            walkers: crate::pipeline::pool("verify", "walk", pair.workers.min(16))?,
+            // Copies as many at once as a sync's windows apply events.
+            walkers: crate::pipeline::pool("verify", "walk", pair.workers)?,
             listers: crate::pipeline::pool("verify", "list", pair.workers.min(8))?,
             chunks: crate::pipeline::pool("verify", "chunk", pair.chunk_workers)?,
             cancel,
@@ -86,6 +87,11 @@ impl Compare<'_> {
     /// that is away (`Applier::giving_up` for a one-shot repair).
     pub fn applier(&self, onto_b: bool) -> Applier {
         let ((src, s), (dst, t)) = self.sides(onto_b);
+        let conf_t = if onto_b {
+            &self.peers.conf_b
+        } else {
+            &self.peers.conf_a
+        };
         Applier::new(
             (
                 s.clone(),
@@ -95,12 +101,16 @@ impl Compare<'_> {
             ),
             (
                 t.clone(),
+                // File ids as a sync's own applier takes them: shared by
+                // the target's folders (per bucket), in large batches.
                 ChunkSink::new(
                     t.clone(),
                     dst.proxy,
                     self.http.clone(),
                     dst.placement.clone(),
-                ),
+                )
+                .with_shared_ids(&conf_t.dir_buckets)
+                .with_signatures(vec![s_sig(&self.peers, onto_b)]),
             ),
             &dst.path,
             Mode::Follow,
