@@ -388,6 +388,8 @@ fn chaos_kill_9_at_random_moments() {
         let child = Running(
             std::process::Command::new(bin())
                 .args(["sync", "-a", &aa, "-b", &ba, "--state", &state])
+                // Every apply, named, when CHAOS_RUST_LOG lets info through.
+                .args(["--a-debug", "--b-debug"])
                 .env(
                     "RUST_LOG",
                     std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "warn".into()),
