@@ -82,7 +82,7 @@ pub fn first_run(
                 let chunks = ChunkSource::new(
                     client.clone(),
                     src.0.proxy,
-                    Http::for_timeout_secs(cfg.timeout_secs),
+                    Http::for_side(src.0.label, cfg.timeout_secs, &src.0.security),
                 )
                 .with_read_signer(src.0.security.read.clone());
                 // Not knowing where the log begins must not stop the run:

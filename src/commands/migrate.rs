@@ -20,6 +20,7 @@ pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         .bwlimit
         .map(|r| std::sync::Arc::new(Throttle::new(r, cancel.clone())));
     let cmp = Compare::connect(&pair, cancel.clone())?.with_throttle(throttle);
+    cmp.probe(false)?;
     let key = Direction {
         source_sig: cmp.peers.sig_a(),
         source_path: cfg.a.path.clone(),

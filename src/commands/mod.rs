@@ -16,11 +16,13 @@ pub mod verify;
 
 pub use sync::sync;
 
+use crate::config::Side;
 use crate::error::Result;
 use crate::filer::{FilerAddr, FilerClient};
 use crate::pb::filer::GetFilerConfigurationResponse;
 use crate::security::Security;
 use crate::state::State;
+use crate::volume::{Http, Server};
 use std::time::Duration;
 
 /// Both filers of a pair, connected, and what each says of itself.
@@ -67,6 +69,29 @@ impl Peers {
     pub fn unchanged(&self, cancel: &crate::retry::Cancel) -> Result<()> {
         for (side, c, sig) in [('A', &self.a, self.sig_a()), ('B', &self.b, self.sig_b())] {
             crate::filer::same_source(side, c, sig, cancel)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that each side's chunk servers speak what its security file
+    /// says (`volume::probe`), with `http` (A's, B's agents): the servers
+    /// its transfers use (its filers with `--X-filer-proxy`, else a volume
+    /// server), and its filers too with `filers_too` (`verify --checksum`
+    /// reads through them). A definite mismatch fails (exit 2) before
+    /// anything is read or written.
+    pub fn probe_http(
+        &self,
+        (a, b): (&Side, &Side),
+        http: (&Http, &Http),
+        filers_too: bool,
+    ) -> Result<()> {
+        for (side, c, http) in [(a, &self.a, http.0), (b, &self.b, http.1)] {
+            let servers: &[Server] = match (side.proxy, filers_too) {
+                (true, _) => &[Server::Filer],
+                (false, false) => &[Server::Volume],
+                (false, true) => &[Server::Volume, Server::Filer],
+            };
+            crate::volume::probe(c, http, servers)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use crate::config::SyncConfig;
 use crate::error::{Error, Result};
 use crate::retry::Cancel;
 use crate::state::State;
+use crate::volume::Http;
 use std::time::Duration;
 
 /// Runs `sync`; Ok(true) when everything was applied, Ok(false) when some
@@ -19,6 +20,8 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         ('B', &cfg.b.filers(), &cfg.b.security),
         Duration::from_secs(cfg.timeout_secs),
     )?;
+    let http = |s: &crate::config::Side| Http::for_side(s.label, cfg.timeout_secs, &s.security);
+    peers.probe_http((&cfg.a, &cfg.b), (&http(&cfg.a), &http(&cfg.b)), false)?;
     let (sig_a, sig_b) = (peers.sig_a(), peers.sig_b());
     if sig_a == sig_b
         && (crate::paths::is_under(&cfg.a.path, &cfg.b.path)

@@ -239,7 +239,11 @@ fn flow(
         target_sig: sig_t,
         target_path: dst.path.clone(),
     };
-    let http = volume::Http::for_timeout_secs(cfg.timeout_secs);
+    let secs = cfg.timeout_secs;
+    let (src_http, dst_http) = (
+        volume::Http::for_side(src.label, secs, &src.security),
+        volume::Http::for_side(dst.label, secs, &dst.security),
+    );
     let (stats, name) = (stats.clone(), stats.name.clone());
     Flow {
         stats,
@@ -255,13 +259,13 @@ fn flow(
         applier: Applier::new(
             (
                 s.clone(),
-                ChunkSource::new(s.clone(), src.proxy, http.clone())
+                ChunkSource::new(s.clone(), src.proxy, src_http)
                     .with_throttle(throttle.clone())
                     .with_read_signer(src.security.read.clone()),
             ),
             (
                 t.clone(),
-                ChunkSink::new(t.clone(), dst.proxy, http, dst.placement.clone())
+                ChunkSink::new(t.clone(), dst.proxy, dst_http, dst.placement.clone())
                     .with_shared_ids(buckets_t)
                     .with_signatures(vec![sig_s]),
             ),

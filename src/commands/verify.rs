@@ -25,7 +25,8 @@ use std::time::Duration;
 pub(super) struct Compare<'p> {
     pub pair: &'p Pair,
     pub peers: Peers,
-    http: volume::Http,
+    /// A's and B's HTTP agents.
+    http: (volume::Http, volume::Http),
     /// Repairs in parallel.
     walkers: rayon::ThreadPool,
     /// Lists the folders of a level in parallel. A pool of its own: a
@@ -48,7 +49,10 @@ impl Compare<'_> {
                 timeout,
             )?,
             pair,
-            http: volume::Http::for_timeout_secs(pair.timeout_secs),
+            http: (
+                volume::Http::for_side('A', pair.timeout_secs, &pair.a.security),
+                volume::Http::for_side('B', pair.timeout_secs, &pair.b.security),
+            ),
             // Copies as many at once as a sync's windows apply events.
             walkers: crate::pipeline::pool("verify", "walk", pair.workers)?,
             listers: crate::pipeline::pool("verify", "list", pair.workers.min(8))?,
@@ -56,6 +60,16 @@ impl Compare<'_> {
             cancel,
             throttle: None,
         })
+    }
+
+    /// Checks both sides' chunk servers (`Peers::probe_http`), and their
+    /// filers too with `filers_too`.
+    pub fn probe(&self, filers_too: bool) -> Result<()> {
+        self.peers.probe_http(
+            (&self.pair.a, &self.pair.b),
+            (&self.http.0, &self.http.1),
+            filers_too,
+        )
     }
 
     /// Chunk bytes read within `throttle` (`--bwlimit`).
@@ -70,7 +84,7 @@ impl Compare<'_> {
             a_path: &self.pair.a.path,
             b_path: &self.pair.b.path,
             checksum,
-            http: &self.http,
+            http: (&self.http.0, &self.http.1),
             pool: &self.listers,
             cancel: &self.cancel,
             skip: None,
@@ -87,15 +101,15 @@ impl Compare<'_> {
     /// that is away (`Applier::giving_up` for a one-shot repair).
     pub fn applier(&self, onto_b: bool) -> Applier {
         let ((src, s), (dst, t)) = self.sides(onto_b);
-        let conf_t = if onto_b {
-            &self.peers.conf_b
+        let (src_http, dst_http, conf_t) = if onto_b {
+            (&self.http.0, &self.http.1, &self.peers.conf_b)
         } else {
-            &self.peers.conf_a
+            (&self.http.1, &self.http.0, &self.peers.conf_a)
         };
         Applier::new(
             (
                 s.clone(),
-                ChunkSource::new(s.clone(), src.proxy, self.http.clone())
+                ChunkSource::new(s.clone(), src.proxy, src_http.clone())
                     .with_throttle(self.throttle.clone())
                     .with_read_signer(src.security.read.clone()),
             ),
@@ -106,7 +120,7 @@ impl Compare<'_> {
                 ChunkSink::new(
                     t.clone(),
                     dst.proxy,
-                    self.http.clone(),
+                    dst_http.clone(),
                     dst.placement.clone(),
                 )
                 .with_shared_ids(&conf_t.dir_buckets)
@@ -321,6 +335,9 @@ pub(super) fn refused(walk: &Walk) -> Vec<(String, String)> {
 /// and no listed name was refused.
 pub fn verify(pair: &Pair, opts: VerifyOptions) -> Result<bool> {
     let cmp = Compare::connect(pair, Cancel::new())?;
+    if opts.repair || opts.checksum {
+        cmp.probe(opts.checksum)?;
+    }
     let listed_b = std::sync::atomic::AtomicU64::new(0);
     let mut walk = cmp.walk(opts.checksum);
     walk.listed_b = Some(&listed_b);

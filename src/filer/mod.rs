@@ -416,6 +416,29 @@ impl FilerClient {
         Ok(locs)
     }
 
+    /// The address (host:port) of one volume server of the cluster, if the
+    /// filer knows one: a single LookupVolume for the first volume ids,
+    /// which a master hands out from 1 up. None for a cluster without
+    /// volumes yet.
+    pub fn some_volume_server(&self) -> Result<Option<String>> {
+        let end = self.pick();
+        let mut req = LookupVolumeRequest::new();
+        req.volume_ids = (1..=32).map(|v: u32| v.to_string()).collect();
+        let r = end
+            .client
+            .unary_call(&rpc::LOOKUP_VOLUME, &req, self.opt())
+            .map_err(|e| self.wrap(end, "LookupVolume", e))?;
+        end.answered();
+        let mut found: Vec<(u32, String)> = r
+            .locations_map
+            .iter()
+            .filter_map(|(vid, l)| Some((vid.parse().ok()?, l.locations.first()?.url.clone())))
+            .filter(|(_, url)| !url.is_empty())
+            .collect();
+        found.sort();
+        Ok(found.into_iter().next().map(|(_, url)| url))
+    }
+
     pub fn kv_get(&self, key: &[u8]) -> Result<Vec<u8>> {
         let end = self.pick();
         let mut req = KvGetRequest::new();

@@ -181,7 +181,8 @@ pub struct Walk<'a> {
     pub b_path: &'a str,
     /// Also hash file bytes on both sides (through the filers' HTTP).
     pub checksum: bool,
-    pub http: &'a crate::volume::Http,
+    /// A's and B's HTTP agents (each in its cluster's scheme).
+    pub http: (&'a crate::volume::Http, &'a crate::volume::Http),
     /// Lists folders; never the pool that `levels`' caller repairs on.
     pub pool: &'a rayon::ThreadPool,
     /// Ends the listings' retries.
@@ -559,15 +560,30 @@ impl Walk<'_> {
 
     /// FNV-1a over a file's bytes, read through the filer.
     fn hash(&self, c: &FilerClient, path: &str) -> Result<u64> {
-        let url = format!(
-            "http://{}{}",
-            c.live_addr().http(),
-            crate::volume::url_path(path)
-        );
-        let mut resp = self.http.agent().get(&url).call()?;
+        use crate::volume::Server;
+        let http = if std::ptr::eq(c, self.a) {
+            self.http.0
+        } else {
+            self.http.1
+        };
+        let host = c.live_addr().http();
+        let url = http.url(&host, &crate::volume::url_path(path));
+        let mut resp = http
+            .agent()
+            .get(&url)
+            .call()
+            .map_err(|e| http.fail(Server::Filer, &host, e))?;
         let status = resp.status().as_u16();
         if status != 200 {
-            return Err(crate::error::Error::from(ureq::Error::StatusCode(status))
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_string()
+                .unwrap_or_default();
+            return Err(http
+                .refusal(Server::Filer, &host, status, &body)
+                .unwrap_or_else(|| crate::error::Error::from(ureq::Error::StatusCode(status)))
                 .context(format!("GET {url}")));
         }
         let mut h = crate::util::Fnv::default();

@@ -7,12 +7,14 @@
 //! It knows nothing of entries or events; `apply` decides what to copy.
 
 pub mod fid;
+mod probe;
 mod source;
 pub mod throttle;
 pub mod transfer;
 
+pub use probe::probe;
 pub use source::ChunkSource;
-pub use transfer::{Http, Size};
+pub use transfer::{Http, Server, Size};
 
 use crate::error::{Error, Result};
 use crate::filer::FilerClient;
@@ -486,24 +488,35 @@ impl ChunkSink {
         let l = locations
             .first()
             .ok_or_else(|| Error::remote("no location for its volume"))?;
-        let url = format!("http://{}/{file_id}", l.url);
-        let resp = self.http.agent().delete(&url).call()?;
+        let url = self.http.url(&l.url, &format!("/{file_id}"));
+        let mut resp = self
+            .http
+            .agent()
+            .delete(&url)
+            .call()
+            .map_err(|e| self.http.fail(Server::Volume, &l.url, e))?;
         match resp.status().as_u16() {
             200..=299 | 404 => Ok(()),
-            s => Err(Error::from(ureq::Error::StatusCode(s)).context(format!("DELETE {url}"))),
+            s => {
+                let body = resp.body_mut().read_to_string().unwrap_or_default();
+                Err(self
+                    .http
+                    .refusal(Server::Volume, &l.url, s, &body)
+                    .unwrap_or_else(|| Error::from(ureq::Error::StatusCode(s)))
+                    .context(format!("DELETE {url}")))
+            }
         }
     }
 
     fn post(&self, lease: &Lease, name: &str, mime: &str, data: Body) -> Result<String> {
         let file_id = lease.file_id.clone();
-        let url = if self.proxy {
-            format!(
-                "http://{}/?proxyChunkId={file_id}",
-                self.filer.live_addr().http()
-            )
+        let (server, host, rest) = if self.proxy {
+            let filer = self.filer.live_addr().http();
+            (Server::Filer, filer, format!("/?proxyChunkId={file_id}"))
         } else {
-            format!("http://{}/{file_id}", lease.url)
+            (Server::Volume, lease.url.clone(), format!("/{file_id}"))
         };
+        let url = self.http.url(&host, &rest);
         let (content_type, head, tail) = multipart(name, mime);
         let len = head.len() as u64 + data.len() + tail.len() as u64;
         // A small body goes out in one piece (one send instead of three);
@@ -530,7 +543,11 @@ impl ChunkSink {
         }
         let mut resp = post
             .send(ureq::SendBody::from_reader(&mut body))
-            .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
+            .map_err(|e| {
+                self.http
+                    .fail(server, &host, e)
+                    .context(format!("POST {url}"))
+            })?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
@@ -538,6 +555,9 @@ impl ChunkSink {
             .limit(64 * 1024)
             .read_to_string()
             .unwrap_or_default();
+        if let Some(e) = self.http.refusal(server, &host, status, &text) {
+            return Err(e);
+        }
         if !(200..300).contains(&status) {
             return Err(Error::from(ureq::Error::StatusCode(status))
                 .context(format!("POST {url}: {}", text.trim())));

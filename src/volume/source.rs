@@ -4,6 +4,7 @@
 //! resumed by Range requests and a body bounded by its declared size. Holds
 //! only the location cache; knows nothing of entries or of the target.
 
+use super::transfer::{host_of, Server};
 use super::{fid, throttle, Http, Size};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
@@ -63,7 +64,10 @@ impl ChunkSource {
             addrs.sort_by_key(|a| *a != first);
             return Ok(addrs
                 .iter()
-                .map(|a| format!("http://{}/?proxyChunkId={file_id}", a.http()))
+                .map(|a| {
+                    self.http
+                        .url(&a.http(), &format!("/?proxyChunkId={file_id}"))
+                })
                 .collect());
         }
         let vid = fid::volume_id(file_id)?;
@@ -88,7 +92,7 @@ impl ChunkSource {
         let query = if deleted_too { "?readDeleted=true" } else { "" };
         Ok(hosts
             .iter()
-            .map(|h| format!("http://{h}/{file_id}{query}"))
+            .map(|h| self.http.url(h, &format!("/{file_id}{query}")))
             .collect())
     }
 
@@ -190,12 +194,26 @@ impl ChunkSource {
         if let Some(n) = from {
             req = req.header("Range", format!("bytes={n}-"));
         }
-        let mut resp = req.call()?;
+        let server = match self.proxy {
+            true => Server::Filer,
+            false => Server::Volume,
+        };
+        let mut resp = req
+            .call()
+            .map_err(|e| self.http.fail(server, host_of(url), e))?;
         let status = resp.status().as_u16();
         if !matches!(status, 200 | 206) {
             // Read the short error body, so that the connection goes back
             // to the pool instead of being closed.
-            let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_string()
+                .unwrap_or_default();
+            if let Some(e) = self.http.refusal(server, host_of(url), status, &body) {
+                return Err(e);
+            }
         }
         if let Some(n) = from {
             let starts_right = resp

@@ -1,35 +1,82 @@
-//! How chunk bytes cross the wire: the keep-alive HTTP agents (`Http`),
-//! whose transfers time out when they stop moving bytes rather than after
-//! a fixed duration, and bodies read against the size their entry declares
-//! (`Size`), never further and never into a buffer sized by the peer
-//! before its bytes arrive. Holds the agents and nothing else; knows
-//! nothing of file ids, locations or entries.
+//! How chunk bytes cross the wire: the keep-alive HTTP agents of one
+//! cluster (`Http`), plain or HTTPS as that cluster's `[https.client]`
+//! says, whose transfers time out when they stop moving bytes rather than
+//! after a fixed duration; what a TLS or scheme failure toward that cluster
+//! means, in words an operator acts on (`Http::fail`, `Http::refusal`);
+//! and bodies read against the size their entry declares (`Size`), never
+//! further and never into a buffer sized by the peer before its bytes
+//! arrive. Holds the agents and nothing else; knows nothing of file ids,
+//! locations or entries.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::{Https, Security};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Keep-alive HTTP agents shared by all threads, each thread always taking
-/// the same one. ureq rescans its whole idle pool on every request (per-host
-/// counts, O(idle²)); one agent holding every connection of 40 threads spent
-/// ~5 % of the sync's CPU there. A few small pools keep that scan short
-/// while a thread still finds its own connections warm.
+/// Keep-alive HTTP agents toward one cluster, shared by all threads, each
+/// thread always taking the same one. ureq rescans its whole idle pool on
+/// every request (per-host counts, O(idle²)); one agent holding every
+/// connection of 40 threads spent ~5 % of the sync's CPU there. A few small
+/// pools keep that scan short while a thread still finds its own
+/// connections warm. HTTPS connections stay in the pools as plain ones do.
 #[derive(Clone)]
 pub struct Http {
     agents: Arc<Vec<ureq::Agent>>,
+    /// The cluster's letter, for messages ('A', 'B').
+    side: char,
+    /// `[https.client]` of the cluster: every URL toward it is https.
+    https: Option<Arc<Https>>,
 }
+
+/// What kind of server of a cluster a request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Volume,
+    Filer,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Volume => "volume server",
+            Server::Filer => "filer",
+        }
+    }
+
+    /// The security.toml section that makes such a server speak HTTPS.
+    fn section(self) -> &'static str {
+        match self {
+            Server::Volume => "[https.volume]",
+            Server::Filer => "[https.filer]",
+        }
+    }
+}
+
+/// What a Go HTTPS server answers a plain HTTP request with (status 400).
+const PLAIN_TO_HTTPS: &str = "Client sent an HTTP request to an HTTPS server";
 
 impl Http {
     const AGENTS: usize = 8;
 
-    /// Agents for `--timeout-secs`: chunk transfers get at least 30 s of
+    /// Agents toward side `side` for `--timeout-secs`, HTTPS when its
+    /// security file says so: chunk transfers get at least 30 s of
     /// silence, since a volume server answers an upload only once the
     /// needle is stored and sent to its replicas, moving no byte on our
     /// connection meanwhile.
-    pub fn for_timeout_secs(secs: u64) -> Http {
-        Http::new(Duration::from_secs(secs.max(30)))
+    pub fn for_side(side: char, secs: u64, security: &Security) -> Http {
+        Http::with(
+            side,
+            Duration::from_secs(secs.max(30)),
+            security.https.clone(),
+        )
+    }
+
+    /// Plain HTTP agents on which a request fails once it moves no byte
+    /// for `idle` (see `with`).
+    pub fn new(idle: Duration) -> Http {
+        Http::with('?', idle, None)
     }
 
     /// Agents on which a request fails once it moves no byte for `idle`:
@@ -40,21 +87,25 @@ impl Http {
     /// as long as it takes while bytes flow, where a deadline on the whole
     /// body failed it at the same point on every retry. The throttle's
     /// sleeps between reads are not socket waits and do not count.
-    pub fn new(idle: Duration) -> Http {
+    fn with(side: char, idle: Duration, https: Option<Arc<Https>>) -> Http {
         let agent = || -> ureq::Agent {
-            ureq::Agent::config_builder()
+            let mut c = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_connect(Some(Duration::from_secs(10)))
                 .timeout_recv_response(Some(idle))
                 .timeout_per_read(Some(idle))
                 .timeout_per_write(Some(idle))
                 .max_idle_connections(64)
-                .max_idle_connections_per_host(16)
-                .build()
-                .into()
+                .max_idle_connections_per_host(16);
+            if let Some(h) = &https {
+                c = c.tls_config(h.tls());
+            }
+            c.build().into()
         };
         Http {
             agents: Arc::new((0..Self::AGENTS).map(|_| agent()).collect()),
+            side,
+            https,
         }
     }
 
@@ -66,6 +117,123 @@ impl Http {
         }
         &self.agents[SLOT.with(|s| *s) % self.agents.len()]
     }
+
+    /// "https" when the cluster's `[https.client]` is on, else "http".
+    pub fn scheme(&self) -> &'static str {
+        if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL of `rest` ("/3,01637037d6", "/?proxyChunkId=…") on the
+    /// server at `host` (host:port), in the cluster's scheme.
+    pub fn url(&self, host: &str, rest: &str) -> String {
+        format!("{}://{host}{rest}", self.scheme())
+    }
+
+    /// The flag that gives this side's security file.
+    fn flag(&self) -> String {
+        format!("--{}-security", self.side.to_ascii_lowercase())
+    }
+
+    /// An answer that says the server at `host` speaks only HTTPS while
+    /// it was asked over plain HTTP (status 400 and Go's words in `body`).
+    /// Such a request never succeeds: not retryable (`ErrorKind::Usage`).
+    pub fn refusal(&self, server: Server, host: &str, status: u16, body: &str) -> Option<Error> {
+        (status == 400 && body.contains(PLAIN_TO_HTTPS) && self.https.is_none()).then(|| {
+            Error::usage(format!(
+                "{}'s {} {host} speaks only HTTPS ({}) and was asked over plain HTTP: give {} \
+                 a security.toml whose [https.client] has enabled = true and the ca that signed \
+                 the server's certificate (and cert/key if the server demands a client \
+                 certificate)",
+                self.side,
+                server.name(),
+                server.section(),
+                self.flag()
+            ))
+        })
+    }
+
+    /// A failed request to the server at `host` as an error: a TLS failure
+    /// that no retry cures (a certificate the CA does not sign, a host name
+    /// it does not name, a client certificate missing or refused, a server
+    /// that speaks plain HTTP where HTTPS was asked) says what to fix and is
+    /// not retryable (`ErrorKind::Usage`); anything else as `Error::from`.
+    pub fn fail(&self, server: Server, host: &str, e: ureq::Error) -> Error {
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        let (side, name) = (self.side, server.name());
+        let origin = self
+            .https
+            .as_ref()
+            .map_or_else(String::new, |h| h.origin.clone());
+        let why = if has(&[
+            "wrong version number",
+            "packet length too long",
+            "record layer failure",
+        ]) {
+            format!(
+                "it does not speak HTTPS (it answered the TLS handshake in plain text): turn \
+                 on {} on {side}'s {name}s, or take [https.client] out of {origin} if {side} \
+                 serves plain HTTP",
+                server.section()
+            )
+        } else if has(&["hostname mismatch", "ip address mismatch"]) {
+            format!(
+                "its certificate does not name the address {host} (a subjectAltName, IP:… for \
+                 an address): reissue it, or reach {side} by a name it holds"
+            )
+        } else if has(&[
+            "certificate verify failed",
+            "unable to get local issuer",
+            "self-signed",
+            "self signed",
+        ]) {
+            format!(
+                "its certificate is not signed by the CA that [https.client] ca in {origin} \
+                 names: give the CA that signed {side}'s {} certificates",
+                server.section()
+            )
+        } else if has(&["certificate has expired", "certificate is not yet valid"]) {
+            "its certificate is out of its validity dates: renew it".to_string()
+        } else if has(&[
+            "certificate required",
+            "alert handshake failure",
+            "alert unknown ca",
+            "alert bad certificate",
+            "alert certificate unknown",
+        ]) {
+            match self.https.as_ref().is_some_and(|h| h.client_cert) {
+                true => format!(
+                    "it refused the client certificate of [https.client] in {origin}: give one \
+                     signed by the CA in the server's {} ca",
+                    server.section()
+                ),
+                false => format!(
+                    "it demands a client certificate ({} has a ca) and none is given: set \
+                     [https.client] cert and key in {}",
+                    server.section(),
+                    if origin.is_empty() {
+                        self.flag()
+                    } else {
+                        origin.clone()
+                    }
+                ),
+            }
+        } else {
+            return Error::from(e);
+        };
+        Error::usage(format!("{side}'s {name} {host}: {why} (TLS: {text})"))
+    }
+}
+
+/// The host:port of a URL ("https://h:1/x" → "h:1").
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
 /// The length a chunk body must have, from its entry (never from the peer
@@ -244,7 +412,7 @@ mod tests {
     #[test]
     fn timeout_secs_sets_the_idle_time_with_a_floor_and_no_body_deadline() {
         for (secs, idle) in [(10, 30), (30, 30), (120, 120)] {
-            let http = Http::for_timeout_secs(secs);
+            let http = Http::for_side('A', secs, &Security::default());
             let c = http.agent().config();
             let idle = Some(Duration::from_secs(idle));
             assert_eq!((c.timeout_per_read(), c.timeout_per_write()), (idle, idle));
