@@ -21,9 +21,8 @@ pub fn probe(filer: &FilerClient, http: &Http, servers: &[Server]) -> Result<()>
         match server {
             Server::Filer => hosts.extend(filer.addrs().iter().map(|a| (server, a.http()))),
             Server::Volume => match filer.some_volume_server() {
-                Ok(Some(host)) => hosts.push((server, host)),
-                Ok(None) => log::debug!("no volume yet to check the scheme of"),
-                Err(e) => log::debug!("no volume server to check the scheme of: {e}"),
+                Some(host) => hosts.push((server, host)),
+                None => log::debug!("no volume yet to check the scheme of"),
             },
         }
     }

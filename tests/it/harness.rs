@@ -279,13 +279,16 @@ impl Cluster {
         );
         let port = free_port();
         self.spawn_filer_as(name, port);
-        self.wait(&format!("http://127.0.0.1:{port}/"), |_| true)
-            .unwrap();
+        self.wait(
+            &format!("{}://127.0.0.1:{port}/", self.filer_scheme()),
+            |_| true,
+        )
+        .unwrap();
         port
     }
 
     fn wait_filer(&self) -> Result<(), String> {
-        self.wait(&format!("http://127.0.0.1:{}/", self.filer), |_| true)?;
+        self.wait(&self.url("/"), |_| true)?;
         self.wait(
             &format!("http://127.0.0.1:{}/dir/assign", self.master),
             |b| b.contains("\"fid\""),
@@ -294,7 +297,10 @@ impl Cluster {
 
     fn wait(&self, url: &str, ok: impl Fn(&str) -> bool) -> Result<(), String> {
         let start = Instant::now();
-        let agent = http();
+        let agent = match url.starts_with("https:") {
+            true => self.filer_http(),
+            false => http(),
+        };
         while start.elapsed() < Duration::from_secs(60) {
             if let Ok(mut r) = agent.get(url).call() {
                 let body = r.body_mut().read_to_string().unwrap_or_default();
@@ -510,9 +516,35 @@ impl Cluster {
         self.client().update(&req).unwrap();
     }
 
+    /// The scheme of the filer's HTTP API: https when the cluster's
+    /// security.toml has [https.filer].
+    pub fn filer_scheme(&self) -> &'static str {
+        let toml = self.opts.security_toml.as_deref().unwrap_or("");
+        if toml.contains("[https.filer]") {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// An agent for the filer's HTTP API: with the cluster's
+    /// [https.client] settings when the filer speaks HTTPS.
+    pub fn filer_http(&self) -> ureq::Agent {
+        match (&self.security.https, self.filer_scheme()) {
+            (Some(h), "https") => ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .tls_config(h.tls())
+                .build()
+                .into(),
+            _ => http(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!(
-            "http://127.0.0.1:{}{}",
+            "{}://127.0.0.1:{}{}",
+            self.filer_scheme(),
             self.filer,
             filer_sync::volume::url_path(path)
         )
@@ -520,7 +552,7 @@ impl Cluster {
 
     /// Writes a file through the filer HTTP API; `headers` like ("Seaweed-Foo", "bar").
     pub fn put_with(&self, path: &str, data: &[u8], headers: &[(&str, &str)]) {
-        let mut req = http().put(&self.url(path));
+        let mut req = self.filer_http().put(&self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -535,7 +567,8 @@ impl Cluster {
     }
 
     pub fn mkdir(&self, path: &str) {
-        let r = http()
+        let r = self
+            .filer_http()
             .post(&format!("{}/", self.url(path)))
             .send_empty()
             .unwrap();
@@ -543,7 +576,8 @@ impl Cluster {
     }
 
     pub fn delete(&self, path: &str) {
-        let r = http()
+        let r = self
+            .filer_http()
             .delete(&format!("{}?recursive=true", self.url(path)))
             .call()
             .unwrap();
@@ -556,14 +590,14 @@ impl Cluster {
             self.url(to),
             filer_sync::volume::url_path(from)
         );
-        let mut r = http().post(&url).send_empty().unwrap();
+        let mut r = self.filer_http().post(&url).send_empty().unwrap();
         let status = r.status().as_u16();
         let body = r.body_mut().read_to_string().unwrap_or_default();
         assert!(status < 300, "mv {from} {to}: {status} {body}");
     }
 
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
-        let mut r = http().get(&self.url(path)).call().unwrap();
+        let mut r = self.filer_http().get(&self.url(path)).call().unwrap();
         if r.status().as_u16() == 404 {
             return None;
         }

@@ -8,6 +8,7 @@ mod follow;
 mod ha;
 mod harness;
 mod hostile;
+mod https;
 mod large;
 mod multi;
 mod operator;

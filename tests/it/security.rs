@@ -119,7 +119,7 @@ fn tokens_never_reach_the_logs() {
 
 /// A CA and one certificate it signed for 127.0.0.1/localhost, usable by
 /// servers and clients alike: (ca.crt, node.crt, node.key) in `dir`.
-fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -201,7 +201,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// security.toml turning on mutual TLS for every gRPC server and client.
-fn tls_toml(ca: &Path, cert: &Path, key: &Path) -> String {
+pub fn tls_toml(ca: &Path, cert: &Path, key: &Path) -> String {
     let pair = format!(
         "cert = \"{}\"\nkey = \"{}\"\n",
         cert.display(),
