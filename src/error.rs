@@ -5,7 +5,10 @@
 //! are retryable; 4xx, size mismatches, bad input and protocol misuse are not.
 //! Input a peer gives that would write outside the synced folder (a name
 //! that is not one path component) is refused: never applied, never
-//! retried, ledgered like any failure for good.
+//! retried, ledgered like any failure for good. A TLS failure no retry
+//! cures (a certificate the CA does not sign, a client certificate missing,
+//! HTTP against HTTPS or the reverse) is a usage error, worded by
+//! `volume::Http::fail`/`refusal`: exit 2 at start, ledgered later.
 //! Workers never print errors: they return them and the pipeline decides.
 //! `main` prints the final error once and maps it to an exit code.
 

@@ -118,8 +118,8 @@ pub struct SyncArgs {
     /// log every event read from B and every change applied to B
     #[argh(switch)]
     pub b_debug: bool,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
-    /// chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc], HTTPS from [https.client],
+    /// chunk-read tokens from [jwt.signing.read]; none given: weed's search path
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -294,8 +294,8 @@ pub struct VerifyArgs {
     /// write B's chunks through B's filer
     #[argh(switch)]
     pub b_filer_proxy: bool,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
-    /// chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc], HTTPS from [https.client],
+    /// chunk-read tokens from [jwt.signing.read]; none given: weed's search path
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -339,8 +339,8 @@ pub struct MigrateArgs {
     /// write B's chunks through B's filer
     #[argh(switch)]
     pub b_filer_proxy: bool,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
-    /// chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc], HTTPS from [https.client],
+    /// chunk-read tokens from [jwt.signing.read]; none given: weed's search path
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)
@@ -403,8 +403,8 @@ pub struct CheckpointArgs {
     /// folder on B (default /)
     #[argh(option, default = "String::from(\"/\")")]
     pub b_path: String,
-    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc] ca and [grpc.client] cert/key,
-    /// chunk-read tokens from [jwt.signing.read] key
+    /// security.toml of A (SeaweedFS format): gRPC TLS from [grpc], HTTPS from [https.client],
+    /// chunk-read tokens from [jwt.signing.read]; none given: weed's search path
     #[argh(option)]
     pub a_security: Option<PathBuf>,
     /// security.toml of B (as --a-security)

@@ -186,9 +186,11 @@ impl Http {
                 "its certificate does not name the address {host} (a subjectAltName, IP:… for \
                  an address): reissue it, or reach {side} by a name it holds"
             )
+        } else if has(&["certificate has expired", "certificate is not yet valid"]) {
+            "its certificate is out of its validity dates: renew it".to_string()
         } else if has(&[
-            "certificate verify failed",
             "unable to get local issuer",
+            "unable to get issuer",
             "self-signed",
             "self signed",
         ]) {
@@ -197,8 +199,13 @@ impl Http {
                  names: give the CA that signed {side}'s {} certificates",
                 server.section()
             )
-        } else if has(&["certificate has expired", "certificate is not yet valid"]) {
-            "its certificate is out of its validity dates: renew it".to_string()
+        } else if has(&["certificate verify failed"]) {
+            format!(
+                "its certificate does not verify against [https.client] ca in {origin}: give \
+                 the CA that signed {side}'s {} certificates, and a certificate fit for a \
+                 server",
+                server.section()
+            )
         } else if has(&[
             "certificate required",
             "alert handshake failure",
@@ -447,5 +454,100 @@ mod tests {
     fn a_huge_declared_size_reserves_little() {
         assert!(Size::Exact(u64::MAX).buffer().capacity() <= PREALLOC_MAX as usize);
         assert_eq!(Size::Exact(1000).buffer().capacity(), 1000);
+    }
+
+    /// Agents for side B with `[https.client] enabled` and nothing else
+    /// (the system's roots, no client certificate).
+    fn https_b() -> Http {
+        let dir = std::env::temp_dir().join(format!("fs-https-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = dir.join("security.toml");
+        std::fs::write(&toml, "[https.client]\nenabled = true\n").unwrap();
+        let s = Security::load(&crate::security::Given {
+            flag: "b",
+            file: Some(&toml),
+            ..Default::default()
+        })
+        .unwrap();
+        Http::for_side('B', 30, &s)
+    }
+
+    #[test]
+    fn https_asked_of_a_plain_server_is_named_and_not_retried() {
+        // What a Go HTTP server answers a TLS ClientHello with.
+        let url = peer(|mut c| {
+            let mut b = [0u8; 512];
+            let _ = c.read(&mut b);
+            let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        });
+        let http = https_b();
+        assert_eq!(http.scheme(), "https");
+        let url = url.replacen("http://", "https://", 1);
+        let host = host_of(&url).to_string();
+        let e = http.agent().get(&url).call().map(|_| ()).unwrap_err();
+        let e = http.fail(Server::Volume, &host, e);
+        assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "B's volume server {host}: it does not speak HTTPS"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tls_failures_are_worded_by_cause_and_others_left_alone() {
+        let http = https_b();
+        let io = |m: &str| ureq::Error::Io(std::io::Error::other(m.to_string()));
+        for (msg, want) in [
+            (
+                "certificate verify failed (unable to get local issuer certificate)",
+                "not signed by the CA",
+            ),
+            (
+                "certificate verify failed (IP address mismatch)",
+                "does not name the address",
+            ),
+            (
+                "certificate verify failed (certificate has expired)",
+                "validity dates",
+            ),
+            (
+                "certificate verify failed (self-signed certificate)",
+                "not signed by the CA",
+            ),
+            (
+                "certificate verify failed (unsupported certificate purpose)",
+                "does not verify",
+            ),
+            (
+                "ssl/tls alert certificate required",
+                "demands a client certificate",
+            ),
+            ("tlsv1 alert unknown ca", "demands a client certificate"),
+        ] {
+            let e = http.fail(Server::Filer, "h:1", io(msg));
+            assert_eq!(e.kind(), ErrorKind::Usage, "{msg}");
+            let text = e.to_string();
+            assert!(
+                text.starts_with("B's filer h:1: ") && text.contains(want),
+                "{msg}: {text}"
+            );
+        }
+        for e in [io("connection reset by peer"), ureq::Error::StatusCode(503)] {
+            assert!(http.fail(Server::Volume, "h:1", e).is_retryable());
+        }
+        // Go's answer to plain HTTP, for agents that sent plain HTTP only.
+        let body = "Client sent an HTTP request to an HTTPS server.\n";
+        let plain = Http::for_side('A', 30, &Security::default());
+        let e = plain.refusal(Server::Volume, "h:1", 400, body).unwrap();
+        assert!(e.to_string().contains("speaks only HTTPS") && !e.is_retryable());
+        assert!(plain
+            .refusal(Server::Volume, "h:1", 400, "bad fid")
+            .is_none());
+        assert!(http.refusal(Server::Volume, "h:1", 400, body).is_none());
+        assert_eq!(host_of("https://h:1/3,01?x=1"), "h:1");
+        assert_eq!(host_of("http://h:2?proxyChunkId=1"), "h:2");
     }
 }
