@@ -3,7 +3,8 @@
 //! cluster with its own CA, as `[https.volume]`, `[https.filer]` and
 //! `[https.client]` of its security.toml set them. Each test first shows
 //! that the servers refuse plain HTTP; then chunks move over HTTPS straight
-//! to the volume servers and through the filers, one way and both ways, and
+//! to the volume servers and through the filers, one way and both ways (and
+//! for verify --checksum and migrate), and
 //! between an HTTPS cluster and a plain one; a wrong CA, a missing client
 //! certificate and a scheme that differs from the server's stop the run at
 //! start-up with exit 2, a message naming the cluster and server, and
@@ -12,6 +13,7 @@
 use crate::harness::*;
 use crate::security::{make_certs, tls_toml};
 use std::path::Path;
+use std::time::Duration;
 
 /// What a Go HTTPS server answers a plain HTTP request with.
 const PLAIN_REFUSED: &str = "Client sent an HTTP request to an HTTPS server";
@@ -168,6 +170,15 @@ fn https_clusters_sync_one_way_and_both_ways_direct_and_through_filers() {
         .concat(),
     );
     assert_eq!(code, 0, "{out}");
+
+    // migrate copies over HTTPS too, into a folder of its own on B.
+    let (aa, ba, state) = (a.addr(), b.addr(), temp_state("https-migrate"));
+    let migrate = [
+        "migrate", "-a", &aa, "-b", &ba, "--a-path", "/s", "--b-path", "/copy", "--state", &state,
+    ];
+    let (code, out) = run_sync(&[&migrate[..], &both].concat(), Duration::from_secs(120));
+    assert_eq!(code, 0, "{out}");
+    assert_same(&a.tree("/s"), &b.tree("/copy"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
