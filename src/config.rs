@@ -71,6 +71,12 @@ pub struct SyncConfig {
     pub rescan: Option<Rescan>,
     /// `--ha`: one active instance among several.
     pub ha: Option<Ha>,
+    /// `--ha --shards N`: the link's work split into N shards that the
+    /// instances share (`crate::shard`).
+    pub shards: Option<u32>,
+    /// The shard one term runs (set per term by `commands::shards`, never
+    /// from flags): its directions, walks and checkpoints cover that shard.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Leader election among instances of one pair (`crate::ha`).

@@ -324,6 +324,11 @@ impl Lease {
     /// Gives the lock up (a stop was asked): a standby takes over at once
     /// instead of waiting for the TTL.
     pub fn release(&self) {
+        self.give_back(log::Level::Info);
+    }
+
+    /// Gives the lock up, saying so at `level` (a probe's at Debug).
+    pub fn give_back(&self, level: log::Level) {
         let Some(h) = self.held.lock().unwrap().take() else {
             return;
         };
@@ -331,7 +336,7 @@ impl Lease {
         req.name = self.name.clone();
         req.renew_token = h.token;
         match self.filer.unlock(&req) {
-            Ok(r) if r.error.is_empty() => log::info!("ha: lock {:?} released", self.name),
+            Ok(r) if r.error.is_empty() => log::log!(level, "ha: lock {:?} released", self.name),
             Ok(r) => log::warn!("ha: releasing {:?}: {}", self.name, r.error),
             Err(e) => log::warn!("ha: releasing {:?}: {e}", self.name),
         }

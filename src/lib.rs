@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod replicate;
 pub mod retry;
 pub mod security;
+pub mod shard;
 pub mod state;
 pub mod stats;
 pub mod util;

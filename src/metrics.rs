@@ -218,22 +218,29 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
             |s| f64::from(u8::from(!s.paused.load(Relaxed))),
         ),
     ];
+    // A shard this instance does not hold shows only whether it holds it
+    // (`ha_active` 0): its other series are another instance's to serve.
+    let served: Vec<&Arc<Stats>> = all
+        .iter()
+        .filter(|s| s.shard.is_none() || s.ha_active.load(Relaxed) == 1)
+        .collect();
     for (name, kind, help, f) in series {
         header(&mut out, name, kind, help);
-        for s in all {
+        for s in &served {
             sample(&mut out, name, s, "", f(s));
         }
     }
     let help = "differences rescans found and repaired, by class (as verify names them)";
     header(&mut out, "rescan_differences_total", "counter", help);
-    for s in all {
+    for s in &served {
         for (class, n) in s.rescan_differences.lock().unwrap().iter() {
             let class = format!("class=\"{}\",", esc(class));
             sample(&mut out, "rescan_differences_total", s, &class, *n as f64);
         }
     }
     if all.iter().any(|s| s.ha_active.load(Relaxed) >= 0) {
-        let help = "--ha: 1 while this instance is the active one, 0 standing by";
+        let help = "--ha: 1 while this instance is the active one (with --shards: holds the \
+                    shard), 0 standing by";
         header(&mut out, "ha_active", "gauge", help);
         for s in all {
             sample(
@@ -243,6 +250,19 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
                 "",
                 s.ha_active.load(Relaxed) as f64,
             );
+        }
+        let help = "--ha: the link's shards this instance holds (without --shards the link is \
+                    one shard: 1 while active)";
+        header(&mut out, "shards_held", "gauge", help);
+        if let Some(first) = all.first() {
+            let mut held: Vec<Option<u32>> = all
+                .iter()
+                .filter(|s| s.ha_active.load(Relaxed) == 1)
+                .map(|s| s.shard)
+                .collect();
+            held.dedup();
+            let link = Stats::new("", &first.source, &first.target, &first.client, &first.path);
+            sample(&mut out, "shards_held", &link, "", held.len() as f64);
         }
     }
     out
@@ -256,10 +276,14 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 /// One sample of series `name` for the direction `s`, with its labels
 /// (`extra` first: `class="…",` or nothing).
 fn sample(out: &mut String, name: &str, s: &Stats, extra: &str, value: f64) {
+    let shard = s
+        .shard
+        .map(|i| format!(",shard=\"{i}\""))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "SeaweedFS_filerSync_{name}{{{extra}sourceFiler=\"{}\",targetFiler=\"{}\",\
-         clientName=\"{}\",path=\"{}\"}} {value}",
+         clientName=\"{}\",path=\"{}\"{shard}}} {value}",
         esc(&s.source),
         esc(&s.target),
         esc(&s.client),

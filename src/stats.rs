@@ -47,8 +47,10 @@ pub struct Stats {
     /// (this host's clock, ns; when the direction began, before it did).
     pub heard_at: std::sync::Arc<AtomicI64>,
     /// `--ha`: 1 while this instance is the active one, 0 standing by;
-    /// -1 without `--ha`.
+    /// -1 without `--ha`. With `--shards`: 1 while it holds this shard.
     pub ha_active: AtomicI64,
+    /// `--shards`: the shard this direction carries (its metrics say so).
+    pub shard: Option<u32>,
 }
 
 impl Stats {
@@ -76,6 +78,7 @@ impl Stats {
             rescan_done_ns: AtomicI64::new(0),
             stream_lost_at: AtomicI64::new(0),
             ha_active: AtomicI64::new(-1),
+            shard: None,
             heard_at: std::sync::Arc::new(AtomicI64::new(crate::util::now_ns())),
         }
     }

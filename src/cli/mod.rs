@@ -252,6 +252,11 @@ pub struct SyncArgs {
     /// within about TTL + TTL/3 of the active's death)
     #[argh(option, default = "6")]
     pub ha_ttl_secs: u64,
+    /// with --ha: split the link's work into N shards (by the first path component below the
+    /// folder) that the instances share, each holding about N/K of them when K run; N is
+    /// recorded on B's first run and a later run with another N is refused (1 to 256)
+    #[argh(option)]
+    pub shards: Option<u32>,
     /// log lines as text (default) or json (one object per line: time, level, target, direction,
     /// message); also accepted before the command
     #[argh(option)]
@@ -613,6 +618,22 @@ mod tests {
             &["--ha", "--ha-ttl-secs", "1"],
             &["--ha-name", "x"],
             &["--ha", "--ha-name", " "],
+        ] {
+            let e = cfg(&with(bad)).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shards_are_shared_by_ha_instances() {
+        let c = cfg(&with(&["--ha", "--shards", "16"])).unwrap();
+        assert_eq!((c.shards, c.shard), (Some(16), None));
+        assert_eq!(cfg(&with(&["--ha"])).unwrap().shards, None);
+        for bad in [
+            &["--shards", "4"][..],
+            &["--ha", "--shards", "0"],
+            &["--ha", "--shards", "257"],
+            &["--ha", "--shards", "4", "--origin-only"],
         ] {
             let e = cfg(&with(bad)).unwrap_err();
             assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad:?}");

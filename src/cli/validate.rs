@@ -427,6 +427,8 @@ impl SyncArgs {
             },
             rescan: self.rescan()?,
             ha: self.ha()?,
+            shards: self.shards()?,
+            shard: None,
         })
     }
 }
@@ -489,6 +491,31 @@ impl SyncArgs {
             name: self.ha_name.clone(),
             ttl: std::time::Duration::from_secs(self.ha_ttl_secs),
         }))
+    }
+}
+
+impl SyncArgs {
+    /// `--shards N`: with --ha only (the instances share the shards through
+    /// the lock; one instance alone holds them all).
+    fn shards(&self) -> Result<Option<u32>> {
+        let Some(n) = self.shards else {
+            return Ok(None);
+        };
+        if !self.ha {
+            return Err(Error::usage(
+                "--shards: the shards of a link are shared among --ha instances through A's \
+                 filer's lock; add --ha (one instance alone holds every shard)",
+            ));
+        }
+        if self.origin_only {
+            return Err(Error::usage(
+                "--shards: not on an --origin-only (mesh) link; run one instance per link",
+            ));
+        }
+        if !(1..=256).contains(&n) {
+            return Err(Error::usage(format!("--shards {n}: give 1 to 256")));
+        }
+        Ok(Some(n))
     }
 }
 

@@ -67,6 +67,7 @@ pub fn first_run(
         source_path: s.path.clone(),
         target_sig: sig_t,
         target_path: t.path.clone(),
+        shard: cfg.shard,
     };
     let (a, b) = ((&cfg.a, peers.sig_a()), (&cfg.b, peers.sig_b()));
     let mut fresh = Vec::new();
@@ -313,9 +314,11 @@ pub fn copy_by_walk(
             log::info!("{dir}: applied {} ({why})", a.target());
         }
     };
+    // A shard's walk (`--shards`) covers that shard's top-level entries.
     let skip = |rel: &str| {
         left_out(&cfg.a.excludes, &under(&cfg.a.path, rel))
             || left_out(&cfg.b.excludes, &under(&cfg.b.path, rel))
+            || cfg.shard.is_some_and(|s| !s.holds(rel))
     };
     let own = AtomicU64::new(0);
     let _live = live.first().map(|s| {

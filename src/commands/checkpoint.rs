@@ -58,6 +58,7 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         source_path: src_path.clone(),
         target_sig: dst_sig,
         target_path: dst_path.clone(),
+        shard: None,
     };
     let dir = format!(
         "{}→{}",

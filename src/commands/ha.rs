@@ -33,17 +33,13 @@ pub fn run(
     metrics: Option<TcpListener>,
     ha: &Ha,
 ) -> Result<bool> {
-    let (cfg, peers) = (term.cfg, term.peers);
-    let name = ha.name.clone().unwrap_or_else(|| {
-        crate::ha::name_for(
-            !cfg.active_passive,
-            (peers.sig_a(), &cfg.a.path),
-            (peers.sig_b(), &cfg.b.path),
-        )
-    });
+    let peers = term.peers;
+    let name = link_name(term, ha);
+    let unsharded = || super::shards::refuse_unsharded(term.peers, &name, cancel);
+    unsharded()?;
     let lease = Arc::new(Lease::new(
         peers.a.clone(),
-        name,
+        name.clone(),
         crate::ha::owner(),
         ha.ttl,
     ));
@@ -69,6 +65,11 @@ pub fn run(
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
             Err(e) => return Err(e),
             Ok(()) => {}
+        }
+        // A sharded instance may have recorded its count meanwhile.
+        if let Err(e) = unsharded() {
+            lease.release();
+            return Err(e);
         }
         if !fence(term, &lease, cancel)? {
             if cancel.is_cancelled() {
@@ -97,6 +98,19 @@ pub fn run(
     }
 }
 
+/// The lock name of the pair: `--ha-name`, or derived from the pair and
+/// mode (`crate::ha::name_for`).
+pub(super) fn link_name(term: &Term, ha: &Ha) -> String {
+    let (cfg, peers) = (term.cfg, term.peers);
+    ha.name.clone().unwrap_or_else(|| {
+        crate::ha::name_for(
+            !cfg.active_passive,
+            (peers.sig_a(), &cfg.a.path),
+            (peers.sig_b(), &cfg.b.path),
+        )
+    })
+}
+
 fn set_active(term: &Term, active: bool) {
     for s in term.stats {
         s.ha_active.store(i64::from(active), Ordering::Relaxed);
@@ -104,7 +118,7 @@ fn set_active(term: &Term, active: bool) {
 }
 
 /// Writes this instance's role for `status` (a failure only loses that).
-fn record(state: &State, lease: &Lease, role: &str, holder: &str, since_ns: i64) {
+pub(super) fn record(state: &State, lease: &Lease, role: &str, holder: &str, since_ns: i64) {
     let r = HaRole {
         lock_name: lease.name().to_string(),
         role: role.to_string(),
@@ -120,51 +134,43 @@ fn record(state: &State, lease: &Lease, role: &str, holder: &str, since_ns: i64)
 }
 
 /// Moves each direction's checkpoint up to the one the last active instance
-/// shared on its target's KV, when that is newer.
-fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> Result<()> {
-    let (cfg, peers) = (term.cfg, term.peers);
-    let mut directions = vec![(
-        &peers.b,
-        Direction {
-            source_sig: peers.sig_a(),
-            source_path: cfg.a.path.clone(),
-            target_sig: peers.sig_b(),
-            target_path: cfg.b.path.clone(),
-        },
-    )];
-    if !cfg.active_passive {
-        directions.push((
-            &peers.a,
-            Direction {
-                source_sig: peers.sig_b(),
-                source_path: cfg.b.path.clone(),
-                target_sig: peers.sig_a(),
-                target_path: cfg.a.path.clone(),
-            },
-        ));
-    }
-    for (target, d) in directions {
-        let key = reference::key(d.source_sig, &d.source_path, &d.target_path);
-        let shared = retry("KvGet", Policy::FOREVER, cancel, || target.kv_get(&key))?;
-        let Some(shared) = reference::decode(&shared) else {
+/// shared on its target's KV, when that is newer. A shard that has no
+/// checkpoint yet, here or shared, starts where the whole link stood (its
+/// checkpoint here or shared): moving a link to shards re-copies nothing.
+pub(super) fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> Result<()> {
+    let shared = |target: &crate::filer::FilerClient, d: &Direction| -> Result<Option<i64>> {
+        let key = d.shared_key();
+        let raw = retry("KvGet", Policy::FOREVER, cancel, || target.kv_get(&key))?;
+        Ok(reference::decode(&raw))
+    };
+    for (target, d) in super::term::directions(term.cfg, term.peers) {
+        let own = state.checkpoint(&d)?;
+        let mut from = shared(target, &d)?;
+        let mut whose = "the shared checkpoint";
+        if d.shard.is_some() && own.is_none() && from.is_none() {
+            let link = d.unsharded();
+            from = shared(target, &link)?.max(state.checkpoint(&link)?);
+            whose = "the whole link's checkpoint";
+        }
+        let Some(from) = from else {
             continue;
         };
-        let own = state.checkpoint(&d)?.unwrap_or(0);
-        if shared > own {
+        let own = own.unwrap_or(0);
+        if from > own {
             log::info!(
-                "ha: {} {} -> {}: starting from the shared checkpoint {} (this instance's \
-                 own: {})",
+                "ha: {} {} -> {}{}: starting from {whose} {} (this instance's own: {})",
                 target.addr(),
                 d.source_path,
                 d.target_path,
-                crate::util::utc(shared),
+                d.shard.map(|s| format!(" {s}")).unwrap_or_default(),
+                crate::util::utc(from),
                 if own > 0 {
                     crate::util::utc(own)
                 } else {
                     "none".into()
                 }
             );
-            state.set_checkpoint(&d, shared)?;
+            state.set_checkpoint(&d, from)?;
         }
     }
     Ok(())
@@ -173,7 +179,7 @@ fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> Result<()> {
 /// Numbers the term that begins (see the module's note) and, after a lock
 /// filer that forgot its locks, holds the lock a TTL before the term
 /// applies. False when the lock was lost meanwhile.
-fn fence(term: &Term, lease: &Lease, cancel: &Cancel) -> Result<bool> {
+pub(super) fn fence(term: &Term, lease: &Lease, cancel: &Cancel) -> Result<bool> {
     let kv = &term.peers.b;
     let key = format!("filer-sync.ha.term.{}", lease.name()).into_bytes();
     let raw = retry("KvGet", Policy::FOREVER, cancel, || kv.kv_get(&key))?;

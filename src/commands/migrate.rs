@@ -26,6 +26,7 @@ pub fn migrate(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         source_path: cfg.a.path.clone(),
         target_sig: cmp.peers.sig_b(),
         target_path: cfg.b.path.clone(),
+        shard: None,
     };
     let refusals;
     {

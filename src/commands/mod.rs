@@ -9,6 +9,7 @@ pub mod ha;
 pub mod log_start;
 pub mod migrate;
 pub mod render;
+pub mod shards;
 pub mod status;
 pub mod sync;
 pub mod term;

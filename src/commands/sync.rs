@@ -64,8 +64,9 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         peers: &peers,
         stats: &stats,
     };
-    match &cfg.ha {
-        None => term.run(&mut state, cancel, metrics, None),
-        Some(ha) => super::ha::run(&term, state, cancel, metrics, ha),
+    match (&cfg.ha, cfg.shards) {
+        (None, _) => term.run(&mut state, cancel, metrics, None),
+        (Some(ha), Some(n)) => super::shards::run(cfg, &peers, state, cancel, metrics, ha, n),
+        (Some(ha), None) => super::ha::run(&term, state, cancel, metrics, ha),
     }
 }

@@ -206,6 +206,27 @@ impl Term<'_> {
     }
 }
 
+/// The directions of `cfg` (A→B, then B→A both ways), each with the filer
+/// it writes to, keyed as their checkpoints are (`cfg.shard`'s).
+pub(super) fn directions<'p>(
+    cfg: &SyncConfig,
+    peers: &'p Peers,
+) -> Vec<(&'p FilerClient, Direction)> {
+    let key = |src: &Side, sig_s, dst: &Side, sig_t| Direction {
+        source_sig: sig_s,
+        source_path: src.path.clone(),
+        target_sig: sig_t,
+        target_path: dst.path.clone(),
+        shard: cfg.shard,
+    };
+    let (sig_a, sig_b) = (peers.sig_a(), peers.sig_b());
+    let mut out = vec![(&peers.b, key(&cfg.a, sig_a, &cfg.b, sig_b))];
+    if !cfg.active_passive {
+        out.push((&peers.a, key(&cfg.b, sig_b, &cfg.a, sig_a)));
+    }
+    out
+}
+
 /// The live counters of the direction from `src` to `dst`.
 pub(super) fn direction_stats(src: &Side, dst: &Side) -> crate::stats::Stats {
     crate::stats::Stats::new(
@@ -238,6 +259,7 @@ fn flow(
         source_path: src.path.clone(),
         target_sig: sig_t,
         target_path: dst.path.clone(),
+        shard: cfg.shard,
     };
     let secs = cfg.timeout_secs;
     let (src_http, dst_http) = (
@@ -255,6 +277,7 @@ fn flow(
             target_sig: sig_t,
             deletes: dst.deletes,
             origin_only: cfg.origin_only.then_some(sig_s),
+            shard: cfg.shard,
         },
         applier: Applier::new(
             (

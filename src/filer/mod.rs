@@ -488,6 +488,24 @@ impl FilerClient {
             .inspect(|_| end.answered())
     }
 
+    /// Who holds the lock `name`, as the lock filer last heard (`None`:
+    /// nobody; it may name a holder whose hold ran out less than a minute
+    /// ago, before the filer swept it). For display only.
+    pub fn lock_owner(&self, name: &str) -> Result<Option<String>> {
+        let end = self.pick();
+        let mut req = FindLockOwnerRequest::new();
+        req.name = name.to_string();
+        match end
+            .client
+            .unary_call(&rpc::FIND_LOCK_OWNER, &req, self.opt())
+            .map_err(|e| self.wrap(end, "FindLockOwner", e))
+        {
+            Ok(r) => Ok(Some(r.owner).filter(|o| !o.is_empty())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens a metadata stream on a channel of its own, as the reference does,
     /// so that a long stream never queues behind unary calls.
     pub fn subscribe(&self, req: &SubscribeMetadataRequest) -> Result<Subscription> {

@@ -104,6 +104,13 @@ method!(
     LockResponse
 );
 method!(
+    FIND_LOCK_OWNER,
+    Unary,
+    "FindLockOwner",
+    FindLockOwnerRequest,
+    FindLockOwnerResponse
+);
+method!(
     DISTRIBUTED_UNLOCK,
     Unary,
     "DistributedUnlock",

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filer::{Event, FilerAddr, StreamItem};
 use crate::ha::Lease;
 use crate::pb::filer::SubscribeMetadataRequest;
-use crate::replicate::Scope;
+use crate::replicate::{event_paths, Scope};
 use crate::retry::{retry, Cancel, Policy};
 use crate::state::{Commit, Direction, Failure, State};
 use crate::stats::Stats;
@@ -465,11 +465,10 @@ fn fenced(f: &Flow) -> Result<()> {
 }
 
 /// `--ha`: the committed checkpoint also goes to the target filer's KV, in
-/// `weed filer.sync`'s key format, where the instance that takes over reads
-/// it. A failure costs only a replay after a takeover: it is logged.
+/// `weed filer.sync`'s key format (a shard's: `Direction::shared_key`),
+/// where the instance that takes over reads it. A failure costs only a replay after a takeover: it is logged.
 fn share_checkpoint(f: &Flow, ts_ns: i64) {
-    let k = &f.key;
-    let key = crate::state::reference::key(k.source_sig, &k.source_path, &k.target_path);
+    let key = f.key.shared_key();
     let value = crate::state::reference::encode(ts_ns);
     if let Err(e) = retry("KvPut", Policy::SHORT, &f.cancel, || {
         f.applier.target().kv_put(&key, &value)
@@ -534,10 +533,19 @@ fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, File
     // windows, for the opposite direction.
     let removed = f.removed_at_source.clone();
     let sync_sig = f.scope.target_sig;
+    // A shard's stream (`--shards`) passes on only the events that touch
+    // its paths; the rest move the stream's cursor only, as the filer's own
+    // "filtered" markers do. The filer cannot filter by a hash of names.
+    let scope = f.scope.shard.is_some().then(|| f.scope.clone());
     std::thread::Builder::new()
         .name(format!("{} stream", f.name))
         .spawn(move || {
             for mut item in stream {
+                if let (Some(scope), Ok(StreamItem::Event(ev))) = (&scope, &item) {
+                    if !event_paths(ev).iter().any(|p| scope.in_shard(p)) {
+                        item = Ok(StreamItem::Skipped(ev.ts_ns));
+                    }
+                }
                 if let Some(r) = &removed {
                     match &item {
                         Ok(StreamItem::Event(ev)) => {

@@ -28,6 +28,9 @@ pub struct Scope {
     /// Full-mesh mode: forward only events whose first signature (their
     /// origin) is this, the source filer's own signature.
     pub origin_only: Option<i32>,
+    /// `--shards`: only the paths of this shard of the folder replicate
+    /// (a move out of it deletes, a move into it creates).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,15 +176,22 @@ impl Action {
 
 impl Scope {
     /// A source path replicates when it is strictly below the source folder
-    /// (the folder itself is the target's root) and neither it nor an
-    /// ancestor is excluded. A path that is not clean (`.`, `..`, empty
+    /// (the folder itself is the target's root), in the direction's shard,
+    /// and neither it nor an ancestor is excluded. A path that is not clean (`.`, `..`, empty
     /// components) is never in scope: by its letters it may be below the
     /// folder while it names a path outside.
     pub fn contains(&self, path: &str) -> bool {
         if clean(path) != path || path == self.source_path || !is_under(path, &self.source_path) {
             return false;
         }
-        !left_out(&self.excludes, path)
+        self.in_shard(path) && !left_out(&self.excludes, path)
+    }
+
+    /// True without shards, or when `path` (below the folder) is this
+    /// direction's shard's.
+    pub fn in_shard(&self, path: &str) -> bool {
+        self.shard
+            .is_none_or(|s| s.holds_path(&self.source_path, path))
     }
 
     /// Maps a source path inside the folder (`contains`) onto the target.

@@ -50,6 +50,7 @@ fn scope(src: &str, dst: &str) -> Scope {
         target_sig: 9,
         deletes: true,
         origin_only: None,
+        shard: None,
     }
 }
 
@@ -300,4 +301,43 @@ fn excludes_and_scope_see_through_dots() {
     for path in ["/p/../private", "/p/./a", "/p//a", "/p/a/"] {
         assert!(!s.contains(path), "{path}");
     }
+}
+
+#[test]
+fn a_shard_plans_its_own_paths_and_a_move_across_shards_is_a_delete_and_a_create() {
+    use crate::shard::Shard;
+    // Two top-level folders in different shards of 8.
+    let (a, b) = ("t0", "t2");
+    let (sa, sb) = (Shard::of(a, 8).unwrap(), Shard::of(b, 8).unwrap());
+    assert_ne!(sa, sb);
+    let of = |index| Scope {
+        shard: Some(Shard { index, count: 8 }),
+        ..scope("/p", "/q")
+    };
+    let (first, second) = (of(sa), of(sb));
+    let (pa, pb) = (format!("/p/{a}/f"), format!("/p/{b}/f"));
+    // A create, a delete, a rename inside one folder: its shard only.
+    let create = ev(None, Some(&pa), &[]);
+    assert_eq!(show(&first.planned(&create)), [format!("U:/q/{a}/f")]);
+    assert!(second.planned(&create).is_empty());
+    let delete = ev(Some(&pa), None, &[]);
+    assert_eq!(show(&first.planned(&delete)), [format!("D:/q/{a}/f")]);
+    assert!(second.planned(&delete).is_empty());
+    let inside = ev(Some(&pa), Some(&format!("/p/{a}/g")), &[]);
+    assert_eq!(
+        show(&first.planned(&inside)),
+        [format!("R:/q/{a}/f->/q/{a}/g")]
+    );
+    assert!(second.planned(&inside).is_empty());
+    // Across shards: the old shard deletes, the new one creates.
+    let across = ev(Some(&pa), Some(&pb), &[]);
+    assert_eq!(show(&first.planned(&across)), [format!("D:/q/{a}/f")]);
+    assert_eq!(show(&second.planned(&across)), [format!("U:/q/{b}/f")]);
+    // A file directly in the folder is the shard of its own name.
+    let top = ev(None, Some(&format!("/p/{a}")), &[]);
+    assert_eq!(show(&first.planned(&top)), [format!("U:/q/{a}")]);
+    // The folder itself is no shard's; excludes still apply.
+    assert!(!first.contains("/p"));
+    let tmp_shard = of(Shard::of("tmp", 8).unwrap());
+    assert!(tmp_shard.planned(&ev(None, Some("/p/tmp/x"), &[])).is_empty());
 }

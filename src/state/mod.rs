@@ -9,6 +9,7 @@ mod private;
 pub mod reference;
 
 use crate::error::{Error, Result};
+use crate::shard::Shard;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -106,6 +107,18 @@ const MIGRATIONS: &[&str] = &[
         at_ns INTEGER NOT NULL,
         n INTEGER NOT NULL
      );",
+    // v10: `sync --ha --shards N`: every shard of the link as this instance
+    // last saw it (owner, shared checkpoint), for `status`.
+    "CREATE TABLE shards (
+        shard INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        direction TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        held INTEGER NOT NULL,
+        checkpoint_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (shard, direction)
+     );",
 ];
 
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -117,6 +130,64 @@ pub struct Direction {
     pub source_path: String,
     pub target_sig: i32,
     pub target_path: String,
+    /// `--shards`: the shard of the link this direction carries (None: all
+    /// of it, as before shards existed).
+    pub shard: Option<Shard>,
+}
+
+/// Between a sharded direction's source folder and its shard in the state
+/// file: a clean path never holds "//", so no folder reads as a shard.
+const SHARD_MARK: &str = "//";
+
+impl Direction {
+    /// The source folder as the state file keys it: the folder, and for a
+    /// shard "//shard I of N" after it (a shard-less direction keeps the
+    /// key it always had).
+    pub fn stored_source(&self) -> String {
+        match self.shard {
+            None => self.source_path.clone(),
+            Some(s) => format!(
+                "{}{SHARD_MARK}shard {} of {}",
+                self.source_path, s.index, s.count
+            ),
+        }
+    }
+
+    /// The folder and shard of a stored source (`stored_source`).
+    fn parse_stored(stored: &str) -> (String, Option<Shard>) {
+        let parsed = stored.split_once(SHARD_MARK).and_then(|(path, s)| {
+            let (i, n) = s.strip_prefix("shard ")?.split_once(" of ")?;
+            let shard = Shard {
+                index: i.parse().ok()?,
+                count: n.parse().ok()?,
+            };
+            Some((path.to_string(), Some(shard)))
+        });
+        parsed.unwrap_or_else(|| (stored.to_string(), None))
+    }
+
+    /// The same direction without its shard (the whole link).
+    pub fn unsharded(&self) -> Direction {
+        Direction {
+            shard: None,
+            ..self.clone()
+        }
+    }
+
+    /// Its key on the target's KV, where `--ha` instances share the
+    /// checkpoint: `weed filer.sync`'s for the whole link, and that key
+    /// after "filer-sync.shard I of N " for a shard.
+    pub fn shared_key(&self) -> Vec<u8> {
+        let key = reference::key(self.source_sig, &self.source_path, &self.target_path);
+        match self.shard {
+            None => key,
+            Some(s) => {
+                let mut k = format!("filer-sync.shard {} of {} ", s.index, s.count).into_bytes();
+                k.extend_from_slice(&key);
+                k
+            }
+        }
+    }
 }
 
 /// An event that could not be applied and will not be retried by this run.
@@ -205,6 +276,23 @@ pub struct HaRole {
     pub generation: i64,
     /// Since when it has this role (this host's clock, ns).
     pub since_ns: i64,
+    pub updated_ns: i64,
+}
+
+/// `sync --ha --shards N`: one shard of one direction as this instance last
+/// saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSeen {
+    pub shard: Shard,
+    /// "A→B" or "B→A".
+    pub direction: String,
+    /// Who holds its lock ("" nobody, as far as the lock filer said).
+    pub owner: String,
+    /// This instance holds it.
+    pub held: bool,
+    /// Its checkpoint as shared on the target's KV (0: none yet).
+    pub checkpoint_ns: i64,
+    /// When this was seen (this host's clock, ns).
     pub updated_ns: i64,
 }
 
@@ -318,12 +406,14 @@ impl State {
              FROM checkpoints c ORDER BY c.source_sig, c.source_path, c.target_sig, c.target_path",
         )?;
         let rows = stmt.query_map([], |r| {
+            let (source_path, shard) = Direction::parse_stored(&r.get::<_, String>(1)?);
             Ok(DirectionStatus {
                 key: Direction {
                     source_sig: r.get(0)?,
-                    source_path: r.get(1)?,
+                    source_path,
                     target_sig: r.get(2)?,
                     target_path: r.get(3)?,
+                    shard,
                 },
                 ts_ns: r.get(4)?,
                 updated_ns: r.get(5)?,
@@ -351,7 +441,7 @@ impl State {
         let n = self.conn.execute(
             "DELETE FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND \
                 target_path=?4",
-            params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+            params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
         )?;
         Ok(n > 0)
     }
@@ -456,7 +546,7 @@ impl State {
             .query_row(
                 "SELECT ts_ns, last_event FROM checkpoints WHERE source_sig=?1 AND source_path=?2 \
                     AND target_sig=?3 AND target_path=?4",
-                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
@@ -482,7 +572,7 @@ impl State {
                     "SELECT {column} FROM checkpoints WHERE source_sig=?1 AND source_path=?2 \
                         AND target_sig=?3 AND target_path=?4"
                 ),
-                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
                 |r| r.get(0),
             )
             .optional()?
@@ -519,7 +609,7 @@ impl State {
                careful_until_ns = MAX(careful_until_ns, excluded.careful_until_ns)",
             params![
                 d.source_sig,
-                d.source_path,
+                d.stored_source(),
                 d.target_sig,
                 d.target_path,
                 c.ts_ns,
@@ -551,7 +641,7 @@ impl State {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     d.source_sig,
-                    d.source_path,
+                    d.stored_source(),
                     d.target_sig,
                     d.target_path,
                     c.path,
@@ -604,6 +694,51 @@ impl State {
         Ok(())
     }
 
+    /// Replaces what this instance last saw of the link's shards.
+    pub fn set_shards_seen(&mut self, seen: &[ShardSeen]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM shards", [])?;
+        for s in seen {
+            tx.execute(
+                "INSERT OR REPLACE INTO shards (shard, count, direction, owner, held,
+                   checkpoint_ns, updated_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.shard.index,
+                    s.shard.count,
+                    s.direction,
+                    s.owner,
+                    s.held,
+                    s.checkpoint_ns,
+                    s.updated_ns
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The link's shards as this instance last saw them, by shard.
+    pub fn shards_seen(&self) -> Result<Vec<ShardSeen>> {
+        let mut q = self.conn.prepare(
+            "SELECT shard, count, direction, owner, held, checkpoint_ns, updated_ns FROM shards
+             ORDER BY shard, direction",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok(ShardSeen {
+                shard: Shard {
+                    index: r.get(0)?,
+                    count: r.get(1)?,
+                },
+                direction: r.get(2)?,
+                owner: r.get(3)?,
+                held: r.get(4)?,
+                checkpoint_ns: r.get(5)?,
+                updated_ns: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Records `w` as the direction's last walk.
     pub fn record_walk(&self, d: &Direction, w: &WalkRecord) -> Result<()> {
         let classes: Vec<String> = w.classes.iter().map(|(c, n)| format!("{c}={n}")).collect();
@@ -613,7 +748,7 @@ impl State {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 d.source_sig,
-                d.source_path,
+                d.stored_source(),
                 d.target_sig,
                 d.target_path,
                 w.why,
@@ -637,7 +772,7 @@ impl State {
                 "SELECT why, started_ns, ended_ns, entries, classes, repaired, failed, error
                  FROM walks WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3
                    AND target_path=?4",
-                params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+                params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
                 |r| {
                     let classes: String = r.get(4)?;
                     Ok(WalkRecord {
@@ -718,7 +853,7 @@ impl State {
              ORDER BY id",
         )?;
         let rows = stmt.query_map(
-            params![d.source_sig, d.source_path, d.target_sig, d.target_path],
+            params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
             |r| {
                 Ok(Failure {
                     event_ts_ns: r.get(0)?,
@@ -750,7 +885,7 @@ fn record_failures(
                  AND path=?6 AND error=?7)",
             params![
                 d.source_sig,
-                d.source_path,
+                d.stored_source(),
                 d.target_sig,
                 d.target_path,
                 f.event_ts_ns,
@@ -781,6 +916,7 @@ mod tests {
             source_path: "/a".into(),
             target_sig: 7,
             target_path: "/b".into(),
+            shard: None,
         }
     }
 
@@ -804,6 +940,32 @@ mod tests {
         assert_eq!(s.replay_horizon(&dir()).unwrap(), 500);
         assert_eq!(s.careful_until(&dir()).unwrap(), 1000);
         assert_eq!(s.checkpoint(&dir()).unwrap(), Some(40));
+    }
+
+    #[test]
+    fn a_shard_has_its_own_checkpoint_and_the_link_keeps_its_key() {
+        let p = tmp("shards");
+        let mut s = State::open(&p).unwrap();
+        let shard = |index| Direction {
+            shard: Some(Shard { index, count: 8 }),
+            ..dir()
+        };
+        s.set_checkpoint(&dir(), 10).unwrap();
+        s.set_checkpoint(&shard(3), 30).unwrap();
+        s.set_checkpoint(&shard(5), 50).unwrap();
+        drop(s);
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.checkpoint(&dir()).unwrap(), Some(10));
+        assert_eq!(s.checkpoint(&shard(3)).unwrap(), Some(30));
+        assert_eq!(s.checkpoint(&shard(4)).unwrap(), None);
+        let keys: Vec<Direction> = s.directions().unwrap().into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, vec![dir(), shard(3), shard(5)]);
+        assert_eq!(shard(3).stored_source(), "/a//shard 3 of 8");
+        assert_eq!(dir().stored_source(), "/a", "the key it always had");
+        assert_eq!(shard(3).unsharded(), dir());
+        let k = shard(3).shared_key();
+        assert!(k.starts_with(b"filer-sync.shard 3 of 8 sync./a"), "{k:?}");
+        assert_eq!(dir().shared_key(), reference::key(-5, "/a", "/b"));
     }
 
     #[test]

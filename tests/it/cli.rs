@@ -165,6 +165,7 @@ fn a_closed_stdout_ends_the_program_quietly() {
                 source_path: "/".into(),
                 target_sig: 2,
                 target_path: "/".into(),
+                shard: None,
             };
             st.set_checkpoint(&key, 5).unwrap();
         }

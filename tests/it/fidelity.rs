@@ -328,6 +328,7 @@ fn a_chunk_gone_for_good_is_ledgered_and_does_not_wedge() {
         source_path: "/".into(),
         target_sig: b.client().configuration().unwrap().signature,
         target_path: "/".into(),
+        shard: None,
     };
     let failures = s.failures(&key).unwrap();
     assert_eq!(failures.len(), 1, "{failures:?}");

@@ -336,6 +336,7 @@ fn a_self_listing_manifest_and_an_overlong_chunk_are_ledgered_not_fatal() {
         source_path: "/".into(),
         target_sig: b.client().configuration().unwrap().signature,
         target_path: "/".into(),
+        shard: None,
     };
     let s = State::open(std::path::Path::new(&state)).unwrap();
     let mut ledgered: Vec<String> = s

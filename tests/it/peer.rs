@@ -248,6 +248,7 @@ fn ledger(b: &Cluster, state: &str) -> Vec<filer_sync::state::Failure> {
         source_path: "/src".into(),
         target_sig: b.client().configuration().unwrap().signature,
         target_path: "/dst".into(),
+        shard: None,
     };
     let s = State::open(std::path::Path::new(state)).unwrap();
     s.failures(&key).unwrap()
