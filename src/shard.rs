@@ -176,7 +176,10 @@ mod tests {
         }
         assert_eq!(Shard::of("/x", 1), Some(0));
         assert_eq!(Shard::of("/x", 0), None);
-        let s = Shard { index: d1, count: 8 };
+        let s = Shard {
+            index: d1,
+            count: 8,
+        };
         assert!(s.holds("/d1/deep/er"));
         assert!(s.holds_path("/src", "/src/d1/f"));
         assert!(s.holds_path("/", "/d1/f"));
@@ -227,7 +230,12 @@ mod tests {
             // Holds its share: nothing to do.
             (look(&[0, 3], Some(0), &[0, 1, 2, 3], 0), 4, vec![], vec![]),
             // Over its share for the first time: waits.
-            (look(&[0, 1], Some(0), &[0, 1, 2, 3, 4, 5], 0), 4, vec![], vec![]),
+            (
+                look(&[0, 1], Some(0), &[0, 1, 2, 3, 4, 5], 0),
+                4,
+                vec![],
+                vec![],
+            ),
             // Over again: gives up the highest shards beyond its share.
             (
                 look(&[0, 1], Some(0), &[5, 0, 1, 2, 3, 4], 1),

@@ -317,11 +317,7 @@ fn reap(held: &mut BTreeMap<u32, Holding>) -> Option<Error> {
     for i in ended {
         let h = held.remove(&i).expect("listed");
         match h.thread.join().unwrap_or_else(|_| Err(panicked())) {
-            Err(e)
-                if !(h.lease.was_lost()
-                    || h.stopping
-                    || e.kind() == ErrorKind::Interrupted) =>
-            {
+            Err(e) if !(h.lease.was_lost() || h.stopping || e.kind() == ErrorKind::Interrupted) => {
                 log::error!("shards: shard {i}: {e}");
                 failed.get_or_insert(e);
             }
@@ -406,12 +402,7 @@ fn probe(link: &Link, own: Option<u32>, live: &mut BTreeSet<u32>) {
 }
 
 /// Tries to take shard `i`; on success its term starts on a thread.
-fn take<'s>(
-    s: &'s Scope<'s, '_>,
-    link: &'s Link,
-    i: u32,
-    cancel: &Cancel,
-) -> Option<Holding<'s>> {
+fn take<'s>(s: &'s Scope<'s, '_>, link: &'s Link, i: u32, cancel: &Cancel) -> Option<Holding<'s>> {
     let lease = Arc::new(Lease::new(
         link.peers.a.clone(),
         shard_name(&link.name, i),

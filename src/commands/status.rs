@@ -3,7 +3,7 @@
 //! whether a process is running on it now. Reads only the state files.
 
 use crate::error::Result;
-use crate::state::{self, lock, DirectionStatus, HaRole, State, WalkRecord};
+use crate::state::{self, lock, DirectionStatus, HaRole, ShardSeen, State, WalkRecord};
 use crate::util::{json_str, utc};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -25,6 +25,8 @@ struct File<'a> {
     running: Option<u32>,
     /// `sync --ha`: the role it recorded last.
     ha: Option<HaRole>,
+    /// `sync --ha --shards`: the link's shards as it last saw them.
+    shards: Vec<ShardSeen>,
 }
 
 /// What `--ha` says of a file's instance: its role while it runs.
@@ -61,14 +63,24 @@ pub fn status(states: &[PathBuf], json: bool) -> Result<bool> {
             recent.truncate(5);
             clean &= d.failures == 0;
             rows.push(Row {
-                from: name(d.key.source_sig, &d.key.source_path)?,
+                from: format!(
+                    "{}{}",
+                    name(d.key.source_sig, &d.key.source_path)?,
+                    d.key.shard.map(|s| format!(" {s}")).unwrap_or_default()
+                ),
                 to: name(d.key.target_sig, &d.key.target_path)?,
                 walk: st.last_walk(&d.key)?,
                 d,
                 recent_failures: recent,
             });
         }
-        let file = File { path, running, ha };
+        let shards = st.shards_seen()?;
+        let file = File {
+            path,
+            running,
+            ha,
+            shards,
+        };
         if json {
             docs.push(json_doc(&file, &rows, now));
         } else {
@@ -115,6 +127,37 @@ fn text(out: &mut String, file: &File, rows: &[Row], now: i64) {
             },
             ha.generation,
             ha.owner
+        );
+    }
+    if let Some(first) = file.shards.first() {
+        let _ = writeln!(
+            out,
+            "  shards of the link, as this instance saw them {}: owner, checkpoint shared on the \
+             target (lag)",
+            utc(first.updated_ns)
+        );
+    }
+    for s in &file.shards {
+        let lag = if s.checkpoint_ns > 0 {
+            format!("{:.1} s", (now - s.checkpoint_ns) as f64 / 1e9)
+        } else {
+            "none yet".into()
+        };
+        let _ = writeln!(
+            out,
+            "    {} {}: {}, checkpoint {} ({lag})",
+            s.shard,
+            s.direction,
+            match (s.held, s.owner.is_empty()) {
+                (true, _) => format!("held by this instance ({})", s.owner),
+                (false, true) => "held by nobody".into(),
+                (false, false) => format!("held by {}", s.owner),
+            },
+            if s.checkpoint_ns > 0 {
+                utc(s.checkpoint_ns)
+            } else {
+                "-".into()
+            }
         );
     }
     if rows.is_empty() {
@@ -221,7 +264,7 @@ fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
                  \"target_signature\":{},\"target_path\":{},\"checkpoint_ts_ns\":{},\
                  \"lag_seconds\":{},\"committed_ts_ns\":{},\"events_applied\":{},\
                  \"bytes_applied\":{},\"failures\":{},\"conflicts\":{},\"recent_failures\":[{}],\
-                 \"last_walk\":{}}}",
+                 \"last_walk\":{},\"shard\":{}}}",
                 json_str(&r.from),
                 json_str(&r.to),
                 r.d.key.source_sig,
@@ -240,7 +283,11 @@ fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
                 r.d.failures,
                 r.d.conflicts,
                 fails.join(","),
-                walk_json(&r.walk)
+                walk_json(&r.walk),
+                r.d.key
+                    .shard
+                    .map(|s| format!("{{\"index\":{},\"count\":{}}}", s.index, s.count))
+                    .unwrap_or_else(|| "null".into())
             )
         })
         .collect();
@@ -258,12 +305,30 @@ fn json_doc(file: &File, rows: &[Row], now: i64) -> String {
         ),
         _ => "null".into(),
     };
+    let shards: Vec<String> = file
+        .shards
+        .iter()
+        .map(|s| {
+            format!(
+                "{{\"shard\":{},\"count\":{},\"direction\":{},\"owner\":{},\"held\":{},\
+                 \"checkpoint_ts_ns\":{},\"seen_ns\":{}}}",
+                s.shard.index,
+                s.shard.count,
+                json_str(&s.direction),
+                json_str(&s.owner),
+                s.held,
+                s.checkpoint_ns,
+                s.updated_ns
+            )
+        })
+        .collect();
     format!(
-        "{{\"state\":{},\"running_pid\":{},\"ha\":{ha},\"directions\":[{}]}}",
+        "{{\"state\":{},\"running_pid\":{},\"ha\":{ha},\"shards\":[{}],\"directions\":[{}]}}",
         json_str(&file.path.to_string_lossy()),
         file.running
             .map(|p| p.to_string())
             .unwrap_or_else(|| "null".into()),
+        shards.join(","),
         dirs.join(",")
     )
 }

@@ -339,5 +339,7 @@ fn a_shard_plans_its_own_paths_and_a_move_across_shards_is_a_delete_and_a_create
     // The folder itself is no shard's; excludes still apply.
     assert!(!first.contains("/p"));
     let tmp_shard = of(Shard::of("tmp", 8).unwrap());
-    assert!(tmp_shard.planned(&ev(None, Some("/p/tmp/x"), &[])).is_empty());
+    assert!(tmp_shard
+        .planned(&ev(None, Some("/p/tmp/x"), &[]))
+        .is_empty());
 }

@@ -15,6 +15,7 @@ mod operator;
 mod peer;
 mod safety;
 mod security;
+mod shards;
 mod sync;
 mod topology;
 mod verify;

@@ -1,0 +1,311 @@
+//! `sync --ha --shards N` on real clusters: instances with their own state
+//! files share a link's shards through A's filer's DistributedLock. Proven
+//! here: the shards spread over the live instances and every one of them
+//! applies a share; a SIGKILLed instance's shards are taken over and a new
+//! instance gets its share; moves inside and across top-level folders and
+//! deletes all end on B as on A; a single instance started later holds
+//! every shard and loses nothing; another N is refused; and a link that ran
+//! without shards moves to shards without copying anything again.
+
+use crate::harness::*;
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TTL: &str = "3";
+
+/// One `sync --ha --shards N` instance, its stderr in a file.
+struct Instance {
+    run: Option<Running>,
+    log: std::path::PathBuf,
+    state: String,
+}
+
+impl Instance {
+    /// Starts one on a state file of its own, on the link `path` -> `path`.
+    fn start(a: &Cluster, b: &Cluster, name: &str, (shards, path): (&str, &str)) -> Instance {
+        Self::on_state(a, b, &temp_state(name), (shards, path))
+    }
+
+    fn on_state(a: &Cluster, b: &Cluster, state: &str, (shards, path): (&str, &str)) -> Instance {
+        let log = std::path::PathBuf::from(format!("{state}.{}.log", filer_sync::util::now_ns()));
+        let child = Command::new(bin())
+            .args(["sync", "-a", &a.addr(), "-b", &b.addr(), "--active-passive"])
+            .args(["--ha", "--ha-ttl-secs", TTL, "--shards", shards])
+            .args(["--a-path", path, "--b-path", path])
+            .args(["--rescan-secs", "0", "--batch-window-ms", "50"])
+            .args(["--state", state])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Instance {
+            run: Some(Running(child)),
+            log,
+            state: state.to_string(),
+        }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The shards it holds now, by its log (none once killed).
+    fn holds(&self) -> BTreeSet<u32> {
+        let mut held = BTreeSet::new();
+        if self.run.is_none() {
+            return held;
+        }
+        let shard = |l: &str, after: &str| {
+            l.split(after)
+                .nth(1)?
+                .split('/')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        };
+        for l in self.text().lines() {
+            if let Some(i) = shard(l, "shards: holding shard ") {
+                held.insert(i);
+            } else if let Some(i) = shard(l, "shards: shard ") {
+                if l.contains(" given back") || l.contains(" lost") {
+                    held.remove(&i);
+                }
+            }
+        }
+        held
+    }
+
+    /// Events it applied, by its log of windows.
+    fn applied(&self) -> u64 {
+        self.text()
+            .lines()
+            .filter_map(|l| {
+                l.split("ns, ")
+                    .nth(1)?
+                    .split(" events")
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    fn kill(&mut self) {
+        drop(self.run.take()); // SIGKILL and reap
+    }
+}
+
+fn held_by_all(all: &[Instance]) -> Vec<BTreeSet<u32>> {
+    all.iter().map(Instance::holds).collect()
+}
+
+/// Every shard of `n` held by exactly one live instance, each holding its
+/// fair share (n/K or one more).
+fn balanced(all: &[Instance], n: u32) -> bool {
+    let live: Vec<BTreeSet<u32>> = all
+        .iter()
+        .filter(|i| i.run.is_some())
+        .map(Instance::holds)
+        .collect();
+    let k = live.len() as u32;
+    let union: BTreeSet<u32> = live.iter().flatten().copied().collect();
+    let total: usize = live.iter().map(BTreeSet::len).sum();
+    union.len() == n as usize
+        && total == n as usize
+        && live
+            .iter()
+            .all(|h| (n / k..=n.div_ceil(k)).contains(&(h.len() as u32)))
+}
+
+/// Writes, across 40 top-level folders of /sh: files, a move inside a
+/// folder, a move to another folder, a folder moved into another, deletes.
+fn workload(a: &Cluster, round: u64) {
+    for n in 0..40u64 {
+        let id = round * 100 + n;
+        a.put(
+            &format!("/sh/t{n}/f{id}.bin"),
+            &bytes(id, 900 + (id as usize % 7) * 300),
+        );
+        a.put(&format!("/sh/t{n}/sub/g{id}.txt"), &bytes(id + 1, 200));
+    }
+    for n in 0..40u64 {
+        let id = round * 100 + n;
+        match n % 4 {
+            0 => a.mv(
+                &format!("/sh/t{n}/f{id}.bin"),
+                &format!("/sh/t{n}/renamed{id}.bin"),
+            ),
+            1 => a.mv(
+                &format!("/sh/t{n}/f{id}.bin"),
+                &format!("/sh/t{}/moved{id}.bin", (n + 7) % 40),
+            ),
+            2 => a.delete(&format!("/sh/t{n}/sub/g{id}.txt")),
+            _ => {}
+        }
+    }
+    // A folder moved into another top-level folder (most likely another
+    // shard): its whole subtree changes shards.
+    a.mv(
+        &format!("/sh/t{}/sub", round % 40),
+        &format!("/sh/t{}/from{round}", (round + 11) % 40),
+    );
+}
+
+/// Three instances, `--shards 8`, one way, while A is written across 40
+/// top-level folders: the shards spread 3/3/2 and each applies a share; one
+/// is SIGKILLed and its shards are taken over, a fourth joins and gets its
+/// share; B ends equal to A. Then all stop, A changes, and a single
+/// instance on a fresh state file takes all 8 and brings B level; another
+/// N is refused (exit 2).
+#[test]
+fn instances_share_a_links_shards_and_take_over_a_dead_ones() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let n = 8;
+    a.mkdir("/sh");
+    let mut all: Vec<Instance> = (0..3)
+        .map(|i| Instance::start(&a, &b, &format!("shards-{i}"), ("8", "/sh")))
+        .collect();
+    let started = Instant::now();
+    eventually(60, "the 8 shards spread over 3 instances", || {
+        balanced(&all, n)
+    });
+    let spread = started.elapsed();
+    workload(&a, 0);
+    eventually(90, "every instance to apply events", || {
+        all.iter().all(|i| i.applied() > 0)
+    });
+    eventually(90, "B to equal A", || a.tree("/sh") == b.tree("/sh"));
+    // A SIGKILL: the others take its shards once its locks run out.
+    let dead = held_by_all(&all)[0].clone();
+    assert!(!dead.is_empty());
+    all[0].kill();
+    let killed = Instant::now();
+    workload(&a, 1);
+    eventually(60, "the dead instance's shards taken over", || {
+        balanced(&all, n)
+    });
+    let takeover = killed.elapsed();
+    // A new instance gets its share from the others.
+    all.push(Instance::start(&a, &b, "shards-3", ("8", "/sh")));
+    let joined = Instant::now();
+    eventually(60, "the new instance's share", || balanced(&all, n));
+    let rebalance = joined.elapsed();
+    workload(&a, 2);
+    eventually(120, "B to equal A", || a.tree("/sh") == b.tree("/sh"));
+    assert_same(&a.tree("/sh"), &b.tree("/sh"));
+    let split: Vec<(usize, u64, usize)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| (i, inst.applied(), inst.holds().len()))
+        .collect();
+    for &(i, applied, _) in &split {
+        assert!(applied > 0, "instance {i} applied nothing: {split:?}");
+    }
+    eprintln!(
+        "shards: spread over 3 in {spread:?}; after a SIGKILL (it held {dead:?}) all held again \
+         in {takeover:?}; a new instance had its share in {rebalance:?}; (instance, events \
+         applied, shards held at the end): {split:?}"
+    );
+    // status lists every shard with its owner.
+    let (_, out) = run_sync(
+        &["status", "--state", &all[1].state],
+        Duration::from_secs(30),
+    );
+    assert!(out.contains("shard 7/8 A→B: held by"), "{out}");
+    // Another N on the same link is refused, naming the one recorded.
+    let (code, out) = run_sync(
+        &[
+            "sync",
+            "-a",
+            &a.addr(),
+            "-b",
+            &b.addr(),
+            "--active-passive",
+            "--ha",
+            "--shards",
+            "4",
+            "--a-path",
+            "/sh",
+            "--b-path",
+            "/sh",
+            "--state",
+            &temp_state("shards-other-n"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--shards 8"), "{out}");
+    // All stop; A changes; one instance alone, on a state file of its own,
+    // holds all 8 and loses nothing.
+    for i in &mut all {
+        i.kill();
+    }
+    workload(&a, 3);
+    let alone = vec![Instance::start(&a, &b, "shards-alone", ("8", "/sh"))];
+    eventually(60, "one instance holding all 8 shards", || {
+        alone[0].holds().len() == 8
+    });
+    eventually(120, "B to equal A", || a.tree("/sh") == b.tree("/sh"));
+    assert_same(&a.tree("/sh"), &b.tree("/sh"));
+}
+
+/// B's files' chunk ids, by path: a file copied again gets new ones.
+fn file_ids(c: &Cluster, root: &str) -> Vec<(String, Vec<String>)> {
+    c.tree(root)
+        .into_iter()
+        .filter(|(_, n)| !n.dir)
+        .map(|(rel, _)| {
+            let e = c.entry(&format!("{root}{rel}"));
+            (rel, e.chunks.iter().map(|ch| ch.file_id.clone()).collect())
+        })
+        .collect()
+}
+
+/// A link synced without shards (a state file with its checkpoint) moves to
+/// `--shards 4`: two instances, one on that state file and one on a new
+/// one, copy nothing again (B's chunk ids are unchanged) and carry on with
+/// what A writes next.
+#[test]
+fn moving_a_link_to_shards_copies_nothing_again() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    for n in 0..12u64 {
+        a.put(&format!("/mv/d{n}/f{n}.bin"), &bytes(n, 3000));
+    }
+    let state = temp_state("unsharded");
+    let (code, out) = once(
+        &a,
+        &b,
+        &state,
+        &["--active-passive", "--a-path", "/mv", "--b-path", "/mv"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_same(&a.tree("/mv"), &b.tree("/mv"));
+    let before = file_ids(&b, "/mv");
+    let all = [
+        Instance::on_state(&a, &b, &state, ("4", "/mv")),
+        Instance::start(&a, &b, "sharded-new", ("4", "/mv")),
+    ];
+    eventually(60, "the 4 shards spread over 2 instances", || {
+        balanced(&all, 4)
+    });
+    for n in 0..12u64 {
+        a.put(&format!("/mv/d{n}/new{n}.txt"), &bytes(n + 50, 100));
+    }
+    eventually(90, "B to equal A", || a.tree("/mv") == b.tree("/mv"));
+    let after: Vec<_> = file_ids(&b, "/mv")
+        .into_iter()
+        .filter(|(rel, _)| !rel.contains("/new"))
+        .collect();
+    assert_eq!(before, after, "files copied again");
+    assert!(
+        all[0]
+            .text()
+            .contains("starting from the whole link's checkpoint"),
+        "{}",
+        all[0].text()
+    );
+}
