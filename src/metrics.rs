@@ -403,4 +403,35 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_shards_series_carry_its_label_and_only_its_holder_serves_them() {
+        let shard = |i: u32, held: bool| {
+            let mut s = Stats::new("A→B", "a:1", "b:1", "c", "/");
+            s.shard = Some(i);
+            s.ha_active.store(i64::from(held), Relaxed);
+            Arc::new(s)
+        };
+        let all = [shard(0, true), shard(1, false), shard(2, true)];
+        all[0].committed.store(5, Relaxed);
+        let text = exposition(&all);
+        let labels = "sourceFiler=\"a:1\",targetFiler=\"b:1\",clientName=\"c\",path=\"/\"";
+        assert!(
+            text.contains(&format!("events_processed_total{{{labels},shard=\"0\"}} 5")),
+            "{text}"
+        );
+        // Shard 1 is another instance's: only whether this one holds it.
+        assert!(
+            text.contains(&format!("ha_active{{{labels},shard=\"1\"}} 0")),
+            "{text}"
+        );
+        assert!(!text.contains("lag_seconds{sourceFiler=\"a:1\",targetFiler=\"b:1\",clientName=\"c\",path=\"/\",shard=\"1\"}"), "{text}");
+        assert!(
+            text.contains(&format!("shards_held{{{labels}}} 2")),
+            "{text}"
+        );
+        // Without --ha: neither.
+        let plain = exposition(&[Arc::new(Stats::new("A→B", "a:1", "b:1", "c", "/"))]);
+        assert!(!plain.contains("shards_held") && !plain.contains("shard=\""));
+    }
 }

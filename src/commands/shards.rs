@@ -260,7 +260,7 @@ fn coordinate<'s>(
                 holding += 1;
             }
         }
-        if looks % 4 == 0 {
+        if looks.is_multiple_of(4) {
             survey(link, &held, state);
             let r = HaRole {
                 lock_name: link.name.clone(),
