@@ -4,8 +4,9 @@
 //! applies a share; a SIGKILLed instance's shards are taken over and a new
 //! instance gets its share; moves inside and across top-level folders and
 //! deletes all end on B as on A; a single instance started later holds
-//! every shard and loses nothing; another N is refused; and a link that ran
-//! without shards moves to shards without copying anything again.
+//! every shard and loses nothing; another N is refused; a link that ran
+//! without shards moves to shards without copying anything again; and both
+//! ways with shards, conflicting writes included, converges.
 
 use crate::harness::*;
 use std::collections::BTreeSet;
@@ -27,10 +28,21 @@ impl Instance {
         Self::on_state(a, b, &temp_state(name), (shards, path))
     }
 
-    fn on_state(a: &Cluster, b: &Cluster, state: &str, (shards, path): (&str, &str)) -> Instance {
+    fn on_state(a: &Cluster, b: &Cluster, state: &str, link: (&str, &str)) -> Instance {
+        Self::spawn(a, b, state, link, &["--active-passive"])
+    }
+
+    fn spawn(
+        a: &Cluster,
+        b: &Cluster,
+        state: &str,
+        (shards, path): (&str, &str),
+        extra: &[&str],
+    ) -> Instance {
         let log = std::path::PathBuf::from(format!("{state}.{}.log", filer_sync::util::now_ns()));
         let child = Command::new(bin())
-            .args(["sync", "-a", &a.addr(), "-b", &b.addr(), "--active-passive"])
+            .args(["sync", "-a", &a.addr(), "-b", &b.addr()])
+            .args(extra)
             .args(["--ha", "--ha-ttl-secs", TTL, "--shards", shards])
             .args(["--a-path", path, "--b-path", path])
             .args(["--rescan-secs", "0", "--batch-window-ms", "50"])
@@ -308,4 +320,47 @@ fn moving_a_link_to_shards_copies_nothing_again() {
         "{}",
         all[0].text()
     );
+}
+
+/// Both ways with shards: two instances, `--shards 4`, while both clusters
+/// are written in many top-level folders, with moves across folders and
+/// the same paths written on both sides: A and B converge.
+#[test]
+fn both_ways_with_shards_converges() {
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.mkdir("/bw");
+    b.mkdir("/bw");
+    let all: Vec<Instance> = (0..2)
+        .map(|i| Instance::spawn(&a, &b, &temp_state(&format!("bw-{i}")), ("4", "/bw"), &[]))
+        .collect();
+    eventually(60, "the 4 shards spread over 2 instances", || {
+        balanced(&all, 4)
+    });
+    for n in 0..16u64 {
+        a.put(&format!("/bw/a{n}/f{n}.bin"), &bytes(n, 1500));
+        b.put(&format!("/bw/b{n}/f{n}.bin"), &bytes(n + 100, 1500));
+        // The same path on both sides: one version wins on both.
+        a.put(&format!("/bw/both{}/x{n}.txt", n % 4), &bytes(n + 200, 300));
+        b.put(&format!("/bw/both{}/x{n}.txt", n % 4), &bytes(n + 300, 300));
+    }
+    eventually(90, "B to hold A's files", || {
+        b.get("/bw/a15/f15.bin").is_some() && a.get("/bw/b15/f15.bin").is_some()
+    });
+    for n in 0..16u64 {
+        a.mv(
+            &format!("/bw/a{n}/f{n}.bin"),
+            &format!("/bw/b{}/from-a{n}.bin", (n + 5) % 16),
+        );
+        if n % 3 == 0 {
+            b.delete(&format!("/bw/b{n}/f{n}.bin"));
+        }
+    }
+    eventually(120, "A and B to converge", || {
+        a.tree("/bw") == b.tree("/bw")
+    });
+    assert_same(&a.tree("/bw"), &b.tree("/bw"));
+    for (i, inst) in all.iter().enumerate() {
+        assert!(inst.applied() > 0, "instance {i} applied nothing");
+    }
 }
