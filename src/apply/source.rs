@@ -108,6 +108,17 @@ impl Applier {
         self.moves_trusted_after_ns.store(ts_ns, Ordering::Relaxed);
     }
 
+    /// The target paths marked behind (see `Dirs::behind`) when they
+    /// changed since the last call: what the next checkpoint keeps.
+    pub fn take_behind(&self) -> Option<Vec<String>> {
+        self.dirs.lock().unwrap().take_behind()
+    }
+
+    /// Marks behind that the last checkpoint kept (a new process).
+    pub fn restore_behind(&self, paths: Vec<String>) {
+        self.dirs.lock().unwrap().restore_behind(paths);
+    }
+
     /// The version `action` carries was skipped (the source had replaced or
     /// removed it since). The first version of an entry in a fresh folder is
     /// thus not on the target, and one-way, nobody else puts it there.
