@@ -26,21 +26,27 @@ pub struct Dirs {
     absent: HashSet<String>,
     /// Active-active: paths whose newer source versions this process
     /// skipped (the source had replaced them since), so the target's
-    /// version there is one the source had seen and moved on from.
+    /// version there is one the source had seen and moved on from. Not a
+    /// hint: a later delete or move of the path decides by it, so it is
+    /// never dropped to bound memory, and it is kept with each checkpoint
+    /// (`take_behind`, `restore_behind`): a window committed past the
+    /// skipped event is not replayed after a restart.
     behind: HashSet<String>,
+    /// `behind` changed since the last `take_behind`.
+    behind_changed: bool,
 }
 
 impl Dirs {
     const MOST: usize = 20_000;
 
     fn bound(&mut self) {
-        let n = self.known.len()
-            + self.fresh.len()
-            + self.moved.len()
-            + self.absent.len()
-            + self.behind.len();
+        let n = self.known.len() + self.fresh.len() + self.moved.len() + self.absent.len();
         if n > Self::MOST {
-            *self = Dirs::default();
+            *self = Dirs {
+                behind: std::mem::take(&mut self.behind),
+                behind_changed: self.behind_changed,
+                ..Dirs::default()
+            };
         }
     }
 
@@ -65,7 +71,9 @@ impl Dirs {
     pub fn forget(&mut self, path: &str) {
         self.forget_places(path);
         if !self.behind.is_empty() {
+            let before = self.behind.len();
             self.behind.retain(|k| !is_under(k, path));
+            self.behind_changed |= self.behind.len() != before;
         }
     }
 
@@ -83,8 +91,7 @@ impl Dirs {
     /// Active-active: the target's version at `path` is one the source had
     /// and replaced (this process skipped the newer ones).
     pub fn mark_behind(&mut self, path: String) {
-        self.behind.insert(path);
-        self.bound();
+        self.behind_changed |= self.behind.insert(path);
     }
 
     pub fn is_behind(&self, path: &str) -> bool {
@@ -95,8 +102,23 @@ impl Dirs {
     /// version.
     pub fn caught_up(&mut self, path: &str) {
         if !self.behind.is_empty() {
-            self.behind.remove(path);
+            self.behind_changed |= self.behind.remove(path);
         }
+    }
+
+    /// The paths marked behind, when they changed since the last call.
+    pub fn take_behind(&mut self) -> Option<Vec<String>> {
+        if !std::mem::take(&mut self.behind_changed) {
+            return None;
+        }
+        let mut paths: Vec<String> = self.behind.iter().cloned().collect();
+        paths.sort();
+        Some(paths)
+    }
+
+    /// The marks a checkpoint kept (see `take_behind`).
+    pub fn restore_behind(&mut self, paths: Vec<String>) {
+        self.behind.extend(paths);
     }
 
     /// `path` is below a folder this process moved away (so it is gone).
@@ -200,6 +222,34 @@ mod tests {
         assert!(
             !d.fresh.contains("/ab"),
             "all forgotten once past the bound"
+        );
+    }
+
+    #[test]
+    fn marks_behind_outlive_the_bound_and_go_to_the_checkpoint_when_changed() {
+        let mut d = Dirs::default();
+        assert_eq!(d.take_behind(), None, "nothing changed");
+        d.mark_behind("/t/f".into());
+        d.mark_behind("/t/e".into());
+        assert_eq!(d.take_behind(), Some(vec!["/t/e".into(), "/t/f".into()]));
+        assert_eq!(d.take_behind(), None, "taken");
+        d.mark_behind("/t/f".into());
+        assert_eq!(d.take_behind(), None, "marked already");
+        for i in 0..=Dirs::MOST {
+            d.remember_known(&format!("/k/{i}"));
+        }
+        assert!(d.is_behind("/t/f"), "not a hint: never dropped");
+        d.caught_up("/t/f");
+        assert_eq!(d.take_behind(), Some(vec!["/t/e".into()]));
+        d.forget("/t");
+        assert_eq!(d.take_behind(), Some(vec![]));
+        let mut after_restart = Dirs::default();
+        after_restart.restore_behind(vec!["/t/g".into()]);
+        assert!(after_restart.is_behind("/t/g"));
+        assert_eq!(
+            after_restart.take_behind(),
+            None,
+            "as the checkpoint has it"
         );
     }
 }

@@ -108,6 +108,17 @@ impl Applier {
         self.moves_trusted_after_ns.store(ts_ns, Ordering::Relaxed);
     }
 
+    /// The target paths marked behind (see `Dirs::behind`) when they
+    /// changed since the last call: what the next checkpoint keeps.
+    pub fn take_behind(&self) -> Option<Vec<String>> {
+        self.dirs.lock().unwrap().take_behind()
+    }
+
+    /// Marks behind that the last checkpoint kept (a new process).
+    pub fn restore_behind(&self, paths: Vec<String>) {
+        self.dirs.lock().unwrap().restore_behind(paths);
+    }
+
     /// The version `action` carries was skipped (the source had replaced or
     /// removed it since). The first version of an entry in a fresh folder is
     /// thus not on the target, and one-way, nobody else puts it there.
@@ -226,8 +237,12 @@ impl Applier {
                 // (An event without the old entry's mtime moves what is
                 // there, as before.)
                 let old = self.lookup_target(old_dir, old_name)?;
-                if old.is_some_and(|t| *old_mtime_ns == 0 || mtime_ns(&t) <= *old_mtime_ns) {
+                let moved = |t: &Entry| *old_mtime_ns == 0 || mtime_ns(t) <= *old_mtime_ns;
+                if old.as_ref().is_some_and(moved) {
                     return Ok(Replayed::AsPlanned);
+                }
+                if old.is_none() && !entry.is_directory {
+                    self.carry_behind(&join_path(old_dir, old_name), &action.target(), moved)?;
                 }
                 if moot(source, entry)? {
                     return Ok(Replayed::Moot);
@@ -236,6 +251,33 @@ impl Applier {
             }
             Action::Delete { .. } => Ok(Replayed::AsPlanned),
         }
+    }
+
+    /// Active-active, a replayed move of a file whose old target entry is
+    /// gone (an earlier process moved it, then stopped before committing):
+    /// what was known of the version at `old_path` — that the source was
+    /// past it (`Dirs::behind`) — goes to `new_path`, where that process put
+    /// it, as applying the move would have carried it (`known_for`). Only
+    /// when `new_path` holds a file `moved` could have brought there.
+    fn carry_behind(
+        &self,
+        old_path: &str,
+        new_path: &str,
+        moved: impl Fn(&Entry) -> bool,
+    ) -> Result<()> {
+        if !self.newer_target_wins || !self.dirs.lock().unwrap().is_behind(old_path) {
+            return Ok(());
+        }
+        let (dir, name) = split_path(new_path);
+        if self
+            .lookup_target(dir, name)?
+            .is_some_and(|t| !t.is_directory && moved(&t))
+        {
+            let mut dirs = self.dirs.lock().unwrap();
+            dirs.forget(old_path);
+            dirs.mark_behind(new_path.to_string());
+        }
+        Ok(())
     }
 
     /// Active-active, once per run before the first replayed action: waits

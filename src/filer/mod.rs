@@ -149,21 +149,22 @@ impl FilerClient {
     /// The next filer in turn that is not passed over (all passed over: the
     /// one that failed longest ago).
     fn pick(&self) -> &Endpoint {
+        &self.ends[self.pick_index()]
+    }
+
+    /// `pick`, as an index into `ends`.
+    fn pick_index(&self) -> usize {
         let n = self.ends.len();
         if n == 1 {
-            return &self.ends[0];
+            return 0;
         }
         let now = now_ms();
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        let down = |i: usize| self.ends[i].down_until_ms.load(Ordering::Relaxed);
         (0..n)
-            .map(|i| &self.ends[(start + i) % n])
-            .find(|e| e.down_until_ms.load(Ordering::Relaxed) <= now)
-            .unwrap_or_else(|| {
-                self.ends
-                    .iter()
-                    .min_by_key(|e| e.down_until_ms.load(Ordering::Relaxed))
-                    .unwrap()
-            })
+            .map(|i| (start + i) % n)
+            .find(|&i| down(i) <= now)
+            .unwrap_or_else(|| (0..n).min_by_key(|&i| down(i)).unwrap())
     }
 
     fn opt(&self) -> CallOption {
@@ -508,18 +509,23 @@ impl FilerClient {
 
     /// Opens a metadata stream on a channel of its own, as the reference does,
     /// so that a long stream never queues behind unary calls.
+    /// Subscribes through the next filer in turn. Its health is judged by
+    /// the stream, not by the call's setup (which fails only later, on the
+    /// first read): a stream that delivers marks its filer as answering, one
+    /// lost marks it passed over, so that the next subscription goes to
+    /// another filer of the cluster while this one is away.
     pub fn subscribe(&self, req: &SubscribeMetadataRequest) -> Result<Subscription> {
-        let end = self.pick();
+        let at = self.pick_index();
+        let end = &self.ends[at];
         let client = Client::new(channel(&end.addr, self.tls.as_deref()));
         let stream = client
             .server_streaming(&rpc::SUBSCRIBE_METADATA, req, CallOption::default())
-            .map_err(|e| self.wrap(end, "SubscribeMetadata", e))
-            .inspect(|_| end.answered())?;
+            .map_err(|e| self.wrap(end, "SubscribeMetadata", e))?;
         Ok(Subscription::new(
             client,
             stream,
             self.ctx(end, "SubscribeMetadata"),
-            end.addr.clone(),
+            (self.ends.clone(), at),
         ))
     }
 }

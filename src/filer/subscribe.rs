@@ -111,7 +111,9 @@ pub struct Subscription {
     stream: Option<ClientSStreamReceiver<SubscribeMetadataResponse>>,
     pending: VecDeque<StreamItem>,
     ctx: String,
-    filer: super::FilerAddr,
+    /// The cluster's filers and which one serves the stream: told how the
+    /// stream goes (see `FilerClient::subscribe`).
+    ends: (Arc<[super::Endpoint]>, usize),
     /// How long the filer may send nothing at all.
     silence: Duration,
     /// When the filer last sent anything (this host's clock, ns), for
@@ -152,14 +154,14 @@ impl Subscription {
         client: Client,
         stream: ClientSStreamReceiver<SubscribeMetadataResponse>,
         ctx: String,
-        filer: super::FilerAddr,
+        ends: (Arc<[super::Endpoint]>, usize),
     ) -> Subscription {
         Subscription {
             _client: client,
             stream: Some(stream),
             pending: VecDeque::new(),
             ctx,
-            filer,
+            ends,
             silence: Duration::MAX,
             heard: Arc::default(),
         }
@@ -204,7 +206,20 @@ fn unpack_one(mut r: SubscribeMetadataResponse, out: &mut VecDeque<StreamItem>) 
 impl Subscription {
     /// The filer that serves the stream.
     pub fn filer(&self) -> &super::FilerAddr {
-        &self.filer
+        &self.serving().addr
+    }
+
+    fn serving(&self) -> &super::Endpoint {
+        &self.ends.0[self.ends.1]
+    }
+
+    /// The stream is lost: with other filers to go to, this one is passed
+    /// over for a while.
+    fn lost(&self) {
+        if self.ends.0.len() > 1 {
+            let d = self.serving().failed();
+            log::debug!("filer {} is passed over for {d:?}", self.serving().addr);
+        }
     }
 }
 
@@ -219,6 +234,7 @@ impl Iterator for Subscription {
             let stream = self.stream.as_mut()?;
             let Some(next) = next_within(stream, self.silence) else {
                 self.stream = None;
+                self.lost();
                 return Some(Err(Error::transient(format!(
                     "{}: nothing from the filer for {} s, not even its idle heartbeat (every \
                      5 s): a stalled subscription",
@@ -228,9 +244,15 @@ impl Iterator for Subscription {
             };
             self.heard.store(crate::util::now_ns(), Ordering::Relaxed);
             match next? {
-                Ok(resp) => unpack(resp, &mut self.pending),
+                Ok(resp) => {
+                    self.serving().answered();
+                    unpack(resp, &mut self.pending)
+                }
                 Err(e) => {
                     let e = Error::from(e);
+                    if e.is_retryable() {
+                        self.lost();
+                    }
                     return Some(Err(Error::new(e.kind(), format!("{}: {e}", self.ctx))));
                 }
             }

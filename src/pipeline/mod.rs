@@ -327,6 +327,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         until_ns: state.careful_until(&f.key)?,
     };
     f.applier.trust_moves_after(state.replay_horizon(&f.key)?);
+    f.applier.restore_behind(state.behind(&f.key)?);
     loop {
         let (since, stands_on) = state.position(&f.key)?.unwrap_or((0, 0));
         f.stats.checkpoint_ns.store(since, Ordering::Relaxed);
@@ -400,6 +401,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                         ts_ns: newest,
                         last_event,
                         generation,
+                        behind: f.applier.take_behind(),
                         ..commit
                     },
                 )?;

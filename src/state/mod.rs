@@ -107,7 +107,19 @@ const MIGRATIONS: &[&str] = &[
         at_ns INTEGER NOT NULL,
         n INTEGER NOT NULL
      );",
-    // v10: `sync --ha --shards N`: every shard of the link as this instance
+    // v10: active-active, target paths whose version the source had moved
+    // on from when this process skipped the newer ones (`Dirs::behind`):
+    // the later delete or move of the path takes that version, also after a
+    // restart past the skipping event.
+    "CREATE TABLE behind (
+        source_sig INTEGER NOT NULL,
+        source_path TEXT NOT NULL,
+        target_sig INTEGER NOT NULL,
+        target_path TEXT NOT NULL,
+        path TEXT NOT NULL,
+        PRIMARY KEY (source_sig, source_path, target_sig, target_path, path)
+     );",
+    // v11: `sync --ha --shards N`: every shard of the link as this instance
     // last saw it (owner, shared checkpoint), for `status`.
     "CREATE TABLE shards (
         shard INTEGER NOT NULL,
@@ -235,6 +247,10 @@ pub struct Commit {
     /// Entries the window deleted on the target (counted at all depths),
     /// for `--max-delete` across runs.
     pub deletes: u64,
+    /// Active-active: the target paths known to hold a version the source
+    /// is past, when they changed in the window (None: unchanged); they
+    /// replace the direction's set (see `State::behind`).
+    pub behind: Option<Vec<String>>,
 }
 
 /// A direction's last walk of both folders, as `status` shows it.
@@ -438,10 +454,17 @@ impl State {
     /// Forgets a direction's checkpoint (the next run starts from the
     /// beginning of the log). Returns whether there was one.
     pub fn reset_checkpoint(&mut self, d: &Direction) -> Result<bool> {
+        let source = d.stored_source();
+        let key = params![d.source_sig, source, d.target_sig, d.target_path];
         let n = self.conn.execute(
             "DELETE FROM checkpoints WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND \
                 target_path=?4",
-            params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
+            key,
+        )?;
+        self.conn.execute(
+            "DELETE FROM behind WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 AND \
+                target_path=?4",
+            key,
         )?;
         Ok(n > 0)
     }
@@ -528,10 +551,12 @@ impl State {
     pub fn forget_side(&self, address: &str, old: i32) -> Result<()> {
         self.conn
             .execute("DELETE FROM sides WHERE address = ?1", [address])?;
-        self.conn.execute(
-            "DELETE FROM checkpoints WHERE source_sig = ?1 OR target_sig = ?1",
-            [old],
-        )?;
+        for table in ["checkpoints", "behind"] {
+            self.conn.execute(
+                &format!("DELETE FROM {table} WHERE source_sig = ?1 OR target_sig = ?1"),
+                [old],
+            )?;
+        }
         Ok(())
     }
 
@@ -632,6 +657,28 @@ impl State {
                 [now - Self::DELETES_KEPT.as_nanos() as i64],
             )?;
         }
+        if let Some(paths) = &c.behind {
+            let source = d.stored_source();
+            let key = params![d.source_sig, source, d.target_sig, d.target_path];
+            tx.execute(
+                "DELETE FROM behind WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 \
+                 AND target_path=?4",
+                key,
+            )?;
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO behind (source_sig, source_path, target_sig, target_path,
+                   path) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for p in paths {
+                insert.execute(params![
+                    d.source_sig,
+                    source,
+                    d.target_sig,
+                    d.target_path,
+                    p
+                ])?;
+            }
+        }
         record_failures(&tx, d, &c.failures, now, false)?;
         for c in &c.conflicts {
             tx.execute(
@@ -657,6 +704,20 @@ impl State {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The target paths of `d` that held a version the source was past at
+    /// the last commit (see `Commit::behind`).
+    pub fn behind(&self, d: &Direction) -> Result<Vec<String>> {
+        let mut q = self.conn.prepare(
+            "SELECT path FROM behind WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 \
+             AND target_path=?4 ORDER BY path",
+        )?;
+        let rows = q.query_map(
+            params![d.source_sig, d.stored_source(), d.target_sig, d.target_path],
+            |r| r.get::<_, String>(0),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// How long deletes are remembered (longer than any budget's span).
@@ -966,6 +1027,36 @@ mod tests {
         let k = shard(3).shared_key();
         assert!(k.starts_with(b"filer-sync.shard 3 of 8 sync./a"), "{k:?}");
         assert_eq!(dir().shared_key(), reference::key(-5, "/a", "/b"));
+    }
+
+    #[test]
+    fn marks_behind_are_kept_with_the_checkpoint_that_passed_them() {
+        let p = tmp("behind");
+        let mut s = State::open(&p).unwrap();
+        let with = |ts: i64, behind: Option<Vec<&str>>| Commit {
+            ts_ns: ts,
+            behind: behind.map(|b| b.into_iter().map(String::from).collect()),
+            ..Commit::default()
+        };
+        s.commit(&dir(), &with(10, Some(vec!["/b/x", "/b/y"])))
+            .unwrap();
+        // A window that changed none leaves them; one that did replaces them.
+        s.commit(&dir(), &with(20, None)).unwrap();
+        drop(s);
+        let mut s = State::open(&p).unwrap();
+        assert_eq!(s.behind(&dir()).unwrap(), ["/b/x", "/b/y"]);
+        s.commit(&dir(), &with(30, Some(vec!["/b/y"]))).unwrap();
+        assert_eq!(s.behind(&dir()).unwrap(), ["/b/y"]);
+        let other = Direction {
+            target_path: "/c".into(),
+            ..dir()
+        };
+        assert!(s.behind(&other).unwrap().is_empty(), "per direction");
+        assert!(s.reset_checkpoint(&dir()).unwrap());
+        assert!(
+            s.behind(&dir()).unwrap().is_empty(),
+            "reset with its checkpoint"
+        );
     }
 
     #[test]
