@@ -7,7 +7,8 @@
 //! by its slot's rank (`shard::Plan`). Each held shard runs as a term of its
 //! own (`Term` with `cfg.shard` set: its flows see only its paths, its
 //! checkpoints are its own, shared on the target's KV as `--ha` shares
-//! them, its windows fenced by the shard lock's numbered terms). An
+//! them, its windows fenced by the shard lock's numbered terms); the held
+//! shards' flows share one stream per direction (`pipeline::hub`). An
 //! instance over its share gives shards up at the end of a window (after
 //! two looks in a row, see `shard::PATIENCE`); a dead instance's locks run
 //! out after the TTL and the others take its shards. N is recorded on B's
@@ -21,6 +22,7 @@ use crate::config::{Ha, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ha::Lease;
 use crate::pipeline;
+use crate::pipeline::hub::Hub;
 use crate::retry::{retry, Cancel, Policy};
 use crate::shard::{Look, Plan, Shard};
 use crate::state::{HaRole, ShardSeen, State};
@@ -126,6 +128,8 @@ struct Link<'a> {
     owner: String,
     ttl: std::time::Duration,
     n: u32,
+    /// Each direction's one stream, shared by the shards held.
+    hubs: Vec<Arc<Hub>>,
 }
 
 pub fn run(
@@ -143,6 +147,7 @@ pub fn run(
             cfg,
             peers,
             stats: &stats,
+            hubs: &[],
         },
         ha,
     );
@@ -175,6 +180,10 @@ pub fn run(
         owner: crate::ha::owner(),
         ttl: ha.ttl,
         n,
+        hubs: per_shard(0)
+            .iter()
+            .map(|s: &Arc<Stats>| Hub::new(s.name.split(' ').next().unwrap_or_default()))
+            .collect(),
     };
     log::info!(
         "shards: link {:?} in {n} shards, locks on {} as {:?}, held for {} s without a renewal",
@@ -440,6 +449,7 @@ fn hold(link: &Link, i: u32, lease: &Arc<Lease>, stop: &Cancel) -> Result<bool> 
         cfg,
         peers: link.peers,
         stats,
+        hubs: &link.hubs,
     };
     let r = (|| {
         if !fence(&term, lease, stop)? {

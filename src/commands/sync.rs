@@ -63,6 +63,7 @@ pub fn sync(cfg: &SyncConfig, cancel: &Cancel) -> Result<bool> {
         cfg,
         peers: &peers,
         stats: &stats,
+        hubs: &[],
     };
     match (&cfg.ha, cfg.shards) {
         (None, _) => term.run(&mut state, cancel, metrics, None),

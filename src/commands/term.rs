@@ -27,6 +27,9 @@ pub struct Term<'a> {
     pub peers: &'a Peers,
     /// Each direction's live counters, kept across terms.
     pub stats: &'a [std::sync::Arc<crate::stats::Stats>],
+    /// `--shards`: each direction's stream shared by the shards this
+    /// instance holds (`pipeline::hub`); empty: each flow its own stream.
+    pub hubs: &'a [Arc<crate::pipeline::hub::Hub>],
 }
 
 impl Term<'_> {
@@ -76,7 +79,8 @@ impl Term<'_> {
                     .know_removals(removed[1 - i].clone(), removed[i].clone());
             }
         }
-        for f in &mut flows {
+        for (i, f) in flows.iter_mut().enumerate() {
+            f.hub = self.hubs.get(i).cloned();
             f.lease = lease.cloned();
             f.walked = walk.walked.contains(&f.key);
         }
@@ -313,5 +317,6 @@ fn flow(
         lease: None,
         removed_at_source: None,
         walked: false,
+        hub: None,
     }
 }

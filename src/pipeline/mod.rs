@@ -13,6 +13,7 @@
 //! keeps its budgets, `apply` applies one, `plan` orders its events.
 
 mod apply;
+pub mod hub;
 pub mod plan;
 mod window;
 
@@ -77,6 +78,9 @@ pub struct Flow {
     /// past it, only the walk (whose end the state keeps as
     /// `careful_until`).
     pub walked: bool,
+    /// `--shards`: the instance's one stream of this direction, shared by
+    /// the shards it holds (`hub`); None: a stream of this flow's own.
+    pub hub: Option<std::sync::Arc<hub::Hub>>,
 }
 
 /// What a direction did in this run: its live counters as they ended, and
@@ -340,7 +344,10 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         let side = f.name.chars().next().unwrap_or('?');
         let source = f.applier.source();
         crate::filer::same_source(side, source, f.key.source_sig, &f.cancel)?;
-        let (rx, via) = subscribe(f, since)?;
+        let (rx, via) = match &f.hub {
+            Some(hub) => hub.join(f, since, stands_on)?,
+            None => subscribe(f, since)?,
+        };
         log::info!(
             "{}: following {via} {} from {} into {}",
             f.name,
@@ -503,9 +510,8 @@ fn describe_ts(ts: i64) -> String {
     }
 }
 
-/// Starts the subscriber thread; it ends when the stream does, passing the
-/// stream's last word (an error, or Ok at a clean end) as its final message.
-fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, FilerAddr)> {
+/// The subscription request of `f`'s direction from `since`.
+fn request(f: &Flow, since: i64) -> SubscribeMetadataRequest {
     let mut req = SubscribeMetadataRequest::new();
     req.client_name = f.stats.client.clone();
     req.path_prefix = if f.scope.source_path.ends_with('/') {
@@ -525,40 +531,88 @@ fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, File
     req.client_epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
     req.client_supports_batching = true;
     req.client_supports_idle_heartbeat = true;
+    req
+}
+
+/// What one flow keeps of the items its stream reads, as they are read.
+#[derive(Clone)]
+pub(crate) struct Keep {
+    /// A shard's flow (`--shards`) is passed only the events that touch
+    /// its paths; the rest move its cursor only, as the filer's own
+    /// "filtered" markers do. The filer cannot filter by a hash of names.
+    scope: Option<Scope>,
+    /// What the source's users remove is noted as it is read, ahead of the
+    /// windows, for the opposite direction.
+    removed: Option<std::sync::Arc<Removed>>,
+    sync_sig: i32,
+}
+
+impl Keep {
+    fn of(f: &Flow) -> Keep {
+        Keep {
+            scope: f.scope.shard.is_some().then(|| f.scope.clone()),
+            removed: f.removed_at_source.clone(),
+            sync_sig: f.scope.target_sig,
+        }
+    }
+
+    /// The item as this flow takes it: an event of another shard, or one
+    /// the sync itself wrote, becomes a cursor move.
+    fn pass(&self, mut item: Result<StreamItem>) -> Result<StreamItem> {
+        if let (Some(scope), Ok(StreamItem::Event(ev))) = (&self.scope, &item) {
+            if !event_paths(ev).iter().any(|p| scope.in_shard(p)) {
+                item = Ok(StreamItem::Skipped(ev.ts_ns));
+            }
+        }
+        if let Some(r) = &self.removed {
+            match &item {
+                Ok(StreamItem::Event(ev)) => {
+                    if r.note_event(ev, self.sync_sig) {
+                        item = Ok(StreamItem::Skipped(ev.ts_ns));
+                    }
+                }
+                Ok(StreamItem::Idle(ts) | StreamItem::Skipped(ts)) => r.read_up_to(*ts),
+                Err(_) => {}
+            }
+        }
+        item
+    }
+}
+
+/// Starts the subscriber thread; it ends when the stream does, passing the
+/// stream's last word (an error, or Ok at a clean end) as its final message.
+fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, FilerAddr)> {
+    let req = request(f, since);
     let stream = retry("SubscribeMetadata", Policy::FOREVER, &f.cancel, || {
         f.applier.source().subscribe(&req)
     })?
     .watched(f.stall, f.stats.heard_at.clone());
     let via = stream.filer().clone();
-    let (tx, rx) = bounded(f.batch_size.max(16) * 2);
-    // What the source's users remove is noted as it is read, ahead of the
-    // windows, for the opposite direction.
-    let removed = f.removed_at_source.clone();
-    let sync_sig = f.scope.target_sig;
-    // A shard's stream (`--shards`) passes on only the events that touch
-    // its paths; the rest move the stream's cursor only, as the filer's own
-    // "filtered" markers do. The filer cannot filter by a hash of names.
-    let scope = f.scope.shard.is_some().then(|| f.scope.clone());
+    let keep = Keep::of(f);
+    let rx = read(
+        format!("{} stream", f.name),
+        stream,
+        f.batch_size.max(16) * 2,
+        move |item| keep.pass(item),
+    )?;
+    Ok((rx, via))
+}
+
+/// Reads `stream` on a thread of its own into a queue of `cap` items, each
+/// as `keep` passes it, until the stream ends (its last word, an error or
+/// a clean end, is the last item) or the queue's reader is gone.
+fn read(
+    name: String,
+    stream: crate::filer::Subscription,
+    cap: usize,
+    keep: impl Fn(Result<StreamItem>) -> Result<StreamItem> + Send + 'static,
+) -> Result<Receiver<Result<StreamItem>>> {
+    let (tx, rx) = bounded(cap);
     std::thread::Builder::new()
-        .name(format!("{} stream", f.name))
+        .name(name.clone())
         .spawn(move || {
-            for mut item in stream {
-                if let (Some(scope), Ok(StreamItem::Event(ev))) = (&scope, &item) {
-                    if !event_paths(ev).iter().any(|p| scope.in_shard(p)) {
-                        item = Ok(StreamItem::Skipped(ev.ts_ns));
-                    }
-                }
-                if let Some(r) = &removed {
-                    match &item {
-                        Ok(StreamItem::Event(ev)) => {
-                            if r.note_event(ev, sync_sig) {
-                                item = Ok(StreamItem::Skipped(ev.ts_ns));
-                            }
-                        }
-                        Ok(StreamItem::Idle(ts) | StreamItem::Skipped(ts)) => r.read_up_to(*ts),
-                        Err(_) => {}
-                    }
-                }
+            for item in stream {
+                let item = keep(item);
                 let end = item.is_err();
                 if tx.send(item).is_err() || end {
                     return;
@@ -566,6 +620,6 @@ fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, File
             }
             let _ = tx.send(Err(Error::transient("stream closed")));
         })
-        .map_err(|e| Error::state(format!("spawn subscriber: {e}")))?;
-    Ok((rx, via))
+        .map_err(|e| Error::state(format!("spawn {name}: {e}")))?;
+    Ok(rx)
 }

@@ -215,6 +215,10 @@ fn instances_share_a_links_shards_and_take_over_a_dead_ones() {
         .collect();
     for &(i, applied, _) in &split {
         assert!(applied > 0, "instance {i} applied nothing: {split:?}");
+        assert!(
+            streams_opened(&all[i]) > 0,
+            "instance {i}: no shared stream"
+        );
     }
     eprintln!(
         "shards: spread over 3 in {spread:?}; after a SIGKILL (it held {dead:?}) all held again \
@@ -363,4 +367,10 @@ fn both_ways_with_shards_converges() {
     for (i, inst) in all.iter().enumerate() {
         assert!(inst.applied() > 0, "instance {i} applied nothing");
     }
+}
+
+/// Streams this instance opened for its shards (`pipeline::hub`: one per
+/// direction at a time, reopened when a shard joins behind it).
+fn streams_opened(i: &Instance) -> usize {
+    i.text().matches(": one stream for the ").count()
 }
