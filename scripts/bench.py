@@ -49,6 +49,19 @@ Not in the default run (name them: `make bench BENCH_WORKLOADS="scale follow"`):
             -> per-sample rows, growth first to last, what grows steadily
             (last third's median > middle third's + 20 %), B verified equal
             to A at the end, charts/<run>-follow-*.svg.
+  9. shards: one link (/sh, 64 top-level folders of 4 KiB files, 10,000
+            files) caught up from the start of A's log by 1, 2 and 4
+            `sync --ha --shards 8` instances, each on a state file of its
+            own -> files/s, total sync CPU ms per file (all instances
+            together), each instance's share of the applied events. Fair on
+            2 cores: a speed-up cannot be measured (instances and servers
+            would share the same two cores), so every instance is pinned with
+            `taskset` to core 0 and both clusters' servers to core 1: the
+            instances of a run share one core whatever their number, and
+            what the rows show is what sharding costs (CPU per file) and how
+            evenly it splits the work; what K machines add follows from the
+            CPU per file (BENCHMARKS.md's notes). `python3 scripts/bench.py
+            shards`.
 `python3 scripts/bench.py headline` rewrites BENCHMARKS.md's headline table
 from the runs it lists (every run does so too), running nothing.
 Every server binds 127.0.0.1. The charts need matplotlib and 5b grpcio and
@@ -120,15 +133,9 @@ class Cluster:
     def cpu(self):
         """CPU seconds used so far by this cluster's weed processes (master, volume, filer)."""
         total = 0.0
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+        for pid in weed_pids(self):
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().split(b"\0")
-                if not (cmd[0].endswith(b"weed") and any(self.dir.encode() + b"/" in c for c in cmd)):
-                    continue
-                total += process_cpu(int(pid))
+                total += process_cpu(pid)
             except (OSError, IndexError, ValueError):
                 continue
         return total
@@ -1124,6 +1131,98 @@ def created_on(cluster, folder):
         entry = (event.get("eventNotification") or {}).get("newEntry") or {}
         if event.get("directory") == folder and entry.get("name"):
             first.setdefault(entry["name"], int(event["tsNs"]))
+
+
+def shards(rows):
+    """Workload 9 (see the module's note)."""
+    n_dirs, n = 64, max(64, int(10000 * SCALE))
+    a = Cluster()
+    try:
+        w = Writer(a)
+        for i in range(n):
+            w.put(f"/sh/t{i % n_dirs}/f{i}.bin", os.urandom(4096))
+        last = f"/sh/t{(n - 1) % n_dirs}/f{n - 1}.bin"
+        dirs = [f"/sh/t{d}" for d in range(n_dirs)]
+        notes = []
+        for k in (1, 2, 4):
+            runs = []
+            for rnd in range(ROUNDS):
+                b = Cluster()
+                try:
+                    runs.append(shards_once(a, b, k, rnd, dirs, n, last))
+                finally:
+                    b.stop()
+                wall, cpu, split = runs[-1]
+                log(f"  shards {k} instance(s) round {rnd + 1}: {wall:.2f} s, {cpu:.2f} CPU s, split {split}")
+            fs, ms = med([n / r[0] for r in runs]), med([r[1] / n * 1000 for r in runs])
+            rows.append((f"9. one link, {n:,} x 4 KiB, --ha --shards 8 on {k} instance(s): files/s", fs, fs, ""))
+            rows.append(("   total sync CPU ms per file", ms, ms, ""))
+            shares = [sorted(r[2], reverse=True) for r in runs]
+            notes.append(f"- {k} instance(s): shares of the applied events per round (largest first): "
+                         + "; ".join(" / ".join(f"{x:.0%}" for x in sh) for sh in shares) + ".")
+    finally:
+        a.stop()
+    NOTES.append("### 9. One link on 1, 2 and 4 instances (`--ha --shards 8`)\n\n"
+                 "Every instance pinned to core 0 and both clusters' servers to core 1 (`taskset`): the "
+                 "instances of a run share one core whatever their number, so files/s shows the cost of "
+                 "coordination, not a speed-up (weed has no such mode: both columns are filer-sync's). Each "
+                 "instance's share is its part of the events applied (its log's windows).\n\n"
+                 + "\n".join(notes) + "\n")
+
+
+def shards_once(a, b, k, rnd, dirs, expect, last):
+    """k instances catch b up from the start of A's log; (wall s from the
+    first start until B is complete, CPU s of all instances, each one's share
+    of the applied events)."""
+    for c in (a, b):
+        for pid in weed_pids(c):
+            subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], capture_output=True)
+    procs, logs = [], []
+    t0 = time.monotonic()
+    try:
+        for i in range(k):
+            state = os.path.join(WORK, f"shards-{k}-{rnd}-{i}.db")
+            logs.append(state + ".log")
+            cmd = ["taskset", "-c", "0", BIN, "sync", "-a", a.addr, "-b", b.addr, "--active-passive",
+                   "--bootstrap", "log", "--a-path", "/sh", "--b-path", "/sh", "--ha", "--ha-ttl-secs", "3",
+                   "--shards", "8", "--state", state]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(logs[-1], "w"),
+                                          env=dict(os.environ, RUST_LOG="info")))
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"a shards instance exited early with {p.returncode}")
+            if time.monotonic() - t0 > 1800:
+                raise RuntimeError("the shards instances did not finish in 30 min")
+            if b.exists(last):
+                mark = (time.monotonic() - t0, sum(process_cpu(p.pid) for p in procs))
+                if count_files(b, dirs) >= expect:
+                    break
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+    verify(a, b, "/sh")
+    applied = [sum(int(l.split("ns, ")[1].split(" events")[0]) for l in open(f, errors="replace")
+                   if "ha window applied" in l) for f in logs]
+    total = sum(applied) or 1
+    return mark[0], mark[1], [x / total for x in applied]
+
+
+def weed_pids(cluster):
+    """The pids of a cluster's weed processes (master, volume, filer)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+            if cmd[0].endswith(b"weed") and any(cluster.dir.encode() + b"/" in c for c in cmd):
+                out.append(int(pid))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def main():

@@ -8,12 +8,14 @@ report=$(mktemp)
 log=target/chaos.log
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 t0=$(date +%s)
-CHAOS=long CHAOS_REPORT="$report" cargo test --test it -- --test-threads=2 --nocapture chaos:: 2>&1 | tee "$log"
+CHAOS=long CHAOS_REPORT="$report" cargo test --test it -- --test-threads=2 --nocapture chaos:: \
+  shards::four_instances 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # Both clusters written at once over a shared namespace, the sync killed
 # with SIGKILL at random (tests/s3/test_random_two_way.py), many seeds.
 s3report=$(mktemp)
-S3_RANDOM_RUNS=${S3_RANDOM_RUNS:-20} S3_RANDOM_REPORT="$s3report" \
+S3_RANDOM_RUNS=${S3_RANDOM_RUNS:-20} S3_RANDOM_SHARDED_RUNS=${S3_RANDOM_SHARDED_RUNS:-5} \
+  S3_RANDOM_REPORT="$s3report" \
   FILER_SYNC_BIN="$PWD/target/debug/filer-sync" \
   python3 -m pytest tests/s3/test_random_two_way.py -q 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1

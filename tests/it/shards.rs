@@ -374,3 +374,94 @@ fn both_ways_with_shards_converges() {
 fn streams_opened(i: &Instance) -> usize {
     i.text().matches(": one stream for the ").count()
 }
+
+/// The issue's full-size form (about 40 s here): four instances,
+/// `--shards 16`, one way, while A is written without pause across 40
+/// top-level folders (files, moves inside and across folders, a folder
+/// moved across, deletes); two instances SIGKILLed one after the other and
+/// a fifth added, all while A is written. B ends equal to A, and every
+/// instance applied a share of the events while it was alive, each reading
+/// the source once per direction. CHAOS=long (`make chaos`) writes longer
+/// between the kills and the join.
+#[test]
+fn four_instances_sixteen_shards_two_killed_one_added() {
+    let more = if std::env::var("CHAOS").is_ok_and(|v| v == "long") {
+        5
+    } else {
+        1
+    };
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let n = 16;
+    a.mkdir("/sh");
+    let mut all: Vec<Instance> = (0..4)
+        .map(|i| Instance::start(&a, &b, &format!("big-{i}"), ("16", "/sh")))
+        .collect();
+    let started = Instant::now();
+    eventually(60, "the 16 shards spread over 4 instances", || {
+        balanced(&all, n)
+    });
+    let spread = started.elapsed();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = std::sync::atomic::AtomicU64::new(0);
+    let (mut takeover, mut rebalance) = (Duration::ZERO, Duration::ZERO);
+    let mut dead = Vec::new();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut r = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                workload(&a, r);
+                r += 1;
+                rounds.store(r, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let written = || rounds.load(std::sync::atomic::Ordering::SeqCst);
+        eventually(120, "every instance to apply events", || {
+            all.iter().all(|i| i.applied() > 0)
+        });
+        dead.push(all[0].holds());
+        all[0].kill();
+        let killed = Instant::now();
+        let r0 = written();
+        eventually(120, "A written on after the first kill", || {
+            written() >= r0 + more
+        });
+        dead.push(all[1].holds());
+        all[1].kill();
+        eventually(60, "the dead instances' shards taken over", || {
+            balanced(&all, n)
+        });
+        takeover = killed.elapsed();
+        all.push(Instance::start(&a, &b, "big-4", ("16", "/sh")));
+        let joined = Instant::now();
+        eventually(60, "the new instance's share", || balanced(&all, n));
+        rebalance = joined.elapsed();
+        eventually(120, "the new instance to apply events", || {
+            all[4].applied() > 0
+        });
+        let r1 = written();
+        eventually(120, "A written on after the join", || {
+            written() >= r1 + more
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        writer.join().unwrap();
+    });
+    eventually(240, "B to equal A", || a.tree("/sh") == b.tree("/sh"));
+    assert_same(&a.tree("/sh"), &b.tree("/sh"));
+    let split: Vec<(usize, u64, usize, usize)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| (i, inst.applied(), inst.holds().len(), streams_opened(inst)))
+        .collect();
+    for &(i, applied, _, streams) in &split {
+        assert!(applied > 0, "instance {i} applied nothing: {split:?}");
+        assert!(streams > 0, "instance {i} never opened its shared stream");
+    }
+    eprintln!(
+        "shards (16 over 4): {} rounds of A's workload; 16 shards over 4 in {spread:?}; two \
+         SIGKILLs (they held {dead:?}): all held again {takeover:?} after the first; a fifth \
+         instance had its share in {rebalance:?}; (instance, events applied, shards held at \
+         the end, streams opened): {split:?}",
+        rounds.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}

@@ -208,6 +208,16 @@ class Cluster:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    def mkdir(self, path):
+        """Makes a folder and its parents: a POST to PATH/ without a body
+        (the filer takes one with a Content-Type for an upload); its status."""
+        url = f"http://{self.filer_addr}{urllib.parse.quote(path.rstrip('/'))}/"
+        try:
+            with _HTTP.open(urllib.request.Request(url, method="POST"), timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code  # 409: there already
+
     def put_file(self, path, body, content_type="application/octet-stream", headers=None):
         """Writes a file (`Seaweed-*` headers become extended attributes)."""
         return self.filer_call("PUT", path, body, {"Content-Type": content_type, **(headers or {})})
@@ -398,6 +408,53 @@ class LongSync:
         r = subprocess.run([self.binary, "status", "--state", self.state, "--json"],
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         return [d for doc in json.loads(r.stdout or "[]") for d in doc.get("directions", [])]
+
+
+class ShardedSync:
+    """LongSync's interface over instances of `sync --ha --shards N`: for
+    each folder of `links` (one link each, mapped to itself), `per_link`
+    instances on state files of their own (`state` + ".LINK-I"), all
+    logging into `log`. start() starts every instance not running; kill()
+    SIGKILLs one, in turn (its link's other instance takes its shards after
+    the TTL); status() gathers the directions of every state file."""
+
+    def __init__(self, binary, a, b, state, log, extra=(), links=("/buckets", "/shared"),
+                 per_link=2, shards=4, ttl=3):
+        self.log, self.binary = log, binary
+        self.instances = [
+            LongSync(binary, a, b, f"{state}.{link.strip('/')}-{i}", log,
+                     ["--a-path", link, "--b-path", link, "--ha", "--ha-ttl-secs", str(ttl),
+                      "--shards", str(shards), *extra])
+            for link in links for i in range(per_link)]
+        self.turn = 0
+
+    runs = property(lambda self: sum(i.runs for i in self.instances))
+    kills = property(lambda self: sum(i.kills for i in self.instances))
+    exits = property(lambda self: [c for i in self.instances for c in i.exits])
+
+    def start(self):
+        for i in self.instances:
+            if not i.alive():
+                i.start()
+        return self
+
+    def alive(self):
+        return all(i.alive() for i in self.instances)
+
+    def ensure_running(self):
+        for i in self.instances:
+            i.ensure_running()
+
+    def kill(self):
+        self.instances[self.turn % len(self.instances)].kill()
+        self.turn += 1
+
+    def stop(self, bound=30.0):
+        for i in self.instances:
+            i.stop(bound)
+
+    def status(self):
+        return [d for i in self.instances for d in i.status()]
 
 
 def s3_client(port):

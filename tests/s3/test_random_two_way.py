@@ -15,7 +15,15 @@ and the kill schedule (the interleaving with the sync remains the machine's).
 S3_RANDOM_OPS sets the operations per writer (90); S3_RANDOM_RESCAN_SECS the
 sync's rescan period (3; 0 for none, to find what the log alone misses).
 S3_RANDOM_REPORT=FILE
-appends a markdown row per seed and a total (scripts/chaos.sh)."""
+appends a markdown row per seed and a total (scripts/chaos.sh).
+
+test_random_two_way_sharded runs the same race with the sync as
+`--ha --shards 4` instances, two per link, on two links (/buckets and
+/shared: with one link on /, both would fall in one shard, the first path
+component being the shard's key); each SIGKILL takes one instance down in
+turn, its link's other instance taking its shards over. Its seeds:
+S3_RANDOM_SHARDED_SEEDS, otherwise S3_RANDOM_SHARDED_RUNS (default 0: `make test` runs none; `make chaos` 5)
+random ones."""
 
 import collections
 import json
@@ -43,15 +51,16 @@ MIX = [("s3 put", 0.26), ("s3 tag", 0.38), ("s3 copy", 0.48), ("s3 delete", 0.60
        ("filer put", 0.80), ("folder move", 0.92), ("folder delete", 1.0)]
 
 
-def _seeds():
-    given = os.environ.get("S3_RANDOM_SEEDS", "").strip()
+def _seeds(seeds="S3_RANDOM_SEEDS", runs="S3_RANDOM_RUNS", default_runs="3"):
+    given = os.environ.get(seeds, "").strip()
     if given:
         return [int(s) for s in given.split(",") if s.strip()]
-    runs = int(os.environ.get("S3_RANDOM_RUNS", "3"))
+    runs = int(os.environ.get(runs, default_runs))
     return [random.SystemRandom().randrange(1, 10**9) for _ in range(runs)]
 
 
 SEEDS = _seeds()
+SHARDED_SEEDS = _seeds("S3_RANDOM_SHARDED_SEEDS", "S3_RANDOM_SHARDED_RUNS", "0")
 _results = []  # one dict per finished seed, for the report's total
 
 
@@ -180,14 +189,14 @@ def _crossed(a, b, sync, ns, seed, timeout=300):
             time.sleep(0.2)
 
 
-def _tree_diff(a, b, settle=10.0):
-    """(A's tree, the differing paths); a difference is looked at again for
-    `settle` seconds (both sides' sentinels have crossed by now, so a
-    difference that stays is a divergence)."""
+def _tree_diff(a, b, unsynced=(), settle=10.0):
+    """(A's tree, the differing paths but `unsynced`); a difference is
+    looked at again for `settle` seconds (both sides' sentinels have crossed
+    by now, so a difference that stays is a divergence)."""
     deadline = time.time() + settle
     while True:
         ta, tb = a.tree("/", EXCLUDE), b.tree("/", EXCLUDE)
-        diffs = harness.tree_diff(ta, tb)
+        diffs = {p: d for p, d in harness.tree_diff(ta, tb).items() if p not in unsynced}
         if not diffs or time.time() > deadline:
             return ta, diffs
         time.sleep(2)
@@ -344,22 +353,43 @@ def _race(writers, sync, schedule):
 @pytest.mark.parametrize("pair", ["active-active"], indirect=True)
 @pytest.mark.parametrize("seed", SEEDS, ids=str)
 def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
+    _race_and_compare(pair, seed, sync_bin, tmp_path, capsys, harness.LongSync, "S3_RANDOM_SEEDS")
+
+
+@pytest.mark.parametrize("pair", ["active-active"], indirect=True)
+@pytest.mark.parametrize("seed", SHARDED_SEEDS, ids=str)
+def test_random_two_way_sharded(pair, seed, sync_bin, tmp_path, capsys):
+    for c in (pair.a, pair.b):
+        for folder in ("/buckets", "/shared"):
+            c.mkdir(folder)
+            assert c.filer_call("GET", folder, query={"metadata": "true"})[0] == 200, folder
+    # A link never writes its folder's own entry (the target's root): the
+    # two links' folders keep each cluster's own mtime.
+    _race_and_compare(pair, seed, sync_bin, tmp_path, capsys, harness.ShardedSync,
+                      "S3_RANDOM_SHARDED_SEEDS", unsynced=("/buckets", "/shared"))
+
+
+def _race_and_compare(pair, seed, sync_bin, tmp_path, capsys, kind, replay, unsynced=()):
+    """One seed's race with the sync run as `kind` (harness.LongSync, or
+    ShardedSync's instances), then the comparison (but for the entries of
+    `unsynced`, which no link writes)."""
     def say(line):
         with capsys.disabled():
-            print(f"\nS3 RANDOM seed {seed}: {line}", flush=True)
+            print(f"\nS3 RANDOM{' sharded' if replay != 'S3_RANDOM_SEEDS' else ''} seed {seed}: "
+                  f"{line}", flush=True)
 
-    say(f"start (replay: S3_RANDOM_SEEDS={seed})")
+    say(f"start (replay: {replay}={seed})")
     started = time.time()
     a, b, ns = pair.a, pair.b, Namespace(seed)
-    sync = harness.LongSync(sync_bin, a, b, str(tmp_path / "state.db"),
-                            str(tmp_path / f"sync-{seed}.log"),
-                            # A rescan every few seconds runs among the writes:
-                            # it must never put back a version a writer replaced.
-                            ["--a-debug", "--b-debug", "--rescan-secs", RESCAN_SECS])
+    sync = kind(sync_bin, a, b, str(tmp_path / "state.db"),
+                str(tmp_path / f"sync-{seed}.log"),
+                # A rescan every few seconds runs among the writes:
+                # it must never put back a version a writer replaced.
+                ["--a-debug", "--b-debug", "--rescan-secs", RESCAN_SECS])
     stop = threading.Event()
     writers = [Writer("A", a, ns, seed, stop), Writer("B", b, ns, seed, stop)]
     journal_file = tmp_path / f"ops-{seed}.log"
-    where = (f"seed {seed} (replay: S3_RANDOM_SEEDS={seed}); sync log {sync.log}; "
+    where = (f"seed {seed} (replay: {replay}={seed}); sync log {sync.log}; "
              f"operations {journal_file}")
     passed = False
     try:
@@ -377,7 +407,7 @@ def test_random_two_way(pair, seed, sync_bin, tmp_path, capsys):
         sync.ensure_running()
         _crossed(a, b, sync, ns, seed)
         settled = time.time()
-        ta, diffs = _tree_diff(a, b)
+        ta, diffs = _tree_diff(a, b, unsynced)
         buckets = sorted({x["Name"] for c in (a, b) for x in c.s3.list_buckets()["Buckets"]})
         va, view_lines = harness.view_diff(a, b, buckets)
 
