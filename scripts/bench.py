@@ -1319,21 +1319,22 @@ def runs_of(text):
             if len(cells) != 5 or not cells[0].strip() or cells[0].strip() in ("measure", "---"):
                 continue
             try:
-                w, f = (float(c.strip().replace(",", "")) for c in cells[1:3])
+                w, f, ratio = (float(c.strip().replace(",", "")) for c in cells[1:4])
             except ValueError:
                 continue
             name = cells[0].rstrip()
             if name.startswith("  "):
-                rows.append((name.strip(), parent, w, f))
+                rows.append((name.strip(), parent, w, f, ratio))
             else:
                 parent = name.strip()
-                rows.append((parent, None, w, f))
+                rows.append((parent, None, w, f, ratio))
         out.append((date, full, rows))
     return out
 
 
-def met(target, w, f, run_rows, found):
-    """Whether (weed, filer-sync) meets `target` ("" when there is none)."""
+def met(target, f, ratio, run_rows, found):
+    """Whether filer-sync's figure `f` (and `ratio`, the run's filer-sync /
+    weed) meets `target` ("" when there is none)."""
     if not target:
         return ""
     if target == "p99 <= 2 x p50":
@@ -1344,7 +1345,7 @@ def met(target, w, f, run_rows, found):
         ok = replay is not None and f <= replay
     else:
         who, op, x = target.split()
-        v = f / w if who == "ratio" and w else f
+        v = ratio if who == "ratio" else f
         ok = v >= float(x) if op == ">=" else v <= float(x)
     return "yes" if ok else "**no**"
 
@@ -1359,11 +1360,11 @@ def headline(runs_text):
     for label, row, sub, target in HEADLINE:
         hit = None
         for date, _, rows in runs:
-            for name, parent, w, f in rows:
+            for name, parent, w, f, ratio in rows:
                 if sub is None and parent is None and re.search(row, name):
-                    hit = (date, rows, w, f)
+                    hit = (date, rows, w, f, ratio)
                 elif sub is not None and parent is not None and re.search(row, parent) and re.search(sub, name):
-                    hit = (date, rows, w, f)
+                    hit = (date, rows, w, f, ratio)
                 if hit:
                     break
             if hit:
@@ -1371,11 +1372,10 @@ def headline(runs_text):
         if not hit:
             lines.append(f"| {label} | – | – | – | {target} | not measured yet | |")
             continue
-        date, rows, w, f = hit
+        date, rows, w, f, ratio = hit
         found[(row, sub)] = f
-        ratio = f"{f / w:.2f}" if w else "–"
         anchor = "run-of-" + re.sub(r"[^a-z0-9 -]", "", date.lower()).replace(" ", "-")
-        lines.append(f"| {label} | {w:,.2f} | {f:,.2f} | {ratio} | {target} | {met(target, w, f, rows, found)} "
+        lines.append(f"| {label} | {w:,.2f} | {f:,.2f} | {ratio:.2f} | {target} | {met(target, f, ratio, rows, found)} "
                      f"| [{date}](#{anchor}) |")
     return "\n".join(lines) + "\n"
 
