@@ -575,12 +575,7 @@ impl Walk<'_> {
             .map_err(|e| http.fail(Server::Filer, &host, e))?;
         let status = resp.status().as_u16();
         if status != 200 {
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024)
-                .read_to_string()
-                .unwrap_or_default();
+            let body = crate::volume::transfer::short_body(&mut resp);
             return Err(http
                 .refusal(Server::Filer, &host, status, &body)
                 .unwrap_or_else(|| crate::error::Error::from(ureq::Error::StatusCode(status)))

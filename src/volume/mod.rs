@@ -549,12 +549,7 @@ impl ChunkSink {
                     .context(format!("POST {url}"))
             })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
+        let text = transfer::short_body(&mut resp);
         if let Some(e) = self.http.refusal(server, &host, status, &text) {
             return Err(e);
         }

@@ -32,12 +32,7 @@ pub fn probe(filer: &FilerClient, http: &Http, servers: &[Server]) -> Result<()>
         match http.agent().get(&url).call() {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
-                let body = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
+                let body = super::transfer::short_body(&mut resp);
                 if let Some(e) = http.refusal(server, &host, status, &body) {
                     return Err(e);
                 }

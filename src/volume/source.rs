@@ -205,12 +205,7 @@ impl ChunkSource {
         if !matches!(status, 200 | 206) {
             // Read the short error body, so that the connection goes back
             // to the pool instead of being closed.
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024)
-                .read_to_string()
-                .unwrap_or_default();
+            let body = super::transfer::short_body(&mut resp);
             if let Some(e) = self.http.refusal(server, host_of(url), status, &body) {
                 return Err(e);
             }

@@ -237,6 +237,17 @@ impl Http {
     }
 }
 
+/// A short answer's body (an error's words, an upload's JSON), read whole
+/// up to 64 KiB so that the connection goes back to the pool; "" when it
+/// cannot be read.
+pub fn short_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    resp.body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default()
+}
+
 /// The host:port of a URL ("https://h:1/x" → "h:1").
 pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
