@@ -134,7 +134,7 @@ fn answer(head: &[u8], all: &[Arc<Stats>]) -> String {
 pub fn exposition(all: &[Arc<Stats>]) -> String {
     let mut out = String::new();
     type Read = fn(&Stats) -> f64;
-    let series: [(&str, &str, &str, Read); 14] = [
+    let series: [(&str, &str, &str, Read); 15] = [
         (
             "sync_offset",
             "gauge",
@@ -192,6 +192,13 @@ pub fn exposition(all: &[Arc<Stats>]) -> String {
             "counter",
             "events not applied because the source had replaced their version since",
             |s| s.superseded.load(Relaxed) as f64,
+        ),
+        (
+            "streams_opened_total",
+            "counter",
+            "metadata streams opened from the source (with --shards: starts and restarts of the \
+             instance's shared stream that fed this shard)",
+            |s| s.streams_opened.load(Relaxed) as f64,
         ),
         (
             "rescan_entries_total",
@@ -376,6 +383,7 @@ mod tests {
             line.rsplit(' ').next().unwrap().to_string()
         };
         assert_eq!(value("events_superseded_total"), "3");
+        assert_eq!(value("streams_opened_total"), "0");
         assert!(
             !text.contains("rescan_differences_total{"),
             "none found yet"
@@ -397,7 +405,7 @@ mod tests {
             text.contains("} 1\n# HELP SeaweedFS_filerSync_up"),
             "{text}"
         );
-        assert_eq!(text.matches("# TYPE").count(), 15);
+        assert_eq!(text.matches("# TYPE").count(), 16);
         assert!(
             text.contains("SeaweedFS_filerSync_source_silent_seconds{"),
             "{text}"

@@ -46,6 +46,10 @@ pub struct Stats {
     /// When the source's stream last sent anything, heartbeats included
     /// (this host's clock, ns; when the direction began, before it did).
     pub heard_at: std::sync::Arc<AtomicI64>,
+    /// Metadata streams opened for this direction: its subscriptions, or
+    /// with `--shards` the (re)starts of the instance's shared stream that
+    /// fed it. More than one per stream loss means a stream restarted.
+    pub streams_opened: AtomicU64,
     /// `--ha`: 1 while this instance is the active one, 0 standing by;
     /// -1 without `--ha`. With `--shards`: 1 while it holds this shard.
     pub ha_active: AtomicI64,
@@ -78,6 +82,7 @@ impl Stats {
             rescan_done_ns: AtomicI64::new(0),
             stream_lost_at: AtomicI64::new(0),
             ha_active: AtomicI64::new(-1),
+            streams_opened: AtomicU64::new(0),
             shard: None,
             heard_at: std::sync::Arc::new(AtomicI64::new(crate::util::now_ns())),
         }

@@ -137,7 +137,7 @@ struct Sub {
     name: String,
     keep: Keep,
     tx: Sender<Result<StreamItem>>,
-    heard: Arc<AtomicI64>,
+    stats: Arc<crate::stats::Stats>,
     gate: Gate,
     /// The last event of the stream this flow was handed (of its shard or
     /// not) or, before any, its checkpoint.
@@ -217,7 +217,7 @@ impl Hub {
             name: f.name.clone(),
             keep: Keep::of(f),
             tx,
-            heard: f.stats.heard_at.clone(),
+            stats: f.stats.clone(),
             gate,
             at,
         });
@@ -270,6 +270,9 @@ impl Hub {
                 stream = None;
                 match self.open(&source, start) {
                     Ok((rx, via)) => {
+                        for s in &self.inner.lock().unwrap().subs {
+                            s.stats.streams_opened.fetch_add(1, Ordering::Relaxed);
+                        }
                         log::info!(
                             "{}: one stream for the {n} shard flows held: reading {} on {via} \
                              from {} (stream {opened} of this instance)",
@@ -347,7 +350,7 @@ impl Hub {
         inner.read_ts = inner.read_ts.max(ts);
         let mut restart = false;
         inner.subs.retain_mut(|s| {
-            s.heard.store(heard, Ordering::Relaxed);
+            s.stats.heard_at.store(heard, Ordering::Relaxed);
             match s.gate.pass(ts, mark.map(|m| m.fingerprint)) {
                 Pass::Withhold => return true,
                 Pass::Lost => {

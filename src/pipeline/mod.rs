@@ -587,6 +587,7 @@ fn subscribe(f: &Flow, since: i64) -> Result<(Receiver<Result<StreamItem>>, File
         f.applier.source().subscribe(&req)
     })?
     .watched(f.stall, f.stats.heard_at.clone());
+    f.stats.streams_opened.fetch_add(1, Ordering::Relaxed);
     let via = stream.filer().clone();
     let keep = Keep::of(f);
     let rx = read(

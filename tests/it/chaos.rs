@@ -430,6 +430,8 @@ fn follow_under(
 ) {
     let mut rng = Rng::seeded(scenario);
     let mut out = outcome(scenario);
+    // Every apply named in the log (shown with CHAOS_RUST_LOG=info).
+    sync.args(["--a-debug", "--b-debug"]);
     let running = Running(sync.spawn().unwrap());
     let w = Workload::start(a, root, rng.next(), pace());
     out.faults = inject(a, b, &mut rng, running.id());

@@ -47,7 +47,7 @@ pub fn http() -> ureq::Agent {
 }
 
 /// A port P with P and P+10000 free, below 22768 so gRPC stays under 32768.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::SeqCst) == 0 {
         let seed = (std::process::id() as u64 ^ filer_sync::util::now_ns() as u64) % 9000;
@@ -748,8 +748,10 @@ pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
 }
 
 /// The filer-sync binary built for these tests.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_filer-sync")
+pub fn bin() -> String {
+    // FILER_SYNC_BIN: a copy of the binary, so that a test looped for a
+    // while does not run whatever a rebuild puts in target/ meanwhile.
+    std::env::var("FILER_SYNC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_filer-sync").into())
 }
 
 /// Runs filer-sync to completion with a time limit; returns (exit code,

@@ -200,8 +200,11 @@ fn instances_share_a_links_shards_and_take_over_a_dead_ones() {
         balanced(&all, n)
     });
     let takeover = killed.elapsed();
-    // A new instance gets its share from the others.
-    all.push(Instance::start(&a, &b, "shards-3", ("8", "/sh")));
+    // A new instance gets its share from the others; it serves metrics.
+    let port = free_port();
+    let state = temp_state("shards-3");
+    let metrics = ["--active-passive", "--metrics-port", &port.to_string()];
+    all.push(Instance::spawn(&a, &b, &state, ("8", "/sh"), &metrics));
     let joined = Instant::now();
     eventually(60, "the new instance's share", || balanced(&all, n));
     let rebalance = joined.elapsed();
@@ -218,6 +221,29 @@ fn instances_share_a_links_shards_and_take_over_a_dead_ones() {
         assert!(
             streams_opened(&all[i]) > 0,
             "instance {i}: no shared stream"
+        );
+    }
+    // Its metrics count, for each shard it holds, the starts of the shared
+    // stream that fed it: at least one, and at most every one it logged.
+    let text = http()
+        .get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let late = all.last().unwrap();
+    for shard in late.holds() {
+        let opened: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("SeaweedFS_filerSync_streams_opened_total{"))
+            .filter(|l| l.contains(&format!("shard=\"{shard}\"")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert!(
+            opened >= 1.0 && opened <= streams_opened(late) as f64,
+            "shard {shard}: {opened} streams opened, {} logged:\n{text}",
+            streams_opened(late)
         );
     }
     eprintln!(
