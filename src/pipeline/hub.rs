@@ -9,7 +9,9 @@
 //! an event carries is not monotonic (it is taken before the event enters
 //! the log), so a flow is placed in a shared stream by an event, not by a
 //! time: its gate opens right after the event its checkpoint stands on
-//! (`Gate::After`; then it is exact). A checkpoint that stands on no known
+//! (`Gate::After`; then it is exact), or, when the stream starts at that
+//! event's time (a filer serves only what is timed after it), passes all
+//! but that event (`Gate::Except`). A checkpoint that stands on no known
 //! event (adopted from the target's KV after a takeover, or the whole
 //! link's) opens at the first event carrying a time `MARGIN` before it
 //! (`Gate::From`): a few events already applied come again, as after any
@@ -58,6 +60,10 @@ pub enum Gate {
     Open,
     /// Right after this event (withheld itself).
     After(Mark),
+    /// Everything but this event: the stream starts at its time, and a
+    /// filer serves only what comes after it (should it serve the event
+    /// again, it is withheld, once).
+    Except(Mark),
     /// At the first event carrying this time or one `MARGIN` older.
     From(i64),
     /// Not before the stream restarts (the flow joined behind it).
@@ -81,6 +87,11 @@ impl Gate {
         match at.fingerprint {
             0 if at.ts_ns <= start => Gate::Open,
             0 => Gate::From(at.ts_ns),
+            // Waiting for the event there would wait for one the filer does
+            // not serve (only what is timed after `since_ns`), and give the
+            // flow up as lost a MARGIN later (a quiet shard's checkpoint
+            // is the stream's start as often as not).
+            _ if at.ts_ns <= start => Gate::Except(at),
             _ => Gate::After(at),
         }
     }
@@ -98,6 +109,17 @@ impl Gate {
                     Pass::Lost
                 } else {
                     Pass::Withhold
+                }
+            }
+            Gate::Except(m) => {
+                if fingerprint == Some(m.fingerprint) && ts == m.ts_ns {
+                    *self = Gate::Open;
+                    Pass::Withhold
+                } else {
+                    if ts > m.ts_ns.saturating_add(MARGIN) {
+                        *self = Gate::Open;
+                    }
+                    Pass::Deliver
                 }
             }
             Gate::Held => Pass::Withhold,
@@ -318,7 +340,11 @@ impl Hub {
     ) -> Result<(Receiver<Result<StreamItem>>, FilerAddr)> {
         let mut req = source.req.clone();
         req.since_ns = start;
-        req.client_epoch += 1;
+        // A restart without a join meanwhile reuses the client id: a filer
+        // refuses an epoch it knows for it ("duplicated local subscription",
+        // the old stream not yet gone on its side), and every flow would go
+        // back to its checkpoint, rejoin and restart again, for ever.
+        req.client_epoch = super::next_epoch();
         let stream = source
             .client
             .subscribe(&req)?
@@ -414,8 +440,14 @@ mod tests {
         // Standing on the second event: the third (carrying an older time)
         // is not lost, the second is not applied again.
         assert_eq!(through(Gate::at(m(12 * S, 2), 10 * S)), [3, 4]);
-        // At the stream's start with a known event: right after it.
+        // At the stream's start with a known event: what the stream serves
+        // (only what comes after it; that event itself, if served, is not
+        // handed on).
         assert_eq!(through(Gate::at(m(10 * S, 1), 10 * S)), [2, 3, 4]);
+        assert_eq!(through(Gate::at(m(10 * S, 9), 10 * S)), [1, 2, 3, 4]);
+        let mut g = Gate::at(m(10 * S, 1), 10 * S);
+        assert_eq!(g.pass(12 * S, Some(2)), Pass::Deliver);
+        assert_eq!(g, Gate::Open, "a MARGIN past it: it will not come");
         // No known event, at the start: everything, as a stream of its own.
         assert_eq!(through(Gate::at(m(10 * S, 0), 10 * S)), [1, 2, 3, 4]);
         // No known event, later: from a MARGIN before its time (a replay of

@@ -528,7 +528,7 @@ fn request(f: &Flow, since: i64) -> SubscribeMetadataRequest {
         None => f.scope.target_sig,
     };
     req.client_id = client_id();
-    req.client_epoch = EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
+    req.client_epoch = next_epoch();
     req.client_supports_batching = true;
     req.client_supports_idle_heartbeat = true;
     req
@@ -577,6 +577,12 @@ impl Keep {
         }
         item
     }
+}
+
+/// A subscription's epoch, new for each: a filer refuses one that is not
+/// above every epoch it knows for the same client id.
+fn next_epoch() -> i32 {
+    EPOCH.fetch_add(1, Ordering::SeqCst) + 1
 }
 
 /// Starts the subscriber thread; it ends when the stream does, passing the

@@ -395,6 +395,64 @@ fn both_ways_with_shards_converges() {
     }
 }
 
+/// An instance restarted on its state file resumes each shard from its own
+/// checkpoint, which stands on the shard's last event; the oldest of them
+/// is where its shared stream starts. A filer reading its log from disk
+/// serves only what is timed after that point (from memory, that event
+/// too). The shard standing there once waited for its own last event, gave
+/// it up as lost a MARGIN later and restarted the stream with the
+/// subscription's client id and epoch, which the filer refused
+/// ("duplicated local subscription") as long as the old stream lingered:
+/// every flow went back to its checkpoint and the same happened again, the
+/// shards standing still (the sharded random test's divergence, seed
+/// 173132848). A's filer is restarted here so that its log is read from
+/// disk.
+#[test]
+fn a_restarted_instance_resumes_a_quiet_shard_where_its_stream_starts() {
+    let mut a = Cluster::start();
+    let b = Cluster::start();
+    a.mkdir("/qs");
+    let folder_of = |shard| {
+        (0..)
+            .map(|i| format!("d{i}"))
+            .find(|d| filer_sync::shard::Shard::of(d, 2) == Some(shard))
+            .unwrap()
+    };
+    let (quiet, busy) = (folder_of(0), folder_of(1));
+    let state = temp_state("quiet-shard");
+    let mut first = Instance::on_state(&a, &b, &state, ("2", "/qs"));
+    let b = &b;
+    let on_b = |path: String| move || b.tree("/qs").keys().any(|k| k.ends_with(&path));
+    // Written once it follows: the shard's checkpoint stands on its event.
+    eventually(60, "the instance following A", || {
+        streams_opened(&first) > 0
+    });
+    a.put(&format!("/qs/{quiet}/q0"), b"quiet");
+    eventually(
+        60,
+        "the quiet shard's file on B",
+        on_b(format!("{quiet}/q0")),
+    );
+    // The scenario needs the other shard's next event timed more than the
+    // gate's MARGIN (1 s) after the quiet shard's last one.
+    std::thread::sleep(Duration::from_millis(1500));
+    a.put(&format!("/qs/{busy}/b0"), b"busy");
+    eventually(60, "the busy shard's file on B", on_b(format!("{busy}/b0")));
+    first.kill();
+    a.restart_filer_gracefully();
+    let second = Instance::on_state(&a, b, &state, ("2", "/qs"));
+    eventually(60, "the restarted instance holding both shards", || {
+        second.holds().len() == 2
+    });
+    a.put(&format!("/qs/{quiet}/q1"), b"quiet again");
+    a.put(&format!("/qs/{busy}/b1"), b"busy again");
+    eventually(60, "B to equal A", || a.tree("/qs") == b.tree("/qs"));
+    let log = second.text();
+    for refused in ["duplicated local subscription", "is not in the log"] {
+        assert!(!log.contains(refused), "{refused}:\n{log}");
+    }
+}
+
 /// Streams this instance opened for its shards (`pipeline::hub`: one per
 /// direction at a time, reopened when a shard joins behind it).
 fn streams_opened(i: &Instance) -> usize {
