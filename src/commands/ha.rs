@@ -146,7 +146,7 @@ pub(super) fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> R
     for (target, d) in super::term::directions(term.cfg, term.peers) {
         let own = state.checkpoint(&d)?;
         let mut from = shared(target, &d)?;
-        let mut whose = "the shared checkpoint";
+        let mut whose = SHARED;
         if d.shard.is_some() && own.is_none() && from.is_none() {
             let link = d.unsharded();
             from = shared(target, &link)?.max(state.checkpoint(&link)?);
@@ -171,10 +171,21 @@ pub(super) fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> R
                 }
             );
             state.set_checkpoint(&d, from)?;
+            // What the instance that shared the checkpoint knew of the
+            // versions the source was past goes with it (those kept here
+            // are older); none shared, none known.
+            if whose == SHARED {
+                let key = d.behind_key();
+                let raw = retry("KvGet", Policy::FOREVER, cancel, || target.kv_get(&key))?;
+                let marks = crate::state::decode_marks(&raw).unwrap_or_default();
+                state.replace_behind(&d, &marks)?;
+            }
         }
     }
     Ok(())
 }
+
+const SHARED: &str = "the shared checkpoint";
 
 /// Numbers the term that begins (see the module's note) and, after a lock
 /// filer that forgot its locks, holds the lock a TTL before the term

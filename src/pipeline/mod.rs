@@ -402,18 +402,19 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 let (events, bytes) = (commit.events, commit.bytes);
                 fenced(f)?;
                 let generation = f.lease.as_ref().map_or(0, |l| l.generation());
+                let behind = f.applier.take_behind();
                 state.commit(
                     &f.key,
                     &Commit {
                         ts_ns: newest,
                         last_event,
                         generation,
-                        behind: f.applier.take_behind(),
+                        behind: behind.clone(),
                         ..commit
                     },
                 )?;
                 if f.lease.is_some() {
-                    share_checkpoint(f, newest);
+                    share_checkpoint(f, newest, behind.as_deref());
                     log::info!(
                         "{}: ha window applied from {began_ns} to {} ns, {size} events, \
                          generation {generation}",
@@ -475,15 +476,31 @@ fn fenced(f: &Flow) -> Result<()> {
 
 /// `--ha`: the committed checkpoint also goes to the target filer's KV, in
 /// `weed filer.sync`'s key format (a shard's: `Direction::shared_key`),
-/// where the instance that takes over reads it. A failure costs only a replay after a takeover: it is logged.
-fn share_checkpoint(f: &Flow, ts_ns: i64) {
-    let key = f.key.shared_key();
-    let value = crate::state::reference::encode(ts_ns);
-    if let Err(e) = retry("KvPut", Policy::SHORT, &f.cancel, || {
-        f.applier.target().kv_put(&key, &value)
-    }) {
-        log::warn!("{}: checkpoint not shared on the target: {e}", f.name);
+/// where the instance that takes over reads it; so do the marks behind
+/// that go with it when they changed (`Direction::behind_key`), first: a
+/// stop between the two leaves newer marks with an older checkpoint, whose
+/// replay settles the same paths again. A failure costs only a replay
+/// after a takeover (or marks a takeover does not know): it is logged.
+fn share_checkpoint(f: &Flow, ts_ns: i64, behind: Option<&[String]>) {
+    let put = |what: &str, key: Vec<u8>, value: Vec<u8>| {
+        if let Err(e) = retry("KvPut", Policy::SHORT, &f.cancel, || {
+            f.applier.target().kv_put(&key, &value)
+        }) {
+            log::warn!("{}: {what} not shared on the target: {e}", f.name);
+        }
+    };
+    if let Some(paths) = behind {
+        put(
+            "marks behind",
+            f.key.behind_key(),
+            crate::state::encode_marks(paths),
+        );
     }
+    put(
+        "checkpoint",
+        f.key.shared_key(),
+        crate::state::reference::encode(ts_ns),
+    );
 }
 
 /// The two thread pools of a direction: events (lanes) and chunk transfers.

@@ -189,6 +189,15 @@ impl Direction {
     /// Its key on the target's KV, where `--ha` instances share the
     /// checkpoint: `weed filer.sync`'s for the whole link, and that key
     /// after "filer-sync.shard I of N " for a shard.
+    /// Its key on the target's KV for the marks behind (`Commit::behind`)
+    /// that go with the shared checkpoint: "filer-sync.behind " and
+    /// `shared_key`.
+    pub fn behind_key(&self) -> Vec<u8> {
+        let mut k = b"filer-sync.behind ".to_vec();
+        k.extend_from_slice(&self.shared_key());
+        k
+    }
+
     pub fn shared_key(&self) -> Vec<u8> {
         let key = reference::key(self.source_sig, &self.source_path, &self.target_path);
         match self.shard {
@@ -658,26 +667,7 @@ impl State {
             )?;
         }
         if let Some(paths) = &c.behind {
-            let source = d.stored_source();
-            let key = params![d.source_sig, source, d.target_sig, d.target_path];
-            tx.execute(
-                "DELETE FROM behind WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 \
-                 AND target_path=?4",
-                key,
-            )?;
-            let mut insert = tx.prepare(
-                "INSERT OR IGNORE INTO behind (source_sig, source_path, target_sig, target_path,
-                   path) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for p in paths {
-                insert.execute(params![
-                    d.source_sig,
-                    source,
-                    d.target_sig,
-                    d.target_path,
-                    p
-                ])?;
-            }
+            store_behind(&tx, d, paths)?;
         }
         record_failures(&tx, d, &c.failures, now, false)?;
         for c in &c.conflicts {
@@ -702,6 +692,16 @@ impl State {
                 ],
             )?;
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `--ha`: the marks behind that the instance whose checkpoint this one
+    /// adopts shared with it (see `Direction::behind_key`) replace those
+    /// kept here, which are older.
+    pub fn replace_behind(&mut self, d: &Direction, paths: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        store_behind(&tx, d, paths)?;
         tx.commit()?;
         Ok(())
     }
@@ -927,6 +927,60 @@ impl State {
     }
 }
 
+/// Makes `paths` the marks behind of `d` (see `Commit::behind`).
+fn store_behind(tx: &rusqlite::Transaction, d: &Direction, paths: &[String]) -> Result<()> {
+    let source = d.stored_source();
+    tx.execute(
+        "DELETE FROM behind WHERE source_sig=?1 AND source_path=?2 AND target_sig=?3 \
+         AND target_path=?4",
+        params![d.source_sig, source, d.target_sig, d.target_path],
+    )?;
+    let mut insert = tx.prepare(
+        "INSERT OR IGNORE INTO behind (source_sig, source_path, target_sig, target_path,
+           path) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for p in paths {
+        insert.execute(params![
+            d.source_sig,
+            source,
+            d.target_sig,
+            d.target_path,
+            p
+        ])?;
+    }
+    Ok(())
+}
+
+/// The marks behind as `--ha` instances share them on the target's KV: a
+/// version byte, then each path as a big-endian u32 length and its bytes.
+pub fn encode_marks(paths: &[String]) -> Vec<u8> {
+    let mut out = vec![1u8];
+    for p in paths {
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    out
+}
+
+/// `encode_marks` read back; None for a value that is not one (an empty
+/// value: none shared).
+pub fn decode_marks(mut v: &[u8]) -> Option<Vec<String>> {
+    if v.is_empty() {
+        return None;
+    }
+    if v[0] != 1 {
+        return None;
+    }
+    v = &v[1..];
+    let mut out = Vec::new();
+    while !v.is_empty() {
+        let n = u32::from_be_bytes(v.get(..4)?.try_into().ok()?) as usize;
+        out.push(String::from_utf8(v.get(4..4 + n)?.to_vec()).ok()?);
+        v = &v[4 + n..];
+    }
+    Some(out)
+}
+
 /// Inserts `failures` into the ledger of `d` at `now`; with `once`, those
 /// the ledger holds already (same path and error) are left out.
 fn record_failures(
@@ -1027,6 +1081,37 @@ mod tests {
         let k = shard(3).shared_key();
         assert!(k.starts_with(b"filer-sync.shard 3 of 8 sync./a"), "{k:?}");
         assert_eq!(dir().shared_key(), reference::key(-5, "/a", "/b"));
+    }
+
+    #[test]
+    fn marks_behind_travel_on_the_kv_and_replace_older_ones() {
+        let paths = vec!["/b/x".to_string(), "/b/line\nbreak é".to_string()];
+        assert_eq!(decode_marks(&encode_marks(&paths)), Some(paths.clone()));
+        assert_eq!(decode_marks(&encode_marks(&[])), Some(vec![]));
+        assert_eq!(decode_marks(b""), None, "none shared");
+        assert_eq!(decode_marks(&[1, 0, 0, 0, 9, b'x']), None, "cut short");
+        assert_eq!(decode_marks(&[2]), None, "another format");
+        assert!(dir().behind_key().starts_with(b"filer-sync.behind sync."));
+        let p = tmp("behind-kv");
+        let mut s = State::open(&p).unwrap();
+        s.commit(
+            &dir(),
+            &Commit {
+                ts_ns: 5,
+                behind: Some(vec!["/b/old".into()]),
+                ..Commit::default()
+            },
+        )
+        .unwrap();
+        s.replace_behind(&dir(), &paths).unwrap();
+        let mut want = paths.clone();
+        want.sort();
+        assert_eq!(s.behind(&dir()).unwrap(), want);
+        assert_eq!(
+            s.checkpoint(&dir()).unwrap(),
+            Some(5),
+            "the checkpoint stays"
+        );
     }
 
     #[test]

@@ -296,3 +296,60 @@ fn a_restarted_lock_filer_leaves_one_active_and_loses_nothing() {
             .collect::<Vec<_>>()
     );
 }
+
+/// What an active instance knew of the versions its source had moved past
+/// (`Dirs::behind`, which decides a later delete or move of those paths)
+/// is shared on B's KV with the checkpoint, and an instance that takes the
+/// checkpoint over takes those marks with it, in place of its own older
+/// ones. Planted here as an active instance would have shared them: a
+/// standby's own state file holds a mark from an older term.
+#[test]
+fn a_takeover_adopts_the_marks_shared_with_the_checkpoint() {
+    use filer_sync::state::{encode_marks, Commit, Direction, State};
+    let a = Cluster::start();
+    let b = Cluster::start();
+    let (sig_a, sig_b) = (
+        a.client().configuration().unwrap().signature,
+        b.client().configuration().unwrap().signature,
+    );
+    let d = Direction {
+        source_sig: sig_a,
+        source_path: "/".into(),
+        target_sig: sig_b,
+        target_path: "/".into(),
+        shard: None,
+    };
+    let state = temp_state("ha-marks");
+    let mut i = Instance {
+        run: None,
+        log: std::path::PathBuf::from(format!("{state}.log")),
+        state,
+    };
+    let path = std::path::Path::new(&i.state).to_path_buf();
+    let old = filer_sync::util::now_ns() - 60_000_000_000;
+    State::open(&path)
+        .unwrap()
+        .commit(
+            &d,
+            &Commit {
+                ts_ns: old,
+                behind: Some(vec!["/older/term".into()]),
+                ..Commit::default()
+            },
+        )
+        .unwrap();
+    let shared = vec!["/m/a.bin".to_string(), "/m/b c.bin".to_string()];
+    let kv = b.client();
+    kv.kv_put(&d.behind_key(), &encode_marks(&shared)).unwrap();
+    kv.kv_put(
+        &d.shared_key(),
+        &filer_sync::state::reference::encode(old + 30_000_000_000),
+    )
+    .unwrap();
+    i.restart(&a.addr(), &b);
+    eventually(60, "the shared checkpoint taken over", || {
+        i.text().contains("starting from the shared checkpoint")
+    });
+    i.kill();
+    assert_eq!(State::open(&path).unwrap().behind(&d).unwrap(), shared);
+}
