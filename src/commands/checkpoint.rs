@@ -2,7 +2,9 @@
 //! on the checkpoints. `import` reads `weed filer.sync`'s checkpoint from the
 //! target filer's KV store into the state file and `export` writes ours there
 //! in its format, so an operator can switch tools either way without
-//! re-bootstrapping.
+//! re-bootstrapping. On a link run with `--shards` each acts on every
+//! shard's checkpoint, here and on the target's KV where the instances
+//! share them (`export`: the oldest).
 
 use super::Peers;
 use crate::config::{CheckpointAction, CheckpointConfig};
@@ -65,15 +67,58 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
         cfg.from.to_ascii_uppercase(),
         if cfg.from == 'a' { 'B' } else { 'A' }
     );
+    // A link run with --shards keeps a checkpoint per shard, here and on
+    // the target's KV (where its --ha instances share them, and where the
+    // newer one wins): each is set, removed or read there too.
+    let shards =
+        super::shards::recorded_for_pair(&peers, (sig_a, &cfg.a_path), (sig_b, &cfg.b_path))?;
+    let each: Vec<Direction> = match shards {
+        None => vec![key.clone()],
+        Some(n) => (0..n)
+            .map(|index| Direction {
+                shard: Some(crate::shard::Shard { index, count: n }),
+                ..key.clone()
+            })
+            .collect(),
+    };
+    let dir = match shards {
+        None => dir,
+        Some(n) => format!("{dir}, each of the link's {n} shards (here and on the target's KV)"),
+    };
+    let share = |d: &Direction, ts: Option<i64>| -> Result<()> {
+        if shards.is_some() {
+            target.kv_put(
+                &d.shared_key(),
+                &ts.map(reference::encode).unwrap_or_default(),
+            )?;
+        }
+        Ok(())
+    };
     match cfg.action {
         CheckpointAction::Show => unreachable!(),
         CheckpointAction::Set => {
             let ts = cfg.ts_ms.saturating_mul(1_000_000);
-            st.set_checkpoint(&key, ts)?;
+            for d in &each {
+                st.set_checkpoint(d, ts)?;
+                share(d, Some(ts))?;
+            }
             crate::util::say(format!("{dir}: checkpoint set to {}", crate::util::utc(ts)));
         }
         CheckpointAction::Reset => {
-            let had = st.reset_checkpoint(&key)?;
+            let mut had = false;
+            for d in &each {
+                had |= st.reset_checkpoint(d)?;
+                share(d, None)?;
+                if shards.is_some() {
+                    target.kv_put(&d.behind_key(), b"")?;
+                }
+            }
+            if shards.is_some() {
+                // A shard without a checkpoint starts where the whole link
+                // stood: that goes too.
+                had |= st.reset_checkpoint(&key)?;
+                share(&key, None)?;
+            }
             crate::util::say(format!(
                 "{dir}: {}; the next sync walks both folders to join them (one way, what only \
                  the target holds is deleted, and a delete of most of it pauses for \
@@ -97,16 +142,36 @@ pub fn checkpoint(cfg: &CheckpointConfig) -> Result<bool> {
                         -> {dst_path}; nothing imported"
                 ))
             })?;
-            st.set_checkpoint(&key, ts)?;
+            for d in &each {
+                st.set_checkpoint(d, ts)?;
+                share(d, Some(ts))?;
+            }
             crate::util::say(format!(
                 "{dir}: imported weed filer.sync's checkpoint {} ({ts})",
                 crate::util::utc(ts)
             ));
         }
         CheckpointAction::Export => {
-            let ts = st.checkpoint(&key)?.ok_or_else(|| {
-                Error::remote(format!("{dir}: the state file has no checkpoint to export"))
-            })?;
+            // Sharded: the oldest shard's (the newer of its own here and the
+            // one shared), so that weed filer.sync misses nothing.
+            let mut oldest: Option<i64> = None;
+            for d in &each {
+                let shared = match shards {
+                    Some(_) => reference::decode(&target.kv_get(&d.shared_key())?),
+                    None => None,
+                };
+                let ts = st.checkpoint(d)?.max(shared).ok_or_else(|| {
+                    Error::remote(format!(
+                        "{dir}: {} no checkpoint to export",
+                        match d.shard {
+                            Some(s) => format!("{s} has"),
+                            None => "the state file has".into(),
+                        }
+                    ))
+                })?;
+                oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
+            }
+            let ts = oldest.unwrap_or_default();
             target.kv_put(
                 &reference::key(src_sig, src_path, dst_path),
                 &reference::encode(ts),

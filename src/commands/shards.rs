@@ -53,6 +53,22 @@ fn recorded(peers: &Peers, link: &str, cancel: &Cancel) -> Result<Option<u32>> {
     Ok(String::from_utf8_lossy(&raw).trim().parse().ok())
 }
 
+/// The shard count recorded for the pair's link in either mode (one way or
+/// both ways; None: never run with shards).
+pub(super) fn recorded_for_pair(
+    peers: &Peers,
+    a: (i32, &str),
+    b: (i32, &str),
+) -> Result<Option<u32>> {
+    for two_way in [false, true] {
+        let link = crate::ha::name_for(two_way, a, b);
+        if let Some(n) = recorded(peers, &link, &Cancel::default())? {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
 /// `--ha` without `--shards`: refused on a link that runs with shards (the
 /// two would apply the same paths at once).
 pub(super) fn refuse_unsharded(peers: &Peers, link: &str, cancel: &Cancel) -> Result<()> {

@@ -549,3 +549,100 @@ fn four_instances_sixteen_shards_two_killed_one_added() {
         rounds.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
+
+/// `checkpoint set|reset|export` on a link run with shards act on every
+/// shard's checkpoint, here and on B's KV where the instances share them
+/// (and where the newer one wins): set moves them all, export gives
+/// weed filer.sync the oldest, reset removes them with the whole link's
+/// (a shard without one starts where the link stood), so that the next
+/// run walks.
+#[test]
+fn checkpoint_commands_act_on_every_shard() {
+    use filer_sync::shard::Shard;
+    use filer_sync::state::{reference, Direction, State};
+    let a = Cluster::start();
+    let b = Cluster::start();
+    a.mkdir("/ck");
+    for i in 0..8 {
+        a.put(&format!("/ck/d{i}/f.txt"), b"x");
+    }
+    let state = temp_state("shard-ck");
+    let mut one = Instance::on_state(&a, &b, &state, ("4", "/ck"));
+    eventually(60, "B to equal A", || a.tree("/ck") == b.tree("/ck"));
+    one.kill();
+    let (sig_a, sig_b) = (
+        a.client().configuration().unwrap().signature,
+        b.client().configuration().unwrap().signature,
+    );
+    let shard = |index| Direction {
+        source_sig: sig_a,
+        source_path: "/ck".into(),
+        target_sig: sig_b,
+        target_path: "/ck".into(),
+        shard: Some(Shard { index, count: 4 }),
+    };
+    let kv = b.client();
+    let shared = |d: &Direction| reference::decode(&kv.kv_get(&d.shared_key()).unwrap());
+    let (aa, ba) = (a.addr(), b.addr());
+    let ck = |action: &str, extra: &[&str]| {
+        let mut args = vec![
+            "checkpoint",
+            action,
+            "-a",
+            &aa,
+            "-b",
+            &ba,
+            "--state",
+            &state,
+        ];
+        args.extend_from_slice(&["--a-path", "/ck", "--b-path", "/ck"]);
+        args.extend_from_slice(extra);
+        let (code, out) = run_sync(&args, Duration::from_secs(30));
+        assert_eq!(code, 0, "checkpoint {action}: {out}");
+        out
+    };
+    let ms = filer_sync::util::now_ns() / 1_000_000 - 5_000;
+    let out = ck("set", &["--ts-ms", &ms.to_string()]);
+    assert!(out.contains("each of the link's 4 shards"), "{out}");
+    let path = std::path::PathBuf::from(&state);
+    for i in 0..4 {
+        let st = State::open(&path).unwrap();
+        assert_eq!(
+            st.checkpoint(&shard(i)).unwrap(),
+            Some(ms * 1_000_000),
+            "shard {i}"
+        );
+        assert_eq!(
+            shared(&shard(i)),
+            Some(ms * 1_000_000),
+            "shard {i} on B's KV"
+        );
+    }
+    // One shard further on B's KV: export gives the oldest.
+    kv.kv_put(
+        &shard(2).shared_key(),
+        &reference::encode((ms + 1_000) * 1_000_000),
+    )
+    .unwrap();
+    ck("export", &[]);
+    let weed_key = reference::key(sig_a, "/ck", "/ck");
+    assert_eq!(
+        reference::decode(&kv.kv_get(&weed_key).unwrap()),
+        Some(ms * 1_000_000)
+    );
+    ck("reset", &[]);
+    let st = State::open(&path).unwrap();
+    for i in 0..4 {
+        assert_eq!(st.checkpoint(&shard(i)).unwrap(), None, "shard {i}");
+        assert_eq!(shared(&shard(i)), None, "shard {i} on B's KV");
+    }
+    assert_eq!(st.checkpoint(&shard(0).unsharded()).unwrap(), None);
+    assert_eq!(reference::decode(&kv.kv_get(&weed_key).unwrap()), None);
+    // The next run walks: a file only B has goes (one way).
+    b.put("/ck/d0/only-on-b.txt", b"y");
+    let again = Instance::on_state(&a, &b, &state, ("4", "/ck"));
+    eventually(60, "the walk deleting what only B has", || {
+        a.tree("/ck") == b.tree("/ck")
+    });
+    assert!(again.text().contains("first run"), "{}", again.text());
+}
