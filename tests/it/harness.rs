@@ -754,6 +754,20 @@ pub fn bin() -> String {
     std::env::var("FILER_SYNC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_filer-sync").into())
 }
 
+/// `filer-sync checkpoint ACTION -a A -b B --state STATE EXTRA…`
+pub fn checkpoint(
+    a: &Cluster,
+    b: &Cluster,
+    state: &str,
+    action: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let (aa, ba) = (a.addr(), b.addr());
+    let mut args = vec!["checkpoint", action, "-a", &aa, "-b", &ba, "--state", state];
+    args.extend_from_slice(extra);
+    run_sync(&args, Duration::from_secs(30))
+}
+
 /// Runs filer-sync to completion with a time limit; returns (exit code,
 /// stderr followed by stdout).
 pub fn run_sync(args: &[&str], limit: Duration) -> (i32, String) {

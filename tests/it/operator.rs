@@ -82,20 +82,6 @@ fn bwlimit_slows_chunk_bytes() {
     assert!(took >= Duration::from_millis(1800), "took {took:?}");
 }
 
-/// `filer-sync checkpoint ACTION -a A -b B --state STATE EXTRA…`
-fn checkpoint(
-    a: &Cluster,
-    b: &Cluster,
-    state: &str,
-    action: &str,
-    extra: &[&str],
-) -> (i32, String) {
-    let (aa, ba) = (a.addr(), b.addr());
-    let mut args = vec!["checkpoint", action, "-a", &aa, "-b", &ba, "--state", state];
-    args.extend_from_slice(extra);
-    run_sync(&args, Duration::from_secs(30))
-}
-
 fn weed_sync(a: &Cluster, b: &Cluster) -> Running {
     Running(
         Command::new(weed())

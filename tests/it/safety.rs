@@ -226,19 +226,7 @@ fn a_source_back_on_an_empty_store_is_never_mirrored() {
     drop(_sync);
     // The operator accepts the new store; a first run one way would make
     // B empty, and pauses before deleting anything.
-    let (code, out) = run_sync(
-        &[
-            "checkpoint",
-            "reset",
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--state",
-            &state,
-        ],
-        Duration::from_secs(30),
-    );
+    let (code, out) = checkpoint(&a, &b, &state, "reset", &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("accepted"), "{out}");
     let (code, err) = once(&a, &b, &state, &[]);

@@ -583,21 +583,9 @@ fn checkpoint_commands_act_on_every_shard() {
     };
     let kv = b.client();
     let shared = |d: &Direction| reference::decode(&kv.kv_get(&d.shared_key()).unwrap());
-    let (aa, ba) = (a.addr(), b.addr());
     let ck = |action: &str, extra: &[&str]| {
-        let mut args = vec![
-            "checkpoint",
-            action,
-            "-a",
-            &aa,
-            "-b",
-            &ba,
-            "--state",
-            &state,
-        ];
-        args.extend_from_slice(&["--a-path", "/ck", "--b-path", "/ck"]);
-        args.extend_from_slice(extra);
-        let (code, out) = run_sync(&args, Duration::from_secs(30));
+        let paths = ["--a-path", "/ck", "--b-path", "/ck"];
+        let (code, out) = checkpoint(&a, &b, &state, action, &[&paths[..], extra].concat());
         assert_eq!(code, 0, "checkpoint {action}: {out}");
         out
     };
