@@ -23,7 +23,8 @@ build: deps
 test: build
 	$(CARGO) test --no-fail-fast -- --test-threads=3
 	FILER_SYNC_BIN=$(CURDIR)/target/debug/filer-sync python3 -m pytest tests/s3/test_s3_sync.py -q
-	S3_RANDOM_SEEDS=489570232,409120397,31388543 FILER_SYNC_BIN=$(CURDIR)/target/debug/filer-sync \
+	S3_RANDOM_SEEDS=489570232,409120397,31388543 S3_RANDOM_SHARDED_SEEDS=173132848,489570232 \
+	  FILER_SYNC_BIN=$(CURDIR)/target/debug/filer-sync \
 	  python3 -m pytest tests/s3/test_random_two_way.py -q
 	scripts/check-deploy.sh
 

@@ -297,10 +297,19 @@ impl Applier {
         }) else {
             return;
         };
+        let began = std::time::Instant::now();
+        // The applying thread's name carries the direction's (the pools').
+        let who = std::thread::current().name().unwrap_or("?").to_string();
         if !removed.wait_read(now, std::time::Duration::from_secs(8), &self.cancel) {
             log::warn!(
-                "the opposite direction has not read the target's log up to now within 8 s: \
-                 replaying without knowing all that the target's users removed lately"
+                "{who}: the opposite direction has not read the target's log up to now within \
+                 8 s: replaying without knowing all that the target's users removed lately"
+            );
+        } else if began.elapsed() > std::time::Duration::from_secs(1) {
+            log::info!(
+                "{who}: waited {:.1} s for the opposite direction to read the target's log up \
+                 to now before replaying",
+                began.elapsed().as_secs_f64()
             );
         }
     }

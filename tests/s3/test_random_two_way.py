@@ -22,7 +22,7 @@ test_random_two_way_sharded runs the same race with the sync as
 /shared: with one link on /, both would fall in one shard, the first path
 component being the shard's key); each SIGKILL takes one instance down in
 turn, its link's other instance taking its shards over. Its seeds:
-S3_RANDOM_SHARDED_SEEDS, otherwise S3_RANDOM_SHARDED_RUNS (default 0: `make test` runs none; `make chaos` 5)
+S3_RANDOM_SHARDED_SEEDS, otherwise S3_RANDOM_SHARDED_RUNS (default 0; `make test` names two seeds, `make chaos` runs 5)
 random ones."""
 
 import collections
