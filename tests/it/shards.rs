@@ -465,7 +465,9 @@ fn streams_opened(i: &Instance) -> usize {
 /// moved across, deletes); two instances SIGKILLed one after the other and
 /// a fifth added, all while A is written. B ends equal to A, and every
 /// instance applied a share of the events while it was alive, each reading
-/// the source once per direction. CHAOS=long (`make chaos`) writes longer
+/// the source once per direction. Then all stop, A is written again, and
+/// a single instance started later on a state file of its own holds all
+/// 16 shards and brings B level. CHAOS=long (`make chaos`) writes longer
 /// between the kills and the join.
 #[test]
 fn four_instances_sixteen_shards_two_killed_one_added() {
@@ -547,6 +549,24 @@ fn four_instances_sixteen_shards_two_killed_one_added() {
          instance had its share in {rebalance:?}; (instance, events applied, shards held at \
          the end, streams opened): {split:?}",
         rounds.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    // All stop; A changes; one instance alone, started later on a state
+    // file of its own, holds all 16 and loses nothing.
+    for i in &mut all {
+        i.kill();
+    }
+    workload(&a, rounds.load(std::sync::atomic::Ordering::SeqCst));
+    let alone = Instance::start(&a, &b, "big-alone", ("16", "/sh"));
+    let started = Instant::now();
+    eventually(60, "one instance holding all 16 shards", || {
+        alone.holds().len() == 16
+    });
+    eventually(120, "B to equal A", || a.tree("/sh") == b.tree("/sh"));
+    assert_same(&a.tree("/sh"), &b.tree("/sh"));
+    eprintln!(
+        "shards (16 over 4): a single instance started later held all 16 and brought B level in \
+         {:?}",
+        started.elapsed()
     );
 }
 
