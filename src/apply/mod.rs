@@ -74,6 +74,9 @@ pub struct Applier {
     /// Active-active: what the target's own users removed lately, as the
     /// opposite direction read it from the target's log.
     removed_here: Option<std::sync::Arc<Removed>>,
+    /// A replayed action was met: what the target's users removed is
+    /// awaited before it is first consulted (`removals`).
+    replaying: std::sync::atomic::AtomicBool,
     /// `await_removals` ran.
     removals_awaited: std::sync::atomic::AtomicBool,
     /// Active-active: what the source's own users removed lately.
@@ -173,6 +176,7 @@ impl Applier {
             vacated: Default::default(),
             moving: Default::default(),
             removed_here: None,
+            replaying: Default::default(),
             removals_awaited: Default::default(),
             removed_there: None,
             skipped_unseen: Default::default(),

@@ -162,7 +162,7 @@ impl Applier {
         let held = match self.lookup_target(dir, &entry.name) {
             Ok(Some(t)) => Some(t),
             Ok(None) => {
-                let removed = self.removed_here.as_ref().and_then(|r| r.get(&path));
+                let removed = self.removals().and_then(|r| r.get(&path));
                 if removed.is_none() {
                     // The target's removal may not have been read yet: the
                     // skip is weighed when a version meets it (`skipped_over`).
@@ -214,7 +214,7 @@ impl Applier {
     /// a newer one was made there afterwards (a log rotated and written
     /// again) and stays, and the new entry is written from the event.
     pub fn replayed(&self, action: &Action) -> Result<Replayed> {
-        self.await_removals();
+        self.replaying.store(true, Ordering::SeqCst);
         let moot = |source: &str, entry: &Entry| self.source_replaced(source, entry);
         match action {
             Action::Upsert { source, entry, .. } => Ok(if moot(source, entry)? {
@@ -280,11 +280,25 @@ impl Applier {
         Ok(())
     }
 
-    /// Active-active, once per run before the first replayed action: waits
-    /// (up to a heartbeat's period of the filer, and a margin) until the
-    /// opposite direction has read the target's log up to now, so that
-    /// what the target's users removed since this run's checkpoint is known
-    /// (`Removed`) before a replayed event could bring it back.
+    /// Active-active: what the target's users removed lately, as the
+    /// opposite direction read it. Once a replay has begun, the first look
+    /// waits for it to be read up to now (`await_removals`): most replayed
+    /// actions never look (the target holds what they wrote), and a run
+    /// taking over on a quiet cluster would otherwise wait for the filer's
+    /// next idle heartbeat (up to 5 s) before its first window.
+    pub(super) fn removals(&self) -> Option<&super::Removed> {
+        if self.replaying.load(Ordering::SeqCst) {
+            self.await_removals();
+        }
+        self.removed_here.as_deref()
+    }
+
+    /// Active-active, once per run, before what the target's users removed
+    /// is first consulted for a replayed action: waits (up to a heartbeat's
+    /// period of the filer, and a margin) until the opposite direction has
+    /// read the target's log up to now, so that what they removed since
+    /// this run's checkpoint is known (`Removed`) before a replayed event
+    /// could bring it back.
     fn await_removals(&self) {
         let Some(removed) = &self.removed_here else {
             return;

@@ -79,11 +79,8 @@ impl Applier {
     ) -> Result<()> {
         // A folder the target's users removed lately is looked up again,
         // whatever the hint says (it predates the removal).
-        let removed_lately = self
-            .removed_here
-            .as_ref()
-            .is_some_and(|r| r.get(dir).is_some());
-        let known = self.dirs.lock().unwrap().is_known(dir) && !removed_lately;
+        let known = self.dirs.lock().unwrap().is_known(dir)
+            && !self.removals().is_some_and(|r| r.get(dir).is_some());
         if !self.inside(dir) || source_dir == "/" || known {
             return Ok(());
         }
@@ -316,9 +313,7 @@ impl Applier {
         // it is now, as the other cluster weighed them.
         if existing.is_none() && self.newer_target_wins {
             let path = join_path(dir, &src.name);
-            if let Some((gone, gone_ns)) =
-                self.removed_here.as_ref().and_then(|r| r.removed_at(&path))
-            {
+            if let Some((gone, gone_ns)) = self.removals().and_then(|r| r.removed_at(&path)) {
                 if conflict::same_version(src, &gone) {
                     // Made there once (a replayed event), and removed since.
                     log::debug!("{path}: the target had this version and removed it since");
