@@ -80,7 +80,7 @@ impl Applier {
         // A folder the target's users removed lately is looked up again,
         // whatever the hint says (it predates the removal).
         let known = self.dirs.lock().unwrap().is_known(dir)
-            && !self.removals().is_some_and(|r| r.get(dir).is_some());
+            && self.removals().is_none_or(|r| r.get(dir).is_none());
         if !self.inside(dir) || source_dir == "/" || known {
             return Ok(());
         }
