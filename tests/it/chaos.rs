@@ -209,6 +209,9 @@ fn mixed(
         ops += 1;
         if !good {
             errors += 1;
+            // Shown with a failing test's output: a refused operation may
+            // have done part of its work on the source.
+            eprintln!("CHAOS workload: operation {n} (roll {roll}) refused by the servers");
         }
         std::thread::sleep(pace);
     }
