@@ -48,7 +48,7 @@ pub struct Stats {
     pub heard_at: std::sync::Arc<AtomicI64>,
     /// Metadata streams opened for this direction: its subscriptions, or
     /// with `--shards` the (re)starts of the instance's shared stream that
-    /// fed it. More than one per stream loss means a stream restarted.
+    /// fed it: one per run, and one more for each lost or restarted stream.
     pub streams_opened: AtomicU64,
     /// `--ha`: 1 while this instance is the active one, 0 standing by;
     /// -1 without `--ha`. With `--shards`: 1 while it holds this shard.

@@ -146,12 +146,15 @@ pub(super) fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> R
     for (target, d) in super::term::directions(term.cfg, term.peers) {
         let own = state.checkpoint(&d)?;
         let mut from = shared(target, &d)?;
-        let mut whose = SHARED;
-        if d.shard.is_some() && own.is_none() && from.is_none() {
+        let whole_link = d.shard.is_some() && own.is_none() && from.is_none();
+        if whole_link {
             let link = d.unsharded();
             from = shared(target, &link)?.max(state.checkpoint(&link)?);
-            whose = "the whole link's checkpoint";
         }
+        let whose = match whole_link {
+            true => "the whole link's checkpoint",
+            false => "the shared checkpoint",
+        };
         let Some(from) = from else {
             continue;
         };
@@ -174,7 +177,7 @@ pub(super) fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> R
             // What the instance that shared the checkpoint knew of the
             // versions the source was past goes with it (those kept here
             // are older); none shared, none known.
-            if whose == SHARED {
+            if !whole_link {
                 let key = d.behind_key();
                 let raw = retry("KvGet", Policy::FOREVER, cancel, || target.kv_get(&key))?;
                 let marks = crate::state::decode_marks(&raw).unwrap_or_default();
@@ -184,8 +187,6 @@ pub(super) fn adopt_shared(term: &Term, state: &mut State, cancel: &Cancel) -> R
     }
     Ok(())
 }
-
-const SHARED: &str = "the shared checkpoint";
 
 /// Numbers the term that begins (see the module's note) and, after a lock
 /// filer that forgot its locks, holds the lock a TTL before the term

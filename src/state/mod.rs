@@ -186,9 +186,6 @@ impl Direction {
         }
     }
 
-    /// Its key on the target's KV, where `--ha` instances share the
-    /// checkpoint: `weed filer.sync`'s for the whole link, and that key
-    /// after "filer-sync.shard I of N " for a shard.
     /// Its key on the target's KV for the marks behind (`Commit::behind`)
     /// that go with the shared checkpoint: "filer-sync.behind " and
     /// `shared_key`.
@@ -198,6 +195,9 @@ impl Direction {
         k
     }
 
+    /// Its key on the target's KV, where `--ha` instances share the
+    /// checkpoint: `weed filer.sync`'s for the whole link, and that key
+    /// after "filer-sync.shard I of N " for a shard.
     pub fn shared_key(&self) -> Vec<u8> {
         let key = reference::key(self.source_sig, &self.source_path, &self.target_path);
         match self.shard {
@@ -964,14 +964,10 @@ pub fn encode_marks(paths: &[String]) -> Vec<u8> {
 
 /// `encode_marks` read back; None for a value that is not one (an empty
 /// value: none shared).
-pub fn decode_marks(mut v: &[u8]) -> Option<Vec<String>> {
-    if v.is_empty() {
+pub fn decode_marks(v: &[u8]) -> Option<Vec<String>> {
+    let Some((1, mut v)) = v.split_first() else {
         return None;
-    }
-    if v[0] != 1 {
-        return None;
-    }
-    v = &v[1..];
+    };
     let mut out = Vec::new();
     while !v.is_empty() {
         let n = u32::from_be_bytes(v.get(..4)?.try_into().ok()?) as usize;
