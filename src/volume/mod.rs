@@ -11,6 +11,7 @@ mod probe;
 mod source;
 pub mod throttle;
 pub mod transfer;
+mod wire;
 
 pub use probe::probe;
 pub use source::ChunkSource;
@@ -519,13 +520,25 @@ impl ChunkSink {
         let url = self.http.url(&host, &rest);
         let (content_type, head, tail) = multipart(name, mime);
         let len = head.len() as u64 + data.len() + tail.len() as u64;
-        // A small body goes out in one piece (one send instead of three);
-        // a large one streams from the caller's buffer or stream, never
-        // copied.
+        let bearer = (!lease.auth.is_empty()).then(|| format!("Bearer {}", lease.auth));
+        let mut headers = vec![
+            ("Content-Type", content_type.as_str()),
+            ("Idempotency-Key", url.as_str()),
+        ];
+        headers.extend(bearer.as_deref().map(|b| ("Authorization", b)));
+        // A small body goes out in one piece (one send instead of three),
+        // plain HTTP by `wire`; a large one streams from the caller's
+        // buffer or stream, never copied.
         let whole;
         let mut body: Box<dyn std::io::Read + '_> = match data {
             Body::Bytes(data) if len <= ONE_PIECE as u64 => {
                 whole = [&head[..], data, &tail[..]].concat();
+                if let Some(wire) = self.http.wire() {
+                    let a = wire
+                        .call("POST", &host, &rest, &headers, &whole, 64 * 1024)
+                        .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
+                    return self.posted(server, (&host, &url), a.status, &a.body, file_id);
+                }
                 Box::new(&whole[..])
             }
             Body::Bytes(data) => Box::new((&head[..]).chain(data).chain(&tail[..])),
@@ -535,11 +548,9 @@ impl ChunkSink {
             .http
             .agent()
             .post(&url)
-            .header("Content-Type", content_type)
-            .header("Content-Length", len.to_string())
-            .header("Idempotency-Key", url.as_str());
-        if !lease.auth.is_empty() {
-            post = post.header("Authorization", format!("Bearer {}", lease.auth));
+            .header("Content-Length", len.to_string());
+        for (k, v) in &headers {
+            post = post.header(*k, *v);
         }
         let mut resp = post
             .send(ureq::SendBody::from_reader(&mut body))
@@ -550,7 +561,21 @@ impl ChunkSink {
             })?;
         let status = resp.status().as_u16();
         let text = transfer::short_body(&mut resp);
-        if let Some(e) = self.http.refusal(server, &host, status, &text) {
+        self.posted(server, (&host, &url), status, text.as_bytes(), file_id)
+    }
+
+    /// What an upload's answer (`status`, its body) says: the file id
+    /// stored, or why not.
+    fn posted(
+        &self,
+        server: Server,
+        (host, url): (&str, &str),
+        status: u16,
+        body: &[u8],
+        file_id: String,
+    ) -> Result<String> {
+        let text = String::from_utf8_lossy(body);
+        if let Some(e) = self.http.refusal(server, host, status, &text) {
             return Err(e);
         }
         if !(200..300).contains(&status) {

@@ -4,7 +4,8 @@
 //! resumed by Range requests and a body bounded by its declared size. Holds
 //! only the location cache; knows nothing of entries or of the target.
 
-use super::transfer::{host_of, Server};
+use super::transfer::{host_of, target_of, Server};
+use super::wire::Wire;
 use super::{fid, throttle, Http, Size};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::FilerClient;
@@ -175,6 +176,14 @@ impl ChunkSource {
         Err(last)
     }
 
+    /// The token that signs a direct read of `file_id`, when reads are
+    /// signed.
+    fn bearer(&self, file_id: &str) -> Option<String> {
+        let s = self.signer.as_ref().filter(|_| !self.proxy)?;
+        let now = crate::util::now_ns() / 1_000_000_000;
+        Some(format!("Bearer {}", s.token(file_id, now as u64)))
+    }
+
     /// Sends the GET for a chunk (from byte `from` on), checks the answer,
     /// and returns the response whose body is to be read.
     fn open(
@@ -184,38 +193,58 @@ impl ChunkSource {
         from: Option<u64>,
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let mut req = self.http.agent().get(url);
-        if let Some(s) = self.signer.as_ref().filter(|_| !self.proxy) {
-            let now = crate::util::now_ns() / 1_000_000_000;
-            req = req.header(
-                "Authorization",
-                format!("Bearer {}", s.token(file_id, now as u64)),
-            );
+        if let Some(token) = self.bearer(file_id) {
+            req = req.header("Authorization", token);
         }
         if let Some(n) = from {
             req = req.header("Range", format!("bytes={n}-"));
         }
-        let server = match self.proxy {
-            true => Server::Filer,
-            false => Server::Volume,
-        };
         let mut resp = req
             .call()
-            .map_err(|e| self.http.fail(server, host_of(url), e))?;
+            .map_err(|e| self.http.fail(self.server(), host_of(url), e))?;
+        let range = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // A short error body is read, so that the connection goes back to
+        // the pool instead of being closed.
         let status = resp.status().as_u16();
+        self.judge(url, status, from, range.as_deref(), || {
+            super::transfer::short_body(&mut resp)
+        })?;
+        Ok(resp)
+    }
+
+    fn server(&self) -> Server {
+        match self.proxy {
+            true => Server::Filer,
+            false => Server::Volume,
+        }
+    }
+
+    /// Whether an answer (`status`, its Content-Range, the words of its
+    /// body, asked for only when the status is not a chunk's) is the chunk
+    /// from byte `from` on.
+    fn judge(
+        &self,
+        url: &str,
+        status: u16,
+        from: Option<u64>,
+        range: Option<&str>,
+        words: impl FnOnce() -> String,
+    ) -> Result<()> {
         if !matches!(status, 200 | 206) {
-            // Read the short error body, so that the connection goes back
-            // to the pool instead of being closed.
-            let body = super::transfer::short_body(&mut resp);
-            if let Some(e) = self.http.refusal(server, host_of(url), status, &body) {
+            let body = words();
+            if let Some(e) = self
+                .http
+                .refusal(self.server(), host_of(url), status, &body)
+            {
                 return Err(e);
             }
         }
         if let Some(n) = from {
-            let starts_right = resp
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with(&format!("bytes {n}-")));
+            let starts_right = range.is_some_and(|v| v.starts_with(&format!("bytes {n}-")));
             if status != 206 || !starts_right {
                 return Err(Error::transient(format!(
                     "resume at byte {n} answered {status} without a matching Content-Range"
@@ -230,10 +259,48 @@ impl ChunkSource {
         } else if status != 200 {
             return Err(ureq::Error::StatusCode(status).into());
         }
-        Ok(resp)
+        Ok(())
+    }
+
+    /// A whole chunk over plain HTTP (`Http::wire`), or `None` when the
+    /// answer is a redirect (which ureq follows).
+    fn get_by_wire(
+        &self,
+        wire: &Wire,
+        url: &str,
+        file_id: &str,
+        size: Size,
+    ) -> Result<Option<Vec<u8>>> {
+        let token = self.bearer(file_id);
+        let headers: Vec<(&str, &str)> = token
+            .iter()
+            .map(|t| ("Authorization", t.as_str()))
+            .collect();
+        let a = wire.call(
+            "GET",
+            host_of(url),
+            target_of(url),
+            &headers,
+            b"",
+            size.limit(),
+        )?;
+        if (300..400).contains(&a.status) {
+            return Ok(None);
+        }
+        self.judge(url, a.status, None, a.range.as_deref(), || {
+            String::from_utf8_lossy(&a.body).into_owned()
+        })?;
+        size.admit(a.length, 0)?;
+        size.check(a.body.len() as u64)?;
+        Ok(Some(a.body))
     }
 
     fn get(&self, url: &str, file_id: &str, size: Size) -> Result<Vec<u8>> {
+        if let Some(wire) = self.http.wire() {
+            if let Some(body) = self.get_by_wire(wire, url, file_id, size)? {
+                return Ok(body);
+            }
+        }
         let mut body = size.buffer();
         let mut resumes = 0;
         loop {

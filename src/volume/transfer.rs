@@ -8,6 +8,7 @@
 //! arrive. Holds the agents and nothing else; knows nothing of file ids,
 //! locations or entries.
 
+use super::wire::Wire;
 use crate::error::{Error, ErrorKind, Result};
 use crate::security::{Https, Security};
 use std::io::Read;
@@ -28,6 +29,8 @@ pub struct Http {
     side: char,
     /// `[https.client]` of the cluster: every URL toward it is https.
     https: Option<Arc<Https>>,
+    /// Small plain-HTTP transfers (none toward an HTTPS cluster).
+    wire: Option<Wire>,
 }
 
 /// What kind of server of a cluster a request went to.
@@ -105,6 +108,7 @@ impl Http {
         Http {
             agents: Arc::new((0..Self::AGENTS).map(|_| agent()).collect()),
             side,
+            wire: https.is_none().then(|| Wire::new(idle)),
             https,
         }
     }
@@ -116,6 +120,12 @@ impl Http {
             static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
         }
         &self.agents[SLOT.with(|s| *s) % self.agents.len()]
+    }
+
+    /// The client for a request with a body in memory and an answer read
+    /// whole, when the cluster speaks plain HTTP (`wire`).
+    pub fn wire(&self) -> Option<&Wire> {
+        self.wire.as_ref()
     }
 
     /// "https" when the cluster's `[https.client]` is on, else "http".
@@ -254,6 +264,15 @@ pub fn host_of(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
+/// The path and query of a URL ("http://h:1/x?y" → "/x?y"; "/" for none).
+pub fn target_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => &rest[i..],
+        _ => "/",
+    }
+}
+
 /// The length a chunk body must have, from its entry (never from the peer
 /// that sends it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +289,8 @@ pub enum Size {
 const PREALLOC_MAX: u64 = 4 << 20;
 
 impl Size {
-    fn limit(self) -> u64 {
+    /// The most bytes the body may have.
+    pub fn limit(self) -> u64 {
         match self {
             Size::Exact(n) | Size::AtMost(n) => n,
         }
@@ -560,5 +580,7 @@ mod tests {
         assert!(http.refusal(Server::Volume, "h:1", 400, body).is_none());
         assert_eq!(host_of("https://h:1/3,01?x=1"), "h:1");
         assert_eq!(host_of("http://h:2?proxyChunkId=1"), "h:2");
+        assert_eq!(target_of("https://h:1/3,01?x=1"), "/3,01?x=1");
+        assert_eq!(target_of("http://h:2/?proxyChunkId=1"), "/?proxyChunkId=1");
     }
 }
