@@ -73,10 +73,18 @@ pub(super) fn version(e: &Entry) -> u64 {
     h.finish()
 }
 
-/// True when `entry` (replacing `base` on the source) would replace the
-/// target's version `t` (`conflict::weigh`).
+/// True when the target's version `t` is one the source had when it wrote
+/// `entry` over `base`: `base` itself, or `entry` (applied here before the
+/// source moved on). Only such a version is behind. A version the target's
+/// own users wrote is a contender, however the skipped `entry` would have
+/// fared against it: the source's next version meets it in
+/// `conflict::resolve`, as the opposite direction weighs the two. Marking
+/// it behind because the skipped version would have won let each cluster
+/// take the other's version at one path (two writes on either side in the
+/// same second, the earlier ones skipped as replayed: the sharded race's
+/// seed 489570232).
 fn replaces(entry: &Entry, base: Option<&Entry>, t: &Entry) -> bool {
-    conflict::weigh(entry, base, false, t).verdict == conflict::Verdict::Source
+    base.is_some_and(|b| conflict::same_version(b, t)) || conflict::same_version(entry, t)
 }
 
 /// What `Applier::replayed` makes of a replayed action.
@@ -367,6 +375,29 @@ impl Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_version_the_source_had_is_behind() {
+        let v = |mtime: i64, size: u64| {
+            let mut e = Entry::new();
+            e.name = "k0".into();
+            let a = e.attributes.mut_or_insert_default();
+            a.mtime = mtime;
+            a.file_size = size;
+            e
+        };
+        let (base, skipped) = (v(10, 1), v(12, 900));
+        // The target holds the version the skipped one replaced, or the
+        // skipped one itself: behind.
+        assert!(replaces(&skipped, Some(&base), &base));
+        assert!(replaces(&skipped, Some(&base), &skipped));
+        assert!(replaces(&skipped, None, &skipped));
+        // A version of the target's own, older or in the same second and
+        // losing the tie-break to the skipped one: a contender all the same.
+        assert!(!replaces(&skipped, Some(&base), &v(11, 5)));
+        assert!(!replaces(&skipped, Some(&base), &v(12, 700)));
+        assert!(!replaces(&skipped, None, &v(12, 700)));
+    }
 
     #[test]
     fn a_folder_is_listed_once_asked_about_often_and_only_for_its_window() {
