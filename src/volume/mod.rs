@@ -532,13 +532,14 @@ impl ChunkSink {
         let whole;
         let mut body: Box<dyn std::io::Read + '_> = match data {
             Body::Bytes(data) if len <= ONE_PIECE as u64 => {
-                whole = [&head[..], data, &tail[..]].concat();
                 if let Some(wire) = self.http.wire() {
+                    let parts = [&head[..], data, &tail[..]];
                     let a = wire
-                        .call("POST", &host, &rest, &headers, &whole, 64 * 1024)
+                        .call("POST", &host, &rest, &headers, &parts, 64 * 1024)
                         .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
                     return self.posted(server, (&host, &url), a.status, &a.body, file_id);
                 }
+                whole = [&head[..], data, &tail[..]].concat();
                 Box::new(&whole[..])
             }
             Body::Bytes(data) => Box::new((&head[..]).chain(data).chain(&tail[..])),

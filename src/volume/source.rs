@@ -281,13 +281,13 @@ impl ChunkSource {
             host_of(url),
             target_of(url),
             &headers,
-            b"",
+            &[],
             size.limit(),
         )?;
         if (300..400).contains(&a.status) {
             return Ok(None);
         }
-        self.judge(url, a.status, None, a.range.as_deref(), || {
+        self.judge(url, a.status, None, None, || {
             String::from_utf8_lossy(&a.body).into_owned()
         })?;
         size.admit(a.length, 0)?;

@@ -264,13 +264,11 @@ pub fn host_of(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
-/// The path and query of a URL ("http://h:1/x?y" → "/x?y"; "/" for none).
+/// The path and query of a URL ("http://h:1/x?y" → "/x?y"), as `url`
+/// builds them (always with a path).
 pub fn target_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('/') => &rest[i..],
-        _ => "/",
-    }
+    rest.find('/').map_or("/", |i| &rest[i..])
 }
 
 /// The length a chunk body must have, from its entry (never from the peer
