@@ -9,6 +9,7 @@
 //! retry goes to another.
 
 pub mod addr;
+mod mutate;
 pub mod rpc;
 pub mod subscribe;
 
@@ -50,6 +51,8 @@ struct Endpoint {
     down_until_ms: AtomicU64,
     /// Calls failed as passing since the last that succeeded.
     failed: AtomicU32,
+    /// Its stream of entry creations.
+    mutations: mutate::Mutations,
 }
 
 impl Endpoint {
@@ -120,6 +123,7 @@ impl FilerClient {
                 client: Client::new(channel(addr, tls.as_deref())),
                 down_until_ms: AtomicU64::new(0),
                 failed: AtomicU32::new(0),
+                mutations: mutate::Mutations::default(),
             })
             .collect();
         FilerClient {
@@ -176,7 +180,11 @@ impl FilerClient {
     }
 
     fn wrap(&self, end: &Endpoint, what: &str, e: grpcio::Error) -> Error {
-        let e = Error::from(e);
+        self.judged(end, what, Error::from(e))
+    }
+
+    /// `wrap` for a failure already read as an `Error`.
+    fn judged(&self, end: &Endpoint, what: &str, e: Error) -> Error {
         let hint = if e.kind() == ErrorKind::Transient && what == "GetFilerConfiguration" {
             " (is the filer running, and is this its gRPC port? give HOST:HTTPPORT or \
                 HOST:HTTPPORT.GRPCPORT)"
@@ -300,13 +308,11 @@ impl FilerClient {
         Ok(out)
     }
 
+    /// Creates an entry: on the filer's mutation stream, or by a unary
+    /// call where the filer has none.
     pub fn create(&self, req: &CreateEntryRequest) -> Result<()> {
         let end = self.pick();
-        let r = end
-            .client
-            .unary_call(&rpc::CREATE_ENTRY, req, self.opt())
-            .map_err(|e| self.wrap(end, "CreateEntry", e))
-            .inspect(|_| end.answered())?;
+        let r = self.create_on(end, req)?;
         let code = r.error_code.enum_value_or_default();
         if !r.error.is_empty() || code != FilerError::OK {
             let kind = match code {
@@ -331,6 +337,43 @@ impl FilerClient {
             ));
         }
         Ok(())
+    }
+
+    /// One creation's answer, the same either way: a failure of the call
+    /// as a failed unary call would be, the filer's refusal in the answer.
+    fn create_on(&self, end: &Endpoint, req: &CreateEntryRequest) -> Result<CreateEntryResponse> {
+        use mutate::Lost;
+        let unary = || {
+            end.client
+                .unary_call(&rpc::CREATE_ENTRY, req, self.opt())
+                .map_err(|e| self.wrap(end, "CreateEntry", e))
+                .inspect(|_| end.answered())
+        };
+        if end.mutations.unsupported() {
+            return unary();
+        }
+        match end.mutations.create(&end.client, req, self.timeout) {
+            Ok(mut r) => {
+                end.answered();
+                let answer = r.take_create_response();
+                if !r.error.is_empty() && answer.error.is_empty() {
+                    // The handler failed before it could answer: a unary
+                    // call would have ended with this status.
+                    let st =
+                        grpcio::RpcStatus::with_message(grpcio::RpcStatusCode::UNKNOWN, r.error);
+                    return Err(self.wrap(end, "CreateEntry", grpcio::Error::RpcFailure(st)));
+                }
+                Ok(answer)
+            }
+            Err(Lost::Unsupported) => {
+                log::debug!(
+                    "filer {} has no StreamMutateEntry: entries are created by unary calls",
+                    end.addr
+                );
+                unary()
+            }
+            Err(Lost::Failed(e)) => Err(self.judged(end, "CreateEntry", e)),
+        }
     }
 
     pub fn update(&self, req: &UpdateEntryRequest) -> Result<()> {

@@ -53,6 +53,13 @@ method!(
     CreateEntryResponse
 );
 method!(
+    STREAM_MUTATE_ENTRY,
+    Duplex,
+    "StreamMutateEntry",
+    StreamMutateEntryRequest,
+    StreamMutateEntryResponse
+);
+method!(
     UPDATE_ENTRY,
     Unary,
     "UpdateEntry",
