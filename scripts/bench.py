@@ -31,6 +31,8 @@ Workloads (sizes can be scaled down with BENCH_SCALE=0.1 for a quick look):
             32 calls in flight from Python grpcio, 20,000 entries a round)
             -> entries/s, and each tool's small-file rate (workload 1 of the
             same run, else BENCHMARKS.md's newest row 1) as a share of it
+  5c. the same entries on one StreamMutateEntry stream, 32 unanswered at
+            most (filer-sync creates entries this way; weed by unary calls)
 Not in the default run (name them: `make bench BENCH_WORKLOADS="scale follow"`):
   7. scale: catch-up of 10k, 100k and 1M x 1 KiB files (1 KiB, not 4, to
             save disk) in folders of 1,000, and of one folder of 1M entries;
@@ -689,51 +691,61 @@ def ceiling(rows):
             pool.Add(proto)
     message = lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"filer_pb.{name}"))
     Request, Response = message("CreateEntryRequest"), message("CreateEntryResponse")
+    SRequest, SResponse = message("StreamMutateEntryRequest"), message("StreamMutateEntryResponse")
     c = Cluster()
     try:
         chunks = upload_chunks(c, 100, 4096)
         channel = grpc.insecure_channel(f"{c.host}:{int(c.port) + 10000}")
         create = channel.unary_unary("/filer_pb.SeaweedFiler/CreateEntry", response_deserializer=Response.FromString)
-        rates, cpu = [], []
+        stream = channel.stream_stream("/filer_pb.SeaweedFiler/StreamMutateEntry",
+                                       response_deserializer=SResponse.FromString)
+        rates, cpu = {"unary": [], "stream": []}, {"unary": [], "stream": []}
         for rnd in range(ROUNDS):
-            now = time.time_ns()
-            calls = []
-            for i in range(n):
-                fid, etag, _ = chunks[i % len(chunks)]
-                req = Request(directory=f"/ceiling/r{rnd}/d{i // 1000}")
-                e = req.entry
-                e.name = f"f{i}.bin"
-                e.attributes.file_size, e.attributes.file_mode = 4096, 0o644
-                e.attributes.mtime = e.attributes.crtime = now // 10**9
-                e.chunks.add(file_id=fid, size=4096, modified_ts_ns=now, e_tag=etag)
-                calls.append(req.SerializeToString())
-            servers0, client0 = c.cpu(), time.process_time()
-            secs = create_all(create, calls, in_flight)
-            servers, client = c.cpu() - servers0, time.process_time() - client0
-            rates.append(n / secs)
-            cpu.append((servers / n * 1000, client / n * 1000))
-            log(f"  ceiling round {rnd + 1}: {n:,} CreateEntry in {secs:.2f} s ({n / secs:,.0f}/s), "
-                f"cluster {servers / n * 1000:.3f} CPU ms per entry, this client {client / n * 1000:.3f}")
+            for way in ("unary", "stream"):
+                now = time.time_ns()
+                calls = []
+                for i in range(n):
+                    fid, etag, _ = chunks[i % len(chunks)]
+                    req = Request(directory=f"/ceiling/{way}{rnd}/d{i // 1000}")
+                    e = req.entry
+                    e.name = f"f{i}.bin"
+                    e.attributes.file_size, e.attributes.file_mode = 4096, 0o644
+                    e.attributes.mtime = e.attributes.crtime = now // 10**9
+                    e.chunks.add(file_id=fid, size=4096, modified_ts_ns=now, e_tag=etag)
+                    if way == "stream":
+                        req = SRequest(request_id=i + 1, create_request=req)
+                    calls.append(req.SerializeToString())
+                servers0, client0 = c.cpu(), time.process_time()
+                secs = create_all(create, calls, in_flight) if way == "unary" else stream_all(stream, calls, in_flight)
+                servers, client = c.cpu() - servers0, time.process_time() - client0
+                rates[way].append(n / secs)
+                cpu[way].append((servers / n * 1000, client / n * 1000))
+                log(f"  ceiling round {rnd + 1} ({way}): {n:,} entries in {secs:.2f} s ({n / secs:,.0f}/s), "
+                    f"cluster {servers / n * 1000:.3f} CPU ms per entry, this client {client / n * 1000:.3f}")
         channel.close()
         # The entries are real files: one reads back as its chunk's bytes.
         fid, _, body = chunks[(n - 1) % len(chunks)]
         h = c.conn()
-        h.request("GET", f"/ceiling/r0/d{(n - 1) // 1000}/f{n - 1}.bin")
+        h.request("GET", f"/ceiling/unary0/d{(n - 1) // 1000}/f{n - 1}.bin")
         r = h.getresponse()
-        if r.read() != body or count_files(c, [f"/ceiling/r0/d{d}" for d in range((n + 999) // 1000)]) != n:
+        folders = [f"/ceiling/{way}0/d{d}" for way in ("unary", "stream") for d in range((n + 999) // 1000)]
+        if r.read() != body or count_files(c, folders) != 2 * n:
             raise RuntimeError("ceiling: the created entries do not read back")
     finally:
         c.stop()
-    ceil = med(rates)
     tools, source = SMALL_RATES, ""
     if not tools:
         tools, source = newest_small_rates()
-    new = [(f"5b. limit: target CreateEntry gRPC alone, chunks already stored ({in_flight} in flight, "
-            f"{n:,} entries; CPU ms per entry: servers {med([x[0] for x in cpu]):.3f}, this client "
-            f"{med([x[1] for x in cpu]):.3f}), entries/s", ceil, ceil, "(same)")]
-    if tools:
-        new.append((f"   each tool's small-file rate{source} / the CreateEntry ceiling",
-                    tools["weed"] / ceil, tools["filer-sync"] / ceil, ""))
+    new = []
+    for way, label in (("unary", "5b. limit: target CreateEntry gRPC alone"),
+                       ("stream", "5c. limit: target StreamMutateEntry gRPC alone (one stream)")):
+        ceil = med(rates[way])
+        new.append((f"{label}, chunks already stored ({in_flight} in flight, "
+                    f"{n:,} entries; CPU ms per entry: servers {med([x[0] for x in cpu[way]]):.3f}, this client "
+                    f"{med([x[1] for x in cpu[way]]):.3f}), entries/s", ceil, ceil, "(same)"))
+        if tools:
+            new.append((f"   each tool's small-file rate{source} / the {way} ceiling",
+                        tools["weed"] / ceil, tools["filer-sync"] / ceil, ""))
     # Beside the small-file limit rows when workload 1 ran in this run.
     at = next((i + 1 for i, r in enumerate(rows) if r[0].startswith("   each tool's rate / the filer.copy limit")
                and rows[i - 1][0].endswith("files/s")), len(rows))
@@ -788,6 +800,33 @@ def create_all(create, calls, in_flight):
     secs = time.monotonic() - t0
     if errors:
         raise RuntimeError(f"CreateEntry: {len(errors)} failed, e.g. {errors[0]}")
+    return secs
+
+
+def stream_all(stream, calls, in_flight):
+    """Sends the serialized StreamMutateEntry requests (ids 1..n) on one
+    stream with at most `in_flight` unanswered; returns the seconds from the
+    first request to the last answer. An answer with an error fails the
+    workload."""
+    import threading
+    slots, errors = threading.Semaphore(in_flight), []
+
+    def requests():
+        for req in calls:
+            slots.acquire()
+            yield req
+
+    t0, answered = time.monotonic(), 0
+    for r in stream(requests(), timeout=600):
+        answered += 1
+        slots.release()
+        if r.error or r.create_response.error or r.create_response.error_code:
+            errors.append(f"{r.error or r.create_response.error} ({r.create_response.error_code})")
+        if answered == len(calls):
+            break
+    secs = time.monotonic() - t0
+    if errors:
+        raise RuntimeError(f"StreamMutateEntry: {len(errors)} failed, e.g. {errors[0]}")
     return secs
 
 
@@ -1279,6 +1318,7 @@ HEADLINE = [
      "filer-sync <= the log replay's"),
     ("Share of the target's CreateEntry ceiling (small files)", r"^5b\. limit", r"small-file rate",
      "filer-sync >= 0.8"),
+    ("Share of the target's StreamMutateEntry ceiling (small files)", r"^5c\. limit", r"small-file rate", ""),
     ("Large files (20 x 50 MiB): MB/s", r"^2\. catch-up", None, "ratio >= 1.3"),
     ("↳ peak RSS MB", r"^2\. catch-up", r"peak RSS MB", "ratio <= 0.125"),
     ("Mixed workload: events/s", r"^3\. mixed workload", None, "ratio >= 2.0"),

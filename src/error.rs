@@ -128,14 +128,22 @@ impl From<grpcio::Error> for Error {
     }
 }
 
-/// Filer errors that come back as UNKNOWN but describe a passing fault.
-fn is_transient_text(msg: &str) -> bool {
+/// Filer errors that come back as UNKNOWN (or in an answer's `error`) but
+/// describe a passing fault.
+pub(crate) fn is_transient_text(msg: &str) -> bool {
     [
         "connection refused",
         "context deadline exceeded",
         "transport",
         "EOF",
         "timeout",
+        // A filer's own gRPC call (to a peer filer, a master) that failed
+        // as passing, quoted in its error text.
+        "code = Unavailable",
+        "code = Canceled",
+        "code = DeadlineExceeded",
+        "code = ResourceExhausted",
+        "code = Aborted",
     ]
     .iter()
     .any(|s| msg.contains(s))
@@ -196,6 +204,18 @@ mod tests {
             grpcio::RpcStatusCode::PERMISSION_DENIED,
         ));
         assert!(!Error::from(denied).is_retryable());
+        // A filer quoting its own call to a peer that went away (4.48,
+        // a filer of a cluster whose owner filer for the path died).
+        for quoted in [
+            "rpc error: code = Unavailable desc = connection error: desc = \"transport: Error \
+             while dialing: dial tcp 127.0.0.1:24000: connect: connection refused\"",
+            "rpc error: code = Canceled desc = grpc: the client connection is closing",
+        ] {
+            assert!(is_transient_text(quoted), "{quoted}");
+        }
+        assert!(!is_transient_text(
+            "rpc error: code = PermissionDenied desc = no"
+        ));
     }
 
     #[test]

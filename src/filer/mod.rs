@@ -323,6 +323,10 @@ impl FilerClient {
                 {
                     ErrorKind::Exists
                 }
+                // The filer could not reach what it needed (its store, a
+                // peer filer, a master): passing, and another filer of the
+                // cluster may do.
+                _ if crate::error::is_transient_text(&r.error) => ErrorKind::Transient,
                 _ => ErrorKind::Remote,
             };
             return Err(Error::new(
@@ -355,13 +359,11 @@ impl FilerClient {
         match end.mutations.create(&end.client, req, self.timeout) {
             Ok(mut r) => {
                 end.answered();
-                let answer = r.take_create_response();
-                if !r.error.is_empty() && answer.error.is_empty() {
-                    // The handler failed before it could answer: a unary
-                    // call would have ended with this status.
-                    let st =
-                        grpcio::RpcStatus::with_message(grpcio::RpcStatusCode::UNKNOWN, r.error);
-                    return Err(self.wrap(end, "CreateEntry", grpcio::Error::RpcFailure(st)));
+                // A failure that a unary call ends with as its status comes
+                // in the answer's `error` here, as its in-band refusals do.
+                let mut answer = r.take_create_response();
+                if answer.error.is_empty() {
+                    answer.error = r.error;
                 }
                 Ok(answer)
             }
