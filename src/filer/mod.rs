@@ -11,6 +11,7 @@
 pub mod addr;
 mod mutate;
 pub mod rpc;
+mod slot;
 pub mod subscribe;
 
 pub use addr::FilerAddr;
@@ -298,14 +299,28 @@ impl FilerClient {
             .server_streaming(&rpc::LIST_ENTRIES, &req, self.opt())
             .map_err(|e| self.wrap(end, "ListEntries", e))
             .inspect(|_| end.answered())?;
-        let mut out = Vec::new();
-        for item in futures::executor::block_on_stream(stream) {
-            let mut resp = item
-                .map_err(|e| self.wrap(end, "ListEntries", e))
-                .inspect(|_| end.answered())?;
-            out.extend(resp.entry.take());
-        }
-        Ok(out)
+        // The filer sends one message per entry: gathered on gRPC's own
+        // threads, the page wakes this one once, not once an entry.
+        let page = Arc::new(slot::Slot::default());
+        let filled = page.clone();
+        end.client.spawn(async move {
+            use futures::StreamExt;
+            let mut stream = stream;
+            let mut out = Vec::new();
+            let got = loop {
+                match stream.next().await {
+                    Some(Ok(mut resp)) => out.extend(resp.entry.take()),
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(out),
+                }
+            };
+            filled.fill(got);
+        });
+        // The call's deadline ends the stream; the wait allows beyond it.
+        page.wait(self.timeout + Duration::from_secs(10))
+            .unwrap_or(Err(grpcio::Error::RemoteStopped))
+            .map_err(|e| self.wrap(end, "ListEntries", e))
+            .inspect(|_| end.answered())
     }
 
     /// Creates an entry: on the filer's mutation stream, or by a unary

@@ -17,9 +17,9 @@
 //! (no new requests, the rest drain). A filer that does not know the call
 //! (before 4.18, or a test's mock) is asked by unary calls from then on.
 
+use super::slot::Slot;
 use crate::error::Error;
 use crate::pb::filer::*;
-use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::{SinkExt, StreamExt};
 use grpcio::{CallOption, Client, RpcStatusCode, WriteFlags};
@@ -63,23 +63,23 @@ struct Waiting {
 /// Who waits for which request id; and why the stream ended, once it has.
 #[derive(Default)]
 struct Callers {
-    waiting: HashMap<u64, Sender<Answer>>,
+    waiting: HashMap<u64, Arc<Slot<Answer>>>,
     ended: Option<Lost>,
 }
 
 type Answer = std::result::Result<StreamMutateEntryResponse, Lost>;
 
 impl Waiting {
-    /// A new request id and its answer's channel; `Err` when the stream ended.
-    fn enter(&self) -> std::result::Result<(u64, crossbeam_channel::Receiver<Answer>), Lost> {
+    /// A new request id and its answer's slot; `Err` when the stream ended.
+    fn enter(&self) -> std::result::Result<(u64, Arc<Slot<Answer>>), Lost> {
         let mut g = self.by_id.lock().unwrap();
         if let Some(lost) = &g.ended {
             return Err(lost.clone());
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = bounded(1);
-        g.waiting.insert(id, tx);
-        Ok((id, rx))
+        let slot = Arc::new(Slot::default());
+        g.waiting.insert(id, slot.clone());
+        Ok((id, slot))
     }
 
     fn leave(&self, id: u64) {
@@ -92,8 +92,8 @@ impl Waiting {
             return;
         }
         let caller = self.by_id.lock().unwrap().waiting.remove(&resp.request_id);
-        if let Some(tx) = caller {
-            let _ = tx.send(Ok(resp));
+        if let Some(slot) = caller {
+            slot.fill(Ok(resp));
         }
     }
 
@@ -101,8 +101,8 @@ impl Waiting {
     /// later, gets `lost`.
     fn end(&self, lost: Lost) {
         let mut g = self.by_id.lock().unwrap();
-        for (_, tx) in g.waiting.drain() {
-            let _ = tx.send(Err(lost.clone()));
+        for (_, slot) in g.waiting.drain() {
+            slot.fill(Err(lost.clone()));
         }
         g.ended.get_or_insert(lost);
     }
@@ -158,23 +158,18 @@ impl Mutations {
                 "the StreamMutateEntry stream closed before the request was sent",
             )));
         }
-        match answer.recv_timeout(deadline) {
-            Ok(a) => a.map_err(|lost| {
+        match answer.wait(deadline) {
+            Some(a) => a.map_err(|lost| {
                 self.retire(&open);
                 self.judge(lost)
             }),
-            Err(RecvTimeoutError::Timeout) => {
+            None => {
                 open.waiting.leave(id);
                 self.retire(&open);
                 Err(Lost::Failed(Error::transient(format!(
                     "no answer on the StreamMutateEntry stream within {deadline:?}"
                 ))))
             }
-            // Only when the stream's futures were dropped unfinished (the
-            // process is ending).
-            Err(RecvTimeoutError::Disconnected) => Err(Lost::Failed(Error::transient(
-                "the StreamMutateEntry stream was dropped",
-            ))),
         }
     }
 
