@@ -263,24 +263,51 @@ impl Applier {
 
     /// Active-active, a replayed move of a file whose old target entry is
     /// gone (an earlier process moved it, then stopped before committing):
-    /// what was known of the version at `old_path` — that the source was
-    /// past it (`Dirs::behind`) — goes to `new_path`, where that process put
-    /// it, as applying the move would have carried it (`known_for`). Only
-    /// when `new_path` holds a file `moved` could have brought there.
+    /// what was known of the version at `old_path` goes to `new_path`, where
+    /// that process put it, as applying the move would have carried it
+    /// (`known_for`). Known there: that the source was past it
+    /// (`Dirs::behind`, restored from the checkpoint), or a version this run
+    /// skipped at `old_path` where the target had nothing (`mark_if_behind`:
+    /// the stopped process had moved its copy on), which would have
+    /// replaced what `new_path` holds. Only when `new_path` holds a file
+    /// `moved` could have brought there; when it holds nothing, that
+    /// process moved it on again (a later move of its window), and what is
+    /// known travels on to be weighed at the next move's replay.
     fn carry_behind(
         &self,
         old_path: &str,
         new_path: &str,
         moved: impl Fn(&Entry) -> bool,
     ) -> Result<()> {
-        if !self.newer_target_wins || !self.dirs.lock().unwrap().is_behind(old_path) {
+        if !self.newer_target_wins {
+            return Ok(());
+        }
+        let marked = self.dirs.lock().unwrap().is_behind(old_path);
+        let skipped = self.skipped_unseen.lock().unwrap().get(old_path).cloned();
+        if !marked && skipped.is_none() {
             return Ok(());
         }
         let (dir, name) = split_path(new_path);
-        if self
-            .lookup_target(dir, name)?
-            .is_some_and(|t| !t.is_directory && moved(&t))
-        {
+        let behind = match self.lookup_target(dir, name)? {
+            Some(t) if !t.is_directory && moved(&t) => {
+                marked
+                    || skipped
+                        .as_ref()
+                        .is_some_and(|(e, base)| replaces(e, base.as_deref(), &t))
+            }
+            Some(_) => return Ok(()),
+            None => {
+                if let Some(s) = skipped.clone() {
+                    let mut unseen = self.skipped_unseen.lock().unwrap();
+                    unseen.insert(new_path.to_string(), s);
+                }
+                marked
+            }
+        };
+        if skipped.is_some() {
+            self.skipped_unseen.lock().unwrap().remove(old_path);
+        }
+        if behind {
             let mut dirs = self.dirs.lock().unwrap();
             dirs.forget(old_path);
             dirs.mark_behind(new_path.to_string());

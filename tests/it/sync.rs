@@ -451,6 +451,57 @@ fn replayed_moves_do_not_bring_back_or_move_what_came_after_them() {
     }
 }
 
+/// Active-active, a run killed between apply and commit: it had skipped a
+/// version the source had replaced since (so the target's older copy was
+/// marked behind), then moved that copy along with the source's rename; the
+/// mark died with it. Replayed, the skip finds nothing at the old path and
+/// the move is moot, so nothing said the moved copy was one the source had
+/// seen: the source's later delete met a version it never saw and kept it,
+/// and its folder with it (CI's `chaos_kill_9_at_random_moments`: "only on
+/// the target" `d0` and `d0/m157.bin`, a file overwritten, moved into `d0`
+/// and deleted there).
+#[test]
+fn a_replay_still_knows_a_moved_copy_was_behind_the_source() {
+    use filer_sync::pb::filer::AtomicRenameEntryRequest;
+    let split = |p: &'static str| p.rsplit_once('/').unwrap();
+    let a = Cluster::start();
+    let b = Cluster::start();
+    // Moved once, and twice (what is known travels along both moves).
+    let moves: [&[&str]; 2] = [
+        &["/rb/r/f.bin", "/rb/d/m.bin"],
+        &["/rb/r/g.bin", "/rb/d/m2.bin", "/rb/d/n2.bin"],
+    ];
+    for m in moves {
+        a.put(m[0], b"first version");
+    }
+    a.put("/rb/d/keep.txt", b"keeps the folder");
+    let state = temp_state("replay-behind");
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    let sig_a = a.client().configuration().unwrap().signature;
+    for m in moves {
+        a.put(m[0], b"second version, never copied");
+        for w in m.windows(2) {
+            a.mv(w[0], w[1]);
+        }
+        a.delete(m[m.len() - 1]);
+        // What the killed run left on B: the first version moved as A's
+        // renames (with A's signature, as the sync writes), the checkpoint
+        // before it all.
+        for w in m.windows(2) {
+            let ((od, on), (nd, nn)) = (split(w[0]), split(w[1]));
+            let mut mv = AtomicRenameEntryRequest::new();
+            (mv.old_directory, mv.old_name) = (od.into(), on.into());
+            (mv.new_directory, mv.new_name) = (nd.into(), nn.into());
+            mv.signatures = vec![sig_a];
+            b.client().rename(&mv).unwrap();
+        }
+    }
+    let (code, err) = both_ways(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/rb"), &b.tree("/rb"));
+}
+
 /// Replayed events skip a folder the source has moved on since, but a file
 /// moved into that folder is still moved there, so the target needs the
 /// folder again. Left to the target filer, it would be made with the filer's
