@@ -199,6 +199,9 @@ impl Mutations {
         let (mut sink, mut answers) = client
             .duplex_streaming(&super::rpc::STREAM_MUTATE_ENTRY, CallOption::default())
             .map_err(|e| Lost::Failed(Error::from(e)))?;
+        // Requests queued together are written together: all but the last
+        // of a round are buffered (`buffer_hint`), the last flushes them.
+        sink.enhance_batch(true);
         let (queue, mut queued) = unbounded::<(StreamMutateEntryRequest, WriteFlags)>();
         let waiting = Arc::new(Waiting::default());
         client.spawn(async move {
