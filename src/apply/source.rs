@@ -288,24 +288,24 @@ impl Applier {
             return Ok(());
         }
         let (dir, name) = split_path(new_path);
-        let behind = match self.lookup_target(dir, name)? {
+        // Whether the mark goes to `new_path`, and whether the skip travels
+        // on (nothing there yet).
+        let (behind, travels) = match self.lookup_target(dir, name)? {
             Some(t) if !t.is_directory && moved(&t) => {
-                marked
-                    || skipped
-                        .as_ref()
-                        .is_some_and(|(e, base)| replaces(e, base.as_deref(), &t))
+                let skip_replaces = skipped
+                    .as_ref()
+                    .is_some_and(|(e, base)| replaces(e, base.as_deref(), &t));
+                (marked || skip_replaces, false)
             }
             Some(_) => return Ok(()),
-            None => {
-                if let Some(s) = skipped.clone() {
-                    let mut unseen = self.skipped_unseen.lock().unwrap();
-                    unseen.insert(new_path.to_string(), s);
-                }
-                marked
-            }
+            None => (marked, true),
         };
-        if skipped.is_some() {
-            self.skipped_unseen.lock().unwrap().remove(old_path);
+        if let Some(s) = skipped {
+            let mut unseen = self.skipped_unseen.lock().unwrap();
+            unseen.remove(old_path);
+            if travels {
+                unseen.insert(new_path.to_string(), s);
+            }
         }
         if behind {
             let mut dirs = self.dirs.lock().unwrap();
