@@ -4,11 +4,14 @@
 //! parallel on the chunk pool), manifests rewritten to name the copies. A
 //! copy that fails frees the copies it made. Manifests come from the peer:
 //! they nest a bounded depth, each is opened once per entry, and their
-//! blobs are read up to a bounded size.
+//! blobs are read up to a bounded size. A batch's small chunks are copied
+//! ahead together first (`Applier::copy_ahead`).
 
 use super::Applier;
 use crate::error::{Error, ErrorKind, Result};
+use crate::paths::join_path;
 use crate::pb::filer::*;
+use crate::replicate::{Action, Change};
 use crate::retry::retry;
 use crate::volume::{fid, Size, Upload};
 use protobuf::Message;
@@ -89,6 +92,131 @@ impl Manifests<'_> {
 /// Chunks larger than this are streamed from the download into the upload;
 /// smaller ones are read whole (the fastest for the many small files).
 const STREAM_ABOVE: u64 = 1 << 20;
+
+/// Chunks at most this large are read ahead for a batch.
+const AHEAD_MAX: u64 = 64 * 1024;
+/// The most bytes read ahead for one batch (the rest are read one by one).
+const AHEAD_BUDGET: u64 = 32 << 20;
+/// A batch with fewer chunks to read than this reads them one by one: a
+/// live change gains nothing from a round trip of its own.
+const AHEAD_LEAST: usize = 4;
+
+/// What a batch copied ahead: what its writes did not take is dropped
+/// (read chunks) and freed (written copies) when the batch is done.
+pub struct Ahead<'a> {
+    applier: &'a Applier,
+    read: Vec<String>,
+    written: Vec<(String, String)>,
+}
+
+impl Drop for Ahead<'_> {
+    fn drop(&mut self) {
+        self.applier.chunks_in.forget_ahead(&self.read);
+        self.applier.chunks_out.forget_ahead(&self.written);
+    }
+}
+
+/// A chunk worth copying ahead: its file's target path, name and MIME
+/// type, its file id and size.
+struct Wanted<'a> {
+    path: String,
+    name: &'a str,
+    mime: &'a str,
+    id: String,
+    size: u64,
+}
+
+/// The chunks worth copying ahead for `actions`, within `AHEAD_BUDGET`:
+/// the small plain chunks of the files the target most likely lacks (new,
+/// rewritten, or missing from a walk's listing), which their writes would
+/// copy whole. A changed file may reuse the target's copies, and a
+/// manifest or an encrypted chunk is copied otherwise.
+fn ahead_of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Vec<Wanted<'a>> {
+    let mut budget = AHEAD_BUDGET;
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for a in actions {
+        let Action::Upsert {
+            dir,
+            entry,
+            change: Change::Created | Change::Rewritten | Change::Missing,
+            ..
+        } = a
+        else {
+            continue;
+        };
+        let mime = entry.attributes.as_ref().map_or("", |a| a.mime.as_str());
+        for c in entry
+            .chunks
+            .iter()
+            .filter(|c| !c.is_chunk_manifest && c.cipher_key.is_empty() && c.size <= AHEAD_MAX)
+        {
+            let (path, id) = (join_path(dir, &entry.name), fid::of_chunk(c));
+            if !seen.insert((path.clone(), id.clone())) {
+                continue;
+            }
+            let Some(left) = budget.checked_sub(c.size) else {
+                return out;
+            };
+            budget = left;
+            out.push(Wanted {
+                path,
+                name: &entry.name,
+                mime,
+                id,
+                size: c.size,
+            });
+        }
+    }
+    out
+}
+
+impl Applier {
+    /// Copies ahead the small chunks that `actions` (a batch about to be
+    /// applied) will most likely copy, many per round trip: read from the
+    /// source's volume servers (`ChunkSource::read_ahead`), then written to
+    /// the target's (`ChunkSink::write_ahead`); the writes take the copies
+    /// (`copy_chunk`), or the bytes where a copy could not be written. Per
+    /// small file this halves both volume servers' CPU and saves the sync
+    /// two requests of their own.
+    pub fn copy_ahead<'a>(&self, actions: impl IntoIterator<Item = &'a Action>) -> Ahead<'_> {
+        let mut ahead = Ahead {
+            applier: self,
+            read: Vec::new(),
+            written: Vec::new(),
+        };
+        let wanted = ahead_of(actions);
+        if self.dry_run || wanted.len() < AHEAD_LEAST {
+            return ahead;
+        }
+        let ids: Vec<(String, u64)> = wanted.iter().map(|w| (w.id.clone(), w.size)).collect();
+        let mut bodies = self.chunks_in.read_ahead(&ids);
+        let to_write: Vec<crate::volume::Ahead> = wanted
+            .iter()
+            .filter_map(|w| {
+                Some(crate::volume::Ahead {
+                    path: &w.path,
+                    name: w.name,
+                    mime: w.mime,
+                    source: &w.id,
+                    data: bodies.get(&w.id)?,
+                })
+            })
+            .collect();
+        ahead.written = self
+            .chunks_out
+            .write_ahead(&to_write)
+            .into_iter()
+            .map(|i| (to_write[i].path.to_string(), to_write[i].source.to_string()))
+            .collect();
+        drop(to_write);
+        for (_, id) in &ahead.written {
+            bodies.remove(id);
+        }
+        ahead.read = self.chunks_in.keep_ahead(bodies);
+        ahead
+    }
+}
 
 impl Applier {
     /// Frees the copies in `fresh` that the target does not name (`kept`):
@@ -237,6 +365,11 @@ impl Applier {
                 self.chunks_out.abandon(up);
             }
             (r, c.size)
+        } else if let Some(copy) = plain
+            .then(|| self.chunks_out.take_ahead(path, &id))
+            .flatten()
+        {
+            (Ok(copy), c.size)
         } else {
             let data = retry(&format!("download {id}"), self.calls, &self.cancel, || {
                 self.chunks_in.download(&id, size, deleted_too)
@@ -389,5 +522,87 @@ mod tests {
         assert!(e.to_string().contains("nest deeper"), "{e}");
         let below = Manifests { depth: 1, ..top };
         below.open("3,03", "/f").unwrap();
+    }
+
+    fn chunk(id: &str, size: u64) -> FileChunk {
+        let mut c = FileChunk::new();
+        (c.file_id, c.size) = (id.into(), size);
+        c
+    }
+
+    fn upsert(name: &str, change: Change, chunks: Vec<FileChunk>) -> Action {
+        let mut entry = Entry::new();
+        entry.name = name.into();
+        entry.attributes.mut_or_insert_default().mime = "text/plain".into();
+        entry.chunks = chunks;
+        Action::Upsert {
+            dir: "/d".into(),
+            entry,
+            signatures: vec![1],
+            source: format!("/s/{name}"),
+            change,
+            base: None,
+        }
+    }
+
+    #[test]
+    fn the_small_plain_chunks_of_files_the_target_lacks_are_copied_ahead() {
+        let manifest = FileChunk {
+            is_chunk_manifest: true,
+            ..chunk("3,0a", 100)
+        };
+        let cipher = FileChunk {
+            cipher_key: vec![1; 32],
+            ..chunk("3,0b", 100)
+        };
+        let actions = [
+            upsert(
+                "new",
+                Change::Created,
+                vec![chunk("3,01", 10), chunk("3,02", 20)],
+            ),
+            upsert("again", Change::Rewritten, vec![chunk("3,03", 30)]),
+            upsert("listed", Change::Missing, vec![chunk("3,04", AHEAD_MAX)]),
+            // May reuse the target's copies.
+            upsert("changed", Change::Changed, vec![chunk("3,05", 10)]),
+            // Too large, a manifest, encrypted.
+            upsert("big", Change::Created, vec![chunk("3,06", AHEAD_MAX + 1)]),
+            upsert("odd", Change::Created, vec![manifest, cipher]),
+            // The same chunk for the same path twice: once.
+            upsert("new", Change::Created, vec![chunk("3,01", 10)]),
+            Action::Delete {
+                dir: "/d".into(),
+                name: "gone".into(),
+                signatures: vec![1],
+                base: None,
+            },
+        ];
+        let got: Vec<(String, &str, &str, String, u64)> = ahead_of(&actions)
+            .into_iter()
+            .map(|w| (w.path, w.name, w.mime, w.id, w.size))
+            .collect();
+        let want = |p: &str, n: &'static str, id: &str, size| {
+            (p.to_string(), n, "text/plain", id.to_string(), size)
+        };
+        assert_eq!(
+            got,
+            [
+                want("/d/new", "new", "3,01", 10),
+                want("/d/new", "new", "3,02", 20),
+                want("/d/again", "again", "3,03", 30),
+                want("/d/listed", "listed", "3,04", AHEAD_MAX),
+            ]
+        );
+        // The budget ends the list.
+        let many: Vec<Action> = (0..AHEAD_BUDGET / AHEAD_MAX + 5)
+            .map(|i| {
+                upsert(
+                    &format!("f{i}"),
+                    Change::Created,
+                    vec![chunk("3,01", AHEAD_MAX)],
+                )
+            })
+            .collect();
+        assert_eq!(ahead_of(&many).len() as u64, AHEAD_BUDGET / AHEAD_MAX);
     }
 }

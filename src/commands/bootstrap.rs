@@ -242,6 +242,9 @@ pub(super) fn weigh_deletes<'p>(
 /// How long a rescan's repairs wait for the directions to apply what was
 /// logged up to the walk's end.
 const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+/// A first run's walk repairs at most this many differences together (the
+/// size of a window of events).
+const REPAIR_BATCH: usize = 1000;
 
 /// Waits until each direction (`live[i]`) has applied what its source
 /// logged up to `ends[i]` (its source's clock); false after `SETTLE_LIMIT`.
@@ -392,20 +395,27 @@ pub fn copy_by_walk(
     };
     // A rescan holds its differences, level by level, until they settle.
     let mut held = Vec::new();
+    // A first run repairs a depth's differences (folders' batches) together,
+    // up to a window's worth: their small chunks are copied ahead together.
+    let mut pending = Vec::new();
     walk.levels(|diffs| {
-        let mut level = Vec::new();
+        let depth_done = diffs.is_empty();
         for (rel, d) in one_per_path(diffs) {
             if recent(&d.a) || recent(&d.b) {
                 continue;
             }
             *classes.entry(d.class).or_default() += 1;
-            level.push((rel, d));
+            pending.push((rel, d));
         }
         if settled.is_some() {
-            held.push(level);
+            if !pending.is_empty() {
+                held.push(std::mem::take(&mut pending));
+            }
             Ok(())
+        } else if depth_done || pending.len() >= REPAIR_BATCH {
+            repair(std::mem::take(&mut pending))
         } else {
-            repair(level)
+            Ok(())
         }
     })?;
     if !held.iter().all(Vec::is_empty) {

@@ -246,6 +246,16 @@ impl Compare<'_> {
             pool: &self.chunks,
             deleted_too: true,
         };
+        let mut appliers: Vec<&Applier> = work.iter().map(|(ap, _)| *ap).collect();
+        appliers.sort_by_key(|ap| *ap as *const Applier);
+        appliers.dedup_by(|x, y| std::ptr::eq(*x, *y));
+        let _ahead: Vec<_> = appliers
+            .iter()
+            .map(|ap| {
+                let for_it = work.iter().filter(|(x, _)| std::ptr::eq(*x, *ap));
+                ap.copy_ahead(for_it.map(|(_, a)| a))
+            })
+            .collect();
         self.walkers.install(|| {
             work.into_par_iter()
                 .filter_map(|(applier, action)| match applier.apply(&action, 0, via) {

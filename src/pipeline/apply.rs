@@ -91,6 +91,9 @@ pub(super) fn apply_window(
         }
     }
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
+    // Replayed events are most often moot: their chunks are left alone.
+    let fresh = planned.iter().skip(checked).flat_map(|(_, a)| a);
+    let _ahead = f.applier.copy_ahead(fresh);
     let mut total = Done::default();
     total.commit.failures = refused;
     for level in plan::levels(&paths) {

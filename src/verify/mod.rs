@@ -296,10 +296,12 @@ impl Walk<'_> {
     }
 
     /// Hands the differences to `each` in batches, one depth after the
-    /// other, shallowest first (a folder comes before what is in it). The
-    /// folders of a depth are compared in parallel, and their differences
-    /// reach `each` (on this thread) through a short queue: a walk holds a
-    /// few batches at a time, not a depth's or a folder's differences.
+    /// other, shallowest first (a folder comes before what is in it), and
+    /// an empty batch once a depth is done (the batches since the last one
+    /// may be applied together). The folders of a depth are compared in
+    /// parallel, and their differences reach `each` (on this thread)
+    /// through a short queue: a walk holds a few batches at a time, not a
+    /// depth's or a folder's differences.
     pub fn levels(&self, mut each: impl FnMut(Vec<Diff>) -> Result<()>) -> Result<()> {
         self.check_roots()?;
         let mut level = vec![String::new()];
@@ -330,6 +332,9 @@ impl Walk<'_> {
                     }
                 }
             });
+            if failed.is_none() {
+                failed = each(Vec::new()).err();
+            }
             if let Some(e) = failed {
                 return Err(e);
             }

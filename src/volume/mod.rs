@@ -13,6 +13,8 @@ pub mod throttle;
 pub mod transfer;
 mod wire;
 
+use wire::Request;
+
 pub use probe::probe;
 pub use source::ChunkSource;
 pub use transfer::{Http, Server, Size};
@@ -65,6 +67,11 @@ const SHARED_BATCH: i32 = 128;
 /// volumes; without a size hint it charges 1 MB per id.
 const BATCH_BYTES: u64 = 64 << 20;
 
+/// Requests written at once on one connection when chunks are read or
+/// written ahead for a batch (`ChunkSource::read_ahead`,
+/// `ChunkSink::write_ahead`).
+const AHEAD_DEPTH: usize = 64;
+
 /// An upload across its attempts (see `ChunkSink::upload_with`).
 #[derive(Debug, Default)]
 pub struct Upload {
@@ -113,6 +120,21 @@ pub struct ChunkSink {
     /// filer proxy (the source's signatures: the opposite direction leaves
     /// them alone).
     signatures: Vec<i32>,
+    /// Copies written ahead (`write_ahead`), by (target path, source file
+    /// id): their file ids, until `take_ahead` takes or `forget_ahead`
+    /// frees them.
+    ahead: Mutex<HashMap<(String, String), String>>,
+}
+
+/// A chunk `ChunkSink::write_ahead` is to copy: the target path, name and
+/// MIME type of its file (as `upload` takes them), the source file id it
+/// is a copy of, and its bytes.
+pub struct Ahead<'a> {
+    pub path: &'a str,
+    pub name: &'a str,
+    pub mime: &'a str,
+    pub source: &'a str,
+    pub data: &'a [u8],
 }
 
 impl ChunkSink {
@@ -129,6 +151,7 @@ impl ChunkSink {
             typical: AtomicU64::new(0),
             unfreed: Default::default(),
             signatures: Vec::new(),
+            ahead: Default::default(),
         }
     }
 
@@ -370,11 +393,7 @@ impl ChunkSink {
         up: &mut Upload,
     ) -> Result<String> {
         self.free_later();
-        let n = data.len();
-        let t = &self.typical;
-        let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
-            Some(if avg == 0 { n } else { (avg * 7 + n) / 8 }.max(1))
-        });
+        self.count_size(data.len());
         if up.tries >= Upload::SAME_ID {
             self.abandon(std::mem::take(up));
         }
@@ -393,6 +412,107 @@ impl ChunkSink {
             self.leases.lock().unwrap().clear();
         }
         r
+    }
+
+    /// Counts an upload of `n` bytes into the typical size.
+    fn count_size(&self, n: u64) {
+        let t = &self.typical;
+        let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+            Some(if avg == 0 { n } else { (avg * 7 + n) / 8 }.max(1))
+        });
+    }
+
+    /// Writes ahead copies of small chunks a batch is about to copy: each
+    /// gets a file id as `upload` would give it, and per volume server
+    /// `AHEAD_DEPTH` POSTs go out at once on one connection
+    /// (`Wire::send_all`; a volume server takes them at about half its CPU
+    /// per upload one by one). The copies stored are kept for `take_ahead`;
+    /// the ids of the rest are freed (a POST whose answer was not read may
+    /// have stored its needle), and their chunks are left to `upload`, as
+    /// is everything through the filer proxy or over HTTPS. Returns the
+    /// items written, by index.
+    pub fn write_ahead(&self, items: &[Ahead]) -> Vec<usize> {
+        let Some(wire) = self.http.wire().filter(|_| !self.proxy) else {
+            return Vec::new();
+        };
+        self.free_later();
+        let mut by_host: HashMap<String, Vec<(usize, Lease)>> = HashMap::new();
+        for (i, it) in items.iter().enumerate() {
+            self.count_size(it.data.len() as u64);
+            if let Ok(lease) = self.lease(it.path) {
+                by_host
+                    .entry(lease.url.clone())
+                    .or_default()
+                    .push((i, lease));
+            }
+        }
+        let (mut written, mut unused) = (Vec::new(), Vec::new());
+        let mut ahead = Vec::new();
+        for (host, all) in &by_host {
+            for round in all.chunks(AHEAD_DEPTH) {
+                let posts: Vec<Post> = round
+                    .iter()
+                    .map(|(i, lease)| self.post_of(lease, items[*i].name, items[*i].mime))
+                    .collect();
+                let requests: Vec<Request> = posts
+                    .iter()
+                    .zip(round)
+                    .map(|(p, (i, _))| p.request(items[*i].data))
+                    .collect();
+                let answers = wire
+                    .send_all(host, &requests, 64 * 1024)
+                    .unwrap_or_else(|e| {
+                        log::debug!("writing ahead to {host}: {e}");
+                        Vec::new()
+                    });
+                for (k, (i, lease)) in round.iter().enumerate() {
+                    let stored = answers.get(k).and_then(|a| {
+                        let at = (host.as_str(), posts[k].url.as_str());
+                        let id = lease.file_id.clone();
+                        self.posted(Server::Volume, at, a.status, &a.body, id).ok()
+                    });
+                    match stored {
+                        Some(id) => {
+                            let it = &items[*i];
+                            ahead.push(((it.path.to_string(), it.source.to_string()), id));
+                            written.push(*i);
+                        }
+                        None => unused.push(lease.file_id.clone()),
+                    }
+                }
+            }
+        }
+        if !unused.is_empty() {
+            // The volume may have gone read-only or away: ask afresh.
+            self.leases.lock().unwrap().clear();
+            self.discard(&unused);
+        }
+        log::debug!(
+            "wrote ahead {} of {} chunks to {} volume servers",
+            written.len(),
+            items.len(),
+            by_host.len()
+        );
+        self.ahead.lock().unwrap().extend(ahead);
+        written
+    }
+
+    /// The copy written ahead of source chunk `source` for the file at
+    /// target path `path`, taken: the caller's write names it, or frees it.
+    pub fn take_ahead(&self, path: &str, source: &str) -> Option<String> {
+        let key = (path.to_string(), source.to_string());
+        self.ahead.lock().unwrap().remove(&key)
+    }
+
+    /// Frees the copies written ahead for `items` that no write took.
+    pub fn forget_ahead(&self, items: &[(String, String)]) {
+        let unused: Vec<String> = {
+            let mut ahead = self.ahead.lock().unwrap();
+            items.iter().filter_map(|k| ahead.remove(k)).collect()
+        };
+        if !unused.is_empty() {
+            self.discard(&unused);
+        }
     }
 
     /// Frees the file id of an upload given up (its needle may have been
@@ -509,8 +629,9 @@ impl ChunkSink {
         }
     }
 
-    fn post(&self, lease: &Lease, name: &str, mime: &str, data: Body) -> Result<String> {
-        let file_id = lease.file_id.clone();
+    /// The POST that uploads a chunk under `lease`'s file id.
+    fn post_of(&self, lease: &Lease, name: &str, mime: &str) -> Post {
+        let file_id = &lease.file_id;
         let (server, host, rest) = if self.proxy {
             let filer = self.filer.live_addr().http();
             (Server::Filer, filer, format!("/?proxyChunkId={file_id}"))
@@ -519,13 +640,25 @@ impl ChunkSink {
         };
         let url = self.http.url(&host, &rest);
         let (content_type, head, tail) = multipart(name, mime);
-        let len = head.len() as u64 + data.len() + tail.len() as u64;
         let bearer = (!lease.auth.is_empty()).then(|| format!("Bearer {}", lease.auth));
-        let mut headers = vec![
-            ("Content-Type", content_type.as_str()),
-            ("Idempotency-Key", url.as_str()),
-        ];
-        headers.extend(bearer.as_deref().map(|b| ("Authorization", b)));
+        Post {
+            server,
+            host,
+            rest,
+            url,
+            content_type,
+            head,
+            tail,
+            bearer,
+        }
+    }
+
+    fn post(&self, lease: &Lease, name: &str, mime: &str, data: Body) -> Result<String> {
+        let file_id = lease.file_id.clone();
+        let p = self.post_of(lease, name, mime);
+        let (server, host, url) = (p.server, &p.host, &p.url);
+        let (head, tail) = (&p.head, &p.tail);
+        let len = head.len() as u64 + data.len() + tail.len() as u64;
         // A small body goes out in one piece (one send instead of three),
         // plain HTTP by `wire`; a large one streams from the caller's
         // buffer or stream, never copied.
@@ -533,11 +666,11 @@ impl ChunkSink {
         let mut body: Box<dyn std::io::Read + '_> = match data {
             Body::Bytes(data) if len <= ONE_PIECE as u64 => {
                 if let Some(wire) = self.http.wire() {
-                    let parts = [&head[..], data, &tail[..]];
+                    let r = p.request(data);
                     let a = wire
-                        .call("POST", &host, &rest, &headers, &parts, 64 * 1024)
+                        .call("POST", host, &p.rest, &r.headers, &r.parts, 64 * 1024)
                         .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
-                    return self.posted(server, (&host, &url), a.status, &a.body, file_id);
+                    return self.posted(server, (host, url), a.status, &a.body, file_id);
                 }
                 whole = [&head[..], data, &tail[..]].concat();
                 Box::new(&whole[..])
@@ -548,21 +681,21 @@ impl ChunkSink {
         let mut post = self
             .http
             .agent()
-            .post(&url)
+            .post(url)
             .header("Content-Length", len.to_string());
-        for (k, v) in &headers {
-            post = post.header(*k, *v);
+        for (k, v) in p.headers() {
+            post = post.header(k, v);
         }
         let mut resp = post
             .send(ureq::SendBody::from_reader(&mut body))
             .map_err(|e| {
                 self.http
-                    .fail(server, &host, e)
+                    .fail(server, host, e)
                     .context(format!("POST {url}"))
             })?;
         let status = resp.status().as_u16();
         let text = transfer::short_body(&mut resp);
-        self.posted(server, (&host, &url), status, text.as_bytes(), file_id)
+        self.posted(server, (host, url), status, text.as_bytes(), file_id)
     }
 
     /// What an upload's answer (`status`, its body) says: the file id
@@ -587,6 +720,42 @@ impl ChunkSink {
             return Err(Error::remote(format!("POST {url}: {err}")));
         }
         Ok(file_id)
+    }
+}
+
+/// An upload's POST, but its data: where it goes and the multipart frame
+/// around the data.
+struct Post {
+    server: Server,
+    /// host:port, and the path and query there.
+    host: String,
+    rest: String,
+    url: String,
+    content_type: String,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    bearer: Option<String>,
+}
+
+impl Post {
+    /// Its headers (the URL is its idempotency key).
+    fn headers(&self) -> Vec<(&str, &str)> {
+        let mut h = vec![
+            ("Content-Type", self.content_type.as_str()),
+            ("Idempotency-Key", self.url.as_str()),
+        ];
+        h.extend(self.bearer.as_deref().map(|b| ("Authorization", b)));
+        h
+    }
+
+    /// The whole request for `data`, to send in one piece.
+    fn request<'a>(&'a self, data: &'a [u8]) -> Request<'a> {
+        Request {
+            method: "POST",
+            target: &self.rest,
+            headers: self.headers(),
+            parts: vec![&self.head, data, &self.tail],
+        }
     }
 }
 

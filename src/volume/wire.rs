@@ -44,6 +44,30 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+/// One of the requests `Wire::send_all` sends: `method target`, its
+/// headers, and its body made of `parts`.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub parts: Vec<&'a [u8]>,
+}
+
+impl<'a> Request<'a> {
+    /// A GET of `target`, with its Authorization header if any.
+    pub fn get(target: &'a str, authorization: Option<&'a str>) -> Request<'a> {
+        Request {
+            method: "GET",
+            target,
+            headers: authorization
+                .map(|a| ("Authorization", a))
+                .into_iter()
+                .collect(),
+            parts: Vec::new(),
+        }
+    }
+}
+
 /// A kept-alive connection, with whose it is and where it goes.
 struct Conn {
     client: u64,
@@ -79,34 +103,53 @@ impl Wire {
         parts: &[&[u8]],
         limit: u64,
     ) -> io::Result<Answer> {
-        use std::fmt::Write as _;
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
-        for (k, v) in headers {
-            let _ = write!(request, "{k}: {v}\r\n");
+        let mut bytes = Vec::new();
+        request(&mut bytes, (method, host, target), headers, parts);
+        self.on_connection(host, |s| exchange(s, &bytes, limit))
+    }
+
+    /// Sends `requests` to `host`, all written at once on one connection
+    /// (HTTP/1.1 pipelining: a volume server answers them in order from
+    /// one read, at less than half its CPU per request one by one), and
+    /// reads their answers in order, each body up to `limit` bytes. Ends
+    /// early, with fewer answers than requests, at an answer that is not
+    /// framed by its length or is longer than `limit`, or when the
+    /// connection breaks after the first answer: the caller sends the rest
+    /// one by one (a request whose answer was not read may have been
+    /// carried out).
+    pub fn send_all(
+        &self,
+        host: &str,
+        requests: &[Request],
+        limit: u64,
+    ) -> io::Result<Vec<Answer>> {
+        let mut bytes = Vec::new();
+        for r in requests {
+            request(&mut bytes, (r.method, host, r.target), &r.headers, &r.parts);
         }
-        if method != "GET" || len > 0 {
-            let _ = write!(request, "Content-Length: {len}\r\n");
-        }
-        request.push_str("\r\n");
-        let mut bytes = request.into_bytes();
-        bytes.reserve_exact(len);
-        for p in parts {
-            bytes.extend_from_slice(p);
-        }
+        self.on_connection(host, |s| pipelined(s, &bytes, requests.len(), limit))
+    }
+
+    /// Runs `exchange` on a kept connection to `host`, or on a new one when
+    /// there is none or the kept one turns out closed by the server
+    /// (`Failure::Stale`: nothing of an answer came; sent again, once).
+    fn on_connection<T>(
+        &self,
+        host: &str,
+        exchange: impl Fn(&mut TcpStream) -> Result<(T, bool), Failure>,
+    ) -> io::Result<T> {
         if let Some(mut c) = self.take(host) {
-            match exchange(&mut c.stream, &bytes, limit) {
+            match exchange(&mut c.stream) {
                 Ok((answer, keep)) => {
                     self.put_back(c, keep);
                     return Ok(answer);
                 }
-                // Closed while kept: nothing of an answer came.
                 Err(Failure::Stale(_)) => {}
                 Err(Failure::Io(e)) => return Err(e),
             }
         }
         let mut c = self.open(host)?;
-        match exchange(&mut c.stream, &bytes, limit) {
+        match exchange(&mut c.stream) {
             Ok((answer, keep)) => {
                 self.put_back(c, keep);
                 Ok(answer)
@@ -171,24 +214,7 @@ enum Failure {
 fn exchange(s: &mut TcpStream, request: &[u8], limit: u64) -> Result<(Answer, bool), Failure> {
     s.write_all(request).map_err(Failure::Stale)?;
     let mut buf = Vec::with_capacity(8192);
-    let end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > HEAD_MAX {
-            return Err(Failure::Io(bad("an answer head over 64 KiB")));
-        }
-        match fill(s, &mut buf) {
-            Ok(0) if buf.is_empty() => return Err(Failure::Stale(closed())),
-            Ok(0) => return Err(Failure::Io(closed())),
-            Ok(_) => {}
-            Err(e) if buf.is_empty() && e.kind() != io::ErrorKind::WouldBlock => {
-                return Err(Failure::Stale(e))
-            }
-            Err(e) => return Err(Failure::Io(timed_out(e))),
-        }
-    };
-    let head = parse_head(&buf[..end]).map_err(Failure::Io)?;
+    let (head, end) = read_head(s, &mut buf)?;
     let mut rest = buf.split_off(end);
     let framed = head.chunked || head.answer.length.is_some() || !head.has_body;
     let keep = head.keep_alive && framed;
@@ -211,6 +237,99 @@ fn exchange(s: &mut TcpStream, request: &[u8], limit: u64) -> Result<(Answer, bo
         Ok(whole) => Ok((answer, keep && whole)),
         Err(e) => Err(Failure::Io(timed_out(e))),
     }
+}
+
+/// Writes `requests` (`n` of them) and reads their answers in order, as
+/// `Wire::send_all` says; with them, whether the connection stands at the
+/// next answer.
+fn pipelined(
+    s: &mut TcpStream,
+    requests: &[u8],
+    n: usize,
+    limit: u64,
+) -> Result<(Vec<Answer>, bool), Failure> {
+    s.write_all(requests).map_err(Failure::Stale)?;
+    let mut out = Vec::with_capacity(n);
+    // What has been read past the answers taken so far.
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while out.len() < n {
+        let (head, end) = match read_head(s, &mut buf) {
+            Ok(h) => h,
+            Err(e) if out.is_empty() => return Err(e),
+            Err(_) => return Ok((out, false)),
+        };
+        let mut rest = buf.split_off(end);
+        let mut answer = head.answer;
+        if head.has_body {
+            let Some(len) = answer.length.filter(|&l| !head.chunked && l <= limit) else {
+                return Ok((out, false));
+            };
+            let len = len as usize;
+            if fill_to(s, &mut rest, len).is_err() {
+                return Ok((out, false));
+            }
+            buf = rest.split_off(len);
+            answer.body = rest;
+        } else {
+            buf = rest;
+        }
+        out.push(answer);
+        if !head.keep_alive {
+            return Ok((out, false));
+        }
+    }
+    let at_next = buf.is_empty();
+    Ok((out, at_next))
+}
+
+/// Appends to `out` a request: `method target` to `host`, with `headers`
+/// and the body made of `parts` (one buffer, to be sent with one write).
+fn request(
+    out: &mut Vec<u8>,
+    (method, host, target): (&str, &str, &str),
+    headers: &[(&str, &str)],
+    parts: &[&[u8]],
+) {
+    use std::fmt::Write as _;
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
+    for (k, v) in headers {
+        let _ = write!(head, "{k}: {v}\r\n");
+    }
+    if method != "GET" || len > 0 {
+        let _ = write!(head, "Content-Length: {len}\r\n");
+    }
+    head.push_str("\r\n");
+    out.reserve(head.len() + len);
+    out.extend_from_slice(head.as_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+}
+
+/// Reads until `buf` holds a whole answer head; what it says, and where
+/// its body starts in `buf`. A connection that ends (or fails) before any
+/// byte is `Failure::Stale`.
+fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(Head, usize), Failure> {
+    let end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > HEAD_MAX {
+            return Err(Failure::Io(bad("an answer head over 64 KiB")));
+        }
+        match fill(s, buf) {
+            Ok(0) if buf.is_empty() => return Err(Failure::Stale(closed())),
+            Ok(0) => return Err(Failure::Io(closed())),
+            Ok(_) => {}
+            Err(e) if buf.is_empty() && e.kind() != io::ErrorKind::WouldBlock => {
+                return Err(Failure::Stale(e))
+            }
+            Err(e) => return Err(Failure::Io(timed_out(e))),
+        }
+    };
+    let head = parse_head(&buf[..end]).map_err(Failure::Io)?;
+    Ok((head, end))
 }
 
 /// What an answer head says.
@@ -515,6 +634,56 @@ mod tests {
             1,
             "one connection for all four"
         );
+    }
+
+    #[test]
+    fn pipelined_requests_read_their_answers_in_order_and_stop_at_one_not_framed_by_length() {
+        let (host, accepted) = server(
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthree",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfour",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nsix",
+            ],
+            false,
+        );
+        let w = Wire::new(Duration::from_secs(5));
+        let got = |a: Vec<Answer>| -> Vec<(u16, Vec<u8>)> {
+            a.into_iter().map(|a| (a.status, a.body)).collect()
+        };
+        let post = Request {
+            method: "POST",
+            target: "/3",
+            headers: vec![("Content-Type", "text/plain")],
+            parts: vec![b"pay", b"load"],
+        };
+        let first = w
+            .send_all(
+                &host,
+                &[
+                    Request::get("/1", None),
+                    Request::get("/2", Some("Bearer t")),
+                    post,
+                ],
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            got(first),
+            [
+                (200, b"one".to_vec()),
+                (404, vec![]),
+                (200, b"three".to_vec())
+            ]
+        );
+        // Kept: the next three go on the same connection; the chunked
+        // answer ends them, with the one before it taken.
+        let gets: Vec<Request> = ["/4", "/5", "/6"].map(|t| Request::get(t, None)).into();
+        let next = w.send_all(&host, &gets, 10).unwrap();
+        assert_eq!(got(next), [(200, b"four".to_vec())]);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[test]

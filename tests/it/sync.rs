@@ -156,6 +156,68 @@ fn changes_below_a_moved_folder_follow_it() {
 /// under an entry that still names it is copied all the same, from what its
 /// volume keeps until a vacuum.
 /// The deletes of files that thus never reached the target make no call.
+/// What the log's "read ahead N of M" (`what` = "read") or "wrote ahead N
+/// of M" lines add up to.
+fn ahead(log: &str, what: &str) -> (u64, u64) {
+    let said = format!("{what} ahead ");
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.split(said.as_str()).nth(1)?;
+            let mut w = rest.split_whitespace();
+            let n: u64 = w.next()?.parse().ok()?;
+            let m: u64 = w.nth(1)?.parse().ok()?;
+            Some((n, m))
+        })
+        .fold((0, 0), |(n, m), (a, b)| (n + a, m + b))
+}
+
+/// A batch's small new files have their chunks copied ahead, many requests
+/// per round trip, by a log replay and by a walk alike; larger chunks, and
+/// a version the source replaced since (its chunk gone), are copied one by
+/// one; the target is an exact copy either way. Copies written ahead that
+/// no write takes (the target has the files already) are freed.
+#[test]
+fn small_chunks_are_copied_ahead_for_a_batch() {
+    let a = Cluster::start();
+    for i in 0..30 {
+        a.put(&format!("/r/d{}/f{i}.bin", i % 3), &bytes(i, 3000));
+    }
+    for i in 0..2 {
+        a.put(&format!("/r/big{i}.bin"), &bytes(50 + i, 100_000));
+    }
+    a.put("/r/again.bin", &bytes(60, 2000));
+    let first = a.entry("/r/again.bin").chunks[0].file_id.clone();
+    a.put("/r/again.bin", &bytes(61, 2500));
+    let on_volume = format!("http://127.0.0.1:{}/{first}", a.volume);
+    eventually(30, "A's filer deleted the replaced chunk", || {
+        http().get(&on_volume).call().unwrap().status().as_u16() == 404
+    });
+    let debug = [("RUST_LOG", "info,filer_sync::volume=debug")];
+    let b = Cluster::start();
+    let c = Cluster::start();
+    // (target, flags, chunks read of those asked for, written): a replay
+    // asks for both versions of again.bin and gets the live one; a walk
+    // meets again.bin among the folders, too few chunks to copy ahead (one
+    // by one); the last run finds B complete.
+    let log = ["--bootstrap", "log"];
+    for (to, how, read, wrote) in [
+        (&b, &log[..], (31, 32), 31),
+        (&c, &[][..], (30, 30), 30),
+        (&b, &log[..], (31, 32), 31),
+    ] {
+        let state = temp_state("ahead");
+        let (code, err) = once_env(&a, to, &state, how, &debug);
+        assert_eq!(code, 0, "{err}");
+        assert_same(&a.tree("/r"), &to.tree("/r"));
+        assert_eq!(to.get("/r/again.bin").unwrap(), bytes(61, 2500));
+        assert_eq!(ahead(&err, "read"), read, "{how:?}: {err}");
+        assert_eq!(ahead(&err, "wrote"), (wrote, wrote), "{how:?}: {err}");
+    }
+    // volume.fsck leaves needles younger than a second alone.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(b.orphan_needles(), [], "copies left unused on B");
+}
+
 #[test]
 fn versions_the_source_replaced_since_are_not_copied() {
     let a = Cluster::start();
