@@ -1334,6 +1334,9 @@ REPRODUCE = """## How to reproduce
   `BENCH_SCALE=0.1` a tenth of the data (such runs are listed below but never make the headline),
   `BENCH_ROUNDS=N` more rounds. Every run starts its own clusters on 127.0.0.1 and verifies each target.
 - What each workload does: the docstring of `scripts/bench.py`.
+- A change is judged by `python3 scripts/bench_ab.py ROUNDS BEFORE AFTER [log|walk]`: interleaved rounds of
+  row 1's catch-up by two binaries in one run, the sync's and the servers' CPU per file and files/s (this
+  machine's speed drifts by 1.5 x between runs).
 - The flame graphs in `charts/` are `perf record -F 999 --call-graph dwarf -- target/release/filer-sync sync
   --once ...` on row 1's catch-up, folded and drawn by inferno (`cargo install inferno`):
   `perf script | inferno-collapse-perf | inferno-flamegraph > charts/NAME.svg`.
