@@ -256,6 +256,13 @@ impl Orphans {
             needles = c.orphan_needles();
         }
         let o = if c.filer_killed {
+            let named = c.logged_needles();
+            println!(
+                "CHAOS orphans on {}: {} of {} named by what is left of its log",
+                c.addr(),
+                needles.iter().filter(|n| named.contains(n)).count(),
+                needles.len()
+            );
             Orphans {
                 unattributed: needles.len(),
                 ..Orphans::default()
