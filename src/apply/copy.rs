@@ -146,12 +146,13 @@ fn ahead_of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Vec<Wanted<'a>
             continue;
         };
         let mime = entry.attributes.as_ref().map_or("", |a| a.mime.as_str());
+        let path = join_path(dir, &entry.name);
         for c in entry
             .chunks
             .iter()
             .filter(|c| !c.is_chunk_manifest && c.cipher_key.is_empty() && c.size <= AHEAD_MAX)
         {
-            let (path, id) = (join_path(dir, &entry.name), fid::of_chunk(c));
+            let id = fid::of_chunk(c);
             if !seen.insert((path.clone(), id.clone())) {
                 continue;
             }
@@ -160,7 +161,7 @@ fn ahead_of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Vec<Wanted<'a>
             };
             budget = left;
             out.push(Wanted {
-                path,
+                path: path.clone(),
                 name: &entry.name,
                 mime,
                 id,
@@ -185,16 +186,19 @@ impl Applier {
             read: Vec::new(),
             written: Vec::new(),
         };
+        if self.dry_run {
+            return ahead;
+        }
         let wanted = ahead_of(actions);
-        if self.dry_run || wanted.len() < AHEAD_LEAST {
+        if wanted.len() < AHEAD_LEAST {
             return ahead;
         }
         let ids: Vec<(String, u64)> = wanted.iter().map(|w| (w.id.clone(), w.size)).collect();
         let mut bodies = self.chunks_in.read_ahead(&ids);
-        let to_write: Vec<crate::volume::Ahead> = wanted
+        let to_write: Vec<crate::volume::WriteAhead> = wanted
             .iter()
             .filter_map(|w| {
-                Some(crate::volume::Ahead {
+                Some(crate::volume::WriteAhead {
                     path: &w.path,
                     name: w.name,
                     mime: w.mime,

@@ -242,9 +242,6 @@ pub(super) fn weigh_deletes<'p>(
 /// How long a rescan's repairs wait for the directions to apply what was
 /// logged up to the walk's end.
 const SETTLE_LIMIT: Duration = Duration::from_secs(600);
-/// A first run's walk repairs at most this many differences together (the
-/// size of a window of events).
-const REPAIR_BATCH: usize = 1000;
 
 /// Waits until each direction (`live[i]`) has applied what its source
 /// logged up to `ends[i]` (its source's clock); false after `SETTLE_LIMIT`.
@@ -396,7 +393,8 @@ pub fn copy_by_walk(
     // A rescan holds its differences, level by level, until they settle.
     let mut held = Vec::new();
     // A first run repairs a depth's differences (folders' batches) together,
-    // up to a window's worth: their small chunks are copied ahead together.
+    // up to a window's worth (--batch-size): their small chunks are copied
+    // ahead together.
     let mut pending = Vec::new();
     walk.levels(|diffs| {
         let depth_done = diffs.is_empty();
@@ -412,7 +410,7 @@ pub fn copy_by_walk(
                 held.push(std::mem::take(&mut pending));
             }
             Ok(())
-        } else if depth_done || pending.len() >= REPAIR_BATCH {
+        } else if depth_done || pending.len() >= cfg.batch_size {
             repair(std::mem::take(&mut pending))
         } else {
             Ok(())

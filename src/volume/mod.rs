@@ -129,7 +129,7 @@ pub struct ChunkSink {
 /// A chunk `ChunkSink::write_ahead` is to copy: the target path, name and
 /// MIME type of its file (as `upload` takes them), the source file id it
 /// is a copy of, and its bytes.
-pub struct Ahead<'a> {
+pub struct WriteAhead<'a> {
     pub path: &'a str,
     pub name: &'a str,
     pub mime: &'a str,
@@ -431,19 +431,27 @@ impl ChunkSink {
     /// have stored its needle), and their chunks are left to `upload`, as
     /// is everything through the filer proxy or over HTTPS. Returns the
     /// items written, by index.
-    pub fn write_ahead(&self, items: &[Ahead]) -> Vec<usize> {
+    pub fn write_ahead(&self, items: &[WriteAhead]) -> Vec<usize> {
         let Some(wire) = self.http.wire().filter(|_| !self.proxy) else {
             return Vec::new();
         };
         self.free_later();
         let mut by_host: HashMap<String, Vec<(usize, Lease)>> = HashMap::new();
+        // Ids are taken until one cannot be (the rest wait for `upload`'s
+        // retries) or one comes with a write token: such ids are assigned
+        // one per call, which the workers do in parallel, not this thread.
         for (i, it) in items.iter().enumerate() {
             self.count_size(it.data.len() as u64);
-            if let Ok(lease) = self.lease(it.path) {
-                by_host
-                    .entry(lease.url.clone())
-                    .or_default()
-                    .push((i, lease));
+            let Ok(lease) = self.lease(it.path) else {
+                break;
+            };
+            let signed = !lease.auth.is_empty();
+            by_host
+                .entry(lease.url.clone())
+                .or_default()
+                .push((i, lease));
+            if signed {
+                break;
             }
         }
         let (mut written, mut unused) = (Vec::new(), Vec::new());
