@@ -185,7 +185,7 @@ pub struct SyncArgs {
     /// chunk transfers in parallel per direction (default 8)
     #[argh(option, default = "8")]
     pub chunk_workers: usize,
-    /// most events in one window (default 1000)
+    /// most events in one window, and differences a first-run walk repairs together (default 1000)
     #[argh(option, default = "1000")]
     pub batch_size: usize,
     /// longest a window waits for more events after its first one, in ms (default 0: take what the
