@@ -637,7 +637,13 @@ impl ChunkSink {
         }
     }
 
-    /// The POST that uploads a chunk under `lease`'s file id.
+    /// The request that uploads a chunk under `lease`'s file id: straight
+    /// to a volume server, a PUT of the bare bytes (the volume server then
+    /// reads the body in large pieces, where a multipart body is scanned
+    /// for its boundary 4 KiB at a time: a quarter of its CPU on 4 MiB
+    /// chunks); through the filer proxy, the multipart POST every SeaweedFS
+    /// client sends. The volume server stores the same needle either way:
+    /// the name from the disposition, the MIME type from the content type.
     fn post_of(&self, lease: &Lease, name: &str, mime: &str) -> Post {
         let file_id = &lease.file_id;
         let (server, host, rest) = if self.proxy {
@@ -647,16 +653,23 @@ impl ChunkSink {
             (Server::Volume, lease.url.clone(), format!("/{file_id}"))
         };
         let url = self.http.url(&host, &rest);
-        let (content_type, head, tail) = multipart(name, mime);
+        let name = header_safe(name);
+        let mime = header_mime(mime).map(str::to_string);
+        let (method, frame) = match self.proxy {
+            true => ("POST", Frame::multipart(&name, mime.as_deref())),
+            false => {
+                let disposition = format!("inline; filename=\"{name}\"");
+                ("PUT", Frame::Bare { disposition, mime })
+            }
+        };
         let bearer = (!lease.auth.is_empty()).then(|| format!("Bearer {}", lease.auth));
         Post {
             server,
+            method,
             host,
             rest,
             url,
-            content_type,
-            head,
-            tail,
+            frame,
             bearer,
         }
     }
@@ -665,7 +678,7 @@ impl ChunkSink {
         let file_id = lease.file_id.clone();
         let p = self.post_of(lease, name, mime);
         let (server, host, url) = (p.server, &p.host, &p.url);
-        let (head, tail) = (&p.head, &p.tail);
+        let (head, tail) = p.frame.around();
         let len = head.len() as u64 + data.len() + tail.len() as u64;
         // A small body goes out in one piece (one send instead of three),
         // plain HTTP by `wire`; a large one streams from the caller's
@@ -676,21 +689,22 @@ impl ChunkSink {
                 if let Some(wire) = self.http.wire() {
                     let r = p.request(data);
                     let a = wire
-                        .call("POST", host, &p.rest, &r.headers, &r.parts, 64 * 1024)
+                        .call(p.method, host, &p.rest, &r.headers, &r.parts, 64 * 1024)
                         .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
                     return self.posted(server, (host, url), a.status, &a.body, file_id);
                 }
-                whole = [&head[..], data, &tail[..]].concat();
+                whole = [head, data, tail].concat();
                 Box::new(&whole[..])
             }
-            Body::Bytes(data) => Box::new((&head[..]).chain(data).chain(&tail[..])),
-            Body::Stream(data, n) => Box::new((&head[..]).chain(data.take(n)).chain(&tail[..])),
+            Body::Bytes(data) => Box::new(head.chain(data).chain(tail)),
+            Body::Stream(data, n) => Box::new(head.chain(data.take(n)).chain(tail)),
         };
-        let mut post = self
-            .http
-            .agent()
-            .post(url)
-            .header("Content-Length", len.to_string());
+        let agent = self.http.agent();
+        let post = match p.method {
+            "PUT" => agent.put(url),
+            _ => agent.post(url),
+        };
+        let mut post = post.header("Content-Length", len.to_string());
         for (k, v) in p.headers() {
             post = post.header(k, v);
         }
@@ -731,38 +745,84 @@ impl ChunkSink {
     }
 }
 
-/// An upload's POST, but its data: where it goes and the multipart frame
-/// around the data.
+/// An upload's request, but its data: where it goes and how the data is
+/// framed.
 struct Post {
     server: Server,
+    method: &'static str,
     /// host:port, and the path and query there.
     host: String,
     rest: String,
     url: String,
-    content_type: String,
-    head: Vec<u8>,
-    tail: Vec<u8>,
+    frame: Frame,
     bearer: Option<String>,
+}
+
+/// How an upload's data is framed for the server.
+enum Frame {
+    /// The bare bytes; the name and MIME type in the request's headers.
+    Bare {
+        disposition: String,
+        mime: Option<String>,
+    },
+    /// A one-part `multipart/form-data` body: its content type, the bytes
+    /// before the data and those after it.
+    Multipart {
+        content_type: String,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
+}
+
+impl Frame {
+    /// The multipart frame of data named `name` of type `mime`. The data
+    /// itself is sent from the caller's buffer, never copied.
+    fn multipart(name: &str, mime: Option<&str>) -> Frame {
+        let boundary = "filer-sync-7d1f0c2a9b3e4d5f";
+        let mime = mime.unwrap_or("application/octet-stream");
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+        );
+        Frame::Multipart {
+            content_type: format!("multipart/form-data; boundary={boundary}"),
+            head: head.into_bytes(),
+            tail: format!("\r\n--{boundary}--\r\n").into_bytes(),
+        }
+    }
+
+    /// The bytes sent before the data and after it.
+    fn around(&self) -> (&[u8], &[u8]) {
+        match self {
+            Frame::Bare { .. } => (&[], &[]),
+            Frame::Multipart { head, tail, .. } => (head, tail),
+        }
+    }
 }
 
 impl Post {
     /// Its headers (the URL is its idempotency key).
     fn headers(&self) -> Vec<(&str, &str)> {
-        let mut h = vec![
-            ("Content-Type", self.content_type.as_str()),
-            ("Idempotency-Key", self.url.as_str()),
-        ];
+        let mut h = vec![("Idempotency-Key", self.url.as_str())];
+        match &self.frame {
+            Frame::Bare { disposition, mime } => {
+                h.push(("Content-Disposition", disposition.as_str()));
+                h.extend(mime.as_deref().map(|m| ("Content-Type", m)));
+            }
+            Frame::Multipart { content_type, .. } => h.push(("Content-Type", content_type)),
+        }
         h.extend(self.bearer.as_deref().map(|b| ("Authorization", b)));
         h
     }
 
     /// The whole request for `data`, to send in one piece.
     fn request<'a>(&'a self, data: &'a [u8]) -> Request<'a> {
+        let (head, tail) = self.frame.around();
         Request {
-            method: "POST",
+            method: self.method,
             target: &self.rest,
             headers: self.headers(),
-            parts: vec![&self.head, data, &self.tail],
+            parts: vec![head, data, tail],
         }
     }
 }
@@ -794,40 +854,27 @@ pub fn url_path(path: &str) -> String {
     s
 }
 
-/// A one-part `multipart/form-data` body, the form volume servers accept:
-/// (content type, the bytes before the data, the bytes after it). The data
-/// itself is sent from the caller's buffer, never copied.
-fn multipart(name: &str, mime: &str) -> (String, Vec<u8>, Vec<u8>) {
-    let boundary = "filer-sync-7d1f0c2a9b3e4d5f";
+/// `name` fit to be quoted as a header parameter: the characters that
+/// would end the quotes or the header are replaced.
+fn header_safe(name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| {
-            if c == '"' || c == '\r' || c == '\n' {
-                '_'
-            } else {
-                c
-            }
+        .map(|c| match c {
+            '"' | '\r' | '\n' => '_',
+            c => c,
         })
         .collect();
-    // The MIME type comes from the source entry: one that is not a plain
-    // printable header value (a CR or LF would end the part's header and
-    // let the entry write its own) is sent as what it then is, bytes.
+    safe
+}
+
+/// The entry's MIME type as the upload states it: none when it is empty
+/// or the generic `application/octet-stream` (the volume server then
+/// guesses from the name, as for every upload without one), nor when it
+/// is not a plain printable header value (a CR or LF would end the header
+/// and let the entry write its own).
+fn header_mime(mime: &str) -> Option<&str> {
     let printable = mime.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let mime = if mime.is_empty() || !printable {
-        "application/octet-stream"
-    } else {
-        mime
-    };
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-            filename=\"{safe}\"\r\nContent-Type: {mime}\r\n\r\n"
-    );
-    let tail = format!("\r\n--{boundary}--\r\n");
-    (
-        format!("multipart/form-data; boundary={boundary}"),
-        head.into_bytes(),
-        tail.into_bytes(),
-    )
+    (!mime.is_empty() && printable && mime != "application/octet-stream").then_some(mime)
 }
 
 /// The `error` field of a volume server's JSON reply, if it is set.
@@ -866,9 +913,13 @@ mod tests {
 
     #[test]
     fn multipart_frames_one_part() {
-        let (ct, head, tail) = multipart("a\"b.txt", "");
-        let boundary = ct.split("boundary=").nth(1).unwrap();
-        let text = String::from_utf8([head, b"xyz".to_vec(), tail].concat()).unwrap();
+        let f = Frame::multipart(&header_safe("a\"b.txt"), header_mime(""));
+        let Frame::Multipart { content_type, .. } = &f else {
+            panic!("not multipart")
+        };
+        let boundary = content_type.split("boundary=").nth(1).unwrap();
+        let (head, tail) = f.around();
+        let text = String::from_utf8([head, b"xyz", tail].concat()).unwrap();
         assert!(text.starts_with(&format!("--{boundary}\r\n")));
         assert!(text.contains("filename=\"a_b.txt\""));
         assert!(text.contains("Content-Type: application/octet-stream\r\n\r\nxyz\r\n"));
@@ -876,25 +927,20 @@ mod tests {
     }
 
     #[test]
-    fn a_mime_type_cannot_write_headers() {
+    fn a_mime_type_is_stated_only_when_it_says_more_than_bytes_and_cannot_write_headers() {
         for mime in [
+            "",
+            "application/octet-stream",
             "text/plain\r\nX-Injected: 1",
             "text/plain\nX-Injected: 1",
             "a\u{7f}b",
             "tëxt/x",
         ] {
-            let (_, head, _) = multipart("f.txt", mime);
-            let head = String::from_utf8(head).unwrap();
-            assert!(!head.contains("X-Injected"), "{head:?}");
-            assert!(
-                head.ends_with("\r\nContent-Type: application/octet-stream\r\n\r\n"),
-                "{head:?}"
-            );
+            assert_eq!(header_mime(mime), None, "{mime:?}");
         }
-        let (_, head, _) = multipart("f.txt", "text/plain; charset=utf-8");
-        assert!(String::from_utf8(head)
-            .unwrap()
-            .contains("Content-Type: text/plain; charset=utf-8\r\n\r\n"));
+        let plain = "text/plain; charset=utf-8";
+        assert_eq!(header_mime(plain), Some(plain));
+        assert_eq!(header_safe("a\r\nX: \"1\".txt"), "a__X: _1_.txt");
     }
 
     #[test]
