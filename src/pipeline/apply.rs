@@ -93,7 +93,13 @@ pub(super) fn apply_window(
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
     // Replayed events are most often moot: their chunks are left alone.
     let fresh = planned.iter().skip(checked).flat_map(|(_, a)| a);
+    let began = Instant::now();
     let _ahead = f.applier.copy_ahead(fresh);
+    log::debug!(
+        "{}: copying ahead took {:.1} ms",
+        f.name,
+        began.elapsed().as_secs_f64() * 1000.0
+    );
     let mut total = Done::default();
     total.commit.failures = refused;
     for level in plan::levels(&paths) {

@@ -475,9 +475,8 @@ impl ChunkSink {
                     });
                 for (k, (i, lease)) in round.iter().enumerate() {
                     let stored = answers.get(k).and_then(|a| {
-                        let at = (host.as_str(), posts[k].url.as_str());
-                        let id = lease.file_id.clone();
-                        self.posted(Server::Volume, at, a.status, &a.body, id).ok()
+                        let id = (lease.file_id.clone(), items[*i].data.len() as u64);
+                        self.posted(&posts[k], (a.status, &a.body), id).ok()
                     });
                     match stored {
                         Some(id) => {
@@ -641,9 +640,12 @@ impl ChunkSink {
     /// to a volume server, a PUT of the bare bytes (the volume server then
     /// reads the body in large pieces, where a multipart body is scanned
     /// for its boundary 4 KiB at a time: a quarter of its CPU on 4 MiB
-    /// chunks); through the filer proxy, the multipart POST every SeaweedFS
-    /// client sends. The volume server stores the same needle either way:
-    /// the name from the disposition, the MIME type from the content type.
+    /// chunks); through the filer proxy, or for data whose type is a form's
+    /// (a volume server reads a bare `application/x-www-form-urlencoded`
+    /// body as its form and stores an empty needle: curl's default type),
+    /// the multipart POST every SeaweedFS client sends. The volume server
+    /// stores the same needle either way: the name from the disposition,
+    /// the MIME type from the content type.
     fn post_of(&self, lease: &Lease, name: &str, mime: &str) -> Post {
         let file_id = &lease.file_id;
         let (server, host, rest) = if self.proxy {
@@ -655,7 +657,7 @@ impl ChunkSink {
         let url = self.http.url(&host, &rest);
         let name = header_safe(name);
         let mime = header_mime(mime).map(str::to_string);
-        let (method, frame) = match self.proxy {
+        let (method, frame) = match self.proxy || mime.as_deref().is_some_and(is_form) {
             true => ("POST", Frame::multipart(&name, mime.as_deref())),
             false => {
                 let disposition = format!("inline; filename=\"{name}\"");
@@ -675,7 +677,7 @@ impl ChunkSink {
     }
 
     fn post(&self, lease: &Lease, name: &str, mime: &str, data: Body) -> Result<String> {
-        let file_id = lease.file_id.clone();
+        let sent = (lease.file_id.clone(), data.len());
         let p = self.post_of(lease, name, mime);
         let (server, host, url) = (p.server, &p.host, &p.url);
         let (head, tail) = p.frame.around();
@@ -690,8 +692,8 @@ impl ChunkSink {
                     let r = p.request(data);
                     let a = wire
                         .call(p.method, host, &p.rest, &r.headers, &r.parts, 64 * 1024)
-                        .map_err(|e| Error::from(e).context(format!("POST {url}")))?;
-                    return self.posted(server, (host, url), a.status, &a.body, file_id);
+                        .map_err(|e| Error::from(e).context(p.what()))?;
+                    return self.posted(&p, (a.status, &a.body), sent);
                 }
                 whole = [head, data, tail].concat();
                 Box::new(&whole[..])
@@ -710,36 +712,46 @@ impl ChunkSink {
         }
         let mut resp = post
             .send(ureq::SendBody::from_reader(&mut body))
-            .map_err(|e| {
-                self.http
-                    .fail(server, host, e)
-                    .context(format!("POST {url}"))
-            })?;
+            .map_err(|e| self.http.fail(server, host, e).context(p.what()))?;
         let status = resp.status().as_u16();
         let text = transfer::short_body(&mut resp);
-        self.posted(server, (host, url), status, text.as_bytes(), file_id)
+        self.posted(&p, (status, text.as_bytes()), sent)
     }
 
-    /// What an upload's answer (`status`, its body) says: the file id
-    /// stored, or why not.
+    /// What the answer (`status`, its body) to upload `p` of `sent` bytes
+    /// under `file_id` says: the file id stored, or why not. A stored size
+    /// other than the bytes sent fails the upload: a server that took the
+    /// body for something else (a form) answers 201 for an empty needle.
     fn posted(
         &self,
-        server: Server,
-        (host, url): (&str, &str),
-        status: u16,
-        body: &[u8],
-        file_id: String,
+        p: &Post,
+        (status, body): (u16, &[u8]),
+        (file_id, sent): (String, u64),
     ) -> Result<String> {
         let text = String::from_utf8_lossy(body);
-        if let Some(e) = self.http.refusal(server, host, status, &text) {
+        if let Some(e) = self.http.refusal(p.server, &p.host, status, &text) {
             return Err(e);
         }
         if !(200..300).contains(&status) {
-            return Err(Error::from(ureq::Error::StatusCode(status))
-                .context(format!("POST {url}: {}", text.trim())));
+            return Err(
+                Error::from(ureq::Error::StatusCode(status)).context(format!(
+                    "{}: {}",
+                    p.what(),
+                    text.trim()
+                )),
+            );
         }
         if let Some(err) = json_error(&text) {
-            return Err(Error::remote(format!("POST {url}: {err}")));
+            return Err(Error::remote(format!("{}: {err}", p.what())));
+        }
+        // 204: the needle was there already, the same.
+        let stored = json_size(&text);
+        if status != 204 && stored != sent {
+            return Err(Error::remote(format!(
+                "{}: the {} stored {stored} of the {sent} bytes sent",
+                p.what(),
+                p.server.name()
+            )));
         }
         Ok(file_id)
     }
@@ -801,6 +813,11 @@ impl Frame {
 }
 
 impl Post {
+    /// `METHOD url`, for messages.
+    fn what(&self) -> String {
+        format!("{} {}", self.method, self.url)
+    }
+
     /// Its headers (the URL is its idempotency key).
     fn headers(&self) -> Vec<(&str, &str)> {
         let mut h = vec![("Idempotency-Key", self.url.as_str())];
@@ -854,13 +871,16 @@ pub fn url_path(path: &str) -> String {
     s
 }
 
-/// `name` fit to be quoted as a header parameter: the characters that
-/// would end the quotes or the header are replaced.
+/// `name` fit to be quoted as a header parameter: a quote and the control
+/// characters (which would end the quotes or the header, or which no
+/// header may carry) are replaced. The volume server keeps the name with
+/// the needle, and nothing reads it back.
 fn header_safe(name: &str) -> String {
     let safe: String = name
         .chars()
         .map(|c| match c {
-            '"' | '\r' | '\n' => '_',
+            '"' => '_',
+            c if c.is_control() => '_',
             c => c,
         })
         .collect();
@@ -875,6 +895,29 @@ fn header_safe(name: &str) -> String {
 fn header_mime(mime: &str) -> Option<&str> {
     let printable = mime.bytes().all(|b| (0x20..0x7f).contains(&b));
     (!mime.is_empty() && printable && mime != "application/octet-stream").then_some(mime)
+}
+
+/// Whether a server that reads a request's form would read a body of type
+/// `mime` as one.
+fn is_form(mime: &str) -> bool {
+    let t = mime.split(';').next().unwrap_or("").trim();
+    t.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        || t.to_ascii_lowercase().starts_with("multipart/")
+}
+
+/// The `size` field of a volume server's JSON reply to an upload: the
+/// bytes it stored (before any compression of its own); Go leaves out a
+/// zero.
+fn json_size(text: &str) -> u64 {
+    let Some(i) = text.find("\"size\"") else {
+        return 0;
+    };
+    let rest = text[i + 6..].trim_start();
+    let rest = rest.strip_prefix(':').unwrap_or("").trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().unwrap_or(0)
 }
 
 /// The `error` field of a volume server's JSON reply, if it is set.
@@ -940,7 +983,39 @@ mod tests {
         }
         let plain = "text/plain; charset=utf-8";
         assert_eq!(header_mime(plain), Some(plain));
-        assert_eq!(header_safe("a\r\nX: \"1\".txt"), "a__X: _1_.txt");
+        assert_eq!(
+            header_safe("a\r\nX: \"1\"\u{1}\u{7f}ü.txt"),
+            "a__X: _1___ü.txt"
+        );
+    }
+
+    #[test]
+    fn form_types_are_told_from_others_as_a_go_server_tells_them() {
+        for form in [
+            "application/x-www-form-urlencoded",
+            " Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            "multipart/form-data; boundary=x",
+            "Multipart/Mixed",
+        ] {
+            assert!(is_form(form), "{form:?}");
+        }
+        for other in [
+            "application/x-www-form-urlencodedX",
+            "text/plain",
+            "application/json",
+        ] {
+            assert!(!is_form(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_stored_size_is_read_from_the_reply() {
+        let reply = r#"{"name":"size 7.txt","size":4096,"eTag":"aeaa42e8","mime":"text/plain"}"#;
+        assert_eq!(json_size(reply), 4096);
+        // Go leaves out a zero: an empty needle.
+        assert_eq!(json_size(r#"{"name":"f20.txt","eTag":"00000000"}"#), 0);
+        assert_eq!(json_size(r#"{"size" : 12}"#), 12);
+        assert_eq!(json_size(""), 0);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum Server {
 }
 
 impl Server {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Server::Volume => "volume server",
             Server::Filer => "filer",

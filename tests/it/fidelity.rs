@@ -667,3 +667,72 @@ fn small_files_do_not_make_the_target_grow_volumes() {
         "the target grew from {before} to {after} volumes for 2 MB of files"
     );
 }
+
+/// What a volume server answers a direct read of `file_id` on `c` with:
+/// the needle's MIME type and name, as a reader of the chunk sees them.
+fn needle_heads(c: &Cluster, file_id: &str) -> (Option<String>, Option<String>) {
+    let url = format!("http://127.0.0.1:{}/{file_id}", c.volume);
+    let r = http()
+        .get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(r.status().as_u16(), 200, "GET {url}");
+    let head = |k: &str| {
+        r.headers()
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    (head("content-type"), head("content-disposition"))
+}
+
+/// The copies of chunks keep what their needles say of themselves (the
+/// name and MIME type a direct read answers with), whichever way a copy is
+/// written: small ones written ahead for a batch, one in one piece, a
+/// larger one from memory, a large one streamed; names with a space, a
+/// non-ASCII letter, a type with parameters, none at all, a form's type
+/// (which a volume server reads a bare body of as its form).
+#[test]
+fn copied_needles_keep_their_name_and_mime_type() {
+    let opts = Opts {
+        filer_args: vec!["-maxMB=4".into()],
+        ..Opts::default()
+    };
+    let a = Cluster::with(opts.clone());
+    let b = Cluster::with(opts);
+    let files: [(&str, Option<&str>, usize); 10] = [
+        ("a.txt", None, 3000),
+        ("b.json", Some("application/json"), 2000),
+        ("c.png", Some("image/png"), 1500),
+        ("d ü.html", Some("text/html; charset=utf-8"), 2500),
+        ("e", Some("application/x-filer-sync-test"), 1000),
+        ("f.bin", None, 4000),
+        // curl's type for --data-binary: a bare body of it is read as a form.
+        ("g.txt", Some("application/x-www-form-urlencoded"), 30),
+        ("h.eml", Some("multipart/form-data; boundary=x"), 500),
+        ("mid.dat", Some("application/octet-stream"), 200 << 10),
+        ("big.csv", Some("text/csv"), 3 << 20),
+    ];
+    for (i, (name, mime, n)) in files.iter().enumerate() {
+        let headers: Vec<(&str, &str)> = mime.iter().map(|m| ("Content-Type", *m)).collect();
+        a.put_with(&format!("/nm/{name}"), &bytes(i as u64, *n), &headers);
+    }
+    let state = temp_state("needles");
+    let (code, err) = once(&a, &b, &state, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&a.tree("/nm"), &b.tree("/nm"));
+    for (name, _, _) in &files {
+        let path = format!("/nm/{name}");
+        let (ea, eb) = (a.entry(&path), b.entry(&path));
+        assert_eq!(ea.chunks.len(), eb.chunks.len(), "{path}");
+        assert!(!ea.chunks.is_empty(), "{path} has no chunk on A");
+        for (ca, cb) in ea.chunks.iter().zip(&eb.chunks) {
+            let (ida, idb) = (fid::of_chunk(ca), fid::of_chunk(cb));
+            assert_ne!(ida, idb, "{path}: not a copy");
+            assert_eq!(
+                needle_heads(&a, &ida),
+                needle_heads(&b, &idb),
+                "{path}: needle {ida} on A, its copy {idb} on B"
+            );
+        }
+    }
+}
