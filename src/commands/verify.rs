@@ -253,7 +253,7 @@ impl Compare<'_> {
             .iter()
             .map(|ap| {
                 let for_it = work.iter().filter(|(x, _)| std::ptr::eq(*x, *ap));
-                ap.copy_ahead(for_it.map(|(_, a)| a))
+                ap.copy_ahead(for_it.map(|(_, a)| a), &self.chunks)
             })
             .collect();
         self.walkers.install(|| {

@@ -94,7 +94,7 @@ pub(super) fn apply_window(
     // Replayed events are most often moot: their chunks are left alone.
     let fresh = planned.iter().skip(checked).flat_map(|(_, a)| a);
     let began = Instant::now();
-    let _ahead = f.applier.copy_ahead(fresh);
+    let _ahead = f.applier.copy_ahead(fresh, &pools.chunks);
     log::debug!(
         "{}: copying ahead took {:.1} ms",
         f.name,

@@ -70,7 +70,7 @@ const BATCH_BYTES: u64 = 64 << 20;
 /// Requests written at once on one connection when chunks are read or
 /// written ahead for a batch (`ChunkSource::read_ahead`,
 /// `ChunkSink::write_ahead`).
-const AHEAD_DEPTH: usize = 64;
+pub const AHEAD_DEPTH: usize = 64;
 
 /// An upload across its attempts (see `ChunkSink::upload_with`).
 #[derive(Debug, Default)]

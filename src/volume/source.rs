@@ -175,10 +175,8 @@ impl ChunkSource {
             }
         }
         let limit = wanted.iter().map(|w| w.1).max().unwrap_or(0);
-        // One round after another: one connection reads ahead faster than
-        // the batch's writes go (some 30,000 GETs a second), and rounds on
-        // a pool would cost more in its idle threads' spinning than they
-        // save.
+        // One round after another on one connection: a batch's groups
+        // (see `Applier::copy_ahead`) are what run side by side.
         for (host, all) in &by_host {
             for round in all.chunks(AHEAD_DEPTH) {
                 let tokens: Vec<Option<String>> =

@@ -172,14 +172,15 @@ fn ahead(log: &str, what: &str) -> (u64, u64) {
 }
 
 /// A batch's small new files have their chunks copied ahead, many requests
-/// per round trip, by a log replay and by a walk alike; larger chunks, and
+/// per round trip and in several groups side by side, by a log replay and
+/// by a walk alike; larger chunks, and
 /// a version the source replaced since (its chunk gone), are copied one by
 /// one; the target is an exact copy either way. Copies written ahead that
 /// no write takes (the target has the files already) are freed.
 #[test]
 fn small_chunks_are_copied_ahead_for_a_batch() {
     let a = Cluster::start();
-    for i in 0..30 {
+    for i in 0..600 {
         a.put(&format!("/r/d{}/f{i}.bin", i % 3), &bytes(i, 3000));
     }
     for i in 0..2 {
@@ -201,9 +202,9 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
     // by one); the last run finds B complete.
     let log = ["--bootstrap", "log"];
     for (to, how, read, wrote) in [
-        (&b, &log[..], (31, 32), 31),
-        (&c, &[][..], (30, 30), 30),
-        (&b, &log[..], (31, 32), 31),
+        (&b, &log[..], (601, 602), 601),
+        (&c, &[][..], (600, 600), 600),
+        (&b, &log[..], (601, 602), 601),
     ] {
         let state = temp_state("ahead");
         let (code, err) = once_env(&a, to, &state, how, &debug);
