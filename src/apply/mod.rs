@@ -26,7 +26,7 @@ mod route;
 mod source;
 mod write;
 
-pub use copy::Transfer;
+pub use copy::{Ahead, Transfer};
 
 pub use dry_run::{Op, Planned};
 pub use removed::Removed;

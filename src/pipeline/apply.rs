@@ -6,7 +6,7 @@
 
 use super::window::DeleteBudget;
 use super::{fenced, plan, Flow, Pools};
-use crate::apply::{Planned, Replayed, Transfer};
+use crate::apply::{Ahead, Planned, Replayed, Transfer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filer::Event;
 use crate::paths::join_path;
@@ -14,6 +14,7 @@ use crate::replicate::{event_paths, Action};
 use crate::retry::{retry, Policy};
 use crate::state::{Commit, Failure};
 use rayon::prelude::*;
+use rayon::ThreadPool;
 use std::time::Instant;
 
 /// What applying part of a window did: what to commit, and what a dry run
@@ -31,7 +32,78 @@ impl Done {
     }
 }
 
-/// Applies a window level by level (see `plan`); returns what to commit and
+/// A window's events with the actions planned for each, and the events
+/// refused (ledgered with their reason, never applied).
+pub(super) struct PlannedWindow {
+    events: Vec<Event>,
+    actions: Vec<Vec<Action>>,
+    refused: Vec<Failure>,
+}
+
+impl PlannedWindow {
+    /// Plans `window`. An event the source gave with names that are not
+    /// one path component each is refused; the window goes on.
+    pub(super) fn of(f: &Flow, window: Vec<Event>) -> PlannedWindow {
+        let mut refused = Vec::new();
+        let actions = window
+            .iter()
+            .map(|ev| {
+                f.scope.plan(ev).unwrap_or_else(|e| {
+                    refused.push(Failure {
+                        event_ts_ns: ev.ts_ns,
+                        path: shown(&event_paths(ev)),
+                        error: e.to_string(),
+                    });
+                    Vec::new()
+                })
+            })
+            .collect();
+        PlannedWindow {
+            events: window,
+            actions,
+            refused,
+        }
+    }
+
+    /// Its events, in log order.
+    pub(super) fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Copies ahead the chunks of what the window writes (see
+    /// `copy_ahead`).
+    pub(super) fn copy_ahead<'f>(
+        &self,
+        f: &'f Flow,
+        chunks: &ThreadPool,
+        checked: usize,
+    ) -> Ahead<'f> {
+        copy_ahead(f, &self.actions, chunks, checked)
+    }
+}
+
+/// Copies ahead the chunks that `actions` (a window's, by event) write
+/// (see `Applier::copy_ahead`), but those of the first `checked`: replayed,
+/// they are most often moot, and their chunks are left alone.
+fn copy_ahead<'f, A: AsRef<[Action]>>(
+    f: &'f Flow,
+    actions: &[A],
+    chunks: &ThreadPool,
+    checked: usize,
+) -> Ahead<'f> {
+    let began = Instant::now();
+    let fresh = actions.iter().skip(checked).flat_map(|a| a.as_ref());
+    let ahead = f.applier.copy_ahead(fresh, chunks);
+    log::debug!(
+        "{}: copying ahead took {:.1} ms",
+        f.name,
+        began.elapsed().as_secs_f64() * 1000.0
+    );
+    ahead
+}
+
+/// Applies a planned window level by level (see `plan`), with its chunks
+/// copied `ahead` already or copied ahead first; returns what to commit and
 /// what a dry run planned. Fails only when a stop was requested mid-window
 /// (nothing is committed then). The first `checked` events may have been
 /// applied by a process that stopped before committing them: see
@@ -39,29 +111,17 @@ impl Done {
 pub(super) fn apply_window(
     f: &Flow,
     pools: &Pools,
-    window: Vec<Event>,
-    checked: usize,
+    window: PlannedWindow,
+    (checked, ahead): (usize, Option<Ahead>),
     budget: &mut Option<DeleteBudget>,
 ) -> Result<(Commit, Vec<Planned>)> {
     f.applier.new_window();
-    // An event the source gave with names that are not one path component
-    // each is refused: ledgered with its reason, never applied; the window
-    // goes on.
-    let mut refused = Vec::new();
-    let planned: Vec<(Event, Vec<Action>)> = window
-        .into_iter()
-        .map(|ev| {
-            let actions = f.scope.plan(&ev).unwrap_or_else(|e| {
-                refused.push(Failure {
-                    event_ts_ns: ev.ts_ns,
-                    path: shown(&event_paths(&ev)),
-                    error: e.to_string(),
-                });
-                Vec::new()
-            });
-            (ev, actions)
-        })
-        .collect();
+    let PlannedWindow {
+        events,
+        actions,
+        refused,
+    } = window;
+    let planned: Vec<(Event, Vec<Action>)> = events.into_iter().zip(actions).collect();
     let mut deletes = 0;
     if let Some(b) = budget {
         // In entries: a folder's delete takes everything below it (a
@@ -91,15 +151,10 @@ pub(super) fn apply_window(
         }
     }
     let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
-    // Replayed events are most often moot: their chunks are left alone.
-    let fresh = planned.iter().skip(checked).flat_map(|(_, a)| a);
-    let began = Instant::now();
-    let _ahead = f.applier.copy_ahead(fresh, &pools.chunks);
-    log::debug!(
-        "{}: copying ahead took {:.1} ms",
-        f.name,
-        began.elapsed().as_secs_f64() * 1000.0
-    );
+    let _ahead = ahead.unwrap_or_else(|| {
+        let actions: Vec<&Vec<Action>> = planned.iter().map(|(_, a)| a).collect();
+        copy_ahead(f, &actions, &pools.chunks, checked)
+    });
     let mut total = Done::default();
     total.commit.failures = refused;
     for level in plan::levels(&paths) {

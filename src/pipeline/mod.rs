@@ -17,7 +17,7 @@ pub mod hub;
 pub mod plan;
 mod window;
 
-use apply::apply_window;
+use apply::{apply_window, PlannedWindow};
 use window::{collect_window, replay_horizon, Care, DeleteBudget, Replay};
 
 use crate::apply::{Applier, Planned, Removed};
@@ -360,20 +360,53 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
             ts_ns: since,
             fingerprint: stands_on,
         };
+        // The window read on while the one before it applied.
+        let mut next: Option<Next> = None;
         let ended = loop {
-            let (window, stream_end) =
-                collect_window(f, &rx, start_ns, &mut replay, &mut caught_up);
-            if !window.is_empty() {
-                let newest = window.last().map(|e| e.ts_ns).unwrap_or(since);
-                let last_event = window.last().map_or(0, Event::fingerprint);
+            let (window, stream_end, ahead) = match next.take() {
+                Some(n) => {
+                    caught_up = n.caught_up;
+                    (n.window, n.stream_end, Some(n.ahead))
+                }
+                None => {
+                    let at = (start_ns, false);
+                    let (w, end) = collect_window(f, &rx, at, &mut replay, &mut caught_up);
+                    (PlannedWindow::of(f, w), end, None)
+                }
+            };
+            let events = window.events();
+            if !events.is_empty() {
+                let newest = events.last().map(|e| e.ts_ns).unwrap_or(since);
+                let last_event = events.last().map_or(0, Event::fingerprint);
                 f.stats
                     .in_flight
-                    .store(window.len() as u64, Ordering::Relaxed);
-                let checked = care.take(&window);
-                let (began, size) = (Instant::now(), window.len());
+                    .store(events.len() as u64, Ordering::Relaxed);
+                let checked = care.take(events);
+                let (began, size) = (Instant::now(), events.len());
                 let began_ns = crate::util::now_ns();
+                // Catching up (a full window, more queued behind it): the
+                // next window is planned and its chunks copied ahead while
+                // this one applies, so that the volume servers work while
+                // the target filer does. Not under --ha (nothing is written
+                // past the lease's fence) nor once the stream ended or the
+                // cron run is caught up.
+                let read_on = size >= f.batch_size
+                    && stream_end.is_none()
+                    && !(f.once && caught_up)
+                    && f.lease.is_none()
+                    && !f.dry_run;
                 fenced(f)?;
-                let commit = apply_window(f, &workers, window, checked, &mut budget);
+                let after = care.clone();
+                let (commit, read) = std::thread::scope(|s| {
+                    let reading = read_on.then(|| {
+                        s.spawn(|| read_on_window(f, &rx, start_ns, &mut replay, after, &workers))
+                    });
+                    let commit = apply_window(f, &workers, window, (checked, ahead), &mut budget);
+                    let read =
+                        reading.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                    (commit, read)
+                });
+                next = read;
                 log::debug!(
                     "{}: a window of {size} events took {:.1} ms",
                     f.name,
@@ -454,6 +487,44 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
         if f.cancel.is_cancelled() {
             return done(failures);
         }
+    }
+}
+
+/// A window read while the one before it applied: its events planned,
+/// its chunks copied ahead, how the stream stood after it.
+struct Next<'f> {
+    window: PlannedWindow,
+    stream_end: Option<Result<()>>,
+    caught_up: bool,
+    ahead: crate::apply::Ahead<'f>,
+}
+
+/// Reads the next window from what the stream has queued (never waiting:
+/// the window applying may be the last for a while), plans it and copies
+/// its chunks ahead. `care` is where the window applying leaves it.
+fn read_on_window<'f>(
+    f: &'f Flow,
+    rx: &Receiver<Result<StreamItem>>,
+    start_ns: i64,
+    replay: &mut Replay,
+    mut care: Care,
+    pools: &Pools,
+) -> Next<'f> {
+    let mut caught_up = false;
+    let (window, stream_end) = collect_window(f, rx, (start_ns, true), replay, &mut caught_up);
+    log::debug!(
+        "{}: read on {} events while the window before them applied",
+        f.name,
+        window.len()
+    );
+    let window = PlannedWindow::of(f, window);
+    let checked = care.take(window.events());
+    let ahead = window.copy_ahead(f, &pools.chunks, checked);
+    Next {
+        window,
+        stream_end,
+        caught_up,
+        ahead,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::filer::{Event, StreamItem};
 use crate::replicate::event_paths;
 use crate::retry::{retry, Policy};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -86,14 +86,15 @@ impl DeleteBudget {
 }
 
 /// Gathers the next window: waits for a first event, then takes more until
-/// the window is full or its time is up. The replayed checkpoint event is
-/// dropped. Returns the events and, when the stream ended, how. Sets
-/// `caught_up` in cron mode once the source has nothing older than the
-/// start time left.
+/// the window is full or its time is up; with `queued_only`, takes only
+/// what the stream has queued already, never waiting. The replayed
+/// checkpoint event is dropped. Returns the events and, when the stream
+/// ended, how. Sets `caught_up` in cron mode once the source has nothing
+/// older than the start time left.
 pub(super) fn collect_window(
     f: &Flow,
     rx: &Receiver<Result<StreamItem>>,
-    start_ns: i64,
+    (start_ns, queued_only): (i64, bool),
     replay: &mut Replay,
     caught_up: &mut bool,
 ) -> (Vec<Event>, Option<Result<()>>) {
@@ -107,7 +108,15 @@ pub(super) fn collect_window(
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_millis(200),
         };
-        match rx.recv_timeout(wait) {
+        let item = match queued_only {
+            false => rx.recv_timeout(wait),
+            true => match rx.try_recv() {
+                Ok(item) => Ok(item),
+                Err(TryRecvError::Empty) => return (events, None),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            },
+        };
+        match item {
             Ok(Ok(StreamItem::Event(ev))) if replay.is_replay(&ev) => {}
             Ok(Ok(StreamItem::Event(ev))) => {
                 if f.once && ev.ts_ns > start_ns {
@@ -171,6 +180,7 @@ pub(super) fn replay_horizon(f: &Flow) -> i64 {
 /// Which events may already be on the target, and so are checked on the
 /// source before they apply: replayed, they must not bring back what later
 /// events moved or removed (see `apply_one`).
+#[derive(Clone)]
 pub(super) struct Care {
     /// The next this many events (a window a stopped process may have
     /// applied past its checkpoint).

@@ -193,18 +193,26 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
     eventually(30, "A's filer deleted the replaced chunk", || {
         http().get(&on_volume).call().unwrap().status().as_u16() == 404
     });
-    let debug = [("RUST_LOG", "info,filer_sync::volume=debug")];
+    let debug = [(
+        "RUST_LOG",
+        "info,filer_sync::volume=debug,filer_sync::pipeline=debug",
+    )];
     let b = Cluster::start();
     let c = Cluster::start();
+    let d = Cluster::start();
     // (target, flags, chunks read of those asked for, written): a replay
     // asks for both versions of again.bin and gets the live one; a walk
     // meets again.bin among the folders, too few chunks to copy ahead (one
     // by one); the last run finds B complete.
     let log = ["--bootstrap", "log"];
+    // Windows of 100: each next one is read and copied ahead while the
+    // one before it applies.
+    let small = ["--bootstrap", "log", "--batch-size", "100"];
     for (to, how, read, wrote) in [
         (&b, &log[..], (601, 602), 601),
         (&c, &[][..], (600, 600), 600),
         (&b, &log[..], (601, 602), 601),
+        (&d, &small[..], (601, 602), 601),
     ] {
         let state = temp_state("ahead");
         let (code, err) = once_env(&a, to, &state, how, &debug);
@@ -213,10 +221,13 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
         assert_eq!(to.get("/r/again.bin").unwrap(), bytes(61, 2500));
         assert_eq!(ahead(&err, "read"), read, "{how:?}: {err}");
         assert_eq!(ahead(&err, "wrote"), (wrote, wrote), "{how:?}: {err}");
+        let read_on = err.matches("while the window before them applied").count();
+        assert_eq!(read_on > 0, how == small, "{how:?}: {err}");
     }
     // volume.fsck leaves needles younger than a second alone.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(b.orphan_needles(), [], "copies left unused on B");
+    assert_eq!(d.orphan_needles(), [], "copies left unused on D");
 }
 
 #[test]
