@@ -499,9 +499,10 @@ struct Next<'f> {
     ahead: crate::apply::Ahead<'f>,
 }
 
-/// Reads the next window from what the stream has queued (never waiting:
-/// the window applying may be the last for a while), plans it and copies
-/// its chunks ahead. `care` is where the window applying leaves it.
+/// Reads the next window when the stream has its first event queued (never
+/// waiting for one: the window applying may be the last for a while; then
+/// gathering it as any window, up to `--batch-window-ms`), plans it and
+/// copies its chunks ahead. `care` is where the window applying leaves it.
 fn read_on_window<'f>(
     f: &'f Flow,
     rx: &Receiver<Result<StreamItem>>,

@@ -86,8 +86,8 @@ impl DeleteBudget {
 }
 
 /// Gathers the next window: waits for a first event, then takes more until
-/// the window is full or its time is up; with `queued_only`, takes only
-/// what the stream has queued already, never waiting. The replayed
+/// the window is full or its time is up; with `queued_only`, never waits
+/// for a first event (returns nothing when none is queued). The replayed
 /// checkpoint event is dropped. Returns the events and, when the stream
 /// ended, how. Sets `caught_up` in cron mode once the source has nothing
 /// older than the start time left.
@@ -108,7 +108,7 @@ pub(super) fn collect_window(
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_millis(200),
         };
-        let item = match queued_only {
+        let item = match queued_only && events.is_empty() {
             false => rx.recv_timeout(wait),
             true => match rx.try_recv() {
                 Ok(item) => Ok(item),

@@ -204,10 +204,20 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
     // asks for both versions of again.bin and gets the live one; a walk
     // meets again.bin among the folders, too few chunks to copy ahead (one
     // by one); the last run finds B complete.
-    let log = ["--bootstrap", "log"];
+    // Windows gathered until full (the log's events all queue at once), so
+    // that each holds enough chunks to copy ahead: with the default window
+    // (what is queued), how the stream's frames fall decides.
+    let log = ["--bootstrap", "log", "--batch-window-ms", "2000"];
     // Windows of 100: each next one is read and copied ahead while the
     // one before it applies.
-    let small = ["--bootstrap", "log", "--batch-size", "100"];
+    let small = [
+        "--bootstrap",
+        "log",
+        "--batch-window-ms",
+        "2000",
+        "--batch-size",
+        "100",
+    ];
     for (to, how, read, wrote) in [
         (&b, &log[..], (601, 602), 601),
         (&c, &[][..], (600, 600), 600),
