@@ -71,35 +71,24 @@ impl PlannedWindow {
     }
 
     /// Copies ahead the chunks of what the window writes (see
-    /// `copy_ahead`).
+    /// `Applier::copy_ahead`), but those of its first `checked` events:
+    /// replayed, they are most often moot, and their chunks are left alone.
     pub(super) fn copy_ahead<'f>(
         &self,
         f: &'f Flow,
         chunks: &ThreadPool,
         checked: usize,
     ) -> Ahead<'f> {
-        copy_ahead(f, &self.actions, chunks, checked)
+        let began = Instant::now();
+        let fresh = self.actions.iter().skip(checked).flatten();
+        let ahead = f.applier.copy_ahead(fresh, chunks);
+        log::debug!(
+            "{}: copying ahead took {:.1} ms",
+            f.name,
+            began.elapsed().as_secs_f64() * 1000.0
+        );
+        ahead
     }
-}
-
-/// Copies ahead the chunks that `actions` (a window's, by event) write
-/// (see `Applier::copy_ahead`), but those of the first `checked`: replayed,
-/// they are most often moot, and their chunks are left alone.
-fn copy_ahead<'f, A: AsRef<[Action]>>(
-    f: &'f Flow,
-    actions: &[A],
-    chunks: &ThreadPool,
-    checked: usize,
-) -> Ahead<'f> {
-    let began = Instant::now();
-    let fresh = actions.iter().skip(checked).flat_map(|a| a.as_ref());
-    let ahead = f.applier.copy_ahead(fresh, chunks);
-    log::debug!(
-        "{}: copying ahead took {:.1} ms",
-        f.name,
-        began.elapsed().as_secs_f64() * 1000.0
-    );
-    ahead
 }
 
 /// Applies a planned window level by level (see `plan`), with its chunks
@@ -116,19 +105,14 @@ pub(super) fn apply_window(
     budget: &mut Option<DeleteBudget>,
 ) -> Result<(Commit, Vec<Planned>)> {
     f.applier.new_window();
-    let PlannedWindow {
-        events,
-        actions,
-        refused,
-    } = window;
-    let planned: Vec<(Event, Vec<Action>)> = events.into_iter().zip(actions).collect();
     let mut deletes = 0;
     if let Some(b) = budget {
         // In entries: a folder's delete takes everything below it (a
         // filer logs a recursive delete's children too: counted once).
-        let mut paths: Vec<String> = planned
+        let mut paths: Vec<String> = window
+            .actions
             .iter()
-            .flat_map(|(_, a)| a)
+            .flatten()
             .filter_map(|a| match a {
                 Action::Delete { dir, name, .. } => Some(join_path(dir, name)),
                 _ => None,
@@ -150,11 +134,14 @@ pub(super) fn apply_window(
             ));
         }
     }
-    let paths: Vec<Vec<String>> = planned.iter().map(|(ev, _)| event_paths(ev)).collect();
-    let _ahead = ahead.unwrap_or_else(|| {
-        let actions: Vec<&Vec<Action>> = planned.iter().map(|(_, a)| a).collect();
-        copy_ahead(f, &actions, &pools.chunks, checked)
-    });
+    let _ahead = ahead.unwrap_or_else(|| window.copy_ahead(f, &pools.chunks, checked));
+    let PlannedWindow {
+        events,
+        actions,
+        refused,
+    } = window;
+    let paths: Vec<Vec<String>> = events.iter().map(event_paths).collect();
+    let planned: Vec<(Event, Vec<Action>)> = events.into_iter().zip(actions).collect();
     let mut total = Done::default();
     total.commit.failures = refused;
     for level in plan::levels(&paths) {

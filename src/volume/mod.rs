@@ -876,15 +876,13 @@ pub fn url_path(path: &str) -> String {
 /// header may carry) are replaced. The volume server keeps the name with
 /// the needle, and nothing reads it back.
 fn header_safe(name: &str) -> String {
-    let safe: String = name
-        .chars()
+    name.chars()
         .map(|c| match c {
             '"' => '_',
             c if c.is_control() => '_',
             c => c,
         })
-        .collect();
-    safe
+        .collect()
 }
 
 /// The entry's MIME type as the upload states it: none when it is empty
@@ -902,18 +900,15 @@ fn header_mime(mime: &str) -> Option<&str> {
 fn is_form(mime: &str) -> bool {
     let t = mime.split(';').next().unwrap_or("").trim();
     t.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        || t.to_ascii_lowercase().starts_with("multipart/")
+        || t.get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"))
 }
 
 /// The `size` field of a volume server's JSON reply to an upload: the
 /// bytes it stored (before any compression of its own); Go leaves out a
 /// zero.
 fn json_size(text: &str) -> u64 {
-    let Some(i) = text.find("\"size\"") else {
-        return 0;
-    };
-    let rest = text[i + 6..].trim_start();
-    let rest = rest.strip_prefix(':').unwrap_or("").trim_start();
+    let rest = json_value(text, "size").unwrap_or("");
     let end = rest
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
@@ -922,12 +917,17 @@ fn json_size(text: &str) -> u64 {
 
 /// The `error` field of a volume server's JSON reply, if it is set.
 fn json_error(text: &str) -> Option<String> {
-    let i = text.find("\"error\"")?;
-    let rest = text[i + 7..].trim_start().strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    let end = rest.find('"')?;
-    let msg = &rest[..end];
+    let rest = json_value(text, "error")?.strip_prefix('"')?;
+    let msg = &rest[..rest.find('"')?];
     (!msg.is_empty()).then(|| msg.to_string())
+}
+
+/// What follows the first `"key":` in a flat JSON reply (its value, then
+/// the rest); none without the key.
+fn json_value<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    let i = text.find(&format!("\"{key}\""))?;
+    let rest = text[i + key.len() + 2..].trim_start();
+    Some(rest.strip_prefix(':')?.trim_start())
 }
 
 #[cfg(test)]
