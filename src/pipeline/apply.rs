@@ -144,21 +144,26 @@ pub(super) fn apply_window(
     let planned: Vec<(Event, Vec<Action>)> = events.into_iter().zip(actions).collect();
     let mut total = Done::default();
     total.commit.failures = refused;
+    let apply_event = |i: usize| {
+        let mut d = Done::default();
+        let (ev, actions) = &planned[i];
+        d.commit.events += 1;
+        for a in actions {
+            apply_one(f, &pools.chunks, ev, a, i < checked, &mut d)?;
+        }
+        Ok(d)
+    };
     for level in plan::levels(&paths) {
-        let results: Vec<Result<Done>> = pools.events.install(|| {
-            level
-                .par_iter()
-                .map(|&i| {
-                    let mut d = Done::default();
-                    let (ev, actions) = &planned[i];
-                    d.commit.events += 1;
-                    for a in actions {
-                        apply_one(f, &pools.chunks, ev, a, i < checked, &mut d)?;
-                    }
-                    Ok(d)
-                })
-                .collect()
-        });
+        // A level of one event (a live window, most often) is applied on
+        // this thread: handing it to the pool costs two thread switches
+        // and wakes idle workers one after another (live lag p50 1.10 ->
+        // 1.01 ms, 4 same-run pairs).
+        let results: Vec<Result<Done>> = match level[..] {
+            [i] => vec![apply_event(i)],
+            _ => pools
+                .events
+                .install(|| level.par_iter().map(|&i| apply_event(i)).collect()),
+        };
         for r in results {
             total.merge(r?);
         }
