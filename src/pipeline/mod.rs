@@ -384,13 +384,16 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 let checked = care.take(events);
                 let (began, size) = (Instant::now(), events.len());
                 let began_ns = crate::util::now_ns();
-                // Catching up (a full window, more queued behind it): the
-                // next window is planned and its chunks copied ahead while
-                // this one applies, so that the volume servers work while
-                // the target filer does. Not under --ha (nothing is written
-                // past the lease's fence) nor once the stream ended or the
-                // cron run is caught up.
-                let read_on = size >= f.batch_size
+                // Catching up (a full window), or with events queued behind
+                // this one (a busy source): the next window is planned and
+                // its chunks copied ahead while this one applies, so that
+                // the volume servers work while the target filer does, and
+                // a busy stream's events do not wait for a whole window
+                // before their copies start (the probes' p99 lag under
+                // 900 files/s: 54 -> 33 ms, 3 same-run pairs). Not under
+                // --ha (nothing is written past the lease's fence) nor once
+                // the stream ended or the cron run is caught up.
+                let read_on = (size >= f.batch_size || !rx.is_empty())
                     && stream_end.is_none()
                     && !(f.once && caught_up)
                     && f.lease.is_none()
@@ -513,11 +516,13 @@ fn read_on_window<'f>(
 ) -> Next<'f> {
     let mut caught_up = false;
     let (window, stream_end) = collect_window(f, rx, (start_ns, true), replay, &mut caught_up);
-    log::debug!(
-        "{}: read on {} events while the window before them applied",
-        f.name,
-        window.len()
-    );
+    if !window.is_empty() {
+        log::debug!(
+            "{}: read on {} events while the window before them applied",
+            f.name,
+            window.len()
+        );
+    }
     let window = PlannedWindow::of(f, window);
     let checked = care.take(window.events());
     let ahead = window.copy_ahead(f, &pools.chunks, checked);
