@@ -2,6 +2,37 @@
 //! crate: the clock, how times and JSON strings are written, and FNV-1a.
 //! Nothing here knows about filers, state or commands.
 
+/// Hands what the allocator holds free back to the system, at most once a
+/// second (called after each batch a walk repairs; never on the live path,
+/// where it would stall an event). glibc keeps freed memory inside its
+/// heaps for reuse, and a long walk's scattered frees left it holding more
+/// and more: a first-run walk of 1M files peaked at 1.41 x its resident
+/// memory at 10,000.
+pub fn trim_heap() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ns();
+    let last = LAST.load(Ordering::Relaxed);
+    if now - last < 1_000_000_000
+        || LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free pages of glibc's own heaps
+        // to the kernel, under its own locks, from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// This host's clock, ns since the epoch (0 before it).
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()

@@ -388,6 +388,7 @@ pub fn copy_by_walk(
         }
         copied += work.len() as u64;
         failed.extend(cmp.apply_all(work, &applied));
+        crate::util::trim_heap();
         Ok(())
     };
     // A rescan holds its differences, level by level, until they settle.
