@@ -388,7 +388,10 @@ pub fn copy_by_walk(
         }
         copied += work.len() as u64;
         failed.extend(cmp.apply_all(work, &applied));
-        crate::util::trim_heap();
+        if settled.is_none() {
+            // A first run's walk; a rescan's runs beside the directions.
+            crate::util::trim_heap();
+        }
         Ok(())
     };
     // A rescan holds its differences, level by level, until they settle.

@@ -257,18 +257,8 @@ fn a_busy_stream_is_read_on_while_a_window_applies() {
     let a = Cluster::start();
     let b = Cluster::start();
     let state = temp_state("busy");
-    let log = std::env::temp_dir().join(format!(
-        "filer-sync-it-busy-{}-{}.log",
-        std::process::id(),
-        filer_sync::util::now_ns()
-    ));
-    let _sync = Running(
-        one_way_sync(&a.addr(), &b.addr(), &state)
-            .env("RUST_LOG", "info,filer_sync::pipeline=debug")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let cmd = one_way_sync(&a.addr(), &b.addr(), &state);
+    let (_sync, log) = spawn_logged_at(cmd, "busy", "info,filer_sync::pipeline=debug");
     let read_on = || {
         std::fs::read_to_string(&log)
             .unwrap()

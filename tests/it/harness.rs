@@ -968,19 +968,23 @@ pub fn verify(a: &Cluster, b: &Cluster, extra: &[&str]) -> (i32, String) {
 /// A child process killed (and reaped) when dropped, also when a test panics.
 pub struct Running(pub Child);
 
-/// Starts `cmd` (a sync) with RUST_LOG=info, its stderr into a log file
-/// named after `name`; returns the process and the file to read.
-pub fn spawn_logged(mut cmd: Command, name: &str) -> (Running, std::path::PathBuf) {
+/// Starts `cmd` (a sync) with RUST_LOG=info (IT_RUST_LOG overrides it),
+/// its stderr into a log file named after `name`; returns the process and
+/// the file to read.
+pub fn spawn_logged(cmd: Command, name: &str) -> (Running, std::path::PathBuf) {
+    let level = std::env::var("IT_RUST_LOG").unwrap_or_else(|_| "info".into());
+    spawn_logged_at(cmd, name, &level)
+}
+
+/// `spawn_logged` with RUST_LOG=`level`.
+pub fn spawn_logged_at(mut cmd: Command, name: &str, level: &str) -> (Running, std::path::PathBuf) {
     let log = std::env::temp_dir().join(format!(
         "filer-sync-it-{name}-{}-{}.log",
         std::process::id(),
         filer_sync::util::now_ns()
     ));
     let child = cmd
-        .env(
-            "RUST_LOG",
-            std::env::var("IT_RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .env("RUST_LOG", level)
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
