@@ -142,6 +142,17 @@ struct Deleted<'a> {
     ts_ns: i64,
 }
 
+/// A creation sent to the target and not yet answered (see
+/// `Transfer::park`), with what settling it needs.
+pub struct Parked {
+    sent: crate::error::Result<crate::filer::SentCreate>,
+    dir: String,
+    name: String,
+    is_dir: bool,
+    bytes: u64,
+    fresh: Vec<copy::Fresh>,
+}
+
 /// What applying an action did, for counters, logs and the conflict ledger.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {

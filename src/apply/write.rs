@@ -8,7 +8,7 @@
 //! whether an action should be applied.
 
 use super::copy::{self, Copied};
-use super::{chunk_ids, same_entry, Applier, Outcome, Transfer};
+use super::{chunk_ids, same_entry, Applier, Outcome, Parked, Transfer};
 use crate::error::{ErrorKind, Result};
 use crate::paths::{join_path, parent, split_path};
 use crate::pb::filer::*;
@@ -17,6 +17,7 @@ use crate::retry::retry;
 use crate::state::Conflict;
 use crate::volume::fid;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// How `write_unseen` writes.
 #[derive(Clone, Copy)]
@@ -176,6 +177,23 @@ impl Applier {
     /// with `exclusive`, fails (`ErrorKind::Exists`) when it is there.
     fn create(&self, dir: &str, entry: Entry, signatures: &[i32], exclusive: bool) -> Result<()> {
         self.confined(dir, &entry.name)?;
+        self.create_now(&self.create_request(dir, entry, signatures, exclusive))
+    }
+
+    fn create_now(&self, req: &CreateEntryRequest) -> Result<()> {
+        retry("CreateEntry", self.calls, &self.cancel, || {
+            self.target.create(req)
+        })
+    }
+
+    /// The request `create` sends, its path confined already.
+    fn create_request(
+        &self,
+        dir: &str,
+        entry: Entry,
+        signatures: &[i32],
+        exclusive: bool,
+    ) -> CreateEntryRequest {
         let mut req = CreateEntryRequest::new();
         req.directory = dir.to_string();
         req.entry = Some(entry).into();
@@ -186,9 +204,60 @@ impl Applier {
             .lock()
             .unwrap()
             .made(&join_path(dir, &req.entry.name));
-        retry("CreateEntry", self.calls, &self.cancel, || {
-            self.target.create(&req)
-        })
+        req
+    }
+
+    /// `write_unseen` with `via.park`: the creation is sent and parked
+    /// there, unanswered, with the copies made for it (taken from
+    /// `fresh`); `Err(req)` when the target filer has no mutation stream
+    /// to send it on.
+    fn park(
+        &self,
+        park: &Mutex<Option<Parked>>,
+        req: CreateEntryRequest,
+        bytes: u64,
+        fresh: &mut Vec<copy::Fresh>,
+    ) -> std::result::Result<(), CreateEntryRequest> {
+        let (dir, name) = (req.directory.clone(), req.entry.name.clone());
+        let is_dir = req.entry.is_directory;
+        let sent = self.target.send_create(req)?;
+        *park.lock().unwrap() = Some(Parked {
+            sent,
+            dir,
+            name,
+            is_dir,
+            bytes,
+            fresh: std::mem::take(fresh),
+        });
+        Ok(())
+    }
+
+    /// A parked creation's outcome once the filer answered it. On failure
+    /// its chunk copies are freed unless the target names them (the
+    /// creation may have landed) and the action is to be applied again
+    /// without parking: that path weighs what the target holds.
+    pub fn settle(&self, p: Parked) -> Result<Outcome> {
+        let written = p
+            .sent
+            .and_then(|sent| self.target.finish_create(sent, &p.dir, &p.name));
+        match written {
+            Ok(()) => {
+                if p.is_dir {
+                    self.dirs
+                        .lock()
+                        .unwrap()
+                        .remember_made(&join_path(&p.dir, &p.name));
+                }
+                Ok(Outcome {
+                    bytes: p.bytes,
+                    ..Outcome::default()
+                })
+            }
+            Err(e) => {
+                self.free_unless_named(&p.dir, &p.name, &p.fresh);
+                Err(e)
+            }
+        }
     }
 
     /// Writes `src` without asking the target first: its chunks are copied
@@ -212,14 +281,35 @@ impl Applier {
         let Copied {
             entry,
             bytes,
-            fresh,
+            mut fresh,
         } = self.copy_entry(via, src, &HashMap::new(), &path)?;
-        let copied = entry.chunks.clone();
-        let written = match how {
-            Write::Create => self.create(dir, entry, signatures, true),
-            Write::Replace => self
-                .ensure_parent(dir, parent(source_path), signatures)
-                .and_then(|()| self.create(dir, entry, signatures, false)),
+        let ready = self.confined(dir, &entry.name).and_then(|()| match how {
+            Write::Create => Ok(()),
+            Write::Replace => self.ensure_parent(dir, parent(source_path), signatures),
+        });
+        let copied;
+        let written = match ready {
+            Ok(()) => {
+                let exclusive = matches!(how, Write::Create);
+                let mut req = self.create_request(dir, entry, signatures, exclusive);
+                if let Some(park) = via.park {
+                    match self.park(park, req, bytes, &mut fresh) {
+                        Ok(()) => {
+                            return Ok(Outcome {
+                                bytes,
+                                ..Outcome::default()
+                            })
+                        }
+                        Err(unsent) => req = unsent,
+                    }
+                }
+                copied = req.entry.chunks.clone();
+                self.create_now(&req)
+            }
+            Err(e) => {
+                copied = entry.chunks;
+                Err(e)
+            }
         };
         // Create: the target has it. Replace: the filer refuses (the path
         // holds a folder there, which the looked-up path replaces).

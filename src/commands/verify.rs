@@ -6,7 +6,7 @@
 use super::Peers;
 use crate::apply::{Applier, Mode, Transfer};
 use crate::config::{Pair, Side, VerifyOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filer::FilerClient;
 use crate::paths::{split_path, under};
 use crate::pb::filer::Entry;
@@ -18,7 +18,7 @@ use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A pair of folders, connected, ready to walk and repair.
@@ -245,6 +245,7 @@ impl Compare<'_> {
         let via = Transfer {
             pool: &self.chunks,
             deleted_too: true,
+            park: None,
         };
         let mut appliers: Vec<&Applier> = work.iter().map(|(ap, _)| *ap).collect();
         appliers.sort_by_key(|ap| *ap as *const Applier);
@@ -256,17 +257,46 @@ impl Compare<'_> {
                 ap.copy_ahead(for_it.map(|(_, a)| a), &self.chunks)
             })
             .collect();
-        self.walkers.install(|| {
-            work.into_par_iter()
-                .filter_map(|(applier, action)| match applier.apply(&action, 0, via) {
-                    Ok(_) => {
-                        applied(&action);
-                        None
+        let failed = |action: &Action, e: Error| Some((action.target(), e.to_string()));
+        // Each creation is parked (`Transfer::park`): sent, and its answer
+        // waited for once all are sent.
+        let tried: Vec<_> = self.walkers.install(|| {
+            work.par_iter()
+                .map(|(applier, action)| {
+                    let park = Mutex::new(None);
+                    let tried = applier.apply(
+                        action,
+                        0,
+                        Transfer {
+                            park: Some(&park),
+                            ..via
+                        },
+                    );
+                    match (tried, park.into_inner().unwrap()) {
+                        (Ok(_), Some(parked)) => (None, Some(parked)),
+                        (Ok(_), None) => {
+                            applied(action);
+                            (None, None)
+                        }
+                        (Err(e), _) => (failed(action, e), None),
                     }
-                    Err(e) => Some((action.target(), e.to_string())),
                 })
                 .collect()
-        })
+        });
+        let mut out = Vec::new();
+        for ((applier, action), (failure, parked)) in work.iter().zip(tried) {
+            out.extend(failure);
+            let Some(parked) = parked else { continue };
+            // A creation the target refused is applied again unparked.
+            match applier
+                .settle(parked)
+                .or_else(|_| applier.apply(action, 0, via))
+            {
+                Ok(_) => applied(action),
+                Err(e) => out.extend(failed(action, e)),
+            }
+        }
+        out
     }
 }
 

@@ -56,6 +56,14 @@ struct Endpoint {
     mutations: mutate::Mutations,
 }
 
+/// A creation sent on a filer's stream (`FilerClient::send_create`).
+pub struct SentCreate {
+    /// The filer's index in `ends`.
+    at: usize,
+    o_excl: bool,
+    sent: mutate::Sent,
+}
+
 impl Endpoint {
     /// A call succeeded: the filer is taken in turn again.
     fn answered(&self) {
@@ -328,13 +336,56 @@ impl FilerClient {
     pub fn create(&self, req: &CreateEntryRequest) -> Result<()> {
         let end = self.pick();
         let r = self.create_on(end, req)?;
+        self.created(end, (&req.directory, &req.entry.name, req.o_excl), r)
+    }
+
+    /// Sends a creation on a filer's mutation stream without waiting for
+    /// its answer (`finish_create` takes it); `Err(req)` when the filer
+    /// picked has no such stream (`create` asks it by a unary call).
+    pub fn send_create(
+        &self,
+        req: CreateEntryRequest,
+    ) -> std::result::Result<Result<SentCreate>, CreateEntryRequest> {
+        let at = self.pick_index();
+        let end = &self.ends[at];
+        if end.mutations.unsupported() {
+            return Err(req);
+        }
+        let o_excl = req.o_excl;
+        Ok(match end.mutations.send(&end.client, req) {
+            Ok(sent) => Ok(SentCreate { at, o_excl, sent }),
+            Err(lost) => Err(self.lost(end, lost)),
+        })
+    }
+
+    /// The outcome of a creation `send_create` sent, of `name` in `dir`, as
+    /// `create` would give it.
+    pub fn finish_create(&self, sent: SentCreate, dir: &str, name: &str) -> Result<()> {
+        let end = &self.ends[sent.at];
+        match sent.sent.wait(&end.mutations, self.timeout) {
+            Ok(r) => {
+                let r = self.answered(end, r);
+                self.created(end, (dir, name, sent.o_excl), r)
+            }
+            Err(lost) => Err(self.lost(end, lost)),
+        }
+    }
+
+    /// A creation's answer as a result: the filer's refusal as an error
+    /// of its kind (`Exists` for an exclusive one the path holds already).
+    fn created(
+        &self,
+        end: &Endpoint,
+        (dir, name, o_excl): (&str, &str, bool),
+        r: CreateEntryResponse,
+    ) -> Result<()> {
         let code = r.error_code.enum_value_or_default();
         if !r.error.is_empty() || code != FilerError::OK {
             let kind = match code {
                 FilerError::ENTRY_ALREADY_EXISTS
                 | FilerError::EXISTING_IS_FILE
                 | FilerError::EXISTING_IS_DIRECTORY
-                    if req.o_excl =>
+                    if o_excl =>
                 {
                     ErrorKind::Exists
                 }
@@ -347,15 +398,37 @@ impl FilerClient {
             return Err(Error::new(
                 kind,
                 format!(
-                    "{} {}/{}: {} ({code:?})",
+                    "{} {dir}/{name}: {} ({code:?})",
                     self.ctx(end, "CreateEntry"),
-                    req.directory,
-                    req.entry.name,
                     r.error
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// A stream's answer to a creation, as a unary call's would be.
+    fn answered(&self, end: &Endpoint, mut r: StreamMutateEntryResponse) -> CreateEntryResponse {
+        end.answered();
+        // A failure that a unary call ends with as its status comes
+        // in the answer's `error` here, as its in-band refusals do.
+        let mut answer = r.take_create_response();
+        if answer.error.is_empty() {
+            answer.error = r.error;
+        }
+        answer
+    }
+
+    /// A creation the stream did not answer, as a failed call.
+    fn lost(&self, end: &Endpoint, lost: mutate::Lost) -> Error {
+        match lost {
+            mutate::Lost::Failed(e) => self.judged(end, "CreateEntry", e),
+            mutate::Lost::Unsupported => self.judged(
+                end,
+                "CreateEntry",
+                Error::transient("the filer has no StreamMutateEntry: asked by unary calls now"),
+            ),
+        }
     }
 
     /// One creation's answer, the same either way: a failure of the call
@@ -372,16 +445,7 @@ impl FilerClient {
             return unary();
         }
         match end.mutations.create(&end.client, req, self.timeout) {
-            Ok(mut r) => {
-                end.answered();
-                // A failure that a unary call ends with as its status comes
-                // in the answer's `error` here, as its in-band refusals do.
-                let mut answer = r.take_create_response();
-                if answer.error.is_empty() {
-                    answer.error = r.error;
-                }
-                Ok(answer)
-            }
+            Ok(r) => Ok(self.answered(end, r)),
             Err(Lost::Unsupported) => {
                 log::debug!(
                     "filer {} has no StreamMutateEntry: entries are created by unary calls",

@@ -109,6 +109,37 @@ impl Waiting {
     }
 }
 
+/// A creation sent on a stream, its answer to come.
+pub struct Sent {
+    open: Arc<Open>,
+    id: u64,
+    answer: Arc<Slot<Answer>>,
+}
+
+impl Sent {
+    /// Waits up to `deadline` for the answer; a stream that broke, or
+    /// missed the deadline, is retired from `mutations`.
+    pub fn wait(
+        self,
+        mutations: &Mutations,
+        deadline: Duration,
+    ) -> std::result::Result<StreamMutateEntryResponse, Lost> {
+        match self.answer.wait(deadline) {
+            Some(a) => a.map_err(|lost| {
+                mutations.retire(&self.open);
+                mutations.judge(lost)
+            }),
+            None => {
+                self.open.waiting.leave(self.id);
+                mutations.retire(&self.open);
+                Err(Lost::Failed(Error::transient(format!(
+                    "no answer on the StreamMutateEntry stream within {deadline:?}"
+                ))))
+            }
+        }
+    }
+}
+
 /// How a stream's end reads to its callers.
 fn lost(e: Option<grpcio::Error>) -> Lost {
     match e {
@@ -136,6 +167,17 @@ impl Mutations {
         req: &CreateEntryRequest,
         deadline: Duration,
     ) -> std::result::Result<StreamMutateEntryResponse, Lost> {
+        self.send(client, req.clone())?.wait(self, deadline)
+    }
+
+    /// Queues one creation on the stream; its answer is waited for with
+    /// `Sent::wait`. The caller goes on meanwhile: many sent by one thread
+    /// cost no thread switch each.
+    pub fn send(
+        &self,
+        client: &Client,
+        req: CreateEntryRequest,
+    ) -> std::result::Result<Sent, Lost> {
         let open = self.stream(client)?;
         let (id, answer) = match open.waiting.enter() {
             Ok(w) => w,
@@ -147,7 +189,7 @@ impl Mutations {
         };
         let mut msg = StreamMutateEntryRequest::new();
         msg.request_id = id;
-        msg.set_create_request(req.clone());
+        msg.set_create_request(req);
         if open
             .queue
             .unbounded_send((msg, WriteFlags::default()))
@@ -159,21 +201,8 @@ impl Mutations {
                 "the StreamMutateEntry stream closed before the request was sent",
             )));
         }
-        match answer.wait(deadline) {
-            Some(a) => a.map_err(|lost| {
-                self.retire(&open);
-                self.judge(lost)
-            }),
-            None => {
-                open.waiting.leave(id);
-                self.retire(&open);
-                Err(Lost::Failed(Error::transient(format!(
-                    "no answer on the StreamMutateEntry stream within {deadline:?}"
-                ))))
-            }
-        }
+        Ok(Sent { open, id, answer })
     }
-
     /// Notes a filer that does not serve the call.
     fn judge(&self, lost: Lost) -> Lost {
         if matches!(lost, Lost::Unsupported) {
@@ -392,5 +421,52 @@ mod tests {
         c.create(&create("after")).unwrap();
         assert_eq!(mock.streams.load(Ordering::SeqCst), 2);
         assert_eq!(mock.unary.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn creations_sent_by_one_thread_are_answered_in_any_order() {
+        let mock = Mock::start(true);
+        let c = mock.client();
+        // The mock holds refusals until there are four: all four are sent
+        // before the first answer is waited for.
+        let sent: Vec<_> = (0..4)
+            .map(|i| {
+                c.send_create(create(&format!("refuse-{i}")))
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        for (i, s) in sent.into_iter().enumerate() {
+            let e = c
+                .finish_create(s, "/d", &format!("refuse-{i}"))
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Remote);
+            assert!(
+                e.to_string()
+                    .contains(&format!("/d/refuse-{i}: refused refuse-{i} ")),
+                "{e}"
+            );
+        }
+        let fine = c.send_create(create("fine")).unwrap().unwrap();
+        c.finish_create(fine, "/d", "fine").unwrap();
+        let broken = c.send_create(create("break")).unwrap().unwrap();
+        let e = c.finish_create(broken, "/d", "break").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+        assert_eq!(mock.unary.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_creation_sent_to_a_filer_without_the_stream_fails_as_passing_then_is_given_back() {
+        let mock = Mock::start(false);
+        let c = mock.client();
+        let sent = c.send_create(create("a")).unwrap().unwrap();
+        let e = c.finish_create(sent, "/d", "a").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+        assert!(c.ends[0].mutations.unsupported());
+        // Known now: the request comes back, for a unary call.
+        let back = c.send_create(create("b")).err().expect("given back");
+        assert_eq!(back.entry.name, "b");
+        c.create(&back).unwrap();
+        assert_eq!(mock.unary.load(Ordering::SeqCst), 1);
     }
 }

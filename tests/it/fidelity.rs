@@ -500,23 +500,60 @@ fn a_rewritten_file_the_target_lost_is_written_again() {
 /// made one there) goes down the looked-up path, which replaces the folder.
 #[test]
 fn a_rewritten_file_over_a_target_folder_replaces_it() {
+    let err = rewritten_over_a_target_folder("/rw2", 0);
+    assert!(!err.contains("; applying it again"), "{err}");
+}
+
+/// The same, with siblings rewritten in the same window: the file's write
+/// is one of a level's parked creations (sent, answered after the level's
+/// others were sent), which the target refuses; it is applied again on the
+/// looked-up path, and the siblings' parked writes land.
+#[test]
+fn a_parked_write_the_target_refuses_is_applied_again() {
+    let err = rewritten_over_a_target_folder("/rw3", 5);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("A→B: /rw3/x: ") && l.ends_with("; applying it again")),
+        "{err}"
+    );
+}
+
+/// One-way, `dir`/x becomes a folder on B, then x and `siblings` files
+/// beside it are written anew on A; the sync's debug log.
+fn rewritten_over_a_target_folder(dir: &str, siblings: usize) -> String {
     let a = Cluster::start();
     let b = Cluster::start();
-    a.put("/rw2/x", b"a file");
+    let x = format!("{dir}/x");
+    let sibling = |i| format!("{dir}/s{i}");
+    a.put(&x, b"a file");
+    for i in 0..siblings {
+        a.put(&sibling(i), b"a sibling");
+    }
     let state = temp_state("rewritten-folder");
     let (code, err) = once(&a, &b, &state, &[]);
     assert_eq!(code, 0, "{err}");
-    b.delete("/rw2/x");
-    b.put("/rw2/x/inside.txt", b"B made x a folder");
-    a.put("/rw2/x", b"the file, written anew");
+    b.delete(&x);
+    b.put(&format!("{x}/inside.txt"), b"B made x a folder");
+    a.put(&x, b"the file, written anew");
+    for i in 0..siblings {
+        a.put(&sibling(i), format!("sibling {i}, written anew").as_bytes());
+    }
     let (code, err) = once_env(&a, &b, &state, &[], &[("RUST_LOG", "filer_sync=debug")]);
     assert_eq!(code, 0, "{err}");
-    assert_same(&a.tree("/rw2"), &b.tree("/rw2"));
-    assert_eq!(b.get("/rw2/x").unwrap(), b"the file, written anew");
+    assert_same(&a.tree(dir), &b.tree(dir));
+    assert_eq!(b.get(&x).unwrap(), b"the file, written anew");
+    for i in 0..siblings {
+        assert_eq!(
+            b.get(&sibling(i)).unwrap(),
+            format!("sibling {i}, written anew").as_bytes()
+        );
+    }
     assert!(
-        err.contains("/rw2/x is not on the target as its event implies"),
+        err.contains(&format!("{x} is not on the target as its event implies")),
         "{err}"
     );
+    assert!(!err.contains("could not be freed"), "{err}");
+    err
 }
 
 /// Collections of a cluster's volumes, by volume id (from its volume
