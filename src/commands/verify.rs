@@ -288,10 +288,11 @@ impl Compare<'_> {
             out.extend(failure);
             let Some(parked) = parked else { continue };
             // A creation the target refused is applied again unparked.
-            match applier
-                .settle(parked)
-                .or_else(|_| applier.apply(action, 0, via))
-            {
+            let again = |e: Error| {
+                log::debug!("{}: {e}; applying it again", action.target());
+                applier.apply(action, 0, via)
+            };
+            match applier.settle(parked).or_else(again) {
                 Ok(_) => applied(action),
                 Err(e) => out.extend(failed(action, e)),
             }
