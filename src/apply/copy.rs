@@ -7,7 +7,7 @@
 //! blobs are read up to a bounded size. A batch's small chunks are copied
 //! ahead together first (`Applier::copy_ahead`).
 
-use super::{Applier, Parked};
+use super::Applier;
 use crate::error::{Error, ErrorKind, Result};
 use crate::paths::join_path;
 use crate::pb::filer::*;
@@ -29,10 +29,10 @@ pub struct Transfer<'a> {
     /// often the version was replaced or removed since (see
     /// `source_replaced`), and its bytes need not travel.
     pub deleted_too: bool,
-    /// Where a creation is left unanswered (`Parked`), when the caller
-    /// settles it later (`Applier::settle`): one thread sends many, rather
-    /// than a thread each waiting for its answer.
-    pub park: Option<&'a Mutex<Option<Parked>>>,
+    /// A creation may be left unanswered (`Outcome::parked`) for the
+    /// caller to settle later (`Applier::settle`): one thread sends many,
+    /// rather than a thread each waiting for its answer.
+    pub park: bool,
 }
 
 /// A chunk copied onto the target for one write (not reused): its id and,

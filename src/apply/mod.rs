@@ -153,14 +153,23 @@ pub struct Parked {
     fresh: Vec<copy::Fresh>,
 }
 
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Parked({})", join_path(&self.dir, &self.name))
+    }
+}
+
 /// What applying an action did, for counters, logs and the conflict ledger.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub bytes: u64,
     pub skipped: bool,
     pub conflict: Option<Conflict>,
     /// Dry run: the change it would have made.
     pub planned: Option<Planned>,
+    /// The creation was sent and not yet answered (`Transfer::park`): this
+    /// outcome is not the last word, `Applier::settle` gives it.
+    pub parked: Option<Parked>,
 }
 
 impl Applier {

@@ -17,7 +17,6 @@ use crate::retry::retry;
 use crate::state::Conflict;
 use crate::volume::fid;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// How `write_unseen` writes.
 #[derive(Clone, Copy)]
@@ -207,29 +206,27 @@ impl Applier {
         req
     }
 
-    /// `write_unseen` with `via.park`: the creation is sent and parked
-    /// there, unanswered, with the copies made for it (taken from
-    /// `fresh`); `Err(req)` when the target filer has no mutation stream
-    /// to send it on.
+    /// `write_unseen` with `via.park`: the creation is sent and left
+    /// unanswered, with the copies made for it (taken from `fresh`);
+    /// `Err(req)` when the target filer has no mutation stream to send it
+    /// on.
     fn park(
         &self,
-        park: &Mutex<Option<Parked>>,
         req: CreateEntryRequest,
         bytes: u64,
         fresh: &mut Vec<copy::Fresh>,
-    ) -> std::result::Result<(), CreateEntryRequest> {
+    ) -> std::result::Result<Parked, CreateEntryRequest> {
         let (dir, name) = (req.directory.clone(), req.entry.name.clone());
         let is_dir = req.entry.is_directory;
         let sent = self.target.send_create(req)?;
-        *park.lock().unwrap() = Some(Parked {
+        Ok(Parked {
             sent,
             dir,
             name,
             is_dir,
             bytes,
             fresh: std::mem::take(fresh),
-        });
-        Ok(())
+        })
     }
 
     /// A parked creation's outcome once the filer answered it. On failure
@@ -292,11 +289,12 @@ impl Applier {
             Ok(()) => {
                 let exclusive = matches!(how, Write::Create);
                 let mut req = self.create_request(dir, entry, signatures, exclusive);
-                if let Some(park) = via.park {
-                    match self.park(park, req, bytes, &mut fresh) {
-                        Ok(()) => {
+                if via.park {
+                    match self.park(req, bytes, &mut fresh) {
+                        Ok(parked) => {
                             return Ok(Outcome {
                                 bytes,
+                                parked: Some(parked),
                                 ..Outcome::default()
                             })
                         }

@@ -4,7 +4,7 @@
 //! serves `migrate`.
 
 use super::Peers;
-use crate::apply::{Applier, Mode, Transfer};
+use crate::apply::{Applier, Mode, Outcome, Transfer};
 use crate::config::{Pair, Side, VerifyOptions};
 use crate::error::{Error, Result};
 use crate::filer::FilerClient;
@@ -18,7 +18,7 @@ use crate::volume::throttle::Throttle;
 use crate::volume::{self, ChunkSink, ChunkSource};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A pair of folders, connected, ready to walk and repair.
@@ -245,7 +245,7 @@ impl Compare<'_> {
         let via = Transfer {
             pool: &self.chunks,
             deleted_too: true,
-            park: None,
+            park: false,
         };
         let mut appliers: Vec<&Applier> = work.iter().map(|(ap, _)| *ap).collect();
         appliers.sort_by_key(|ap| *ap as *const Applier);
@@ -263,22 +263,16 @@ impl Compare<'_> {
         let tried: Vec<_> = self.walkers.install(|| {
             work.par_iter()
                 .map(|(applier, action)| {
-                    let park = Mutex::new(None);
-                    let tried = applier.apply(
-                        action,
-                        0,
-                        Transfer {
-                            park: Some(&park),
-                            ..via
-                        },
-                    );
-                    match (tried, park.into_inner().unwrap()) {
-                        (Ok(_), Some(parked)) => (None, Some(parked)),
-                        (Ok(_), None) => {
+                    let park = Transfer { park: true, ..via };
+                    match applier.apply(action, 0, park) {
+                        Ok(Outcome {
+                            parked: Some(p), ..
+                        }) => (None, Some(p)),
+                        Ok(_) => {
                             applied(action);
                             (None, None)
                         }
-                        (Err(e), _) => (failed(action, e), None),
+                        Err(e) => (failed(action, e), None),
                     }
                 })
                 .collect()

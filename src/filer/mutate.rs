@@ -12,6 +12,10 @@
 //! paths in parallel; a caller waits for its answer before its next step,
 //! so the order of one path's changes is the caller's.
 //!
+//! At most `IN_FLIGHT` requests are out on a stream at once; more are held
+//! back here, in order, and sent as answers free room (the caller does not
+//! wait for that: its request is on its way).
+//!
 //! A stream that breaks fails the requests it had in flight as passing (the
 //! caller's retry opens a new one); one that misses a deadline is retired
 //! (no new requests, the rest drain). A filer that does not know the call
@@ -24,9 +28,18 @@ use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::{SinkExt, StreamExt};
 use grpcio::{CallOption, Client, RpcStatusCode, WriteFlags};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+/// The most requests out on one stream, unanswered. A 4.48 filer runs 64 of a
+/// stream's requests at once and queues the rest; should the client go (a
+/// process killed), it still runs those, cancelled, and a cancelled
+/// creation can crash it (a nil IntervalList in CompactFileChunks: CI of
+/// 2026-12-07, once parked creations put whole levels on one stream).
+/// More than it runs at once would not be answered sooner.
+pub const IN_FLIGHT: usize = 64;
 
 /// Why a request got no answer from the stream.
 #[derive(Debug, Clone)]
@@ -59,20 +72,29 @@ struct Waiting {
     by_id: Mutex<Callers>,
 }
 
-/// Who waits for which request id, the last id given; and why the stream
-/// ended, once it has.
+/// Who waits for which request id, the last id given; the requests out
+/// and those held back; and why the stream ended, once it has.
 #[derive(Default)]
 struct Callers {
     waiting: HashMap<u64, Arc<Slot<Answer>>>,
     last: u64,
+    /// Requests sent and not answered yet.
+    out: usize,
+    /// Requests not sent while `out` is at `IN_FLIGHT`, oldest first.
+    held: VecDeque<StreamMutateEntryRequest>,
     ended: Option<Lost>,
 }
 
 type Answer = std::result::Result<StreamMutateEntryResponse, Lost>;
 
 impl Waiting {
-    /// A new request id and its answer's slot; `Err` when the stream ended.
-    fn enter(&self) -> std::result::Result<(u64, Arc<Slot<Answer>>), Lost> {
+    /// Gives `req` a request id and its answer a slot; returns `req` when
+    /// it is to be sent now, else holds it back (`IN_FLIGHT`). `Err` when
+    /// the stream ended.
+    fn enter(
+        &self,
+        mut req: StreamMutateEntryRequest,
+    ) -> std::result::Result<(u64, Arc<Slot<Answer>>, Option<StreamMutateEntryRequest>), Lost> {
         let mut g = self.by_id.lock().unwrap();
         if let Some(lost) = &g.ended {
             return Err(lost.clone());
@@ -80,22 +102,45 @@ impl Waiting {
         g.last += 1;
         let (id, slot) = (g.last, Arc::new(Slot::default()));
         g.waiting.insert(id, slot.clone());
-        Ok((id, slot))
-    }
-
-    fn leave(&self, id: u64) {
-        self.by_id.lock().unwrap().waiting.remove(&id);
-    }
-
-    /// Hands an answer to its caller (one that gave up waiting is gone).
-    fn answer(&self, resp: StreamMutateEntryResponse) {
-        if !resp.is_last {
-            return;
+        req.request_id = id;
+        if g.out < IN_FLIGHT {
+            g.out += 1;
+            return Ok((id, slot, Some(req)));
         }
-        let caller = self.by_id.lock().unwrap().waiting.remove(&resp.request_id);
+        g.held.push_back(req);
+        Ok((id, slot, None))
+    }
+
+    /// A caller gave up waiting (its request, if held back, is not sent).
+    fn leave(&self, id: u64) {
+        let mut g = self.by_id.lock().unwrap();
+        g.waiting.remove(&id);
+        g.held.retain(|r| r.request_id != id);
+    }
+
+    /// Hands an answer to its caller (one that gave up waiting is gone);
+    /// returns the requests held back longest, now to be sent: once half of
+    /// `IN_FLIGHT` is free, as many as fit (written together).
+    fn answer(&self, resp: StreamMutateEntryResponse) -> Vec<StreamMutateEntryRequest> {
+        if !resp.is_last {
+            return Vec::new();
+        }
+        let (caller, next) = {
+            let mut g = self.by_id.lock().unwrap();
+            let caller = g.waiting.remove(&resp.request_id);
+            g.out = g.out.saturating_sub(1);
+            let mut next = Vec::new();
+            if g.out <= IN_FLIGHT / 2 {
+                let n = (IN_FLIGHT - g.out).min(g.held.len());
+                next.extend(g.held.drain(..n));
+                g.out += n;
+            }
+            (caller, next)
+        };
         if let Some(slot) = caller {
             slot.fill(Ok(resp));
         }
+        next
     }
 
     /// The stream ended: every caller still waiting, and any that comes
@@ -105,6 +150,7 @@ impl Waiting {
         for (_, slot) in g.waiting.drain() {
             slot.fill(Err(lost.clone()));
         }
+        g.held.clear();
         g.ended.get_or_insert(lost);
     }
 }
@@ -170,16 +216,18 @@ impl Mutations {
         self.send(client, req.clone())?.wait(self, deadline)
     }
 
-    /// Queues one creation on the stream; its answer is waited for with
-    /// `Sent::wait`. The caller goes on meanwhile: many sent by one thread
-    /// cost no thread switch each.
+    /// Queues one creation on the stream (or holds it back: `IN_FLIGHT`);
+    /// its answer is waited for with `Sent::wait`. The caller goes on
+    /// meanwhile: many sent by one thread cost no thread switch each.
     pub fn send(
         &self,
         client: &Client,
         req: CreateEntryRequest,
     ) -> std::result::Result<Sent, Lost> {
         let open = self.stream(client)?;
-        let (id, answer) = match open.waiting.enter() {
+        let mut msg = StreamMutateEntryRequest::new();
+        msg.set_create_request(req);
+        let (id, answer, now) = match open.waiting.enter(msg) {
             Ok(w) => w,
             Err(lost) => {
                 // Ended since it was taken: the next call opens another.
@@ -187,9 +235,9 @@ impl Mutations {
                 return Err(self.judge(lost));
             }
         };
-        let mut msg = StreamMutateEntryRequest::new();
-        msg.request_id = id;
-        msg.set_create_request(req);
+        let Some(msg) = now else {
+            return Ok(Sent { open, id, answer });
+        };
         if open
             .queue
             .unbounded_send((msg, WriteFlags::default()))
@@ -233,6 +281,10 @@ impl Mutations {
         sink.enhance_batch(true);
         let (queue, mut queued) = unbounded::<(StreamMutateEntryRequest, WriteFlags)>();
         let waiting = Arc::new(Waiting::default());
+        let open = Arc::new(Open {
+            queue,
+            waiting: waiting.clone(),
+        });
         client.spawn(async move {
             let mut queued = (&mut queued).map(Ok);
             if sink.send_all(&mut queued).await.is_ok() {
@@ -241,20 +293,31 @@ impl Mutations {
                 let _ = sink.close().await;
             }
         });
-        let w = waiting.clone();
+        let (w, weak) = (waiting, Arc::downgrade(&open));
         client.spawn(async move {
             let end = loop {
                 match answers.next().await {
-                    Some(Ok(resp)) => w.answer(resp),
+                    Some(Ok(resp)) => send_held(w.answer(resp), &weak),
                     Some(Err(e)) => break Some(e),
                     None => break None,
                 }
             };
             w.end(lost(end));
         });
-        let open = Arc::new(Open { queue, waiting });
         *g = Some(open.clone());
         Ok(open)
+    }
+}
+
+/// Sends requests held back, on the stream they were held for (alive
+/// while their callers wait).
+fn send_held(next: Vec<StreamMutateEntryRequest>, open: &Weak<Open>) {
+    if let (false, Some(open)) = (next.is_empty(), open.upgrade()) {
+        for req in next {
+            // Fails only once the stream is closing: its end tells the
+            // caller.
+            let _ = open.queue.unbounded_send((req, WriteFlags::default()));
+        }
     }
 }
 
@@ -264,26 +327,33 @@ mod tests {
     //! one whose stream answers out of order and then breaks. The stream
     //! against real filers is what every integration test creates through.
     use super::super::{rpc, FilerAddr, FilerClient};
+    use super::IN_FLIGHT;
     use crate::error::ErrorKind;
     use crate::pb::filer::*;
+    use futures::channel::mpsc::{unbounded, UnboundedSender};
+    use futures::future::{select, Either};
     use futures::{SinkExt, StreamExt};
     use grpcio::{
         EnvBuilder, RpcStatus, RpcStatusCode, ServerBuilder, ServerCredentials, ServiceBuilder,
         WriteFlags,
     };
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     /// Serves `CreateEntry` (refusing names that start with "refuse"), and
     /// with `stream` also `StreamMutateEntry`: requests to refuse are held
     /// until there are four, then answered in reverse order; a name starting
-    /// with "break" fails the stream. Counts unary calls and streams opened.
+    /// with "break" fails the stream; one starting with "hold" is held until
+    /// `release` (first stream only). Counts unary calls, streams opened and
+    /// requests the streams received.
     struct Mock {
         server: grpcio::Server,
         port: u16,
         unary: Arc<AtomicUsize>,
         streams: Arc<AtomicUsize>,
+        received: Arc<AtomicUsize>,
+        release: UnboundedSender<()>,
     }
 
     fn answer(req: &CreateEntryRequest) -> CreateEntryResponse {
@@ -294,11 +364,31 @@ mod tests {
         r
     }
 
+    /// Answers `reqs` in order on the stream; false once it is gone.
+    async fn answer_all(
+        sink: &mut grpcio::DuplexSink<StreamMutateEntryResponse>,
+        reqs: Vec<StreamMutateEntryRequest>,
+    ) -> bool {
+        for req in reqs {
+            let mut r = StreamMutateEntryResponse::new();
+            r.request_id = req.request_id;
+            r.is_last = true;
+            r.set_create_response(answer(req.create_request()));
+            if sink.send((r, WriteFlags::default())).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     impl Mock {
         fn start(stream: bool) -> Mock {
             let env = Arc::new(EnvBuilder::new().cq_count(1).build());
             let (unary, streams) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-            let (u, s) = (unary.clone(), streams.clone());
+            let received = Arc::new(AtomicUsize::new(0));
+            let (u, s, n) = (unary.clone(), streams.clone(), received.clone());
+            let (release, released) = unbounded::<()>();
+            let released = Arc::new(Mutex::new(Some(released)));
             let mut service = ServiceBuilder::new().add_unary_handler(
                 &rpc::CREATE_ENTRY,
                 move |ctx, req: CreateEntryRequest, sink| {
@@ -313,10 +403,31 @@ mod tests {
                     &rpc::STREAM_MUTATE_ENTRY,
                     move |ctx, mut requests, mut sink| {
                         s.fetch_add(1, Ordering::SeqCst);
+                        let (n, mut released) = (n.clone(), released.lock().unwrap().take());
                         ctx.spawn(async move {
-                            let mut held = Vec::new();
-                            while let Some(Ok(req)) = requests.next().await {
+                            let (mut held, mut holding) = (Vec::new(), Vec::new());
+                            loop {
+                                let next = match released.as_mut() {
+                                    None => requests.next().await,
+                                    Some(r) => match select(requests.next(), r.next()).await {
+                                        Either::Left((next, _)) => next,
+                                        Either::Right((signal, _)) => {
+                                            let all = std::mem::take(&mut holding);
+                                            if signal.is_none() || !answer_all(&mut sink, all).await
+                                            {
+                                                return;
+                                            }
+                                            continue;
+                                        }
+                                    },
+                                };
+                                let Some(Ok(req)) = next else { break };
                                 let req: StreamMutateEntryRequest = req;
+                                n.fetch_add(1, Ordering::SeqCst);
+                                if req.create_request().entry.name.starts_with("hold") {
+                                    holding.push(req);
+                                    continue;
+                                }
                                 if req.create_request().entry.name.starts_with("break") {
                                     let st = RpcStatus::with_message(
                                         RpcStatusCode::UNAVAILABLE,
@@ -330,14 +441,9 @@ mod tests {
                                 if refused && held.len() < 4 {
                                     continue;
                                 }
-                                for req in held.drain(..).rev() {
-                                    let mut r = StreamMutateEntryResponse::new();
-                                    r.request_id = req.request_id;
-                                    r.is_last = true;
-                                    r.set_create_response(answer(req.create_request()));
-                                    if sink.send((r, WriteFlags::default())).await.is_err() {
-                                        return;
-                                    }
+                                let reversed = held.drain(..).rev().collect();
+                                if !answer_all(&mut sink, reversed).await {
+                                    return;
                                 }
                             }
                             let _ = sink.close().await;
@@ -358,12 +464,18 @@ mod tests {
                 port,
                 unary,
                 streams,
+                received,
+                release,
             }
         }
 
         fn client(&self) -> FilerClient {
+            self.client_waiting(Duration::from_secs(10))
+        }
+
+        fn client_waiting(&self, timeout: Duration) -> FilerClient {
             let addr = FilerAddr::parse(&format!("127.0.0.1:{0}.{0}", self.port)).unwrap();
-            FilerClient::connect(&addr, Duration::from_secs(10))
+            FilerClient::connect(&addr, timeout)
         }
     }
 
@@ -453,6 +565,52 @@ mod tests {
         let e = c.finish_create(broken, "/d", "break").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
         assert_eq!(mock.unary.load(Ordering::SeqCst), 0);
+    }
+
+    /// Sends `IN_FLIGHT` creations the mock holds: the stream is full.
+    fn fill(c: &FilerClient) -> Vec<super::super::SentCreate> {
+        (0..IN_FLIGHT)
+            .map(|i| {
+                let sent = c.send_create(create(&format!("hold-{i}")));
+                sent.unwrap().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn creations_past_in_flight_are_held_back_until_answers_come() {
+        let mock = Mock::start(true);
+        let c = mock.client();
+        let held = fill(&c);
+        let more = c.send_create(create("more")).unwrap().unwrap();
+        // The filer gets every held one; "more" once one is answered.
+        while mock.received.load(Ordering::SeqCst) < IN_FLIGHT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        mock.release.unbounded_send(()).unwrap();
+        c.finish_create(more, "/d", "more").unwrap();
+        for (i, sent) in held.into_iter().enumerate() {
+            c.finish_create(sent, "/d", &format!("hold-{i}")).unwrap();
+        }
+        assert_eq!(mock.received.load(Ordering::SeqCst), IN_FLIGHT + 1);
+        assert_eq!(mock.streams.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_creation_held_back_on_a_stream_that_stays_full_fails_as_passing() {
+        let mock = Mock::start(true);
+        let c = mock.client_waiting(Duration::from_millis(300));
+        let held = fill(&c);
+        // The mock answers "more" at once, were it sent.
+        let more = c.send_create(create("more")).unwrap().unwrap();
+        let e = c.finish_create(more, "/d", "more").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+        assert_eq!(mock.received.load(Ordering::SeqCst), IN_FLIGHT);
+        // Retired: a new stream takes the next creation.
+        let next = c.send_create(create("next")).unwrap().unwrap();
+        c.finish_create(next, "/d", "next").unwrap();
+        assert_eq!(mock.streams.load(Ordering::SeqCst), 2);
+        drop(held);
     }
 
     #[test]

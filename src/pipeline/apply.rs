@@ -15,7 +15,6 @@ use crate::retry::{retry, Policy};
 use crate::state::{Commit, Failure};
 use rayon::prelude::*;
 use rayon::ThreadPool;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// What applying part of a window did: what to commit, and what a dry run
@@ -152,17 +151,16 @@ pub(super) fn apply_window(
         let mut d = Done::default();
         let (ev, actions) = &planned[i];
         d.commit.events += 1;
-        let slot = (park && actions.len() == 1).then(|| Mutex::new(None));
+        let via = Transfer {
+            pool: &pools.chunks,
+            deleted_too: false,
+            park: park && actions.len() == 1,
+        };
+        let mut parked = None;
         for a in actions {
-            apply_one(
-                f,
-                &pools.chunks,
-                (ev, a, i < checked),
-                slot.as_ref(),
-                &mut d,
-            )?;
+            parked = apply_one(f, via, (ev, a, i < checked), &mut d)?;
         }
-        Ok((d, slot.and_then(|s| s.into_inner().unwrap())))
+        Ok((d, parked))
     };
     for level in plan::levels(&paths) {
         // A level of one event (a live window, most often) is applied on
@@ -176,21 +174,46 @@ pub(super) fn apply_window(
                 .install(|| level.par_iter().map(|&i| apply_event(i, true)).collect()),
         };
         let mut parked = Vec::new();
+        let mut failed = None;
         for (r, &i) in results.into_iter().zip(&level) {
-            let (d, p) = r?;
-            total.merge(d);
-            parked.extend(p.map(|p| (i, p)));
+            match r {
+                Ok((d, p)) => {
+                    total.merge(d);
+                    parked.extend(p.map(|p| (i, p)));
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
+        // Each parked creation is waited for, also once the level has
+        // failed (a stop, a lost lease): a process that ends with creations
+        // in flight cancels them, and a 4.48 filer running a cancelled one
+        // can crash (a nil IntervalList in CompactFileChunks).
         for (i, p) in parked {
+            let settled = f.applier.settle(p);
+            if failed.is_some() {
+                continue;
+            }
             let (ev, actions) = &planned[i];
             let a = &actions[0];
-            match f.applier.settle(p) {
+            match settled {
                 Ok(out) => applied(f, a, out, &mut total),
                 Err(e) => {
                     log::debug!("{}: {}: {e}; applying it again", f.name, a.target());
-                    apply_one(f, &pools.chunks, (ev, a, i < checked), None, &mut total)?;
+                    let via = Transfer {
+                        pool: &pools.chunks,
+                        deleted_too: false,
+                        park: false,
+                    };
+                    if let Err(e) = apply_one(f, via, (ev, a, i < checked), &mut total) {
+                        failed = Some(e);
+                    }
                 }
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     if !f.dry_run {
@@ -238,13 +261,15 @@ fn shown(paths: &[String]) -> String {
 /// once the source confirms it moved on, and the later events bring what
 /// came next. Should the source still hold that version, the action is
 /// applied again reading deleted chunks too, as the reference always does.
+///
+/// Chunks move `via` (its `deleted_too` set as above); a creation it parks
+/// is returned, for the caller to settle.
 fn apply_one(
     f: &Flow,
-    chunks: &rayon::ThreadPool,
+    via: Transfer,
     (ev, a, replayed): (&Event, &Action, bool),
-    park: Option<&Mutex<Option<Parked>>>,
     done: &mut Done,
-) -> Result<()> {
+) -> Result<Option<Parked>> {
     fenced(f)?;
     let c = &mut done.commit;
     let instead;
@@ -258,7 +283,7 @@ fn apply_one(
                 f.name,
                 a.target()
             );
-            return Ok(());
+            return Ok(None);
         }
         Some(Ok(Replayed::NewOnly(upsert))) => {
             instead = *upsert;
@@ -270,11 +295,7 @@ fn apply_one(
     // Every call inside is retried where it is made, until it succeeds
     // or fails for good: the action as a whole is tried once.
     let attempt = |deleted_too| {
-        let via = Transfer {
-            pool: chunks,
-            deleted_too,
-            park,
-        };
+        let via = Transfer { deleted_too, ..via };
         f.applier.apply(a, ev.ts_ns, via)
     };
     let mut result = attempt(false);
@@ -287,7 +308,7 @@ fn apply_one(
                     "{}: {p} changed again on the source; skipping this version ({e})",
                     f.name
                 );
-                return Ok(());
+                return Ok(None);
             }
             if e.kind() == ErrorKind::NotFound {
                 result = attempt(true);
@@ -296,10 +317,12 @@ fn apply_one(
     }
     match result {
         // Settled by the caller (`apply_window`).
-        Ok(_) if park.is_some_and(|p| p.lock().unwrap().is_some()) => Ok(()),
+        Ok(Outcome {
+            parked: Some(p), ..
+        }) => Ok(Some(p)),
         Ok(out) => {
             applied(f, a, out, done);
-            Ok(())
+            Ok(None)
         }
         Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
         Err(e) => {
@@ -308,7 +331,7 @@ fn apply_one(
                 path: a.target(),
                 error: e.to_string(),
             });
-            Ok(())
+            Ok(None)
         }
     }
 }

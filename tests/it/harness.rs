@@ -195,7 +195,12 @@ impl Cluster {
     }
 
     fn spawn_program(&mut self, name: &str, program: &Path, args: Vec<String>) {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        // Appended to: a restarted server's log keeps why it died before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap();
         let mut cmd = Command::new(program);
         cmd.args(&args)
             .current_dir(&self.dir)
@@ -452,6 +457,19 @@ impl Cluster {
             .any(|(n, c)| n == name && c.try_wait().ok().flatten().is_some())
     }
 
+    /// Why the process `name` died, from the end of its log: a Go panic
+    /// from its first line, else the last lines.
+    pub fn death(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let from = log
+            .rfind("\npanic: ")
+            .map_or_else(|| log.len().saturating_sub(3000), |i| i + 1);
+        let from = (from..log.len())
+            .find(|&i| log.is_char_boundary(i))
+            .unwrap_or(log.len());
+        log[from..].chars().take(4000).collect()
+    }
+
     /// Restarts the filer on the same ports and store.
     pub fn restart_filer(&mut self) {
         self.stop("filer");
@@ -660,6 +678,21 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A failing test shows why a server of its died (CI keeps no files).
+        if std::thread::panicking() {
+            let dead: Vec<String> = self
+                .procs
+                .iter_mut()
+                .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| n.clone()))
+                .collect();
+            for name in dead {
+                eprintln!(
+                    "{name} of the cluster in {} had died:\n{}",
+                    self.dir.display(),
+                    self.death(&name)
+                );
+            }
+        }
         // The last started first: filers before their store and master.
         while let Some((name, _)) = self.procs.last() {
             let name = name.clone();

@@ -478,7 +478,7 @@ fn writes_outside_the_target_folder_are_refused_at_the_point_of_writing() {
     let via = Transfer {
         pool: &pool,
         deleted_too: false,
-        park: None,
+        park: false,
     };
     let upsert = |dir: &str, name: &str| Action::Upsert {
         dir: dir.into(),
