@@ -87,28 +87,35 @@ struct Callers {
 
 type Answer = std::result::Result<StreamMutateEntryResponse, Lost>;
 
+/// A request given its id and its answer's slot; `now`: the request when
+/// it is to be sent at once (else it is held back).
+struct Entered {
+    id: u64,
+    answer: Arc<Slot<Answer>>,
+    now: Option<StreamMutateEntryRequest>,
+}
+
 impl Waiting {
     /// Gives `req` a request id and its answer a slot; returns `req` when
     /// it is to be sent now, else holds it back (`IN_FLIGHT`). `Err` when
     /// the stream ended.
-    fn enter(
-        &self,
-        mut req: StreamMutateEntryRequest,
-    ) -> std::result::Result<(u64, Arc<Slot<Answer>>, Option<StreamMutateEntryRequest>), Lost> {
+    fn enter(&self, mut req: StreamMutateEntryRequest) -> std::result::Result<Entered, Lost> {
         let mut g = self.by_id.lock().unwrap();
         if let Some(lost) = &g.ended {
             return Err(lost.clone());
         }
         g.last += 1;
-        let (id, slot) = (g.last, Arc::new(Slot::default()));
-        g.waiting.insert(id, slot.clone());
+        let (id, answer) = (g.last, Arc::new(Slot::default()));
+        g.waiting.insert(id, answer.clone());
         req.request_id = id;
-        if g.out < IN_FLIGHT {
+        let now = if g.out < IN_FLIGHT {
             g.out += 1;
-            return Ok((id, slot, Some(req)));
-        }
-        g.held.push_back(req);
-        Ok((id, slot, None))
+            Some(req)
+        } else {
+            g.held.push_back(req);
+            None
+        };
+        Ok(Entered { id, answer, now })
     }
 
     /// A caller gave up waiting (its request, if held back, is not sent).
@@ -227,7 +234,7 @@ impl Mutations {
         let open = self.stream(client)?;
         let mut msg = StreamMutateEntryRequest::new();
         msg.set_create_request(req);
-        let (id, answer, now) = match open.waiting.enter(msg) {
+        let Entered { id, answer, now } = match open.waiting.enter(msg) {
             Ok(w) => w,
             Err(lost) => {
                 // Ended since it was taken: the next call opens another.
