@@ -33,13 +33,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// The most requests out on one stream, unanswered. A 4.48 filer runs 64 of a
-/// stream's requests at once and queues the rest; should the client go (a
-/// process killed), it still runs those, cancelled, and a cancelled
-/// creation can crash it (a nil IntervalList in CompactFileChunks: CI of
-/// 2026-12-07, once parked creations put whole levels on one stream).
-/// More than it runs at once would not be answered sooner.
-pub const IN_FLIGHT: usize = 64;
+/// The most requests out on one stream, unanswered. Should the client go
+/// (a process killed), a 4.48 filer still runs every request it has,
+/// with a cancelled context, and a cancelled creation not yet past its
+/// chunk cleanup crashes it (a nil IntervalList in CompactFileChunks). So
+/// few are out: with 64 (what the filer runs at once) a loaded machine saw
+/// two crashes in 60 kills, where unparked creations (at most one per
+/// event worker, fewer most of the time) had shown none. 16 cost 7 % of
+/// the catch-up's files/s against 64 (BENCHMARKS.md, 09:39).
+pub const IN_FLIGHT: usize = 16;
 
 /// Why a request got no answer from the stream.
 #[derive(Debug, Clone)]
