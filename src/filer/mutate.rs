@@ -321,12 +321,13 @@ impl Mutations {
 /// Sends requests held back, on the stream they were held for (alive
 /// while their callers wait).
 fn send_held(next: Vec<StreamMutateEntryRequest>, open: &Weak<Open>) {
-    if let (false, Some(open)) = (next.is_empty(), open.upgrade()) {
-        for req in next {
-            // Fails only once the stream is closing: its end tells the
-            // caller.
-            let _ = open.queue.unbounded_send((req, WriteFlags::default()));
-        }
+    if next.is_empty() {
+        return;
+    }
+    let Some(open) = open.upgrade() else { return };
+    for req in next {
+        // Fails only once the stream is closing: its end tells the caller.
+        let _ = open.queue.unbounded_send((req, WriteFlags::default()));
     }
 }
 

@@ -144,6 +144,11 @@ pub(super) fn apply_window(
     let planned: Vec<(Event, Vec<Action>)> = events.into_iter().zip(actions).collect();
     let mut total = Done::default();
     total.commit.failures = refused;
+    let unparked = Transfer {
+        pool: &pools.chunks,
+        deleted_too: false,
+        park: false,
+    };
     // An event of a level that runs in parallel leaves its creation
     // parked (`Transfer::park`): sent, its answer waited for once the
     // level's others are sent too.
@@ -152,9 +157,8 @@ pub(super) fn apply_window(
         let (ev, actions) = &planned[i];
         d.commit.events += 1;
         let via = Transfer {
-            pool: &pools.chunks,
-            deleted_too: false,
             park: park && actions.len() == 1,
+            ..unparked
         };
         let mut parked = None;
         for a in actions {
@@ -201,12 +205,7 @@ pub(super) fn apply_window(
                 Ok(out) => applied(f, a, out, &mut total),
                 Err(e) => {
                     log::debug!("{}: {}: {e}; applying it again", f.name, a.target());
-                    let via = Transfer {
-                        pool: &pools.chunks,
-                        deleted_too: false,
-                        park: false,
-                    };
-                    if let Err(e) = apply_one(f, via, (ev, a, i < checked), &mut total) {
+                    if let Err(e) = apply_one(f, unparked, (ev, a, i < checked), &mut total) {
                         failed = Some(e);
                     }
                 }
