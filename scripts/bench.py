@@ -935,6 +935,7 @@ def scale_notes(out, sizes, only_wide=False):
                      f"| {r['rss']:.1f} | {r['cpu']:.3f} | {state} |")
     lines.append("")
     done = [r for r in out if "error" not in r]
+    lines += growth_rows(done, sizes)
     for tool in TOOL_NAMES:
         mine = [r for r in done if r["tool"] == tool]
         if len(mine) > 1:
@@ -948,6 +949,24 @@ def scale_notes(out, sizes, only_wide=False):
                     series, logx=True)
         lines.append(f"- Chart: [{unit} against size]({rel})")
     NOTES.append("\n".join(lines) + "\n")
+
+
+def growth_rows(done, sizes):
+    """The headline's row of workload 7: peak RSS at the largest size each
+    tool ran (weed's log replay at the middle one, filer-sync's walk at the
+    largest, in folders of 1,000) over its own at the smallest; a table of
+    its own (the scale table has other columns). Empty when a size failed."""
+    def rss(tool, n):
+        return next((r["rss"] for r in done if r["tool"] == tool and r["n"] == n and not r["wide"]), None)
+    w = (rss("weed", sizes[1]), rss("weed", sizes[0]))
+    f = (rss("filer-sync walk", sizes[2]), rss("filer-sync walk", sizes[0]))
+    if None in w + f:
+        return []
+    gw, gf = w[0] / w[1], f[0] / f[1]
+    return ["| measure | weed filer.sync | filer-sync | filer-sync / weed | target |", "|---|---:|---:|---:|---|",
+            f"| 7. peak RSS growth, largest size over {sizes[0]:,} files (weed: its log replay at {sizes[1]:,}; "
+            f"filer-sync: its walk at {sizes[2]:,}) | {gw:.2f} | {gf:.2f} | {gf / gw:.2f} | filer-sync <= 1.2 |",
+            f"|    peak RSS MB at the largest size | {w[0]:.2f} | {f[0]:.2f} | {f[0] / w[0]:.2f} |  |", ""]
 
 
 def flat_sentence(name, mine):
@@ -1325,6 +1344,9 @@ HEADLINE = [
     ("Live lag at 50 files/s, p50 ms", r"^4\. live lag at 50 files/s: p50", None, "ratio <= 0.5"),
     ("Live lag at 50 files/s, p99 ms", r"^4\. live lag at 50 files/s: p99", None, "p99 <= 2 x p50"),
     ("Rescan of two equal trees: files/s", r"^6\. rescan", None, ""),
+    ("Walk memory, 10k to 1M files: peak RSS growth (weed: log replay to 100k)", r"^7\. peak RSS growth", None,
+     "filer-sync <= 1.2"),
+    ("↳ peak RSS MB at the largest size", r"^7\. peak RSS growth", r"peak RSS MB", ""),
 ]
 
 REPRODUCE = """## How to reproduce

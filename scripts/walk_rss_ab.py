@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Same-run A/B of two filer-sync binaries' peak RSS in a first-run walk.
 
-    python3 scripts/walk_rss_ab.py BIN_A BIN_B [BIG]
+    python3 scripts/walk_rss_ab.py BIN_A BIN_B [BIN_C ...] [BIG]
 
 One source cluster gets 10,000 files of 1 KiB in folders of 1,000 (as the
 `scale` workload); each binary walks it into a fresh target
@@ -51,9 +51,11 @@ def walk(binary, a, n):
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    big = int(args.pop()) if args and args[-1].isdigit() else 1_000_000
+    bins = args
+    if len(bins) < 2:
         sys.exit(__doc__)
-    bins, big = sys.argv[1:3], int(sys.argv[3]) if len(sys.argv) > 3 else 1_000_000
     a = Cluster()
     peaks = {}
     try:

@@ -300,14 +300,16 @@ impl Walk<'_> {
     /// an empty batch once a depth is done (the batches since the last one
     /// may be applied together). The folders of a depth are compared in
     /// parallel, and their differences reach `each` (on this thread)
-    /// through a short queue: a walk holds a few batches at a time, not a
-    /// depth's or a folder's differences.
+    /// through a queue of one: a walk holds a batch per folder listing
+    /// (`pool`'s threads), the one waiting and `each`'s, never a depth's
+    /// differences; a wide tree therefore holds no more than a tree of a
+    /// few folders.
     pub fn levels(&self, mut each: impl FnMut(Vec<Diff>) -> Result<()>) -> Result<()> {
         self.check_roots()?;
         let mut level = vec![String::new()];
         while !level.is_empty() {
             let next = std::sync::Mutex::new(Vec::new());
-            let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<Diff>>>(4);
+            let (tx, rx) = crossbeam_channel::bounded::<Result<Vec<Diff>>>(1);
             let mut failed = None;
             self.pool.in_place_scope(|s| {
                 for rel in &level {

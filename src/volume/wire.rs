@@ -214,7 +214,7 @@ enum Failure {
 fn exchange(s: &mut TcpStream, request: &[u8], limit: u64) -> Result<(Answer, bool), Failure> {
     s.write_all(request).map_err(Failure::Stale)?;
     let mut buf = Vec::with_capacity(8192);
-    let (head, end) = read_head(s, &mut buf)?;
+    let (head, end) = read_head(s, &mut buf, 0)?;
     let mut rest = buf.split_off(end);
     let framed = head.chunked || head.answer.length.is_some() || !head.has_body;
     let keep = head.keep_alive && framed;
@@ -250,35 +250,40 @@ fn pipelined(
 ) -> Result<(Vec<Answer>, bool), Failure> {
     s.write_all(requests).map_err(Failure::Stale)?;
     let mut out = Vec::with_capacity(n);
-    // What has been read past the answers taken so far.
+    // What has been read; the answers taken so far end at `at`. Each body
+    // is copied out at its own size: one read holds many answers, and a
+    // body that kept the read's buffer would hold all of them.
     let mut buf = Vec::with_capacity(16 * 1024);
+    let mut at = 0;
     while out.len() < n {
-        let (head, end) = match read_head(s, &mut buf) {
+        if at >= 32 * 1024 || at == buf.len() {
+            buf.drain(..at);
+            at = 0;
+        }
+        let (head, end) = match read_head(s, &mut buf, at) {
             Ok(h) => h,
             Err(e) if out.is_empty() => return Err(e),
             Err(_) => return Ok((out, false)),
         };
-        let mut rest = buf.split_off(end);
         let mut answer = head.answer;
+        at = end;
         if head.has_body {
             let Some(len) = answer.length.filter(|&l| !head.chunked && l <= limit) else {
                 return Ok((out, false));
             };
             let len = len as usize;
-            if fill_to(s, &mut rest, len).is_err() {
+            if fill_to(s, &mut buf, end + len).is_err() {
                 return Ok((out, false));
             }
-            buf = rest.split_off(len);
-            answer.body = rest;
-        } else {
-            buf = rest;
+            answer.body = buf[end..end + len].to_vec();
+            at = end + len;
         }
         out.push(answer);
         if !head.keep_alive {
             return Ok((out, false));
         }
     }
-    let at_next = buf.is_empty();
+    let at_next = at == buf.len();
     Ok((out, at_next))
 }
 
@@ -307,28 +312,29 @@ fn request(
     }
 }
 
-/// Reads until `buf` holds a whole answer head; what it says, and where
-/// its body starts in `buf`. A connection that ends (or fails) before any
-/// byte is `Failure::Stale`.
-fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(Head, usize), Failure> {
+/// Reads until `buf` holds a whole answer head from `from` on; what it
+/// says, and where its body starts in `buf`. A connection that ends (or
+/// fails) before any byte is `Failure::Stale`.
+fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> Result<(Head, usize), Failure> {
     let end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
+        if let Some(i) = find(&buf[from..], b"\r\n\r\n") {
+            break from + i + 4;
         }
-        if buf.len() > HEAD_MAX {
+        let none = buf.len() == from;
+        if buf.len() - from > HEAD_MAX {
             return Err(Failure::Io(bad("an answer head over 64 KiB")));
         }
         match fill(s, buf) {
-            Ok(0) if buf.is_empty() => return Err(Failure::Stale(closed())),
+            Ok(0) if none => return Err(Failure::Stale(closed())),
             Ok(0) => return Err(Failure::Io(closed())),
             Ok(_) => {}
-            Err(e) if buf.is_empty() && e.kind() != io::ErrorKind::WouldBlock => {
+            Err(e) if none && e.kind() != io::ErrorKind::WouldBlock => {
                 return Err(Failure::Stale(e))
             }
             Err(e) => return Err(Failure::Io(timed_out(e))),
         }
     };
-    let head = parse_head(&buf[..end]).map_err(Failure::Io)?;
+    let head = parse_head(&buf[from..end]).map_err(Failure::Io)?;
     Ok((head, end))
 }
 
@@ -684,6 +690,43 @@ mod tests {
         let next = w.send_all(&host, &gets, 10).unwrap();
         assert_eq!(got(next), [(200, b"four".to_vec())]);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn pipelined_answers_read_together_each_hold_only_their_own_bytes() {
+        // Ten answers of 1 KiB written at once: one read takes them all
+        // in, and each body must not keep that read's buffer (a thousand
+        // small chunks copied ahead would hold 16 KiB each).
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut b = [0u8; 4096];
+            while seen.windows(4).filter(|w| w == b"\r\n\r\n").count() < 10 {
+                let n = c.read(&mut b).unwrap();
+                seen.extend_from_slice(&b[..n]);
+            }
+            let mut all = Vec::new();
+            for i in 0..10u8 {
+                all.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n");
+                all.extend(std::iter::repeat_n(b'a' + i, 1024));
+            }
+            c.write_all(&all).unwrap();
+            let _ = c.read(&mut b);
+        });
+        let w = Wire::new(Duration::from_secs(5));
+        let gets: Vec<Request> = (0..10).map(|_| Request::get("/c", None)).collect();
+        let got = w.send_all(&host, &gets, 4096).unwrap();
+        assert_eq!(got.len(), 10);
+        for (i, a) in got.iter().enumerate() {
+            assert_eq!(a.body, vec![b'a' + i as u8; 1024]);
+            assert_eq!(
+                a.body.capacity(),
+                1024,
+                "answer {i} holds more than its body"
+            );
+        }
     }
 
     #[test]
