@@ -183,6 +183,38 @@ fn a_closed_stdout_ends_the_program_quietly() {
     }
 }
 
+/// The process starts itself again with glibc's per-thread caches off
+/// (they held a long walk's freed memory: src/main.rs), once, keeping its
+/// arguments and exit code; an operator's own GLIBC_TUNABLES is kept.
+#[test]
+fn glibcs_thread_caches_are_off_unless_the_operator_tuned_glibc() {
+    // No such state file: a usage error, after the logger is up.
+    let state = temp_state("tunables");
+    let run = |tunables: Option<&str>| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["status", "--state", &state, "--json"])
+            .env("RUST_LOG", "debug")
+            .env_remove("GLIBC_TUNABLES");
+        if let Some(t) = tunables {
+            cmd.env("GLIBC_TUNABLES", t);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err)
+    };
+    let off = "glibc's per-thread caches are off";
+    let (code, err) = run(None);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches(off).count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("state file {state} does not exist")),
+        "{err}"
+    );
+    let (code, err) = run(Some("glibc.malloc.arena_max=1"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains(off), "{err}");
+}
+
 /// `--log-format json`: every log line is one JSON object.
 #[test]
 fn json_logs_are_one_object_per_line() {
