@@ -133,10 +133,13 @@ fn no_thread_caches() {
 /// crept up with the number of files (a walk of 100,000 files: 58 MB
 /// against 43 MB at 10,000) while the live heap grew by 4 MB (heaptrack:
 /// more listing pages at once). With two arenas: 47 and 39 MB, at no
-/// measured cost in speed. An operator's MALLOC_ARENA_MAX still wins.
+/// measured cost in speed. An operator's MALLOC_ARENA_MAX or own
+/// GLIBC_TUNABLES (not the one `no_thread_caches` sets) still wins.
 fn few_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && std::env::var("GLIBC_TUNABLES").map_or(true, |t| t == NO_THREAD_CACHES)
+    {
         extern "C" {
             fn mallopt(param: i32, value: i32) -> i32;
         }
