@@ -350,6 +350,9 @@ pub fn copy_by_walk(
     let mut classes: BTreeMap<Class, u64> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut conflicts = Vec::new();
+    // A first run's batch whose chunks are copied ahead, applied by the
+    // next call (a last call with nothing applies it).
+    let mut staged = None;
     let mut repair = |level: Vec<(String, Diff)>| -> Result<()> {
         let mut work = Vec::new();
         for (rel, d) in level {
@@ -387,11 +390,19 @@ pub fn copy_by_walk(
             }
         }
         copied += work.len() as u64;
-        failed.extend(cmp.apply_all(work, &applied));
-        if settled.is_none() {
-            // A first run's walk; a rescan's runs beside the directions.
-            crate::util::trim_heap();
+        if settled.is_some() {
+            // A rescan's level is applied before the next is looked up.
+            failed.extend(cmp.apply_all(work, &applied));
+            return Ok(());
         }
+        // A first run's batch has its chunks copied while the one before it
+        // applies; an empty batch applies the last.
+        let before = staged.take();
+        let (next, done) = cmp.stage_while(work, || before.map(|b| cmp.apply_staged(b, &applied)));
+        failed.extend(done.into_iter().flatten());
+        staged = Some(next);
+        // A first run's walk; a rescan's runs beside the directions.
+        crate::util::trim_heap();
         Ok(())
     };
     // A rescan holds its differences, level by level, until they settle.
@@ -420,6 +431,9 @@ pub fn copy_by_walk(
             Ok(())
         }
     })?;
+    if settled.is_none() {
+        repair(Vec::new())?;
+    }
     if !held.iter().all(Vec::is_empty) {
         let ends = [&peers.a, &peers.b]
             .iter()

@@ -233,30 +233,63 @@ impl Compare<'_> {
         kept.into_iter().filter_map(Result::transpose).collect()
     }
 
-    /// Applies each action with its applier, in parallel (a level's paths
-    /// are independent: `Walk::levels` hands over folders before what is in
-    /// them). Returns what failed: (target path, error); `applied` hears of
-    /// the rest.
+    /// Applies each action with its applier, its small chunks copied ahead
+    /// first (`apply_staged`).
     pub fn apply_all(
         &self,
         work: Vec<(&Applier, Action)>,
         applied: &(dyn Fn(&Action) + Sync),
     ) -> Vec<(String, String)> {
+        let (staged, ()) = self.stage_while(work, || ());
+        self.apply_staged(staged, applied)
+    }
+
+    /// Copies ahead the small chunks `work` will copy (`Applier::copy_ahead`)
+    /// on the chunk pool while `during` runs on this thread: a walk applies
+    /// the batch before while the next one's chunks travel, as a sync's
+    /// windows do.
+    pub fn stage_while<'w, R: Send>(
+        &self,
+        work: Vec<(&'w Applier, Action)>,
+        during: impl FnOnce() -> R + Send,
+    ) -> (Staged<'w>, R) {
+        let mut appliers: Vec<&Applier> = work.iter().map(|(ap, _)| *ap).collect();
+        appliers.sort_by_key(|ap| *ap as *const Applier);
+        appliers.dedup_by(|x, y| std::ptr::eq(*x, *y));
+        let mut ahead = Vec::new();
+        let out = self.chunks.in_place_scope(|s| {
+            s.spawn(|_| {
+                ahead = appliers
+                    .iter()
+                    .map(|ap| {
+                        let for_it = work.iter().filter(|(x, _)| std::ptr::eq(*x, *ap));
+                        ap.copy_ahead(for_it.map(|(_, a)| a), &self.chunks)
+                    })
+                    .collect();
+            });
+            during()
+        });
+        (Staged { work, ahead }, out)
+    }
+
+    /// Applies each action of `staged` with its applier, in parallel (a
+    /// level's paths are independent: `Walk::levels` hands over folders
+    /// before what is in them). Returns what failed: (target path, error);
+    /// `applied` hears of the rest.
+    pub fn apply_staged(
+        &self,
+        staged: Staged,
+        applied: &(dyn Fn(&Action) + Sync),
+    ) -> Vec<(String, String)> {
+        let Staged {
+            work,
+            ahead: _ahead,
+        } = staged;
         let via = Transfer {
             pool: &self.chunks,
             deleted_too: true,
             park: false,
         };
-        let mut appliers: Vec<&Applier> = work.iter().map(|(ap, _)| *ap).collect();
-        appliers.sort_by_key(|ap| *ap as *const Applier);
-        appliers.dedup_by(|x, y| std::ptr::eq(*x, *y));
-        let _ahead: Vec<_> = appliers
-            .iter()
-            .map(|ap| {
-                let for_it = work.iter().filter(|(x, _)| std::ptr::eq(*x, *ap));
-                ap.copy_ahead(for_it.map(|(_, a)| a), &self.chunks)
-            })
-            .collect();
         let failed = |action: &Action, e: Error| Some((action.target(), e.to_string()));
         // Each creation is parked (`Transfer::park`): sent, and its answer
         // waited for once all are sent.
@@ -293,6 +326,14 @@ impl Compare<'_> {
         }
         out
     }
+}
+
+/// Repairs whose small chunks are copied ahead (`Compare::stage_while`),
+/// waiting for their turn to apply; dropped, what they copied ahead is
+/// freed.
+pub struct Staged<'w> {
+    work: Vec<(&'w Applier, Action)>,
+    ahead: Vec<crate::apply::Ahead<'w>>,
 }
 
 /// (side, its client) for the source, then for the target.
