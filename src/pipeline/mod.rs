@@ -377,6 +377,7 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
             let events = window.events();
             if !events.is_empty() {
                 let newest = events.last().map(|e| e.ts_ns).unwrap_or(since);
+                let oldest = events.first().map_or(newest, |e| e.ts_ns);
                 let last_event = events.last().map_or(0, Event::fingerprint);
                 f.stats
                     .in_flight
@@ -411,9 +412,11 @@ pub fn run(f: &Flow, observer: &dyn Observer) -> Result<Summary> {
                 });
                 next = read;
                 log::debug!(
-                    "{}: a window of {size} events took {:.1} ms",
+                    "{}: a window of {size} events took {:.1} ms; its oldest was logged {:.1} \
+                     ms before it began",
                     f.name,
-                    began.elapsed().as_secs_f64() * 1000.0
+                    began.elapsed().as_secs_f64() * 1000.0,
+                    (began_ns - oldest) as f64 / 1e6
                 );
                 f.stats.in_flight.store(0, Ordering::Relaxed);
                 let (mut commit, planned) = commit?;
