@@ -12,7 +12,7 @@
 //! failed event does, and the run goes on.
 
 use super::log_start::lost_since;
-use super::verify::{one_per_path, Compare};
+use super::verify::{one_per_path, Compare, Staged};
 use super::Peers;
 use crate::config::{Bootstrap, Side, SyncConfig};
 use crate::error::{Error, ErrorKind, Result};
@@ -398,6 +398,10 @@ pub fn copy_by_walk(
         // A first run's batch has its chunks copied while the one before it
         // applies; an empty batch applies the last.
         let before = staged.take();
+        let (n, m) = (work.len(), before.as_ref().map_or(0, Staged::len));
+        if n > 0 && m > 0 {
+            log::debug!("{why}: {n} differences copied ahead while the {m} before them applied");
+        }
         let (next, done) = cmp.stage_while(work, || before.map(|b| cmp.apply_staged(b, &applied)));
         failed.extend(done.into_iter().flatten());
         staged = Some(next);

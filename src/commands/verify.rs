@@ -336,6 +336,17 @@ pub struct Staged<'w> {
     ahead: Vec<crate::apply::Ahead<'w>>,
 }
 
+impl Staged<'_> {
+    /// How many actions wait.
+    pub fn len(&self) -> usize {
+        self.work.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.work.is_empty()
+    }
+}
+
 /// (side, its client) for the source, then for the target.
 type SidesOf<'a> = ((&'a Side, &'a FilerClient), (&'a Side, &'a FilerClient));
 

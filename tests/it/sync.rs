@@ -195,11 +195,13 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
     });
     let debug = [(
         "RUST_LOG",
-        "info,filer_sync::volume=debug,filer_sync::pipeline=debug",
+        "info,filer_sync::volume=debug,filer_sync::pipeline=debug,\
+         filer_sync::commands::bootstrap=debug",
     )];
     let b = Cluster::start();
     let c = Cluster::start();
     let d = Cluster::start();
+    let e = Cluster::start();
     // (target, flags, chunks read of those asked for, written): a replay
     // asks for both versions of again.bin and gets the live one; a walk
     // meets again.bin among the folders, too few chunks to copy ahead (one
@@ -218,11 +220,16 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
         "--batch-size",
         "100",
     ];
+    // A walk in batches of 100: each batch's chunks travel while the one
+    // before it applies.
+    let walk_small = ["--batch-size", "100"];
+    let mut staged_batches = Vec::new();
     for (to, how, read, wrote) in [
         (&b, &log[..], (601, 602), 601),
         (&c, &[][..], (600, 600), 600),
         (&b, &log[..], (601, 602), 601),
         (&d, &small[..], (601, 602), 601),
+        (&e, &walk_small[..], (600, 600), 600),
     ] {
         let state = temp_state("ahead");
         let (code, err) = once_env(&a, to, &state, how, &debug);
@@ -233,11 +240,21 @@ fn small_chunks_are_copied_ahead_for_a_batch() {
         assert_eq!(ahead(&err, "wrote"), (wrote, wrote), "{how:?}: {err}");
         let read_on = err.matches("while the window before them applied").count();
         assert_eq!(read_on > 0, how == small, "{how:?}: {err}");
+        // A walk's batches (a depth's, or --batch-size's worth) have their
+        // chunks copied while the one before applies: the folders' while
+        // /r's applies, the files' while the folders' do; in batches of 100,
+        // a folder's 200 files at a time.
+        let staged = err.matches("before them applied").count() - read_on;
+        let walked = how.first() != Some(&"--bootstrap");
+        staged_batches.push(staged);
+        assert_eq!(staged > 0, walked, "{how:?}: {err}");
     }
+    assert!(staged_batches[4] > staged_batches[1], "{staged_batches:?}");
     // volume.fsck leaves needles younger than a second alone.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(b.orphan_needles(), [], "copies left unused on B");
     assert_eq!(d.orphan_needles(), [], "copies left unused on D");
+    assert_eq!(e.orphan_needles(), [], "copies left unused on E");
 }
 
 #[test]
