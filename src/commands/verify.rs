@@ -331,19 +331,15 @@ impl Compare<'_> {
 /// Repairs whose small chunks are copied ahead (`Compare::stage_while`),
 /// waiting for their turn to apply; dropped, what they copied ahead is
 /// freed.
-pub struct Staged<'w> {
+pub(super) struct Staged<'w> {
     work: Vec<(&'w Applier, Action)>,
     ahead: Vec<crate::apply::Ahead<'w>>,
 }
 
 impl Staged<'_> {
     /// How many actions wait.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.work.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.work.is_empty()
     }
 }
 
